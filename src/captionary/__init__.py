@@ -1,0 +1,80 @@
+"""captionary: prepare image datasets for text-to-image fine-tuning.
+
+    from captionary import Load, FilterBySize, Resize, Save, Workspace
+
+    with Workspace("ws") as ws:
+        ws.run(Load("photos") >> FilterBySize(min_edge=512) >> Resize(max_edge=1024) >> Save("out"))
+"""
+
+from __future__ import annotations
+
+from captionary.core.item import Item
+from captionary.core.workspace import Workspace
+from captionary.errors import (
+    CaptionaryError,
+    ConfigError,
+    ItemError,
+    ParamError,
+    RegistryError,
+    RunAborted,
+    UnknownStepError,
+    WorkspaceError,
+)
+from captionary.executors.summary import RunSummary, StepStats
+from captionary.pipeline.function_step import step
+from captionary.pipeline.pipeline import Pipeline
+from captionary.pipeline.registry import STEPS
+from captionary.pipeline.step import (
+    BatchStep,
+    Filter,
+    GlobalStep,
+    ImageMap,
+    Map,
+    Outcome,
+    Sink,
+    Source,
+    Step,
+)
+from captionary.pipeline.yaml_loader import load_pipeline, parse_pipeline
+from captionary.sinks.save import Save
+from captionary.sources.folder import Load
+from captionary.steps.filters.size import FilterBySize
+from captionary.steps.select.take import Take
+from captionary.steps.transforms.resize import Resize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "STEPS",
+    "BatchStep",
+    "CaptionaryError",
+    "ConfigError",
+    "Filter",
+    "FilterBySize",
+    "GlobalStep",
+    "ImageMap",
+    "Item",
+    "ItemError",
+    "Load",
+    "Map",
+    "Outcome",
+    "ParamError",
+    "Pipeline",
+    "RegistryError",
+    "Resize",
+    "RunAborted",
+    "RunSummary",
+    "Save",
+    "Sink",
+    "Source",
+    "Step",
+    "StepStats",
+    "Take",
+    "UnknownStepError",
+    "Workspace",
+    "WorkspaceError",
+    "__version__",
+    "load_pipeline",
+    "parse_pipeline",
+    "step",
+]

@@ -1,0 +1,93 @@
+"""The workspace database: SQLite in WAL mode, schema kept by a list of migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from captionary.errors import WorkspaceError
+
+
+def _statements(db: sqlite3.Connection, script: str) -> None:
+    """Run `;`-separated statements inside the caller's transaction (executescript would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    _statements(
+        db,
+        """
+        -- one row per distinct original image, id = sha256 of its bytes = its blob name
+        CREATE TABLE items (
+            id TEXT PRIMARY KEY, width INTEGER, height INTEGER, format TEXT, mode TEXT,
+            nbytes INTEGER, added REAL
+        ) WITHOUT ROWID;
+        -- what a source read at a path, so an unchanged file is never read twice
+        CREATE TABLE source_files (
+            path TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, item TEXT, name TEXT, props TEXT,
+            error TEXT
+        ) WITHOUT ROWID;
+        -- the per-image cache, one row per (step config, input fingerprint)
+        CREATE TABLE results (
+            key BLOB PRIMARY KEY, step TEXT NOT NULL, item TEXT, props TEXT, image TEXT,
+            dropped TEXT, created REAL
+        ) WITHOUT ROWID;
+        CREATE INDEX results_item ON results(item);
+        -- the files a sink wrote, so it rewrites only what changed and deletes only its own files
+        CREATE TABLE outputs (
+            sink TEXT NOT NULL, path TEXT NOT NULL, item TEXT, digest TEXT, size INTEGER, mtime_ns INTEGER,
+            PRIMARY KEY (sink, path)
+        ) WITHOUT ROWID;
+        -- each item's state after the latest run that reached it (for notebooks, review, loader)
+        CREATE TABLE item_state (
+            item TEXT PRIMARY KEY, image TEXT, source TEXT, name TEXT, props TEXT,
+            dropped_by TEXT, reason TEXT, run INTEGER
+        ) WITHOUT ROWID;
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY, started REAL, finished REAL, status TEXT, pipeline TEXT,
+            executor TEXT
+        );
+        CREATE TABLE run_steps (
+            run INTEGER, idx INTEGER, name TEXT, n_in INTEGER, n_out INTEGER, computed INTEGER,
+            cached INTEGER, dropped INTEGER, failed INTEGER, PRIMARY KEY (run, idx)
+        );
+        CREATE TABLE errors (run INTEGER, item TEXT, step TEXT, reason TEXT, source TEXT);
+        CREATE INDEX errors_run ON errors(run);
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+"""Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+    else:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=30000")
+    return db
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise WorkspaceError(
+            f"workspace schema version {version} is newer than this captionary knows "
+            f"({len(MIGRATIONS)}); upgrade captionary"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[number](db)
+            db.execute(f"PRAGMA user_version={number + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise

@@ -1,0 +1,52 @@
+"""Content hashes (blob names, item ids) and cache keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+def hash_bytes(data: bytes) -> str:
+    """The content hash used for blob names and item ids (sha256, hex)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal values give equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_encode_extra)
+
+
+def _encode_extra(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def step_prefix(name: str, version: int | str, params: dict[str, Any], model: str | None) -> bytes:
+    """The part of a cache key fixed for one configured step: name, version, params, model."""
+    return hashlib.blake2b(
+        canonical_json([name, str(version), params, model]).encode(), digest_size=16
+    ).digest()
+
+
+def cache_key(prefix: bytes, fingerprint: str, reads: str = "") -> bytes:
+    """Key of one step result: the step's prefix plus the input fingerprint (image hash + read values)."""
+    h = hashlib.blake2b(prefix, digest_size=16)
+    h.update(fingerprint.encode())
+    if reads:
+        h.update(reads.encode())
+    return h.digest()

@@ -1,0 +1,59 @@
+"""Reading image headers and checking that image bytes decode (Pillow, imported lazily)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+EXIF_ORIENTATION = 0x0112
+_TRANSPOSED = {5, 6, 7, 8}  # orientations that swap width and height
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    width: int  # upright, after EXIF orientation
+    height: int
+    format: str
+    mode: str
+
+
+def probe(data: bytes, *, verify: bool = True) -> ImageInfo:
+    """Header facts of an image; with `verify`, decode it once (JPEGs at 1/8 scale) to catch corruption.
+
+    Raises ValueError with a reason a person can act on.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ValueError("empty file (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ValueError("not an image Pillow can read (unknown or corrupt header)") from None
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"refused as a decompression bomb: {exc}") from None
+    width, height = image.size
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation in _TRANSPOSED:
+        width, height = height, width
+    info = ImageInfo(width, height, image.format or "", image.mode)
+    if verify:
+        try:
+            if image.format == "JPEG":
+                image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+        except Exception as exc:
+            raise ValueError(f"corrupt or truncated image data: {exc}") from None
+    return info
+
+
+FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+                     "TIFF": ".tif"}
+
+
+def readable_extensions() -> frozenset[str]:
+    """File extensions of every format Pillow can open."""
+    from PIL import Image
+
+    Image.init()
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)

@@ -1,0 +1,180 @@
+"""Workspace: a folder with `captionary.db` (SQLite, WAL) and `objects/` (the blob store)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from captionary.core.blobstore import BlobStore
+from captionary.core.db import connect, migrate
+from captionary.core.item import Item
+from captionary.errors import WorkspaceError
+
+if TYPE_CHECKING:
+    from captionary.executors.summary import RunSummary
+    from captionary.pipeline.pipeline import Pipeline
+
+DB_NAME = "captionary.db"
+
+
+@dataclass
+class GcReport:
+    removed: int
+    freed_bytes: int
+    kept: int
+
+
+class Workspace:
+    """Holds the cache, the human decisions and the run log of one dataset.
+
+        with Workspace("dogs") as ws:
+            ws.run(Load("photos") >> FilterBySize(min_edge=512) >> Save("out"))
+            for item in ws.items():
+                print(item.name, item.get("caption"))
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise WorkspaceError(f"{self.path} exists and is not a folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.path / DB_NAME
+        self.blobs = BlobStore(self.path / "objects")
+        try:
+            self.db = connect(self.db_path)
+            migrate(self.db)
+        except Exception as exc:
+            if isinstance(exc, WorkspaceError):
+                raise
+            raise WorkspaceError(f"cannot open workspace database {self.db_path}: {exc}") from exc
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def reader(self) -> sqlite3.Connection:
+        """A new read-only connection (one per thread or process)."""
+        return connect(self.db_path, readonly=True)
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """All rows of one query, on a fresh read-only connection (safe from any thread)."""
+        db = self.reader()
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    # --- running -------------------------------------------------------------------------------
+    def run(self, pipeline: Pipeline, executor: str = "local", **options: Any) -> RunSummary:
+        """Run a pipeline; options go to the executor (`max_errors`, `workers`, `progress`, ...)."""
+        from captionary.executors import get_executor
+
+        return get_executor(executor, **options).run(self, pipeline)
+
+    @contextlib.contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """Only one run at a time per workspace."""
+        lock_path = self.path / ".lock"
+        with open(lock_path, "a+") as handle:
+            try:
+                import fcntl
+            except ImportError:  # Windows: no advisory lock
+                yield
+                return
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WorkspaceError(f"another run is using workspace {self.path}") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # --- reading back ------------------------------------------------------------------------------
+    def items(self, *, include_dropped: bool = False) -> Iterator[Item]:
+        """Items with their properties as the latest run left them (dropped ones on request).
+
+        A dropped item has `dropped_by` and `drop_reason` properties.
+        """
+        sql = "SELECT item, image, source, name, props, dropped_by, reason FROM item_state"
+        if not include_dropped:
+            sql += " WHERE dropped_by IS NULL"
+        for item_id, image, source, name, props, dropped_by, reason in self.db.execute(sql + " ORDER BY name"):
+            values = json.loads(props) if props else {}
+            if dropped_by is not None:
+                values = {**values, "dropped_by": dropped_by, "drop_reason": reason}
+            yield Item(item_id, image, values, source, name, self.blobs)
+
+    def __len__(self) -> int:
+        (count,) = self.db.execute("SELECT count(*) FROM item_state WHERE dropped_by IS NULL").fetchone()
+        return count
+
+    def last_run(self) -> dict[str, Any] | None:
+        """The latest run's per-step counts and errors (what `captionary status --json` prints)."""
+        row = self.db.execute(
+            "SELECT id, started, finished, status FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        run_id, started, finished, status = row
+        steps = [
+            {"name": n, "in": i, "out": o, "computed": c, "cached": k, "dropped": d, "failed": f}
+            for n, i, o, c, k, d, f in self.db.execute(
+                "SELECT name, n_in, n_out, computed, cached, dropped, failed FROM run_steps "
+                "WHERE run = ? ORDER BY idx",
+                (run_id,),
+            )
+        ]
+        errors = [
+            {"item": i, "step": s, "reason": r, "source": src}
+            for i, s, r, src in self.db.execute(
+                "SELECT item, step, reason, source FROM errors WHERE run = ? ORDER BY rowid", (run_id,)
+            )
+        ]
+        return {
+            "run": run_id,
+            "status": status,
+            "started": started,
+            "finished": finished,
+            "steps": steps,
+            "errors": errors,
+        }
+
+    # --- housekeeping ------------------------------------------------------------------------------
+    def referenced_blobs(self) -> set[str]:
+        referenced: set[str] = set()
+        for sql in (
+            "SELECT id FROM items",
+            "SELECT image FROM results WHERE image IS NOT NULL",
+            "SELECT image FROM item_state WHERE image IS NOT NULL",
+        ):
+            referenced.update(row[0] for row in self.db.execute(sql))
+        return referenced
+
+    def gc(self) -> GcReport:
+        """Delete blobs that no database row refers to."""
+        with self.run_lock():
+            referenced = self.referenced_blobs()
+            removed = freed = kept = 0
+            for digest in list(self.blobs.digests()):
+                if digest in referenced:
+                    kept += 1
+                    continue
+                freed += self.blobs.delete(digest)
+                removed += 1
+            self.blobs.clear_tmp()
+            return GcReport(removed, freed, kept)
+
+    def __repr__(self) -> str:
+        return f"Workspace({os.fspath(self.path)!r})"

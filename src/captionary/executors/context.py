@@ -1,0 +1,155 @@
+"""RunContext: what every stage of one run shares (workspace, writer, counters, errors, stop flag)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from captionary.core.hashing import canonical_json
+from captionary.executors.summary import StepStats
+
+if TYPE_CHECKING:
+    from captionary.core.item import Item
+    from captionary.core.workspace import Workspace
+    from captionary.core.writer import DbWriter
+
+UPSERT_STATE = "INSERT OR REPLACE INTO item_state VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?)"
+
+
+class Stopped(Exception):
+    """Raised inside a stage when the run is stopping (Ctrl-C, too many errors, a crash elsewhere)."""
+
+
+class RunContext:
+    def __init__(
+        self,
+        ws: Workspace,
+        run_id: int,
+        writer: DbWriter,
+        stats: list[StepStats],
+        max_errors: int | None,
+    ):
+        self.ws = ws
+        self.run_id = run_id
+        self.writer = writer
+        self.stats = stats
+        self.max_errors = max_errors
+        self.errors: list[dict] = []
+        self.stop = threading.Event()
+        self.abort_reason: str | None = None
+        self.crash: BaseException | None = None
+        self._lock = threading.Lock()
+        self._previous = {
+            row[0]: row[1:]
+            for row in ws.query(
+                "SELECT item, image, source, name, props, dropped_by, reason FROM item_state"
+            )
+        }
+
+    # --- outcomes of items ------------------------------------------------------------------------
+    def fail(self, step_index: int, item: Item | None, reason: str, source: str | None = None) -> None:
+        """Record one item's failure in one step; stop the run past `max_errors`."""
+        name = self.stats[step_index].name
+        item_id = item.id if item is not None else None
+        source = source or (item.source if item is not None else None)
+        with self._lock:
+            self.stats[step_index].failed += 1
+            self.errors.append({"item": item_id, "step": name, "reason": reason, "source": source})
+            too_many = self.max_errors is not None and len(self.errors) > self.max_errors
+        self.writer.write(INSERT_ERROR, (self.run_id, item_id, name, reason, source))
+        if too_many and not self.stop.is_set():
+            self.abort(f"more than {self.max_errors} errors (--max-errors {self.max_errors})")
+
+    def drop(self, step_index: int, item: Item, reason: str) -> None:
+        self._remember(item, self.stats[step_index].name, reason)
+
+    def finish(self, item: Item) -> None:
+        """An item reached the end of the pipeline."""
+        self._remember(item, None, None)
+
+    def _remember(self, item: Item, dropped_by: str | None, reason: str | None) -> None:
+        state = (item.image_hash, item.source, item.name, canonical_json(item.props), dropped_by, reason)
+        if self._previous.get(item.id) != state:
+            self._previous[item.id] = state
+            self.writer.write(UPSERT_STATE, (item.id, *state, self.run_id))
+
+    # --- stopping ------------------------------------------------------------------------------------
+    def abort(self, reason: str) -> None:
+        if self.abort_reason is None:
+            self.abort_reason = reason
+        self.stop.set()
+
+    def crashed(self, exc: BaseException) -> None:
+        if self.crash is None:
+            self.crash = exc
+        self.abort(f"internal error: {type(exc).__name__}: {exc}")
+
+    def check(self) -> None:
+        if self.stop.is_set():
+            raise Stopped
+
+
+_END = object()
+
+
+class Channel:
+    """A bounded queue of item chunks between two stages; iterating ends at `close()` or a stop."""
+
+    def __init__(self, ctx: RunContext, maxsize: int = 4):
+        self.ctx = ctx
+        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
+
+    def put(self, chunk: list[Item]) -> None:
+        if not chunk:
+            return
+        while True:
+            self.ctx.check()
+            try:
+                self.queue.put(chunk, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        while not self.ctx.stop.is_set():
+            try:
+                self.queue.put(_END, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, timeout: float | None = None) -> list[Item] | None:
+        """The next chunk; [] if none arrived within `timeout`; None once closed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.ctx.check()
+            wait = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
+            try:
+                chunk = self.queue.get(timeout=wait)
+            except queue.Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return []
+                continue
+            return None if chunk is _END else chunk
+
+    def __iter__(self) -> Iterator[list[Item]]:
+        while (chunk := self.get()) is not None:
+            yield chunk
+
+
+class Collector:
+    """The last stage's outbox: every item that reaches it has finished the pipeline."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def put(self, chunk: list[Item]) -> None:
+        for item in chunk:
+            self.ctx.finish(item)
+
+    def close(self) -> None:
+        pass

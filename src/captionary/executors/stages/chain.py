@@ -1,0 +1,125 @@
+"""Chain stage: consecutive map/filter steps. Cache hits are resolved in bulk here; misses run
+inline (light steps) or in the process pool (steps marked `parallel`), a chain per task."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+
+from captionary.core.cache import INSERT_RESULT, apply, item_key, lookup, lookup_one, result_row
+from captionary.core.item import Item
+from captionary.executors.context import Channel, Collector, RunContext
+from captionary.executors.worker import Event, advance, run_task
+from captionary.pipeline.step import PerItemStep
+
+TASK_SIZE = 4
+"""Items per pool task: enough to amortise IPC, few enough to spread work over the workers."""
+
+
+class ChainStage:
+    def __init__(
+        self,
+        ctx: RunContext,
+        indices: list[int],
+        steps: list[PerItemStep],
+        chain_id: int,
+        pool: Callable[[], Executor] | None,
+    ):
+        self.ctx = ctx
+        self.indices = indices
+        self.steps = steps
+        self.chain_id = chain_id
+        self.pool = pool  # None: run misses inline in this thread
+        self.db = ctx.ws.reader()
+        self.max_inflight = 4 * (getattr(pool, "workers", 2) if pool else 1)
+
+    def run(self, inbox: Channel, outbox: Channel | Collector) -> None:
+        pending: deque[Future] = deque()
+        while (chunk := inbox.get(timeout=0.05 if pending else None)) is not None:
+            if chunk:
+                ready, misses = self.resolve(chunk)
+                outbox.put(ready)
+                for start in range(0, len(misses), TASK_SIZE):
+                    batch = misses[start : start + TASK_SIZE]
+                    if self.pool is None:
+                        outbox.put(self.absorb(self.run_inline(batch)))
+                        continue
+                    pending.append(self.pool().submit(run_task, self.chain_id, batch))
+                    while len(pending) > self.max_inflight:
+                        outbox.put(self.absorb(pending.popleft().result()))
+            while pending and pending[0].done():
+                outbox.put(self.absorb(pending.popleft().result()))
+        while pending:
+            outbox.put(self.absorb(pending.popleft().result()))
+        outbox.close()
+
+    def resolve(self, chunk: list[Item]) -> tuple[list[Item], list[tuple[Item, int]]]:
+        """Walk the chain on cached outcomes; return items done and (item, first missing step)."""
+        active = chunk
+        misses: list[tuple[Item, int]] = []
+        for position, step in enumerate(self.steps):
+            if not active:
+                break
+            index = self.indices[position]
+            stats = self.ctx.stats[index]
+            keys = [item_key(step, item) for item in active]
+            found = lookup(self.db, keys)
+            survivors = []
+            for item, key in zip(active, keys):
+                outcome = found.get(key)
+                if outcome is None:
+                    misses.append((item, position))
+                    continue
+                stats.n_in += 1
+                stats.cached += 1
+                if outcome.dropped is not None:
+                    stats.dropped += 1
+                    self.ctx.drop(index, item, outcome.dropped)
+                    continue
+                stats.n_out += 1
+                survivors.append(apply(item, outcome))
+            active = survivors
+        return active, misses
+
+    def run_inline(self, batch: list[tuple[Item, int]]) -> list[tuple[Item, list[Event]]]:
+        return [
+            advance(self.steps, item, start, self.ctx.ws.blobs, lambda key: lookup_one(self.db, key))
+            for item, start in batch
+        ]
+
+    def absorb(self, results: list[tuple[Item, list[Event]]]) -> list[Item]:
+        """Count, record and commit what the steps did; return the items that went through."""
+        kept = []
+        rows = []
+        for item, events in results:
+            item.attach(self.ctx.ws.blobs)
+            passed = True
+            for position, key, outcome, error, cached in events:
+                index = self.indices[position]
+                stats = self.ctx.stats[index]
+                stats.n_in += 1
+                if error is not None:
+                    self.ctx.fail(index, item, error)
+                    passed = False
+                    break
+                if cached:
+                    stats.cached += 1
+                else:
+                    try:
+                        rows.append(result_row(key, self.steps[position], item, outcome))
+                    except (TypeError, ValueError) as exc:
+                        self.ctx.fail(index, item, f"result is not JSON-serialisable: {exc}")
+                        passed = False
+                        break
+                    stats.computed += 1
+                if outcome.dropped is not None:
+                    stats.dropped += 1
+                    self.ctx.drop(index, item, outcome.dropped)
+                    passed = False
+                    break
+                stats.n_out += 1
+            if passed:
+                kept.append(item)
+        self.ctx.writer.write_many(INSERT_RESULT, rows)
+        return kept

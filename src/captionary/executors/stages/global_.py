@@ -1,0 +1,70 @@
+"""Global stage: waits for every item, then runs the step once over all of them (cached as one row)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from captionary.core.cache import INSERT_RESULT, apply, item_key, lookup_one
+from captionary.core.hashing import cache_key, canonical_json
+from captionary.core.item import Item
+from captionary.executors.context import Channel, Collector, RunContext
+from captionary.executors.worker import describe_error
+from captionary.pipeline.step import GlobalStep, Outcome
+
+
+class GlobalStage:
+    def __init__(self, ctx: RunContext, index: int, step: GlobalStep, chunk_size: int):
+        self.ctx = ctx
+        self.index = index
+        self.step = step
+        self.stats = ctx.stats[index]
+        self.chunk_size = chunk_size
+
+    def run(self, inbox: Channel, outbox: Channel | Collector) -> None:
+        items = [item for chunk in inbox for item in chunk]
+        items.sort(key=lambda item: (item.source or "", item.id))
+        self.stats.n_in = len(items)
+        outcomes = self.outcomes(items)
+        if outcomes is None:  # the step failed; every item was recorded as failed
+            outbox.close()
+            return
+        ready: list[Item] = []
+        for item in items:
+            outcome = outcomes[item.id]
+            if outcome.dropped is not None:
+                self.stats.dropped += 1
+                self.ctx.drop(self.index, item, outcome.dropped)
+                continue
+            self.stats.n_out += 1
+            ready.append(apply(item, outcome))
+            if len(ready) >= self.chunk_size:
+                outbox.put(ready)
+                ready = []
+        outbox.put(ready)
+        outbox.close()
+
+    def outcomes(self, items: list[Item]) -> dict[str, Outcome] | None:
+        key = cache_key(self.step.prefix, "".join(item_key(self.step, item).hex() for item in items))
+        db = self.ctx.ws.reader()
+        try:
+            cached = lookup_one(db, key)
+        finally:
+            db.close()
+        if cached is not None:
+            self.stats.cached = len(items)
+            return {i: Outcome(*value) for i, value in (cached.props or {}).items()}
+        try:
+            computed = list(self.step.apply_all(items))
+            if len(computed) != len(items):
+                raise ValueError(f"apply_all returned {len(computed)} outcomes for {len(items)} items")
+            table = {item.id: [o.props, o.image, o.dropped] for item, o in zip(items, computed)}
+            props = canonical_json(table)
+        except Exception as exc:
+            reason = describe_error(exc)
+            for item in items:
+                self.ctx.fail(self.index, item, reason)
+            return None
+        self.stats.computed = len(items)
+        self.ctx.writer.write(INSERT_RESULT, (key, self.step.name, None, props, None, None, time.time()))
+        return {i: Outcome(*value) for i, value in json.loads(props).items()}

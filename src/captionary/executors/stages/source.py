@@ -1,0 +1,52 @@
+"""Source stage: turns a source's records into chunks of items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from captionary.core.item import Item
+from captionary.executors.context import Channel, RunContext
+from captionary.pipeline.step import Source
+
+
+@dataclass(slots=True)
+class Ingested:
+    """One record a source produced: an item (new or known), a drop, or an error."""
+
+    source: str
+    item: Item | None = None
+    cached: bool = False
+    dropped: str | None = None
+    error: str | None = None
+
+
+class SourceStage:
+    def __init__(self, ctx: RunContext, index: int, step: Source, chunk_size: int):
+        self.ctx = ctx
+        self.index = index
+        self.step = step
+        self.chunk_size = chunk_size
+
+    def run(self, inbox: None, outbox: Channel) -> None:
+        stats = self.ctx.stats[self.index]
+        chunk: list[Item] = []
+        for record in self.step.scan(self.ctx):
+            self.ctx.check()
+            stats.n_in += 1
+            if record.error is not None:
+                self.ctx.fail(self.index, record.item, record.error, record.source)
+                continue
+            if record.dropped is not None:
+                stats.dropped += 1
+                continue
+            if record.cached:
+                stats.cached += 1
+            else:
+                stats.computed += 1
+            stats.n_out += 1
+            chunk.append(record.item)
+            if len(chunk) >= self.chunk_size:
+                outbox.put(chunk)
+                chunk = []
+        outbox.put(chunk)
+        outbox.close()

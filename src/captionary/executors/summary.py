@@ -1,0 +1,60 @@
+"""Per-step counters of a run and the run's summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StepStats:
+    """Counts for one step. in = computed + cached + failed; out = in - dropped - failed."""
+
+    name: str
+    kind: str = ""
+    n_in: int = 0
+    n_out: int = 0
+    computed: int = 0
+    cached: int = 0
+    dropped: int = 0
+    failed: int = 0
+    done: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": self.n_in,
+            "out": self.n_out,
+            "computed": self.computed,
+            "cached": self.cached,
+            "dropped": self.dropped,
+            "failed": self.failed,
+        }
+
+
+@dataclass
+class RunSummary:
+    run_id: int
+    status: str
+    seconds: float
+    steps: list[StepStats]
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def step(self, name: str) -> StepStats:
+        for stats in self.steps:
+            if stats.name == name:
+                return stats
+        raise KeyError(f"no step {name!r} in this run (steps: {', '.join(s.name for s in self.steps)})")
+
+    @property
+    def computed(self) -> int:
+        return sum(s.computed for s in self.steps)
+
+    def table(self) -> str:
+        header = f"{'step':<24}{'in':>8}{'out':>8}{'computed':>10}{'cached':>8}{'dropped':>9}{'failed':>8}"
+        lines = [header]
+        for s in self.steps:
+            lines.append(
+                f"{s.name:<24}{s.n_in:>8}{s.n_out:>8}{s.computed:>10}{s.cached:>8}{s.dropped:>9}{s.failed:>8}"
+            )
+        return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""Per-item work: run a chain of map/filter steps on one item, in this process or a pool worker.
+
+Inside a chain the decoded image stays in memory from step to step (pixels are decoded once per
+chain); processes exchange items (ids, blob hashes, properties), never pixels.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from captionary.core.blobstore import BlobStore
+from captionary.core.cache import apply, item_key, lookup_one
+from captionary.core.db import connect
+from captionary.core.item import Item
+from captionary.errors import ItemError
+from captionary.pipeline.step import Outcome, PerItemStep
+
+Event = tuple[int, bytes, Outcome | None, str | None, bool]
+"""(position in chain, cache key, outcome, error reason, came from cache)"""
+
+
+def advance(
+    steps: Sequence[PerItemStep],
+    item: Item,
+    start: int,
+    store: BlobStore,
+    cached: Callable[[bytes], Outcome | None],
+) -> tuple[Item, list[Event]]:
+    """Run `steps[start:]` on `item` (step `start` is a known cache miss); stop at a drop or error."""
+    events: list[Event] = []
+    for position in range(start, len(steps)):
+        step = steps[position]
+        key = item_key(step, item)
+        if position > start and (hit := cached(key)) is not None:
+            events.append((position, key, hit, None, True))
+            if hit.dropped is not None:
+                break
+            item = apply(item, hit)
+            continue
+        try:
+            outcome = step.compute(item, store)
+        except Exception as exc:
+            events.append((position, key, None, describe_error(exc), False))
+            break
+        events.append((position, key, outcome, None, False))
+        if outcome.dropped is not None:
+            break
+        item = apply(item, outcome)
+    return item, events
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ItemError):
+        return str(exc)
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+# --- process pool side -------------------------------------------------------------------------
+_worker: dict = {}
+
+
+def init_worker(objects: Path, db_path: Path, chains: list[list[PerItemStep]]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
+    _worker["store"] = BlobStore(objects)
+    _worker["db"] = connect(db_path, readonly=True)
+    _worker["chains"] = chains
+
+
+def run_task(chain: int, batch: list[tuple[Item, int]]) -> list[tuple[Item, list[Event]]]:
+    store: BlobStore = _worker["store"]
+    db: sqlite3.Connection = _worker["db"]
+    steps = _worker["chains"][chain]
+    out = []
+    for item, start in batch:
+        item.attach(store)
+        done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key))
+        out.append((done, events))
+    return out

@@ -1,0 +1,280 @@
+"""Step base classes, one per kind. A step subclasses one and implements one method.
+
+Parameters are class annotations (the class becomes a dataclass); they are type-checked when the
+step is built, so a bad pipeline fails before any work. Class attributes declare the rest:
+
+    name          registry name (snake_case); a class that sets it is registered
+    version       bump when the step's output changes for the same input
+    reads         properties the step reads (part of the input fingerprint)
+    writes        properties the step may write (checked)
+    reads_image   False for steps that never look at pixels (their cache ignores the image)
+    parallel      True for CPU-heavy per-item work, run in the process pool
+    cache_exclude parameters that do not change results (batch size, workers, ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import typing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from captionary.core.hashing import canonical_json, step_prefix
+from captionary.errors import ItemError, ParamError
+from captionary.pipeline.params import check, type_name
+from captionary.pipeline.registry import STEPS
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from captionary.core.blobstore import BlobStore
+    from captionary.core.item import Item
+    from captionary.pipeline.pipeline import Pipeline
+
+KINDS = ("source", "map", "filter", "batch", "global", "sink")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one step did to one item: property updates, a new image blob, or a drop reason."""
+
+    props: dict[str, Any] | None = None
+    image: str | None = None
+    dropped: str | None = None
+
+
+class Step:
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    version: ClassVar[int | str] = 1
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    reads_image: ClassVar[bool] = True
+    parallel: ClassVar[bool] = False
+    cache_exclude: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(cls, eq=False, repr=False)
+        if "name" in cls.__dict__ and cls.name:
+            STEPS.add(cls)
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            where = f"{self.name}.{field.name}"
+            setattr(self, field.name, check(value, hints[field.name], where, param=field.name))
+        self.validate()
+
+    # --- hooks -------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Cross-parameter checks; raise ParamError. Runs when the step is built."""
+
+    def model_id(self) -> str | None:
+        """Model id and revision, for steps that run a model (part of the cache key)."""
+        return None
+
+    # --- composition and description -----------------------------------------------------------
+    def __rshift__(self, other: Step | type[Step] | Pipeline) -> Pipeline:
+        from captionary.pipeline.pipeline import Pipeline
+
+        return Pipeline([self]) >> other
+
+    @classmethod
+    def param_fields(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls))
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def cache_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.params.items() if k not in self.cache_exclude}
+
+    @property
+    def prefix(self) -> bytes:
+        """The fixed part of this step's cache keys (computed once)."""
+        try:
+            return self.__dict__["_prefix"]
+        except KeyError:
+            prefix = step_prefix(self.name, self.version, self.cache_params, self.model_id())
+            self.__dict__["_prefix"] = prefix
+            return prefix
+
+    def describe(self) -> dict[str, Any]:
+        return {"step": self.name, **{k: _plain(v) for k, v in self.params.items()}}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    @classmethod
+    def summary(cls) -> str:
+        doc = (cls.__doc__ or "").strip().splitlines()
+        return doc[0] if doc else ""
+
+    @classmethod
+    def signature(cls) -> list[str]:
+        hints = typing.get_type_hints(cls)
+        out = []
+        for field in dataclasses.fields(cls):
+            text = f"{field.name}: {type_name(hints[field.name])}"
+            if field.default is not dataclasses.MISSING:
+                text += f" = {field.default!r}"
+            elif field.default_factory is not dataclasses.MISSING:
+                text += f" = {field.default_factory()!r}"
+            out.append(text)
+        return out
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(canonical_json(value)) if not isinstance(value, (str, int, float, bool)) else value
+
+
+class PerItemStep(Step):
+    """Map and filter steps: one item in, one outcome out."""
+
+    def compute(self, item: Item, store: BlobStore) -> Outcome:
+        raise NotImplementedError
+
+
+class Map(PerItemStep):
+    """Writes properties. Implement `apply(item) -> dict` of updates (or None for no change)."""
+
+    kind: ClassVar[str] = "map"
+
+    def apply(self, item: Item) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def compute(self, item: Item, store: BlobStore) -> Outcome:
+        return Outcome(props=checked_updates(self, self.apply(item)))
+
+
+class ImageMap(PerItemStep):
+    """Changes pixels. Implement `transform(image, item) -> Image` (return `image` itself for no change).
+
+    The new image is stored losslessly (PNG) and `width`/`height` are updated.
+    """
+
+    kind: ClassVar[str] = "map"
+    parallel: ClassVar[bool] = True
+    writes: ClassVar[tuple[str, ...]] = ("width", "height")
+
+    def transform(self, image: Image, item: Item) -> Image:
+        raise NotImplementedError
+
+    def compute(self, item: Item, store: BlobStore) -> Outcome:
+        before = item.image
+        after = self.transform(before, item)
+        if after is before:
+            return Outcome()
+        buffer = io.BytesIO()
+        after.save(buffer, format="PNG", compress_level=1)
+        digest = store.put(buffer.getvalue())
+        return Outcome(props={"width": after.width, "height": after.height}, image=digest)
+
+
+class Filter(PerItemStep):
+    """Keeps or drops. Implement `drop_reason(item) -> str | None` (None keeps the item)."""
+
+    kind: ClassVar[str] = "filter"
+    writes: ClassVar[tuple[str, ...]] = ()
+
+    def drop_reason(self, item: Item) -> str | None:
+        raise NotImplementedError
+
+    def compute(self, item: Item, store: BlobStore) -> Outcome:
+        return Outcome(dropped=self.drop_reason(item))
+
+
+class BatchStep(Step):
+    """Model inference. Implement `apply_batch(items) -> list[dict]` (one update dict per item).
+
+    Subclasses usually declare a `batch_size: int` parameter. A batch that raises is retried item by
+    item, so one bad image fails alone.
+    """
+
+    kind: ClassVar[str] = "batch"
+    cache_exclude: ClassVar[tuple[str, ...]] = ("batch_size",)
+
+    @property
+    def size_of_batch(self) -> int:
+        return int(getattr(self, "batch_size", 8))
+
+    def setup(self) -> None:
+        """Load the model. Called once, in the stage's thread, before the first batch."""
+
+    def teardown(self) -> None:
+        """Release the model. Called when the step has seen its last item."""
+
+    def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
+        raise NotImplementedError
+
+    def compute_batch(self, items: Sequence[Item]) -> list[Outcome]:
+        updates = self.apply_batch(items)
+        if len(updates) != len(items):
+            raise ItemError(f"{self.name} returned {len(updates)} results for {len(items)} items")
+        return [Outcome(props=checked_updates(self, u)) for u in updates]
+
+
+class GlobalStep(Step):
+    """Needs every item at once (dedup, take, rank). Implement `apply_all(items) -> list[Outcome]`.
+
+    Items arrive sorted by (source, id) so the result does not depend on arrival order.
+    """
+
+    kind: ClassVar[str] = "global"
+
+    def apply_all(self, items: Sequence[Item]) -> list[Outcome]:
+        raise NotImplementedError
+
+
+class Source(Step):
+    """Produces items. Implement `scan(ctx)`, yielding `Ingested` records."""
+
+    kind: ClassVar[str] = "source"
+
+    def scan(self, ctx: Any) -> Iterator[Any]:
+        raise NotImplementedError
+
+
+class Sink(Step):
+    """Writes items out. Implement `open(ctx)`, `write(items) -> list[bool]` (True: file written,
+    False: unchanged), and `close(complete)`. Items pass through a sink unchanged."""
+
+    kind: ClassVar[str] = "sink"
+
+    def open(self, ctx: Any) -> None:
+        pass
+
+    def write(self, items: Sequence[Item]) -> list[bool]:
+        raise NotImplementedError
+
+    def close(self, complete: bool) -> None:
+        pass
+
+
+def checked_updates(step: Step, updates: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Refuse properties a step did not declare in `writes` (they would escape cache tracking)."""
+    if not updates:
+        return None
+    if not isinstance(updates, dict):
+        raise ItemError(f"{step.name} returned {type(updates).__name__}, expected a dict of properties")
+    undeclared = [k for k in updates if k not in step.writes]
+    if undeclared:
+        raise ItemError(
+            f"{step.name} wrote {', '.join(map(repr, undeclared))} not declared in its writes={step.writes!r}"
+        )
+    return updates
+
+
+def require(condition: bool, step: Step, message: str, param: str | None = None) -> None:
+    """Raise a ParamError naming the step (and parameter) unless `condition` holds (for `validate`)."""
+    if not condition:
+        where = f"{step.name}.{param}" if param else step.name
+        raise ParamError(f"{where}: {message}", param=param)

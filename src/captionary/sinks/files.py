@@ -1,0 +1,101 @@
+"""Writing output files the way every sink must: atomically, only when changed, and never touching
+a file the sink did not write itself. The `outputs` table remembers what each sink wrote."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+TMP_PREFIX = ".captionary-tmp-"
+UPSERT_OUTPUT = "INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?, ?, ?)"
+DELETE_OUTPUT = "DELETE FROM outputs WHERE sink = ? AND path = ?"
+
+
+class NotOurs(Exception):
+    """The target exists with other content and no record says this sink wrote it."""
+
+
+class OutputFiles:
+    def __init__(self, ctx: Any, sink_id: str, root: Path):
+        self.ctx = ctx
+        self.sink_id = sink_id
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.records: dict[str, tuple[str | None, str, int, int]] = {
+            path: (item, digest, size, mtime)
+            for path, item, digest, size, mtime in ctx.ws.query(
+                "SELECT path, item, digest, size, mtime_ns FROM outputs WHERE sink = ?", (sink_id,)
+            )
+        }
+        self.touched: set[str] = set()
+        self._remove_temp_files()
+
+    def claimed_names(self) -> dict[str, str]:
+        """Output stem (path without extension) -> item id, for names this sink already gave out."""
+        return {os.path.splitext(path)[0]: item for path, (item, *_) in self.records.items() if item}
+
+    def write(self, relative: str, item_id: str | None, digest: str, content: bytes | Any) -> bool:
+        """Make `root/relative` hold `content` (bytes, or a callable returning bytes).
+
+        Returns False if the file already holds it (digest recorded and file unchanged on disk).
+        """
+        self.touched.add(relative)
+        target = self.root / relative
+        record = self.records.get(relative)
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            st = None
+        if record and st and record[1] == digest and (record[2], record[3]) == (st.st_size, st.st_mtime_ns):
+            return False
+        data = content() if callable(content) else content
+        if st is not None and record is None:
+            if _sha(target.read_bytes()) != _sha(data):
+                raise NotOurs(f"{target} exists and was not written by captionary; move it or choose "
+                              f"another output folder")
+        elif st is None or record is None or _sha(target.read_bytes()) != _sha(data):
+            _atomic_write(target, data)
+        st = target.stat()
+        self.records[relative] = (item_id, digest, st.st_size, st.st_mtime_ns)
+        self.ctx.writer.write(UPSERT_OUTPUT, (self.sink_id, relative, item_id, digest, st.st_size,
+                                              st.st_mtime_ns))
+        return True
+
+    def remove_stale(self, keep_items: Iterable[str]) -> list[str]:
+        """Delete files this sink wrote earlier that this run did not produce (never other files)."""
+        keep = set(keep_items)
+        removed = []
+        for relative, (item, *_) in list(self.records.items()):
+            if relative in self.touched or (item is not None and item in keep):
+                continue
+            (self.root / relative).unlink(missing_ok=True)
+            del self.records[relative]
+            self.ctx.writer.write(DELETE_OUTPUT, (self.sink_id, relative))
+            removed.append(relative)
+        return removed
+
+    def _remove_temp_files(self) -> None:
+        for folder, _, files in os.walk(self.root):
+            for file in files:
+                if file.startswith(TMP_PREFIX):
+                    os.unlink(os.path.join(folder, file))
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,124 @@
+"""`save`: write the dataset a trainer reads. Formats: `kohya` (image + caption .txt, optional .json)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from captionary.core.hashing import canonical_json, hash_bytes
+from captionary.core.images import FORMAT_EXTENSIONS
+from captionary.core.item import Item
+from captionary.executors.worker import describe_error
+from captionary.pipeline.step import Sink, require
+from captionary.sinks.files import NotOurs, OutputFiles
+
+PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+class Save(Sink):
+    """Write images with caption files (kohya layout); unchanged files are not rewritten."""
+
+    name: ClassVar[str] = "save"
+
+    path: Path
+    format: Literal["kohya"] = "kohya"
+    caption_ext: str = ".txt"
+    caption_property: str = "caption"
+    json_sidecar: bool = False
+    image_format: Literal["original", "jpg", "png", "webp"] = "original"
+    quality: int = 95
+    threads: int = 4
+
+    def validate(self) -> None:
+        require(self.caption_ext.startswith(".") and len(self.caption_ext) > 1, self,
+                f"must start with a dot, like '.txt' or '.caption'; got {self.caption_ext!r}",
+                param="caption_ext")
+        require(1 <= self.quality <= 100, self, f"must be within 1..100; got {self.quality}", param="quality")
+        require(self.caption_ext not in (".json",) or not self.json_sidecar, self,
+                "'.json' is taken by json_sidecar", param="caption_ext")
+        require(self.threads >= 1, self, "must be at least 1", param="threads")
+
+    def open(self, ctx: Any) -> None:
+        self.ctx = ctx
+        root = self.path.resolve()
+        self.files = OutputFiles(ctx, f"{root}::{self.format}", root)
+        self.claims = self.files.claimed_names()
+        self.formats = dict(ctx.ws.query("SELECT id, format FROM items"))
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-save")
+
+    def write(self, items: Sequence[Item]) -> list[bool | str]:
+        stems = [self._stem(item) for item in items]
+        return list(self.pool.map(self._write_one, items, stems))
+
+    def close(self, complete: bool) -> None:
+        self.pool.shutdown()
+        if complete:
+            failed = {e["item"] for e in self.ctx.errors if e["item"]}
+            self.files.remove_stale(failed)
+
+    def _stem(self, item: Item) -> str:
+        """The output name: the source's relative name, made unique if another item holds it."""
+        stem = item.name
+        owner = self.claims.setdefault(stem, item.id)
+        if owner != item.id:
+            stem = f"{item.name}-{item.id[:8]}"
+            self.claims.setdefault(stem, item.id)
+        return stem
+
+    def _write_one(self, item: Item, stem: str) -> bool | str:
+        try:
+            written = self._image(item, stem)
+            caption = item.get(self.caption_property)
+            if caption is not None:
+                text = "\n".join(caption) if isinstance(caption, list) else str(caption)
+                data = (text + "\n").encode()
+                written |= self.files.write(stem + self.caption_ext, item.id, hash_bytes(data), data)
+            if self.json_sidecar:
+                data = (canonical_json(item.props) + "\n").encode()
+                written |= self.files.write(stem + ".json", item.id, hash_bytes(data), data)
+            return written
+        except NotOurs as exc:
+            return str(exc)
+        except Exception as exc:
+            return describe_error(exc)
+
+    def _image(self, item: Item, stem: str) -> bool:
+        """Copy the original bytes when no step changed the pixels and the format is kept; else encode."""
+        original = self.formats.get(item.id) or self._sniff(item.id)
+        untouched = item.image_hash == item.id
+        if self.image_format == "original":
+            target = original if original in PIL_FORMATS.values() else "PNG"
+            copy = untouched
+        else:
+            target = PIL_FORMATS[self.image_format]
+            copy = untouched and target == original
+        if copy:
+            ext = FORMAT_EXTENSIONS.get(original) or f".{original.lower() or 'img'}"
+            blob = self.ctx.ws.blobs.path(item.id)
+            return self.files.write(stem + ext, item.id, f"copy:{item.id}", blob.read_bytes)
+        digest = f"{item.image_hash}:{target}:{self.quality}"
+        return self.files.write(stem + FORMAT_EXTENSIONS[target], item.id, digest,
+                                lambda: _encode(item, target, self.quality))
+
+
+    def _sniff(self, item_id: str) -> str:
+        """Format of an original ingested in this run (not yet in the `items` table we read at open)."""
+        from PIL import Image
+
+        with Image.open(self.ctx.ws.blobs.path(item_id)) as image:
+            self.formats[item_id] = image.format or ""
+        return self.formats[item_id]
+
+
+def _encode(item: Item, pil_format: str, quality: int) -> bytes:
+    image = item.image
+    if pil_format == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    options: dict[str, Any] = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {}
+    image.save(buffer, format=pil_format, **options)
+    return buffer.getvalue()
+

@@ -1,0 +1,131 @@
+"""`load`: every image in a folder (recursive), with `.txt` / `.caption` / `.json` sidecars as properties."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+from captionary.core.hashing import canonical_json, hash_bytes
+from captionary.core.images import probe, readable_extensions
+from captionary.core.item import Item
+from captionary.executors.stages.source import Ingested
+from captionary.pipeline.step import Source, require
+
+CAPTION_SIDECARS = (".txt", ".caption")
+SIDECARS = (*CAPTION_SIDECARS, ".json")
+INSERT_ITEM = "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)"
+UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, NULL)"
+
+
+class Load(Source):
+    """Load every image under a folder; sidecar .txt/.caption become `caption`, .json its keys."""
+
+    name: ClassVar[str] = "load"
+
+    path: Path
+    recursive: bool = True
+    verify: bool = True
+    threads: int = 4
+
+    def validate(self) -> None:
+        require(self.path.is_dir(), self, f"folder not found: {self.path}", param="path")
+        require(self.threads >= 1, self, "must be at least 1", param="threads")
+
+    def scan(self, ctx: Any) -> Iterator[Ingested]:
+        root = self.path.resolve()
+        known = {
+            path: (fingerprint, item, name, props)
+            for path, fingerprint, item, name, props in ctx.ws.query(
+                "SELECT path, fingerprint, item, name, props FROM source_files WHERE path >= ? AND path < ?",
+                (str(root) + os.sep, str(root) + chr(ord(os.sep) + 1)),
+            )
+        }
+        seen: dict[str, str] = {}
+        fresh: list[tuple[str, str, str, list[str]]] = []
+        for path, name, fingerprint, sidecars in self._files(root):
+            if isinstance(fingerprint, Exception):
+                yield Ingested(path, error=f"cannot read file: {fingerprint}")
+                continue
+            previous = known.get(path)
+            if previous is not None and previous[0] == fingerprint:
+                item = Item(previous[1], None, json.loads(previous[3]), path, previous[2], ctx.ws.blobs)
+                yield _unique(item, seen, cached=True)
+            else:
+                fresh.append((path, name, fingerprint, sidecars))
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
+            for record in pool.map(lambda args: self._ingest(ctx, *args), fresh):
+                yield record if record.item is None else _unique(record.item, seen, cached=False)
+
+    def _files(self, root: Path) -> Iterator[tuple[str, str, str | Exception, list[str]]]:
+        """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars."""
+        extensions = readable_extensions()
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            if not self.recursive:
+                dirs.clear()
+            names = set(files)
+            for file in sorted(files):
+                stem, ext = os.path.splitext(file)
+                if ext.lower() not in extensions:
+                    continue
+                path = os.path.join(folder, file)
+                name = os.path.relpath(os.path.join(folder, stem), root).replace(os.sep, "/")
+                sidecars = [os.path.join(folder, stem + s) for s in SIDECARS if stem + s in names]
+                try:
+                    parts = [_stat(path)] + [f"{os.path.splitext(s)[1]}={_stat(s)}" for s in sidecars]
+                    yield path, name, "|".join(parts), sidecars
+                except OSError as exc:
+                    yield path, name, exc, sidecars
+
+    def _ingest(self, ctx: Any, path: str, name: str, fingerprint: str, sidecars: list[str]) -> Ingested:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            info = probe(data, verify=self.verify)
+            props: dict[str, Any] = {**_sidecar_props(sidecars), "width": info.width, "height": info.height}
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return Ingested(path, error=f"cannot load {Path(path).name}: {reason}")
+        digest = hash_bytes(data)
+        ctx.ws.blobs.put(data)
+        ctx.writer.write(INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data),
+                                       os.path.getmtime(path)))
+        ctx.writer.write(UPSERT_SOURCE_FILE, (path, fingerprint, digest, name, canonical_json(props)))
+        return Ingested(path, Item(digest, None, props, path, name, ctx.ws.blobs))
+
+
+def _stat(path: str) -> str:
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _sidecar_props(sidecars: list[str]) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for sidecar in sidecars:
+        ext = os.path.splitext(sidecar)[1]
+        try:
+            text = Path(sidecar).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"sidecar {Path(sidecar).name} is not UTF-8 text") from None
+        if ext == ".json":
+            try:
+                values = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"sidecar {Path(sidecar).name} is not valid JSON: {exc}") from None
+            if not isinstance(values, dict):
+                raise ValueError(f"sidecar {Path(sidecar).name} must hold a JSON object")
+            props.update(values)
+        elif "caption" not in props:
+            props["caption"] = text.strip()
+    return props
+
+
+def _unique(item: Item, seen: dict[str, str], *, cached: bool) -> Ingested:
+    first = seen.setdefault(item.id, item.source or "")
+    if first != item.source:
+        return Ingested(item.source or "", dropped=f"exact duplicate of {first}")
+    return Ingested(item.source or "", item, cached=cached)

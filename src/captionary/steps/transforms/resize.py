@@ -1,0 +1,47 @@
+"""`resize`: scale images down (never up, unless asked), keeping the aspect ratio."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from captionary.core.item import Item
+from captionary.pipeline.step import ImageMap, require
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+RESAMPLING = ("lanczos", "bicubic", "bilinear", "nearest")
+
+
+class Resize(ImageMap):
+    """Scale so the longer edge is at most max_edge (or the shorter edge is min_edge)."""
+
+    name: ClassVar[str] = "resize"
+
+    max_edge: int | None = None
+    min_edge: int | None = None
+    upscale: bool = False
+    resample: Literal["lanczos", "bicubic", "bilinear", "nearest"] = "lanczos"
+
+    def validate(self) -> None:
+        require((self.max_edge is None) != (self.min_edge is None), self,
+                "give exactly one of max_edge or min_edge")
+        for param in ("max_edge", "min_edge"):
+            value = getattr(self, param)
+            require(value is None or value > 0, self, f"must be > 0; got {value}", param=param)
+
+    def transform(self, image: Image, item: Item) -> Image:
+        from PIL import Image as PILImage
+
+        width, height = image.size
+        if self.max_edge is not None:
+            scale = self.max_edge / max(width, height)
+        else:
+            scale = self.min_edge / min(width, height)
+        if scale == 1 or (scale > 1 and not self.upscale):
+            return image
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if image.mode not in ("RGB", "RGBA", "L", "LA", "I", "F"):
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        method = getattr(PILImage.Resampling, self.resample.upper())
+        return image.resize(size, method, reducing_gap=3.0)
