@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
 from typing import TYPE_CHECKING
 
-from captionary.core.hashing import cache_key, canonical_json
+from captionary.core.hashing import KEY_PREFIX, cache_key, canonical_json
 from captionary.pipeline.step import Outcome
 
 if TYPE_CHECKING:
@@ -25,6 +26,43 @@ def item_key(step: Step, item: Item) -> bytes:
     return cache_key(step.prefix, fingerprint, reads)
 
 
+PRELOAD_LIMIT = 200_000
+"""A step with at most this many cached results is read in one range scan instead of key by key."""
+
+
+class StepCache:
+    """Cached outcomes of one configured step, for bulk lookups from the driver.
+
+    Reads every result of the step in one sequential range scan when there are not too many (fast:
+    no per-key index probes); otherwise looks keys up in batches.
+    """
+
+    def __init__(self, db: sqlite3.Connection, step: Step):
+        self.db = db
+        self.table: dict[bytes, tuple] | None = None
+        low = step.prefix[:KEY_PREFIX]
+        high = (int.from_bytes(low, "big") + 1).to_bytes(KEY_PREFIX, "big") if low != b"\xff" * KEY_PREFIX \
+            else b"\xff" * (KEY_PREFIX + 17)
+        rows = db.execute(
+            "SELECT key, props, image, dropped FROM results WHERE key >= ? AND key < ? LIMIT ?",
+            (low, high, PRELOAD_LIMIT + 1),
+        ).fetchall()
+        if len(rows) <= PRELOAD_LIMIT:
+            self.table = {key: (props, image, dropped) for key, props, image, dropped in rows}
+
+    def lookup(self, keys: list[bytes]) -> dict[bytes, Outcome]:
+        if self.table is None:
+            return lookup(self.db, keys)
+        found: dict[bytes, Outcome] = {}
+        table = self.table
+        for key in keys:
+            row = table.get(key)
+            if row is not None:
+                props, image, dropped = row
+                found[key] = Outcome(decode_props(props) if props else None, image, dropped)
+        return found
+
+
 def lookup(db: sqlite3.Connection, keys: list[bytes]) -> dict[bytes, Outcome]:
     """Cached outcomes for the keys that have one (one query per 500 keys)."""
     found: dict[bytes, Outcome] = {}
@@ -33,8 +71,15 @@ def lookup(db: sqlite3.Connection, keys: list[bytes]) -> dict[bytes, Outcome]:
         marks = ",".join("?" * len(chunk))
         rows = db.execute(f"SELECT key, props, image, dropped FROM results WHERE key IN ({marks})", chunk)
         for key, props, image, dropped in rows:
-            found[key] = Outcome(json.loads(props) if props else None, image, dropped)
+            found[key] = Outcome(decode_props(props) if props else None, image, dropped)
     return found
+
+
+@functools.lru_cache(maxsize=8192)
+def decode_props(text: str) -> dict:
+    """Decoded result properties. Many results share one text (every resize to 1024x768), so decoding
+    is memoised; the dict is shared and never mutated (Item.evolve copies)."""
+    return json.loads(text)
 
 
 def lookup_one(db: sqlite3.Connection, key: bytes) -> Outcome | None:
@@ -42,7 +87,7 @@ def lookup_one(db: sqlite3.Connection, key: bytes) -> Outcome | None:
     if row is None:
         return None
     props, image, dropped = row
-    return Outcome(json.loads(props) if props else None, image, dropped)
+    return Outcome(decode_props(props) if props else None, image, dropped)
 
 
 def result_row(key: bytes, step: Step, item: Item, outcome: Outcome) -> tuple:

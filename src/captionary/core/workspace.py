@@ -19,6 +19,7 @@ from captionary.errors import WorkspaceError
 if TYPE_CHECKING:
     from captionary.executors.summary import RunSummary
     from captionary.pipeline.pipeline import Pipeline
+    from captionary.pipeline.step import Step
 
 DB_NAME = "captionary.db"
 
@@ -76,10 +77,13 @@ class Workspace:
             db.close()
 
     # --- running -------------------------------------------------------------------------------
-    def run(self, pipeline: Pipeline, executor: str = "local", **options: Any) -> RunSummary:
+    def run(self, pipeline: Pipeline | Step, executor: str = "local", **options: Any) -> RunSummary:
         """Run a pipeline; options go to the executor (`max_errors`, `workers`, `progress`, ...)."""
         from captionary.executors import get_executor
+        from captionary.pipeline.pipeline import Pipeline
 
+        if not isinstance(pipeline, Pipeline):
+            pipeline = Pipeline([pipeline])
         return get_executor(executor, **options).run(self, pipeline)
 
     @contextlib.contextmanager
@@ -110,7 +114,8 @@ class Workspace:
         sql = "SELECT item, image, source, name, props, dropped_by, reason FROM item_state"
         if not include_dropped:
             sql += " WHERE dropped_by IS NULL"
-        for item_id, image, source, name, props, dropped_by, reason in self.db.execute(sql + " ORDER BY name"):
+        rows = self.query(sql + " ORDER BY name")
+        for item_id, image, source, name, props, dropped_by, reason in rows:
             values = json.loads(props) if props else {}
             if dropped_by is not None:
                 values = {**values, "dropped_by": dropped_by, "drop_reason": reason}

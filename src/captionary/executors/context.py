@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from captionary.core.hashing import canonical_json
@@ -91,65 +88,3 @@ class RunContext:
     def check(self) -> None:
         if self.stop.is_set():
             raise Stopped
-
-
-_END = object()
-
-
-class Channel:
-    """A bounded queue of item chunks between two stages; iterating ends at `close()` or a stop."""
-
-    def __init__(self, ctx: RunContext, maxsize: int = 4):
-        self.ctx = ctx
-        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
-
-    def put(self, chunk: list[Item]) -> None:
-        if not chunk:
-            return
-        while True:
-            self.ctx.check()
-            try:
-                self.queue.put(chunk, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def close(self) -> None:
-        while not self.ctx.stop.is_set():
-            try:
-                self.queue.put(_END, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def get(self, timeout: float | None = None) -> list[Item] | None:
-        """The next chunk; [] if none arrived within `timeout`; None once closed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            self.ctx.check()
-            wait = 0.1 if deadline is None else min(0.1, max(0.0, deadline - time.monotonic()))
-            try:
-                chunk = self.queue.get(timeout=wait)
-            except queue.Empty:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return []
-                continue
-            return None if chunk is _END else chunk
-
-    def __iter__(self) -> Iterator[list[Item]]:
-        while (chunk := self.get()) is not None:
-            yield chunk
-
-
-class Collector:
-    """The last stage's outbox: every item that reaches it has finished the pipeline."""
-
-    def __init__(self, ctx: RunContext):
-        self.ctx = ctx
-
-    def put(self, chunk: list[Item]) -> None:
-        for item in chunk:
-            self.ctx.finish(item)
-
-    def close(self) -> None:
-        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -10,11 +11,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 from captionary.core.db import connect
+from captionary.core.item import Item
 from captionary.core.workspace import Workspace
 from captionary.core.writer import DbWriter
 from captionary.errors import RunAborted
-from captionary.executors.context import Channel, Collector, RunContext, Stopped
+from captionary.executors.context import RunContext, Stopped
 from captionary.executors.progress import Progress
+from captionary.executors.stages.base import Stage
 from captionary.executors.stages.batch import BatchStage
 from captionary.executors.stages.chain import ChainStage
 from captionary.executors.stages.global_ import GlobalStage
@@ -88,22 +91,26 @@ class LocalExecutor:
         stats = [StepStats(name, step.kind) for name, step in zip(_unique_names(pipeline), pipeline)]
         writer = DbWriter(connect(ws.db_path))
         ctx = RunContext(ws, run_id, writer, stats, self.max_errors)
-        stages, pool = self._plan(ctx, pipeline)
         progress = Progress(stats, enabled=self.progress)
-        threads = self._start(ctx, stages)
+        source, stages, pool = self._plan(ctx, pipeline)
         status = "completed"
+        gc_threshold = gc.get_threshold()
+        gc.set_threshold(100_000, 50, 100)  # millions of small objects: collect far less often
         try:
-            while any(t.is_alive() for t in threads):
-                for t in threads:
-                    t.join(0.1)
-                progress.update()
+            Driver(ctx, source, stages, progress, self.chunk_size).run()
         except KeyboardInterrupt:
             ctx.abort("interrupted (Ctrl-C)")
             status = "interrupted"
-            for t in threads:
-                t.join()
+        except Stopped:
+            pass  # too many errors: ctx.abort_reason says so
+        except BaseException as exc:
+            ctx.crashed(exc)
         finally:
+            gc.set_threshold(*gc_threshold)
+            complete = not ctx.stop.is_set()
             pool.shutdown()
+            for stage in stages:
+                stage.close(complete)
             progress.close()
         if ctx.crash is not None:
             status = "crashed"
@@ -116,6 +123,7 @@ class LocalExecutor:
         )
         writer.write("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
         writer.close()
+        writer.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # readers of the next run skip the WAL
         writer.db.close()
         summary = RunSummary(run_id, status, time.time() - started, stats, ctx.errors)
         if ctx.crash is not None:
@@ -126,11 +134,11 @@ class LocalExecutor:
             raise error
         return summary
 
-    def _plan(self, ctx: RunContext, pipeline: Pipeline) -> tuple[list, LazyPool]:
+    def _plan(self, ctx: RunContext, pipeline: Pipeline) -> tuple[SourceStage, list[Stage], LazyPool]:
         """Group the steps into stages: a source, chains of per-item steps, batch, global, sink."""
         steps = list(pipeline)
         chains: list[list[PerItemStep]] = []
-        stages: list = [SourceStage(ctx, 0, steps[0], self.chunk_size)]
+        stages: list[Stage] = []
         pool = LazyPool(max(1, self.workers), ctx.ws, chains)
         index = 1
         while index < len(steps):
@@ -146,39 +154,72 @@ class LocalExecutor:
                 chains.append(chain)
                 index = end
                 continue
-            if step.kind == "batch":
-                stages.append(BatchStage(ctx, index, step))
-            elif step.kind == "global":
-                stages.append(GlobalStage(ctx, index, step, self.chunk_size))
-            else:
-                stages.append(SinkStage(ctx, index, step))
+            stages.append(STAGES[step.kind](ctx, index, step))
             index += 1
-        return stages, pool
-
-    def _start(self, ctx: RunContext, stages: list) -> list[threading.Thread]:
-        channels: list = [None] + [Channel(ctx) for _ in stages[1:]] + [Collector(ctx)]
-        threads = []
-        for position, stage in enumerate(stages):
-            thread = threading.Thread(
-                target=_guarded, args=(ctx, stage, channels[position], channels[position + 1]),
-                name=f"captionary-{type(stage).__name__}-{position}", daemon=True,
-            )
-            thread.start()
-            threads.append(thread)
-        return threads
+        return SourceStage(ctx, 0, steps[0]), stages, pool
 
 
-def _guarded(ctx: RunContext, stage, inbox, outbox) -> None:
-    indices = getattr(stage, "indices", None) or [stage.index]
-    try:
-        stage.run(inbox, outbox)
-    except Stopped:
-        pass
-    except BaseException as exc:
-        ctx.crashed(exc)
-    finally:
-        for index in indices:
-            ctx.stats[index].done = True
+STAGES = {"batch": BatchStage, "global": GlobalStage, "sink": SinkStage}
+
+
+class Driver:
+    """Pulls chunks from the source and pushes them through the stages, in one thread.
+
+    Cheap work (cache hits, bookkeeping) happens here without any hand-off between threads; heavy
+    work runs in the process pool, the batch thread and the sink's writer threads, and its results
+    come back through `poll`. Each stage holds at most `max_pending` futures (backpressure).
+    """
+
+    FEED_EVERY = 0.2  # seconds: a partial chunk goes downstream when the source is slow
+
+    def __init__(self, ctx: RunContext, source: SourceStage, stages: list[Stage], progress: Progress,
+                 chunk_size: int):
+        self.ctx = ctx
+        self.source = source
+        self.stages = stages
+        self.progress = progress
+        self.chunk_size = chunk_size
+        self.last_tick = time.monotonic()
+
+    def run(self) -> None:
+        chunk: list[Item] = []
+        last_feed = time.monotonic()
+        for item in self.source.items():
+            chunk.append(item)
+            if len(chunk) >= self.chunk_size or time.monotonic() - last_feed > self.FEED_EVERY:
+                self.feed(0, chunk)
+                chunk, last_feed = [], time.monotonic()
+                self.step()
+        self.feed(0, chunk)
+        for position, stage in enumerate(self.stages):
+            while stage.pending:
+                self.feed(position + 1, stage.poll(block=True))
+                self.step()
+            self.feed(position + 1, stage.finish())
+            for index in getattr(stage, "indices", None) or [stage.index]:
+                self.ctx.stats[index].done = True
+        self.progress.update()
+
+    def feed(self, position: int, items: list[Item]) -> None:
+        """Push items into stage `position` and on downstream as far as they get at once."""
+        for stage in self.stages[position:]:
+            if not items:
+                return
+            items = stage.push(items)
+        for item in items:
+            self.ctx.finish(item)
+
+    def step(self) -> None:
+        """Collect finished background work, apply backpressure, show progress, honour a stop."""
+        if self.ctx.stop.is_set():
+            raise Stopped
+        for position, stage in enumerate(self.stages):
+            self.feed(position + 1, stage.poll())
+            while stage.pending > stage.max_pending:
+                self.feed(position + 1, stage.poll(block=True))
+        if time.monotonic() - self.last_tick > 0.1:
+            self.last_tick = time.monotonic()
+            self.progress.update()
 
 
 def _unique_names(pipeline: Pipeline) -> list[str]:

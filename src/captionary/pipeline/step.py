@@ -244,15 +244,16 @@ class Source(Step):
 
 
 class Sink(Step):
-    """Writes items out. Implement `open(ctx)`, `write(items) -> list[bool]` (True: file written,
-    False: unchanged), and `close(complete)`. Items pass through a sink unchanged."""
+    """Writes items out; items pass through unchanged. Implement `open(ctx)`, `close(complete)` and
+    `write(items)`, which returns per item: True (written), False (already up to date), a string
+    (the reason it failed), or a Future of `(item, True | False | reason)` for a write in progress."""
 
     kind: ClassVar[str] = "sink"
 
     def open(self, ctx: Any) -> None:
         pass
 
-    def write(self, items: Sequence[Item]) -> list[bool]:
+    def write(self, items: Sequence[Item]) -> list[Any]:
         raise NotImplementedError
 
     def close(self, complete: bool) -> None:

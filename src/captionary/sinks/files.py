@@ -24,6 +24,7 @@ class OutputFiles:
         self.ctx = ctx
         self.sink_id = sink_id
         self.root = root
+        self.root_prefix = str(root) + os.sep
         root.mkdir(parents=True, exist_ok=True)
         self.records: dict[str, tuple[str | None, str, int, int]] = {
             path: (item, digest, size, mtime)
@@ -38,11 +39,27 @@ class OutputFiles:
         """Output stem (path without extension) -> item id, for names this sink already gave out."""
         return {os.path.splitext(path)[0]: item for path, (item, *_) in self.records.items() if item}
 
+    def unchanged(self, relative: str, digest: str) -> bool:
+        """True if this sink wrote `digest` to `relative` and the file is still as it left it."""
+        record = self.records.get(relative)
+        if record is None or record[1] != digest:
+            return False
+        try:
+            st = os.stat(self.root_prefix + relative)
+        except FileNotFoundError:
+            return False
+        if (record[2], record[3]) != (st.st_size, st.st_mtime_ns):
+            return False
+        self.touched.add(relative)
+        return True
+
     def write(self, relative: str, item_id: str | None, digest: str, content: bytes | Any) -> bool:
         """Make `root/relative` hold `content` (bytes, or a callable returning bytes).
 
         Returns False if the file already holds it (digest recorded and file unchanged on disk).
         """
+        if self.unchanged(relative, digest):
+            return False
         self.touched.add(relative)
         target = self.root / relative
         record = self.records.get(relative)
@@ -50,8 +67,6 @@ class OutputFiles:
             st = target.stat()
         except FileNotFoundError:
             st = None
-        if record and st and record[1] == digest and (record[2], record[3]) == (st.st_size, st.st_mtime_ns):
-            return False
         data = content() if callable(content) else content
         if st is not None and record is None:
             if _sha(target.read_bytes()) != _sha(data):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -49,9 +50,18 @@ class Save(Sink):
         self.formats = dict(ctx.ws.query("SELECT id, format FROM items"))
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-save")
 
-    def write(self, items: Sequence[Item]) -> list[bool | str]:
-        stems = [self._stem(item) for item in items]
-        return list(self.pool.map(self._write_one, items, stems))
+    def write(self, items: Sequence[Item]) -> list[bool | str | Future]:
+        """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads."""
+        results: list[bool | str | Future] = []
+        for item in items:
+            try:
+                planned = self._plan(item, self._stem(item))
+            except Exception as exc:
+                results.append(describe_error(exc))
+                continue
+            todo = [f for f in planned if not self.files.unchanged(f.relative, f.digest)]
+            results.append(self.pool.submit(self._write_files, item, todo) if todo else False)
+        return results
 
     def close(self, complete: bool) -> None:
         self.pool.shutdown()
@@ -68,24 +78,27 @@ class Save(Sink):
             self.claims.setdefault(stem, item.id)
         return stem
 
-    def _write_one(self, item: Item, stem: str) -> bool | str:
+    def _write_files(self, item: Item, files: list[PlannedFile]) -> tuple[Item, bool | str]:
         try:
-            written = self._image(item, stem)
-            caption = item.get(self.caption_property)
-            if caption is not None:
-                text = "\n".join(caption) if isinstance(caption, list) else str(caption)
-                data = (text + "\n").encode()
-                written |= self.files.write(stem + self.caption_ext, item.id, hash_bytes(data), data)
-            if self.json_sidecar:
-                data = (canonical_json(item.props) + "\n").encode()
-                written |= self.files.write(stem + ".json", item.id, hash_bytes(data), data)
-            return written
+            for f in files:
+                self.files.write(f.relative, item.id, f.digest, f.content)
+            return item, True
         except NotOurs as exc:
-            return str(exc)
+            return item, str(exc)
         except Exception as exc:
-            return describe_error(exc)
+            return item, describe_error(exc)
 
-    def _image(self, item: Item, stem: str) -> bool:
+    def _plan(self, item: Item, stem: str) -> list[PlannedFile]:
+        planned = [self._image(item, stem)]
+        caption = item.get(self.caption_property)
+        if caption is not None:
+            text = "\n".join(caption) if isinstance(caption, list) else str(caption)
+            planned.append(_text(stem + self.caption_ext, text + "\n"))
+        if self.json_sidecar:
+            planned.append(_text(stem + ".json", canonical_json(item.props) + "\n"))
+        return planned
+
+    def _image(self, item: Item, stem: str) -> PlannedFile:
         """Copy the original bytes when no step changed the pixels and the format is kept; else encode."""
         original = self.formats.get(item.id) or self._sniff(item.id)
         untouched = item.image_hash == item.id
@@ -97,12 +110,9 @@ class Save(Sink):
             copy = untouched and target == original
         if copy:
             ext = FORMAT_EXTENSIONS.get(original) or f".{original.lower() or 'img'}"
-            blob = self.ctx.ws.blobs.path(item.id)
-            return self.files.write(stem + ext, item.id, f"copy:{item.id}", blob.read_bytes)
-        digest = f"{item.image_hash}:{target}:{self.quality}"
-        return self.files.write(stem + FORMAT_EXTENSIONS[target], item.id, digest,
-                                lambda: _encode(item, target, self.quality))
-
+            return PlannedFile(stem + ext, f"copy:{item.id}", lambda: self.ctx.ws.blobs.get(item.id))
+        return PlannedFile(stem + FORMAT_EXTENSIONS[target], f"{item.image_hash}:{target}:{self.quality}",
+                           lambda: _encode(item, target, self.quality))
 
     def _sniff(self, item_id: str) -> str:
         """Format of an original ingested in this run (not yet in the `items` table we read at open)."""
@@ -111,6 +121,18 @@ class Save(Sink):
         with Image.open(self.ctx.ws.blobs.path(item_id)) as image:
             self.formats[item_id] = image.format or ""
         return self.formats[item_id]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFile:
+    relative: str
+    digest: str  # names the content without producing it
+    content: Callable[[], bytes]
+
+
+def _text(relative: str, text: str) -> PlannedFile:
+    data = text.encode()
+    return PlannedFile(relative, hash_bytes(data), lambda: data)
 
 
 def _encode(item: Item, pil_format: str, quality: int) -> bytes:

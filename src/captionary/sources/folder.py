@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
+from captionary.core.cache import decode_props
 from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.core.images import probe, readable_extensions
 from captionary.core.item import Item
@@ -52,8 +53,13 @@ class Load(Source):
                 continue
             previous = known.get(path)
             if previous is not None and previous[0] == fingerprint:
-                item = Item(previous[1], None, json.loads(previous[3]), path, previous[2], ctx.ws.blobs)
-                yield _unique(item, seen, cached=True)
+                first = seen.setdefault(previous[1], path)
+                if first != path:
+                    yield Ingested(path, dropped=f"exact duplicate of {first}")
+                    continue
+                props = dict(decode_props(previous[3]))  # memoised decode, private copy
+                item = Item(previous[1], None, props, path, previous[2], ctx.ws.blobs)
+                yield Ingested(path, item, cached=True)
             else:
                 fresh.append((path, name, fingerprint, sidecars))
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
@@ -63,23 +69,35 @@ class Load(Source):
     def _files(self, root: Path) -> Iterator[tuple[str, str, str | Exception, list[str]]]:
         """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars."""
         extensions = readable_extensions()
-        for folder, dirs, files in os.walk(root):
-            dirs.sort()
-            if not self.recursive:
-                dirs.clear()
-            names = set(files)
-            for file in sorted(files):
-                stem, ext = os.path.splitext(file)
-                if ext.lower() not in extensions:
+        prefix = len(str(root)) + 1
+        folders = [str(root)]
+        while folders:
+            folder = folders.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as exc:
+                yield folder, folder[prefix:], exc, []
+                continue
+            by_name = {entry.name: entry for entry in entries}
+            subfolders = []
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):  # symlinked folders are not followed: no loops
+                    if self.recursive:
+                        subfolders.append(entry.path)
                     continue
-                path = os.path.join(folder, file)
-                name = os.path.relpath(os.path.join(folder, stem), root).replace(os.sep, "/")
-                sidecars = [os.path.join(folder, stem + s) for s in SIDECARS if stem + s in names]
+                stem, dot, ext = entry.name.rpartition(".")
+                if not stem or "." + ext.lower() not in extensions:
+                    continue
+                ext = dot + ext
+                name = entry.path[prefix:-len(ext)].replace(os.sep, "/")
+                sidecars = [by_name[stem + s] for s in SIDECARS if stem + s in by_name]
                 try:
-                    parts = [_stat(path)] + [f"{os.path.splitext(s)[1]}={_stat(s)}" for s in sidecars]
-                    yield path, name, "|".join(parts), sidecars
+                    stats = [_stat(entry)] + [f"{s.name[len(stem):]}={_stat(s)}" for s in sidecars]
                 except OSError as exc:
-                    yield path, name, exc, sidecars
+                    yield entry.path, name, exc, []
+                    continue
+                yield entry.path, name, "|".join(stats), [s.path for s in sidecars]
+            folders.extend(reversed(subfolders))
 
     def _ingest(self, ctx: Any, path: str, name: str, fingerprint: str, sidecars: list[str]) -> Ingested:
         try:
@@ -98,8 +116,8 @@ class Load(Source):
         return Ingested(path, Item(digest, None, props, path, name, ctx.ws.blobs))
 
 
-def _stat(path: str) -> str:
-    st = os.stat(path)
+def _stat(entry: os.DirEntry) -> str:
+    st = entry.stat()
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 

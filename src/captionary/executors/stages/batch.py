@@ -1,10 +1,15 @@
-"""Batch stage: model inference on batches of cache misses, in one thread (one model, one device)."""
+"""Batch stage: model inference on batches of cache misses, in one thread of its own (one model, one
+device), so inference overlaps decoding and writing."""
 
 from __future__ import annotations
 
-from captionary.core.cache import INSERT_RESULT, apply, item_key, lookup, result_row
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, result_row
 from captionary.core.item import Item
-from captionary.executors.context import Channel, Collector, RunContext
+from captionary.executors.context import RunContext
+from captionary.executors.stages.base import Stage
 from captionary.executors.worker import describe_error
 from captionary.pipeline.step import BatchStep, Outcome
 
@@ -12,63 +17,79 @@ PARTIAL_BATCH_WAIT = 0.5
 """Seconds without new input after which a partial batch runs (keeps streaming inputs flowing)."""
 
 
-class BatchStage:
+class BatchStage(Stage):
+    max_pending = 2
+
     def __init__(self, ctx: RunContext, index: int, step: BatchStep):
+        super().__init__()
         self.ctx = ctx
         self.index = index
         self.step = step
         self.stats = ctx.stats[index]
         self.db = ctx.ws.reader()
+        self.cache: StepCache | None = None  # read on first use
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"captionary-{step.name}")
         self.loaded = False
+        self.waiting: list[tuple[Item, bytes]] = []
+        self.last_push = time.monotonic()
 
-    def run(self, inbox: Channel, outbox: Channel | Collector) -> None:
-        size = max(1, self.step.size_of_batch)
-        waiting: list[tuple[Item, bytes]] = []
-        try:
-            while (chunk := inbox.get(timeout=PARTIAL_BATCH_WAIT if waiting else None)) is not None:
-                if not chunk:  # input paused: run what we have
-                    outbox.put(self.compute(waiting))
-                    waiting = []
-                    continue
-                outbox.put(self.resolve(chunk, waiting))
-                while len(waiting) >= size:
-                    outbox.put(self.compute(waiting[:size]))
-                    waiting = waiting[size:]
-            if waiting:
-                outbox.put(self.compute(waiting))
-        finally:
-            if self.loaded:
-                self.step.teardown()
-        outbox.close()
-
-    def resolve(self, chunk: list[Item], waiting: list[tuple[Item, bytes]]) -> list[Item]:
-        keys = [item_key(self.step, item) for item in chunk]
-        found = lookup(self.db, keys)
+    def push(self, items: list[Item]) -> list[Item]:
+        self.last_push = time.monotonic()
+        keys = [item_key(self.step, item) for item in items]
+        self.cache = self.cache or StepCache(self.db, self.step)
+        found = self.cache.lookup(keys)
         ready = []
-        for item, key in zip(chunk, keys):
+        for item, key in zip(items, keys):
             outcome = found.get(key)
             if outcome is None:
-                waiting.append((item, key))
+                self.waiting.append((item, key))
                 continue
             self.stats.n_in += 1
             self.stats.cached += 1
             if (kept := self.settle(item, outcome)) is not None:
                 ready.append(kept)
+        size = max(1, self.step.size_of_batch)
+        while len(self.waiting) >= size:
+            self.submit(self.waiting[:size])
+            self.waiting = self.waiting[size:]
         return ready
 
-    def compute(self, batch: list[tuple[Item, bytes]]) -> list[Item]:
-        if not batch:
-            return []
+    def poll(self, block: bool = False) -> list[Item]:
+        if self.waiting and time.monotonic() - self.last_push > PARTIAL_BATCH_WAIT:
+            self.submit(self.waiting)  # input paused: run what we have
+            self.waiting = []
+        return super().poll(block)
+
+    def finish(self) -> list[Item]:
+        if self.waiting:
+            self.submit(self.waiting)
+            self.waiting = []
+        return super().finish()
+
+    def submit(self, batch: list[tuple[Item, bytes]]) -> None:
         if not self.loaded:
-            self.step.setup()
+            self.thread.submit(self.step.setup)
             self.loaded = True
+        self.futures.append(self.thread.submit(self.compute, batch))
+
+    def compute(self, batch: list[tuple[Item, bytes]]) -> list[tuple[Item, bytes, Outcome | str]]:
+        """Runs in the batch thread."""
         items = [item for item, _ in batch]
         try:
             outcomes: list[Outcome | str] = list(self.step.compute_batch(items))
         except Exception:
             outcomes = [self._one(item) for item in items]  # isolate the item that breaks the batch
+        return [(item, key, outcome) for (item, key), outcome in zip(batch, outcomes)]
+
+    def _one(self, item: Item) -> Outcome | str:
+        try:
+            return self.step.compute_batch([item])[0]
+        except Exception as exc:
+            return describe_error(exc)
+
+    def collect(self, result: list[tuple[Item, bytes, Outcome | str]]) -> list[Item]:
         ready, rows = [], []
-        for (item, key), outcome in zip(batch, outcomes):
+        for item, key, outcome in result:
             self.stats.n_in += 1
             if isinstance(outcome, str):
                 self.ctx.fail(self.index, item, outcome)
@@ -84,12 +105,6 @@ class BatchStage:
         self.ctx.writer.write_many(INSERT_RESULT, rows)
         return ready
 
-    def _one(self, item: Item) -> Outcome | str:
-        try:
-            return self.step.compute_batch([item])[0]
-        except Exception as exc:
-            return describe_error(exc)
-
     def settle(self, item: Item, outcome: Outcome) -> Item | None:
         if outcome.dropped is not None:
             self.stats.dropped += 1
@@ -97,3 +112,9 @@ class BatchStage:
             return None
         self.stats.n_out += 1
         return apply(item, outcome)
+
+    def close(self, complete: bool) -> None:
+        if self.loaded:
+            self.thread.submit(self.step.teardown).result()
+        self.thread.shutdown(cancel_futures=True)
+        self.db.close()

@@ -3,13 +3,13 @@ inline (light steps) or in the process pool (steps marked `parallel`), a chain p
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 
-from captionary.core.cache import INSERT_RESULT, apply, item_key, lookup, lookup_one, result_row
+from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, lookup_one, result_row
 from captionary.core.item import Item
-from captionary.executors.context import Channel, Collector, RunContext
+from captionary.executors.context import RunContext
+from captionary.executors.stages.base import Stage
 from captionary.executors.worker import Event, advance, run_task
 from captionary.pipeline.step import PerItemStep
 
@@ -17,7 +17,7 @@ TASK_SIZE = 4
 """Items per pool task: enough to amortise IPC, few enough to spread work over the workers."""
 
 
-class ChainStage:
+class ChainStage(Stage):
     def __init__(
         self,
         ctx: RunContext,
@@ -26,33 +26,31 @@ class ChainStage:
         chain_id: int,
         pool: Callable[[], Executor] | None,
     ):
+        super().__init__()
         self.ctx = ctx
         self.indices = indices
         self.steps = steps
         self.chain_id = chain_id
-        self.pool = pool  # None: run misses inline in this thread
+        self.pool = pool  # None: run misses inline in the driver
         self.db = ctx.ws.reader()
-        self.max_inflight = 4 * (getattr(pool, "workers", 2) if pool else 1)
+        self.caches: list[StepCache | None] = [None] * len(steps)  # read on first use
+        self.max_pending = 4 * getattr(pool, "workers", 1)
 
-    def run(self, inbox: Channel, outbox: Channel | Collector) -> None:
-        pending: deque[Future] = deque()
-        while (chunk := inbox.get(timeout=0.05 if pending else None)) is not None:
-            if chunk:
-                ready, misses = self.resolve(chunk)
-                outbox.put(ready)
-                for start in range(0, len(misses), TASK_SIZE):
-                    batch = misses[start : start + TASK_SIZE]
-                    if self.pool is None:
-                        outbox.put(self.absorb(self.run_inline(batch)))
-                        continue
-                    pending.append(self.pool().submit(run_task, self.chain_id, batch))
-                    while len(pending) > self.max_inflight:
-                        outbox.put(self.absorb(pending.popleft().result()))
-            while pending and pending[0].done():
-                outbox.put(self.absorb(pending.popleft().result()))
-        while pending:
-            outbox.put(self.absorb(pending.popleft().result()))
-        outbox.close()
+    def push(self, items: list[Item]) -> list[Item]:
+        ready, misses = self.resolve(items)
+        for start in range(0, len(misses), TASK_SIZE):
+            batch = misses[start : start + TASK_SIZE]
+            if self.pool is None:
+                ready.extend(self.collect(self.run_inline(batch)))
+            else:
+                self.futures.append(self.pool().submit(run_task, self.chain_id, batch))
+        return ready
+
+    def collect(self, result: list[tuple[Item, list[Event]]]) -> list[Item]:
+        return self.absorb(result)
+
+    def close(self, complete: bool) -> None:
+        self.db.close()
 
     def resolve(self, chunk: list[Item]) -> tuple[list[Item], list[tuple[Item, int]]]:
         """Walk the chain on cached outcomes; return items done and (item, first missing step)."""
@@ -64,7 +62,9 @@ class ChainStage:
             index = self.indices[position]
             stats = self.ctx.stats[index]
             keys = [item_key(step, item) for item in active]
-            found = lookup(self.db, keys)
+            cache = self.caches[position] or StepCache(self.db, step)
+            self.caches[position] = cache
+            found = cache.lookup(keys)
             survivors = []
             for item, key in zip(active, keys):
                 outcome = found.get(key)

@@ -8,27 +8,32 @@ import time
 from captionary.core.cache import INSERT_RESULT, apply, item_key, lookup_one
 from captionary.core.hashing import cache_key, canonical_json
 from captionary.core.item import Item
-from captionary.executors.context import Channel, Collector, RunContext
+from captionary.executors.context import RunContext
+from captionary.executors.stages.base import Stage
 from captionary.executors.worker import describe_error
 from captionary.pipeline.step import GlobalStep, Outcome
 
 
-class GlobalStage:
-    def __init__(self, ctx: RunContext, index: int, step: GlobalStep, chunk_size: int):
+class GlobalStage(Stage):
+    def __init__(self, ctx: RunContext, index: int, step: GlobalStep):
+        super().__init__()
         self.ctx = ctx
         self.index = index
         self.step = step
         self.stats = ctx.stats[index]
-        self.chunk_size = chunk_size
+        self.items: list[Item] = []
 
-    def run(self, inbox: Channel, outbox: Channel | Collector) -> None:
-        items = [item for chunk in inbox for item in chunk]
-        items.sort(key=lambda item: (item.source or "", item.id))
+    def push(self, items: list[Item]) -> list[Item]:
+        self.items.extend(items)
+        return []
+
+    def finish(self) -> list[Item]:
+        items = sorted(self.items, key=lambda item: (item.source or "", item.id))
+        self.items = []
         self.stats.n_in = len(items)
         outcomes = self.outcomes(items)
         if outcomes is None:  # the step failed; every item was recorded as failed
-            outbox.close()
-            return
+            return []
         ready: list[Item] = []
         for item in items:
             outcome = outcomes[item.id]
@@ -38,11 +43,7 @@ class GlobalStage:
                 continue
             self.stats.n_out += 1
             ready.append(apply(item, outcome))
-            if len(ready) >= self.chunk_size:
-                outbox.put(ready)
-                ready = []
-        outbox.put(ready)
-        outbox.close()
+        return ready
 
     def outcomes(self, items: list[Item]) -> dict[str, Outcome] | None:
         key = cache_key(self.step.prefix, "".join(item_key(self.step, item).hex() for item in items))

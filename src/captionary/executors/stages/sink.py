@@ -1,38 +1,46 @@
-"""Sink stage: writes items in its own thread while upstream steps keep working; items pass through."""
+"""Sink stage: items pass through; the sink decides per item what is unchanged (done at once) and
+writes the rest in its own threads while upstream steps keep working."""
 
 from __future__ import annotations
 
-from captionary.executors.context import Channel, Collector, RunContext
+from captionary.core.item import Item
+from captionary.executors.context import RunContext
+from captionary.executors.stages.base import Stage
 from captionary.pipeline.step import Sink
 
 
-class SinkStage:
+class SinkStage(Stage):
+    max_pending = 256
+
     def __init__(self, ctx: RunContext, index: int, step: Sink):
+        super().__init__()
         self.ctx = ctx
         self.index = index
         self.step = step
         self.stats = ctx.stats[index]
+        step.open(ctx)
 
-    def run(self, inbox: Channel, outbox: Channel | Collector) -> None:
-        self.step.open(self.ctx)
-        complete = False
-        try:
-            for chunk in inbox:
-                results = self.step.write(chunk)
-                passed = []
-                for item, result in zip(chunk, results):
-                    self.stats.n_in += 1
-                    if isinstance(result, str):
-                        self.ctx.fail(self.index, item, result)
-                        continue
-                    if result:
-                        self.stats.computed += 1
-                    else:
-                        self.stats.cached += 1
-                    self.stats.n_out += 1
-                    passed.append(item)
-                outbox.put(passed)
-            complete = not self.ctx.stop.is_set()
-        finally:
-            self.step.close(complete)
-        outbox.close()
+    def push(self, items: list[Item]) -> list[Item]:
+        ready = []
+        for item, result in zip(items, self.step.write(items)):
+            if hasattr(result, "result"):  # a Future: being written in the background
+                self.futures.append(result)
+            else:
+                ready.extend(self.collect((item, result)))
+        return ready
+
+    def collect(self, result: tuple[Item, bool | str]) -> list[Item]:
+        item, outcome = result
+        self.stats.n_in += 1
+        if isinstance(outcome, str):
+            self.ctx.fail(self.index, item, outcome)
+            return []
+        if outcome:
+            self.stats.computed += 1
+        else:
+            self.stats.cached += 1
+        self.stats.n_out += 1
+        return [item]
+
+    def close(self, complete: bool) -> None:
+        self.step.close(complete)

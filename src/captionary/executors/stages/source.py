@@ -1,11 +1,12 @@
-"""Source stage: turns a source's records into chunks of items."""
+"""Source stage: turns a source's records into items (the driver pulls them in chunks)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from captionary.core.item import Item
-from captionary.executors.context import Channel, RunContext
+from captionary.executors.context import RunContext
 from captionary.pipeline.step import Source
 
 
@@ -21,17 +22,14 @@ class Ingested:
 
 
 class SourceStage:
-    def __init__(self, ctx: RunContext, index: int, step: Source, chunk_size: int):
+    def __init__(self, ctx: RunContext, index: int, step: Source):
         self.ctx = ctx
         self.index = index
         self.step = step
-        self.chunk_size = chunk_size
 
-    def run(self, inbox: None, outbox: Channel) -> None:
+    def items(self) -> Iterator[Item]:
         stats = self.ctx.stats[self.index]
-        chunk: list[Item] = []
         for record in self.step.scan(self.ctx):
-            self.ctx.check()
             stats.n_in += 1
             if record.error is not None:
                 self.ctx.fail(self.index, record.item, record.error, record.source)
@@ -44,9 +42,5 @@ class SourceStage:
             else:
                 stats.computed += 1
             stats.n_out += 1
-            chunk.append(record.item)
-            if len(chunk) >= self.chunk_size:
-                outbox.put(chunk)
-                chunk = []
-        outbox.put(chunk)
-        outbox.close()
+            yield record.item
+        stats.done = True

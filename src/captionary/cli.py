@@ -1,0 +1,147 @@
+"""The `captionary` command: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from captionary.errors import CaptionaryError, ConfigError, RunAborted
+
+SHOWN_ERRORS = 20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CaptionaryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="captionary", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a pipeline file")
+    run.add_argument("pipeline", type=Path, help="pipeline YAML file")
+    run.add_argument("--executor", default="local", help="where to run (default: local)")
+    run.add_argument("--workspace", type=Path, help="override the file's workspace folder")
+    run.add_argument("--max-errors", type=int, default=None, metavar="N",
+                     help="abort once more than N items have failed (default: never)")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="processes for CPU-heavy steps (default: all cores; 0: none)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
+    run.set_defaults(func=_run)
+
+    status = commands.add_parser("status", help="per-step counts and errors of the last run")
+    status.add_argument("workspace", type=Path)
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+
+    steps = commands.add_parser("steps", help="every step with its parameters")
+    steps.add_argument("--json", action="store_true")
+    steps.set_defaults(func=_steps)
+
+    gc = commands.add_parser("gc", help="delete blobs nothing refers to")
+    gc.add_argument("workspace", type=Path)
+    gc.set_defaults(func=_gc)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from captionary.core.workspace import Workspace
+    from captionary.pipeline.yaml_loader import load_pipeline
+
+    spec = load_pipeline(args.pipeline)  # every config error surfaces here, before any work
+    signal.signal(signal.SIGTERM, _interrupt)
+    options = {"max_errors": args.max_errors, "workers": args.workers, "progress": not args.no_progress}
+    options = {k: v for k, v in options.items() if v is not None}
+    with Workspace(args.workspace or spec.workspace) as ws:
+        try:
+            summary = ws.run(spec.pipeline, executor=args.executor, **options)
+            code = 0
+        except RunAborted as exc:
+            summary = exc.summary
+            print(f"error: {exc}", file=sys.stderr)
+            code = 130 if summary.status == "interrupted" else 1
+    print(summary.table())
+    _print_errors(summary.errors)
+    print(f"{summary.status} in {summary.seconds:.2f} s; workspace: {ws.path}")
+    return code
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_errors(errors: list[dict]) -> None:
+    if not errors:
+        return
+    print(f"{len(errors)} item(s) failed:", file=sys.stderr)
+    for error in errors[:SHOWN_ERRORS]:
+        print(f"  {error['step']}: {error['source'] or error['item']}: {error['reason']}", file=sys.stderr)
+    if len(errors) > SHOWN_ERRORS:
+        print(f"  ... and {len(errors) - SHOWN_ERRORS} more (captionary status --json)", file=sys.stderr)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from captionary.core.workspace import DB_NAME, Workspace
+
+    if not (args.workspace / DB_NAME).exists():
+        raise ConfigError(f"{args.workspace} is not a captionary workspace (no {DB_NAME})")
+    with Workspace(args.workspace) as ws:
+        run = ws.last_run()
+    if run is None:
+        print("{}" if args.json else "no runs yet")
+        return 0
+    if args.json:
+        print(json.dumps(run, indent=2))
+        return 0
+    from captionary.executors.summary import StepStats
+
+    print(f"run {run['run']}: {run['status']}")
+    for s in run["steps"]:
+        stats = StepStats(s["name"], n_in=s["in"], n_out=s["out"], computed=s["computed"],
+                          cached=s["cached"], dropped=s["dropped"], failed=s["failed"])
+        print(f"  {stats.name:<24} in {stats.n_in:>7}  out {stats.n_out:>7}  computed {stats.computed:>7}  "
+              f"cached {stats.cached:>7}  dropped {stats.dropped:>6}  failed {stats.failed:>6}")
+    _print_errors(run["errors"])
+    return 0
+
+
+def _steps(args: argparse.Namespace) -> int:
+    from captionary.pipeline.registry import STEPS
+
+    described = [
+        {"name": name, "kind": cls.kind, "doc": cls.summary(), "params": cls.signature()}
+        for name, cls in STEPS
+    ]
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for step in described:
+        print(f"{step['name']} ({step['kind']}): {step['doc']}")
+        for param in step["params"]:
+            print(f"    {param}")
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from captionary.core.workspace import Workspace
+
+    with Workspace(args.workspace) as ws:
+        report = ws.gc()
+    print(f"removed {report.removed} blob(s), freed {report.freed_bytes / 1e6:.1f} MB; kept {report.kept}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
