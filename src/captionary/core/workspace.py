@@ -107,9 +107,10 @@ class Workspace:
 
     # --- reading back ------------------------------------------------------------------------------
     def items(self, *, include_dropped: bool = False) -> Iterator[Item]:
-        """Items with their properties as the latest run left them (dropped ones on request).
+        """The items of the latest complete run, with their properties as it left them.
 
-        A dropped item has `dropped_by` and `drop_reason` properties.
+        Dropped items come too on request, with `dropped_by` and `drop_reason` properties. An item
+        that failed in the latest run keeps the state of the run before.
         """
         sql = "SELECT item, image, source, name, props, dropped_by, reason FROM item_state"
         if not include_dropped:

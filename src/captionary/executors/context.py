@@ -40,6 +40,7 @@ class RunContext:
         self.abort_reason: str | None = None
         self.crash: BaseException | None = None
         self._lock = threading.Lock()
+        self.seen: set[str] = set()
         self._previous = {
             row[0]: row[1:]
             for row in ws.query(
@@ -53,6 +54,8 @@ class RunContext:
         name = self.stats[step_index].name
         item_id = item.id if item is not None else None
         source = source or (item.source if item is not None else None)
+        if item_id is not None:
+            self.seen.add(item_id)
         with self._lock:
             self.stats[step_index].failed += 1
             self.errors.append({"item": item_id, "step": name, "reason": reason, "source": source})
@@ -69,10 +72,16 @@ class RunContext:
         self._remember(item, None, None)
 
     def _remember(self, item: Item, dropped_by: str | None, reason: str | None) -> None:
+        self.seen.add(item.id)
         state = (item.image_hash, item.source, item.name, canonical_json(item.props), dropped_by, reason)
         if self._previous.get(item.id) != state:
             self._previous[item.id] = state
             self.writer.write(UPSERT_STATE, (item.id, *state, self.run_id))
+
+    def forget_unseen(self) -> None:
+        """After a complete run: items it never reached are no longer part of the dataset."""
+        stale = [(item,) for item in self._previous.keys() - self.seen]
+        self.writer.write_many("DELETE FROM item_state WHERE item = ?", stale)
 
     # --- stopping ------------------------------------------------------------------------------------
     def abort(self, reason: str) -> None:

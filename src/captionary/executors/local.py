@@ -116,6 +116,8 @@ class LocalExecutor:
             status = "crashed"
         elif ctx.abort_reason is not None and status == "completed":
             status = "aborted"
+        if status == "completed":
+            ctx.forget_unseen()
         writer.write_many(
             "INSERT OR REPLACE INTO run_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(run_id, i, s.name, s.n_in, s.n_out, s.computed, s.cached, s.dropped, s.failed)

@@ -89,10 +89,11 @@ class _Parser:
         if not isinstance(steps_node, yaml.SequenceNode) or not steps_node.value:
             raise ConfigError("`steps` must be a non-empty list of steps", line=_line(steps_node))
         pipeline = Pipeline([self._step(node) for node in steps_node.value])
-        try:
-            pipeline.check()
-        except ConfigError as exc:
-            raise exc.at(line=_line(steps_node)) from None
+        for position, node in enumerate(steps_node.value):
+            try:  # the structural checks of Pipeline.check, each located at its step's line
+                Pipeline(list(pipeline)[: position + 1]).check()
+            except ConfigError as exc:
+                raise exc.at(line=_line(node)) from None
         return PipelineFile(self._path(workspace), pipeline)
 
     def _imports(self, node: yaml.Node) -> None:
@@ -140,7 +141,10 @@ class _Parser:
                         f"unknown parameter {key!r} for step {cls.name!r} (valid parameters: {valid})",
                         line=_line(key_node),
                     )
-                value = check(self._value(value_node), hints[key], f"{cls.name}.{key}", param=key)
+                try:
+                    value = check(self._value(value_node), hints[key], f"{cls.name}.{key}", param=key)
+                except ParamError as exc:
+                    raise exc.at(line=_line(value_node)) from None
                 if isinstance(value, Path):
                     value = self._path(value)
                 elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):

@@ -1,0 +1,34 @@
+"""Shared fixtures: real photos (the bundled samples), real workspaces, real files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_PHOTOS = REPO / "examples" / "photos"
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A private copy of the 12 bundled sample photos (with their .txt sidecars)."""
+    target = tmp_path / "photos"
+    shutil.copytree(SAMPLE_PHOTOS, target, ignore=shutil.ignore_patterns("*.md"))
+    return target
+
+
+@pytest.fixture
+def ws_path(tmp_path: Path) -> Path:
+    return tmp_path / "ws"
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative posix path -> bytes)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}

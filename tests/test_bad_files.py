@@ -1,0 +1,102 @@
+"""Broken inputs are recorded (item, step, reason, source) and never stop the run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from captionary import FilterBySize, Load, Resize, RunAborted, Save, Workspace
+from captionary.cli import main
+
+
+@pytest.fixture
+def zoo(photos):
+    """The sample photos plus one of each kind of broken file."""
+    good = (photos / "dog" / "00.jpg").read_bytes()
+    bad = photos / "bad"
+    bad.mkdir()
+    (bad / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notes.jpg").write_text("this is a text file, not a JPEG\n")
+    os.symlink(bad / "does-not-exist.jpg", bad / "dangling.jpg")
+    (bad / "bad-sidecar.jpg").write_bytes((photos / "cat" / "00.jpg").read_bytes()[:-1] + b"\xd9")
+    (bad / "bad-sidecar.json").write_text("{not json")
+    return photos
+
+
+EXPECTED = {
+    "truncated.jpg": "corrupt or truncated image data",
+    "empty.jpg": "empty file (0 bytes)",
+    "notes.jpg": "not an image Pillow can read",
+    "dangling.jpg": "No such file or directory",
+    "bad-sidecar.jpg": "not valid JSON",
+}
+
+
+def test_each_broken_file_is_recorded_and_the_rest_completes(zoo, ws_path, tmp_path):
+    out = tmp_path / "out"
+    with Workspace(ws_path) as ws:
+        summary = ws.run(Load(zoo) >> FilterBySize(min_edge=512) >> Resize(max_edge=256) >> Save(out),
+                         progress=False)
+        status = ws.last_run()
+    assert summary.status == "completed"
+    assert summary.step("load").n_in == 12 + len(EXPECTED)
+    assert summary.step("load").failed == len(EXPECTED)
+    assert summary.step("save").computed == 11
+    by_file = {os.path.basename(e["source"]): e for e in status["errors"]}
+    assert set(by_file) == set(EXPECTED)
+    for name, reason in EXPECTED.items():
+        error = by_file[name]
+        assert reason in error["reason"], (name, error)
+        assert name in error["reason"]  # the reason names the file
+        assert error["step"] == "load"
+    assert len(list(out.rglob("*.jpg"))) == 11
+
+
+def test_status_json_has_exactly_the_documented_keys(zoo, ws_path, capsys):
+    with Workspace(ws_path) as ws:
+        ws.run(Load(zoo) >> FilterBySize(min_edge=512) >> Save(ws_path.parent / "out"), progress=False)
+    assert main(["status", str(ws_path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert [s["name"] for s in status["steps"]] == ["load", "filter_by_size", "save"]
+    for s in status["steps"]:
+        assert set(s) == {"name", "in", "out", "computed", "cached", "dropped", "failed"}
+    assert status["steps"][0]["failed"] == len(EXPECTED)
+    assert status["steps"][1]["dropped"] == 1
+    assert len(status["errors"]) == len(EXPECTED)
+    for error in status["errors"]:
+        assert set(error) == {"item", "step", "reason", "source"}
+
+
+def test_a_step_exception_fails_only_that_item(photos, ws_path, tmp_path):
+    """A file that decodes its header but not its pixels fails in the step that decodes it (no verify)."""
+    good = (photos / "dog" / "01.jpg").read_bytes()
+    (photos / "dog" / "cut.jpg").write_bytes(good[: len(good) // 3])
+    with Workspace(ws_path) as ws:
+        summary = ws.run(Load(photos, verify=False) >> Resize(max_edge=128) >> Save(tmp_path / "out"),
+                         progress=False, workers=0)
+    assert summary.step("load").failed == 0
+    assert summary.step("resize").failed == 1
+    assert summary.step("resize").n_out == 12
+    [error] = summary.errors
+    assert error["step"] == "resize" and error["source"].endswith("cut.jpg")
+    assert "truncated" in error["reason"]
+
+
+def test_max_errors_aborts_the_run(zoo, ws_path, capsys):
+    with Workspace(ws_path) as ws, pytest.raises(RunAborted, match="more than 2 errors") as aborted:
+        ws.run(Load(zoo) >> Save(ws_path.parent / "out"), progress=False, max_errors=2)
+    assert aborted.value.summary.status == "aborted"
+    with Workspace(ws_path) as ws:
+        assert ws.last_run()["status"] == "aborted"
+
+
+def test_cli_max_errors_exit_code(zoo, tmp_path, capsys):
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(f"workspace: ws\nsteps:\n  - load: {{path: {zoo}}}\n  - save: {{path: out}}\n")
+    assert main(["run", str(pipeline), "--no-progress", "--max-errors", "1"]) == 1
+    assert "more than 1 errors" in capsys.readouterr().err
+    assert main(["run", str(pipeline), "--no-progress"]) == 0
+    assert "5 item(s) failed" in capsys.readouterr().err
