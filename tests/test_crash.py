@@ -71,6 +71,11 @@ def committed_results(db: Path, step: str) -> int:
         con.close()
 
 
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
 def wait_for(condition, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -99,8 +104,11 @@ def test_sigkill_mid_run_then_rerun_completes(photos, tmp_path):
     db = tmp_path / "ws" / "captionary.db"
     process = start(pipeline)
     wait_for(lambda: committed_results(db, "t_crash_slow") >= 3)
+    workers = children(process.pid)
+    assert workers, "resize runs in a process pool"
     process.send_signal(signal.SIGKILL)
     process.wait()
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=15)  # no orphans
     before = committed_results(db, "t_crash_slow")
     assert 3 <= before < 12
 

@@ -1,14 +1,12 @@
-"""Content-addressed blob store: `objects/ab/cd/<sha256>`, written atomically (temp file + rename)."""
+"""Content-addressed blob store: `objects/ab/<sha256>`, written atomically (temp file + rename)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from captionary.core.hashing import hash_bytes, hash_file
+from captionary.core.atomic import remove_temp_files, write_atomic
+from captionary.core.hashing import hash_bytes
 
 
 class BlobStore:
@@ -18,9 +16,11 @@ class BlobStore:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.tmp_str = str(self.tmp)
+        self._folders: set[str] = set()  # fan-out folders known to exist (saves a mkdir per blob)
 
     def path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest[2:4] / digest
+        return self.root / digest[:2] / digest
 
     def __contains__(self, digest: str) -> bool:
         return self.path(digest).exists()
@@ -28,40 +28,22 @@ class BlobStore:
     def get(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
 
-    def put(self, data: bytes) -> str:
-        digest = hash_bytes(data)
+    def put(self, data: bytes, digest: str | None = None) -> str:
+        """Store bytes (a copy: nothing is ever linked) and return their sha256."""
+        digest = digest or hash_bytes(data)
         target = self.path(digest)
         if not target.exists():
-            self._commit(target, lambda f: f.write(data))
+            folder = digest[:2]
+            if folder not in self._folders:
+                target.parent.mkdir(exist_ok=True)
+                self._folders.add(folder)
+            write_atomic(str(target), data, self.tmp_str)
         return digest
-
-    def put_file(self, source: str | Path, digest: str | None = None) -> str:
-        """Copy a file into the store (the source is never linked or modified)."""
-        digest = digest or hash_file(source)
-        target = self.path(digest)
-        if not target.exists():
-            with open(source, "rb") as src:
-                self._commit(target, lambda f: shutil.copyfileobj(src, f, 1 << 20))
-        return digest
-
-    def _commit(self, target: Path, write) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def digests(self) -> Iterator[str]:
-        for first in sorted(self.root.iterdir()):
-            if len(first.name) != 2 or not first.is_dir():
-                continue
-            for second in sorted(first.iterdir()):
-                for blob in second.iterdir():
-                    yield blob.name
+        for folder in sorted(self.root.iterdir()):
+            if len(folder.name) == 2 and folder.is_dir():
+                yield from (blob.name for blob in folder.iterdir())
 
     def delete(self, digest: str) -> int:
         path = self.path(digest)
@@ -71,5 +53,4 @@ class BlobStore:
 
     def clear_tmp(self) -> None:
         """Remove temp files left by a killed process."""
-        for leftover in self.tmp.iterdir():
-            leftover.unlink(missing_ok=True)
+        remove_temp_files(self.tmp_str)

@@ -186,7 +186,14 @@ class Driver:
     def run(self) -> None:
         chunk: list[Item] = []
         last_feed = time.monotonic()
-        for item in self.source.items():
+        source = self.ctx.stats[0]
+        items = self.source.items()
+        while True:
+            started = time.perf_counter()
+            item = next(items, None)
+            source.seconds += time.perf_counter() - started
+            if item is None:
+                break
             chunk.append(item)
             if len(chunk) >= self.chunk_size or time.monotonic() - last_feed > self.FEED_EVERY:
                 self.feed(0, chunk)
@@ -207,7 +214,10 @@ class Driver:
         for stage in self.stages[position:]:
             if not items:
                 return
+            started = time.perf_counter()
             items = stage.push(items)
+            if not isinstance(stage, ChainStage):  # a chain times each of its steps itself
+                self.ctx.stats[stage.index].seconds += time.perf_counter() - started
         for item in items:
             self.ctx.finish(item)
 

@@ -18,6 +18,7 @@ class StepStats:
     cached: int = 0
     dropped: int = 0
     failed: int = 0
+    seconds: float = 0.0  # time the driver spent on this step (its background work not included)
     done: bool = False
 
     def as_dict(self) -> dict[str, Any]:

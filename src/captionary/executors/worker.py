@@ -6,8 +6,12 @@ chain); processes exchange items (ids, blob hashes, properties), never pixels.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -65,9 +69,18 @@ _worker: dict = {}
 
 def init_worker(objects: Path, db_path: Path, chains: list[list[PerItemStep]]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     _worker["store"] = BlobStore(objects)
     _worker["db"] = connect(db_path, readonly=True)
     _worker["chains"] = chains
+
+
+def _exit_with_parent() -> None:
+    """A killed driver (SIGKILL) cannot stop its pool: each worker leaves when its parent is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
 
 
 def run_task(chain: int, batch: list[tuple[Item, int]]) -> list[tuple[Item, list[Event]]]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-TMP_PREFIX = ".captionary-tmp-"
+from captionary.core.atomic import remove_temp_files, write_atomic
+
 UPSERT_OUTPUT = "INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?, ?, ?)"
 DELETE_OUTPUT = "DELETE FROM outputs WHERE sink = ? AND path = ?"
 
@@ -33,6 +33,7 @@ class OutputFiles:
             )
         }
         self.touched: set[str] = set()
+        self.folders: set[str] = set()  # output folders known to exist
         self._remove_temp_files()
 
     def claimed_names(self) -> dict[str, str]:
@@ -73,7 +74,7 @@ class OutputFiles:
                 raise NotOurs(f"{target} exists and was not written by captionary; move it or choose "
                               f"another output folder")
         elif st is None or record is None or _sha(target.read_bytes()) != _sha(data):
-            _atomic_write(target, data)
+            self._write(target, data)
         st = target.stat()
         self.records[relative] = (item_id, digest, st.st_size, st.st_mtime_ns)
         self.ctx.writer.write(UPSERT_OUTPUT, (self.sink_id, relative, item_id, digest, st.st_size,
@@ -93,23 +94,16 @@ class OutputFiles:
             removed.append(relative)
         return removed
 
+    def _write(self, target: Path, data: bytes) -> None:
+        folder = str(target.parent)
+        if folder not in self.folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.folders.add(folder)
+        write_atomic(str(target), data)
+
     def _remove_temp_files(self) -> None:
-        for folder, _, files in os.walk(self.root):
-            for file in files:
-                if file.startswith(TMP_PREFIX):
-                    os.unlink(os.path.join(folder, file))
-
-
-def _atomic_write(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        """Temp files a killed run left (they are this sink's own, by their name)."""
+        remove_temp_files(str(self.root), recursive=True)
 
 
 def _sha(data: bytes) -> str:

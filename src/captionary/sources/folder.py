@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 from captionary.core.cache import decode_props
-from captionary.core.hashing import canonical_json, hash_bytes
+from captionary.core.hashing import canonical_json
 from captionary.core.images import probe, readable_extensions
 from captionary.core.item import Item
 from captionary.executors.stages.source import Ingested
@@ -108,10 +109,9 @@ class Load(Source):
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return Ingested(path, error=f"cannot load {Path(path).name}: {reason}")
-        digest = hash_bytes(data)
-        ctx.ws.blobs.put(data)
+        digest = ctx.ws.blobs.put(data)
         ctx.writer.write(INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data),
-                                       os.path.getmtime(path)))
+                                       time.time()))
         ctx.writer.write(UPSERT_SOURCE_FILE, (path, fingerprint, digest, name, canonical_json(props)))
         return Ingested(path, Item(digest, None, props, path, name, ctx.ws.blobs))
 

@@ -3,6 +3,7 @@ inline (light steps) or in the process pool (steps marked `parallel`), a chain p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -59,6 +60,7 @@ class ChainStage(Stage):
         for position, step in enumerate(self.steps):
             if not active:
                 break
+            started = time.perf_counter()
             index = self.indices[position]
             stats = self.ctx.stats[index]
             keys = [item_key(step, item) for item in active]
@@ -80,6 +82,7 @@ class ChainStage(Stage):
                 stats.n_out += 1
                 survivors.append(apply(item, outcome))
             active = survivors
+            stats.seconds += time.perf_counter() - started
         return active, misses
 
     def run_inline(self, batch: list[tuple[Item, int]]) -> list[tuple[Item, list[Event]]]:
