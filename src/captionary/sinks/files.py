@@ -38,7 +38,7 @@ class OutputFiles:
 
     def claimed_names(self) -> dict[str, str]:
         """Output stem (path without extension) -> item id, for names this sink already gave out."""
-        return {os.path.splitext(path)[0]: item for path, (item, *_) in self.records.items() if item}
+        return {path.rpartition(".")[0]: item for path, (item, *_) in self.records.items() if item}
 
     def unchanged(self, relative: str, digest: str) -> bool:
         """True if this sink wrote `digest` to `relative` and the file is still as it left it."""
