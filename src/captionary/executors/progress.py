@@ -34,9 +34,8 @@ class Progress:
         if not self.enabled:
             return
         if self.bars:
-            total = self.stats[0].n_out if self.stats[0].done else None
-            for bar, s in zip(self.bars, self.stats):
-                if total is not None and bar.total != total and s.kind != "source":
+            for bar, total, s in zip(self.bars, self._totals(), self.stats):
+                if total is not None and bar.total != total:
                     bar.total = total
                 bar.update(s.n_in - bar.n)
                 bar.set_postfix_str(_counts(s), refresh=False)
@@ -44,6 +43,17 @@ class Progress:
         elif time.monotonic() - self.last_log >= LOG_EVERY:
             self.last_log = time.monotonic()
             self.log()
+
+    def _totals(self) -> list[int | None]:
+        """What each step will see: the source's count less what earlier steps dropped or failed."""
+        source = self.stats[0]
+        known = source.n_in if source.done else source.expected
+        totals: list[int | None] = []
+        lost = 0
+        for s in self.stats:
+            totals.append(None if known is None else known - lost)
+            lost += s.dropped + s.failed
+        return totals
 
     def log(self) -> None:
         for s in self.stats:

@@ -19,6 +19,7 @@ class StepStats:
     dropped: int = 0
     failed: int = 0
     seconds: float = 0.0  # time the driver spent on this step (its background work not included)
+    expected: int | None = None  # a source may say how many records it will produce
     done: bool = False
 
     def as_dict(self) -> dict[str, Any]:

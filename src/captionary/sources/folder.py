@@ -48,7 +48,9 @@ class Load(Source):
         }
         seen: dict[str, str] = {}
         fresh: list[tuple[str, str, str, list[str]]] = []
-        for path, name, fingerprint, sidecars in self._files(root):
+        files = list(self._files(root))
+        ctx.stats[0].expected = len(files)
+        for path, name, fingerprint, sidecars in files:
             if isinstance(fingerprint, Exception):
                 yield Ingested(path, error=f"cannot read file: {fingerprint}")
                 continue
