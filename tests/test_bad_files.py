@@ -38,8 +38,8 @@ EXPECTED = {
 def test_each_broken_file_is_recorded_and_the_rest_completes(zoo, ws_path, tmp_path):
     out = tmp_path / "out"
     with Workspace(ws_path) as ws:
-        summary = ws.run(Load(zoo) >> FilterBySize(min_edge=512) >> Resize(max_edge=256) >> Save(out),
-                         progress=False)
+        pipeline = Load(zoo, verify=True) >> FilterBySize(min_edge=512) >> Resize(max_edge=256) >> Save(out)
+        summary = ws.run(pipeline, progress=False)
         status = ws.last_run()
     assert summary.status == "completed"
     assert summary.step("load").n_in == 12 + len(EXPECTED)
@@ -68,6 +68,21 @@ def test_status_json_has_exactly_the_documented_keys(zoo, ws_path, capsys):
     assert len(status["errors"]) == len(EXPECTED)
     for error in status["errors"]:
         assert set(error) == {"item", "step", "reason", "source"}
+
+
+def test_by_default_load_verifies_only_when_no_image_step_decodes(zoo, tmp_path):
+    with Workspace(tmp_path / "a") as ws:
+        copied = ws.run(Load(zoo) >> Save(tmp_path / "a-out"), progress=False)
+    assert copied.step("load").failed == len(EXPECTED)  # nothing else would decode: load verifies
+    with Workspace(tmp_path / "b") as ws:
+        resized = ws.run(Load(zoo) >> Resize(max_edge=64) >> Save(tmp_path / "b-out"), progress=False)
+    assert resized.step("load").failed == len(EXPECTED) - 1
+    [late] = [e for e in resized.errors if e["step"] == "resize"]
+    assert late["source"].endswith("truncated.jpg") and "truncated" in late["reason"]
+    with Workspace(tmp_path / "b") as ws:  # the same workspace, now a pipeline that needs verification
+        again = ws.run(Load(zoo) >> Save(tmp_path / "b-out2"), progress=False)
+    assert again.step("load").failed == len(EXPECTED)
+    assert again.step("load").computed == 12  # the unverified records are verified now
 
 
 def test_a_step_exception_fails_only_that_item(photos, ws_path, tmp_path):

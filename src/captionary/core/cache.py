@@ -96,8 +96,17 @@ def result_row(key: bytes, step: Step, item: Item, outcome: Outcome) -> tuple:
     return (key, step.name, item.id, props, outcome.image, outcome.dropped, time.time())
 
 
-def apply(item: Item, outcome: Outcome) -> Item:
-    """The item after a (kept) outcome."""
+def apply(item: Item, outcome: Outcome, step: Step) -> Item:
+    """The item after a (kept) outcome of `step`. A derived image extends the item's recipe."""
     if outcome.props is None and outcome.image is None:
         return item
-    return item.evolve(outcome.image, outcome.props)
+    new = item.evolve(outcome.props)
+    if outcome.image is not None and outcome.image != item.image_hash:
+        new.image_hash = outcome.image
+        new._decoded = outcome.pixels
+        if outcome.image.startswith("~"):
+            read = {name: item.props.get(name) for name in step.reads}
+            new.recipe = (*item.recipe, (step, read))
+        else:  # a stored blob
+            new.base, new.recipe = outcome.image, ()
+    return new

@@ -28,7 +28,7 @@ def _v1(db: sqlite3.Connection) -> None:
         -- what a source read at a path, so an unchanged file is never read twice
         CREATE TABLE source_files (
             path TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, item TEXT, name TEXT, props TEXT,
-            error TEXT
+            format TEXT
         ) WITHOUT ROWID;
         -- the per-image cache, one row per (step config, input fingerprint)
         CREATE TABLE results (
@@ -42,9 +42,10 @@ def _v1(db: sqlite3.Connection) -> None:
             PRIMARY KEY (sink, path)
         ) WITHOUT ROWID;
         -- each item's state after the latest run that reached it (for notebooks, review, loader)
+        -- image is a blob hash, or a derived id (~...) made by applying recipe (JSON steps) to base
         CREATE TABLE item_state (
             item TEXT PRIMARY KEY, image TEXT, source TEXT, name TEXT, props TEXT,
-            dropped_by TEXT, reason TEXT, run INTEGER
+            dropped_by TEXT, reason TEXT, format TEXT, base TEXT, recipe TEXT, run INTEGER
         ) WITHOUT ROWID;
         CREATE TABLE runs (
             id INTEGER PRIMARY KEY, started REAL, finished REAL, status TEXT, pipeline TEXT,

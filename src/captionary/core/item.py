@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from captionary.core.blobstore import BlobStore
+    from captionary.pipeline.step import Step
+
+
+RecipeEntry = tuple["Step", dict[str, Any]]
+"""An image step and the properties it read, applied to reproduce a derived image."""
 
 
 class Item:
     """One image flowing through a pipeline.
 
-    `id` is the sha256 of the original bytes and never changes; `image_hash` names the current image
-    blob (equal to `id` until a step changes the pixels); `props` holds the properties (`caption`,
-    `tags`, `width`, ...); `source` is where the original came from and `name` the relative name
-    sinks use for output files.
+    `id` is the sha256 of the original bytes and never changes. `image_hash` names the current image:
+    the original's blob (= `id`) until a step changes the pixels, then a *derived id* (`~...`, from the
+    step's cache key). A derived image is not stored: it is `base` (a blob) with the image steps in
+    `recipe` applied again, which is exact because steps are deterministic. `props` holds the
+    properties (`caption`, `tags`, `width`, ...); `source` is where the original came from, `name` the
+    relative name sinks use for files, `format` the original's format (`JPEG`, `PNG`, ...).
     """
 
-    __slots__ = ("_decoded", "_store", "id", "image_hash", "name", "props", "source")
+    __slots__ = (
+        "_decoded", "_draft", "_store", "base", "format", "id", "image_hash", "name", "props", "recipe",
+        "rendered", "source",
+    )
 
     def __init__(
         self,
@@ -30,14 +42,22 @@ class Item:
         source: str | None = None,
         name: str | None = None,
         store: BlobStore | None = None,
+        format: str = "",
+        base: str | None = None,
+        recipe: tuple[RecipeEntry, ...] = (),
     ):
         self.id = id
         self.image_hash = image_hash or id
         self.props = props if props is not None else {}
         self.source = source
         self.name = name or id[:16]
+        self.format = format
+        self.base = base or id
+        self.recipe = recipe
+        self.rendered: tuple[str, bytes] | None = None  # a sink's encoded file, made where pixels were
         self._store = store
         self._decoded: Image | None = None
+        self._draft: bytes | None = None  # prefix of the step whose draft scale decoded `_decoded`
 
     def __getitem__(self, key: str) -> Any:
         return self.props[key]
@@ -57,46 +77,80 @@ class Item:
         return self.props["height"]
 
     @property
-    def image_bytes(self) -> bytes:
+    def image(self) -> Image:
+        """The current image, decoded once, upright (EXIF orientation applied).
+
+        A derived image is recomputed: the base decoded exactly as its first image step decoded it
+        (see `ImageMap.draft_scale`), then every step of the recipe applied again.
+        """
+        if self._decoded is None:
+            first = self.recipe[0][0] if self.recipe else None
+            image = self._decode(first)
+            for step, props in self.recipe:
+                image = step.transform(image, Item(self.id, None, props, self.source, self.name))
+            self._decoded = image
+        return self._decoded
+
+    def pixels_for(self, step: Step) -> Image:
+        """The image as input to image step `step`: for an underived image, decoded at the scale the
+        step asks for (a replayed recipe decodes the same way, so both give identical pixels)."""
+        if self.recipe or not step.wants_draft:
+            return self.image
+        if self._decoded is None or self._draft != step.prefix:
+            self._decoded = self._decode(step)
+        return self._decoded
+
+    def _decode(self, step: Step | None) -> Image:
         if self._store is None:
             raise RuntimeError("item is not attached to a blob store")
-        return self._store.get(self.image_hash)
-
-    @property
-    def image(self) -> Image:
-        """The current image, decoded once, upright (EXIF orientation applied)."""
-        if self._decoded is None:
-            self._decoded = decode_image(self.image_bytes)
-        return self._decoded
+        draft = step.draft_scale if step is not None and step.wants_draft else None
+        self._draft = step.prefix if draft is not None else None
+        return decode_image(self._store.get(self.base), draft)
 
     def attach(self, store: BlobStore) -> Item:
         self._store = store
         return self
 
-    def evolve(self, image_hash: str | None = None, updates: dict[str, Any] | None = None) -> Item:
-        """A copy with another image and/or updated properties (the decoded image is kept if unchanged)."""
+    def evolve(self, updates: dict[str, Any] | None = None) -> Item:
+        """A copy with updated properties (same image, decoded pixels shared)."""
         props = {**self.props, **updates} if updates else self.props
-        new = Item(self.id, image_hash or self.image_hash, props, self.source, self.name, self._store)
-        if image_hash is None or image_hash == self.image_hash:
-            new._decoded = self._decoded
+        new = Item(self.id, self.image_hash, props, self.source, self.name, self._store, self.format,
+                   self.base, self.recipe)
+        new._decoded, new._draft = self._decoded, self._draft
         return new
 
-    def __getstate__(self) -> tuple:
-        return (self.id, self.image_hash, self.props, self.source, self.name)
+    def __getstate__(self) -> tuple:  # pixels never cross processes
+        return (self.id, self.image_hash, self.props, self.source, self.name, self.format, self.base,
+                self.recipe, self.rendered)
 
     def __setstate__(self, state: tuple) -> None:
-        self.id, self.image_hash, self.props, self.source, self.name = state
+        (self.id, self.image_hash, self.props, self.source, self.name, self.format, self.base,
+         self.recipe, self.rendered) = state
         self._store = None
         self._decoded = None
+        self._draft = None
 
     def __repr__(self) -> str:
         return f"Item({self.id[:12]}, name={self.name!r}, props={self.props!r})"
 
 
-def decode_image(data: bytes) -> Image:
-    """Decode fully (so truncation is caught here) and apply EXIF orientation."""
+def decode_image(data: bytes, draft: Callable[[int, int], float | None] | None = None) -> Image:
+    """Decode (so truncation is caught here) and apply EXIF orientation.
+
+    `draft(width, height)` (upright size) may return a scale < 1: a JPEG is then decoded at the
+    smallest DCT scale that keeps at least that much of its size, which is several times faster.
+    """
     from PIL import Image, ImageOps
 
     image = Image.open(io.BytesIO(data))
+    scale = draft(*_upright(image)) if draft is not None and image.format == "JPEG" else None
+    if scale is not None and scale < 1:
+        image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
     image.load()
-    return ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels when upright
+    return image
+
+
+def _upright(image: Any) -> tuple[int, int]:
+    width, height = image.size
+    return (height, width) if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)

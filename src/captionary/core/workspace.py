@@ -15,11 +15,11 @@ from captionary.core.blobstore import BlobStore
 from captionary.core.db import connect, migrate
 from captionary.core.item import Item
 from captionary.errors import WorkspaceError
+from captionary.pipeline.step import Step
 
 if TYPE_CHECKING:
     from captionary.executors.summary import RunSummary
     from captionary.pipeline.pipeline import Pipeline
-    from captionary.pipeline.step import Step
 
 DB_NAME = "captionary.db"
 
@@ -112,15 +112,20 @@ class Workspace:
         Dropped items come too on request, with `dropped_by` and `drop_reason` properties. An item
         that failed in the latest run keeps the state of the run before.
         """
-        sql = "SELECT item, image, source, name, props, dropped_by, reason FROM item_state"
+        sql = (
+            "SELECT item, image, source, name, props, dropped_by, reason, format, base, recipe "
+            "FROM item_state"
+        )
         if not include_dropped:
             sql += " WHERE dropped_by IS NULL"
         rows = self.query(sql + " ORDER BY name")
-        for item_id, image, source, name, props, dropped_by, reason in rows:
+        steps: dict[str, Step] = {}
+        for item_id, image, source, name, props, dropped_by, reason, format, base, recipe in rows:
             values = json.loads(props) if props else {}
             if dropped_by is not None:
                 values = {**values, "dropped_by": dropped_by, "drop_reason": reason}
-            yield Item(item_id, image, values, source, name, self.blobs)
+            yield Item(item_id, image, values, source, name, self.blobs, format or "", base,
+                       _recipe(recipe, steps))
 
     def __len__(self) -> int:
         (count,) = self.db.execute("SELECT count(*) FROM item_state WHERE dropped_by IS NULL").fetchone()
@@ -162,8 +167,8 @@ class Workspace:
         referenced: set[str] = set()
         for sql in (
             "SELECT id FROM items",
-            "SELECT image FROM results WHERE image IS NOT NULL",
-            "SELECT image FROM item_state WHERE image IS NOT NULL",
+            "SELECT image FROM results WHERE image IS NOT NULL AND image NOT LIKE '~%'",
+            "SELECT base FROM item_state WHERE base IS NOT NULL",
         ):
             referenced.update(row[0] for row in self.db.execute(sql))
         return referenced
@@ -184,3 +189,18 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace({os.fspath(self.path)!r})"
+
+
+def _recipe(text: str | None, steps: dict[str, Step]) -> tuple:
+    """Rebuild a stored recipe's steps (each distinct step once) so derived images can be recomputed."""
+    if not text:
+        return ()
+    from captionary.pipeline.registry import STEPS
+
+    recipe = []
+    for name, params, read in json.loads(text):
+        key = name + json.dumps(params, sort_keys=True)
+        if key not in steps:
+            steps[key] = STEPS.get(name)(**params)
+        recipe.append((steps[key], read))
+    return tuple(recipe)

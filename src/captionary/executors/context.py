@@ -13,8 +13,15 @@ if TYPE_CHECKING:
     from captionary.core.workspace import Workspace
     from captionary.core.writer import DbWriter
 
-UPSERT_STATE = "INSERT OR REPLACE INTO item_state VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+UPSERT_STATE = "INSERT OR REPLACE INTO item_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?)"
+
+
+def recipe_json(recipe: tuple) -> str | None:
+    """A recipe as JSON (`[[step, params, read properties], ...]`), for `Workspace.items()`."""
+    if not recipe:
+        return None
+    return "[" + ",".join(f"[{step.recipe_json},{canonical_json(read)}]" for step, read in recipe) + "]"
 
 
 class Stopped(Exception):
@@ -35,6 +42,7 @@ class RunContext:
         self.writer = writer
         self.stats = stats
         self.max_errors = max_errors
+        self.decodes_later = False  # an image step will decode every item's pixels (set by the executor)
         self.errors: list[dict] = []
         self.stop = threading.Event()
         self.abort_reason: str | None = None
@@ -44,7 +52,8 @@ class RunContext:
         self._previous = {
             row[0]: row[1:]
             for row in ws.query(
-                "SELECT item, image, source, name, props, dropped_by, reason FROM item_state"
+                "SELECT item, image, source, name, props, dropped_by, reason, format, base, recipe "
+                "FROM item_state"
             )
         }
 
@@ -73,7 +82,8 @@ class RunContext:
 
     def _remember(self, item: Item, dropped_by: str | None, reason: str | None) -> None:
         self.seen.add(item.id)
-        state = (item.image_hash, item.source, item.name, canonical_json(item.props), dropped_by, reason)
+        state = (item.image_hash, item.source, item.name, canonical_json(item.props), dropped_by, reason,
+                 item.format, item.base, recipe_json(item.recipe))
         if self._previous.get(item.id) != state:
             self._previous[item.id] = state
             self.writer.write(UPSERT_STATE, (item.id, *state, self.run_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import multiprocessing
 import os
@@ -26,7 +27,7 @@ from captionary.executors.stages.source import SourceStage
 from captionary.executors.summary import RunSummary, StepStats
 from captionary.executors.worker import init_worker
 from captionary.pipeline.pipeline import Pipeline
-from captionary.pipeline.step import PerItemStep
+from captionary.pipeline.step import ImageMap, PerItemStep
 
 
 class LazyPool:
@@ -91,6 +92,7 @@ class LocalExecutor:
         stats = [StepStats(name, step.kind) for name, step in zip(_unique_names(pipeline), pipeline)]
         writer = DbWriter(connect(ws.db_path))
         ctx = RunContext(ws, run_id, writer, stats, self.max_errors)
+        ctx.decodes_later = any(isinstance(step, ImageMap) for step in pipeline)
         progress = Progress(stats, enabled=self.progress)
         source, stages, pool = self._plan(ctx, pipeline)
         status = "completed"
@@ -158,6 +160,9 @@ class LocalExecutor:
                 continue
             stages.append(STAGES[step.kind](ctx, index, step))
             index += 1
+        for chain, following in itertools.pairwise(stages):
+            if isinstance(chain, ChainStage) and isinstance(following, SinkStage):
+                chain.render = following.step.renderer()
         return SourceStage(ctx, 0, steps[0]), stages, pool
 
 

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from captionary.core.blobstore import BlobStore
 from captionary.core.cache import apply, item_key, lookup_one
@@ -42,17 +43,18 @@ def advance(
             events.append((position, key, hit, None, True))
             if hit.dropped is not None:
                 break
-            item = apply(item, hit)
+            item = apply(item, hit, step)
             continue
         try:
             outcome = step.compute(item, store)
         except Exception as exc:
             events.append((position, key, None, describe_error(exc), False))
             break
+        item = apply(item, outcome, step) if outcome.dropped is None else item
+        outcome.pixels = None  # the outcome goes back to the driver; pixels stay here
         events.append((position, key, outcome, None, False))
         if outcome.dropped is not None:
             break
-        item = apply(item, outcome)
     return item, events
 
 
@@ -83,7 +85,9 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
-def run_task(chain: int, batch: list[tuple[Item, int]]) -> list[tuple[Item, list[Event]]]:
+def run_task(
+    chain: int, batch: list[tuple[Item, int]], render: Renderer | None = None
+) -> list[tuple[Item, list[Event]]]:
     store: BlobStore = _worker["store"]
     db: sqlite3.Connection = _worker["db"]
     steps = _worker["chains"][chain]
@@ -91,5 +95,13 @@ def run_task(chain: int, batch: list[tuple[Item, int]]) -> list[tuple[Item, list
     for item, start in batch:
         item.attach(store)
         done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key))
+        if render is not None and done._decoded is not None:
+            done.rendered = render.render(done)  # encode for the sink while the pixels are here
         out.append((done, events))
     return out
+
+
+class Renderer(Protocol):
+    """A sink's encoder, run in the worker right after the chain that made the pixels."""
+
+    def render(self, item: Item) -> tuple[str, bytes] | None: ...

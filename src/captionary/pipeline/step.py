@@ -15,7 +15,6 @@ step is built, so a bad pipeline fails before any work. Class attributes declare
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import typing
 from collections.abc import Iterator, Sequence
@@ -39,15 +38,22 @@ KINDS = ("source", "map", "filter", "batch", "global", "sink")
 
 @dataclass(slots=True)
 class Outcome:
-    """What one step did to one item: property updates, a new image blob, or a drop reason."""
+    """What one step did to one item: property updates, a new image, or a drop reason.
+
+    `image` is a blob hash, or a derived id (`~...`) for an image step's output, which is recomputed
+    from the item's recipe when needed instead of being stored. `pixels` carries the new image to the
+    next step in the same process only; it is never stored or sent.
+    """
 
     props: dict[str, Any] | None = None
     image: str | None = None
     dropped: str | None = None
+    pixels: Any = None
 
 
 class Step:
     kind: ClassVar[str] = ""
+    wants_draft: ClassVar[bool] = False  # image steps that override ImageMap.draft_scale
     name: ClassVar[str] = ""
     version: ClassVar[int | str] = 1
     reads: ClassVar[tuple[str, ...]] = ()
@@ -106,6 +112,16 @@ class Step:
             self.__dict__["_prefix"] = prefix
             return prefix
 
+    @property
+    def recipe_json(self) -> str:
+        """`"name",{params}` as JSON, enough to build this step again (computed once)."""
+        try:
+            return self.__dict__["_recipe_json"]
+        except KeyError:
+            text = canonical_json(self.name) + "," + canonical_json(self.params)
+            self.__dict__["_recipe_json"] = text
+            return text
+
     def describe(self) -> dict[str, Any]:
         return {"step": self.name, **{k: _plain(v) for k, v in self.params.items()}}
 
@@ -158,7 +174,9 @@ class Map(PerItemStep):
 class ImageMap(PerItemStep):
     """Changes pixels. Implement `transform(image, item) -> Image` (return `image` itself for no change).
 
-    The new image is stored losslessly (PNG) and `width`/`height` are updated.
+    `transform` must be deterministic: the new image is not stored but recomputed from the original
+    when needed (the sink encodes it once, at its quality). `width`/`height` are updated. A transform
+    may read only the properties it declares in `reads`.
     """
 
     kind: ClassVar[str] = "map"
@@ -168,15 +186,24 @@ class ImageMap(PerItemStep):
     def transform(self, image: Image, item: Item) -> Image:
         raise NotImplementedError
 
+    def draft_scale(self, width: int, height: int) -> float | None:
+        """Override to let a JPEG be decoded at reduced size: the smallest scale (< 1) of the
+        upright `width` x `height` this step needs as input. None: decode fully."""
+        return None
+
+    @property
+    def wants_draft(self) -> bool:
+        return type(self).draft_scale is not ImageMap.draft_scale
+
     def compute(self, item: Item, store: BlobStore) -> Outcome:
-        before = item.image
+        from captionary.core.cache import item_key
+
+        before = item.pixels_for(self)
         after = self.transform(before, item)
         if after is before:
             return Outcome()
-        buffer = io.BytesIO()
-        after.save(buffer, format="PNG", compress_level=1)
-        digest = store.put(buffer.getvalue())
-        return Outcome(props={"width": after.width, "height": after.height}, image=digest)
+        derived = "~" + item_key(self, item).hex()
+        return Outcome(props={"width": after.width, "height": after.height}, image=derived, pixels=after)
 
 
 class Filter(PerItemStep):
@@ -258,6 +285,11 @@ class Sink(Step):
 
     def close(self, complete: bool) -> None:
         pass
+
+    def renderer(self) -> Any:
+        """An optional picklable object whose `render(item) -> (digest, bytes) | None` encodes an item's
+        file where its pixels already are (a pool worker), so the sink need not decode them again."""
+        return None
 
 
 def checked_updates(step: Step, updates: dict[str, Any] | None) -> dict[str, Any] | None:

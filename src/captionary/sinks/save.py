@@ -47,7 +47,6 @@ class Save(Sink):
         root = self.path.resolve()
         self.files = OutputFiles(ctx, f"{root}::{self.format}", root)
         self.claims = self.files.claimed_names()
-        self.formats = dict(ctx.ws.query("SELECT id, format FROM items"))
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-save")
 
     def write(self, items: Sequence[Item]) -> list[bool | str | Future]:
@@ -99,28 +98,57 @@ class Save(Sink):
         return planned
 
     def _image(self, item: Item, stem: str) -> PlannedFile:
-        """Copy the original bytes when no step changed the pixels and the format is kept; else encode."""
-        original = self.formats.get(item.id) or self._sniff(item.id)
+        """Copy the original bytes when no step changed the pixels and the format is kept; else encode
+        once (or take the bytes a pool worker already encoded)."""
+        encoding = self.renderer()
+        target = encoding.target(item)
+        if target is None:
+            ext = FORMAT_EXTENSIONS.get(item.format) or f".{item.format.lower() or 'img'}"
+            return PlannedFile(stem + ext, f"copy:{item.id}", lambda: self.ctx.ws.blobs.get(item.id))
+        digest = encoding.digest(item, target)
+
+        def content() -> bytes:
+            if item.rendered is not None and item.rendered[0] == digest:
+                return item.rendered[1]
+            return encoding.encode(item.image, target)
+
+        return PlannedFile(stem + FORMAT_EXTENSIONS[target], digest, content)
+
+    def renderer(self) -> ImageEncoding:
+        return ImageEncoding(self.image_format, self.quality)
+
+
+@dataclass(frozen=True)
+class ImageEncoding:
+    """How `save` turns an item's image into file bytes; also runs in pool workers (picklable)."""
+
+    image_format: str
+    quality: int
+
+    def target(self, item: Item) -> str | None:
+        """The Pillow format to encode to, or None to copy the original bytes."""
         untouched = item.image_hash == item.id
         if self.image_format == "original":
-            target = original if original in PIL_FORMATS.values() else "PNG"
-            copy = untouched
-        else:
-            target = PIL_FORMATS[self.image_format]
-            copy = untouched and target == original
-        if copy:
-            ext = FORMAT_EXTENSIONS.get(original) or f".{original.lower() or 'img'}"
-            return PlannedFile(stem + ext, f"copy:{item.id}", lambda: self.ctx.ws.blobs.get(item.id))
-        return PlannedFile(stem + FORMAT_EXTENSIONS[target], f"{item.image_hash}:{target}:{self.quality}",
-                           lambda: _encode(item, target, self.quality))
+            return None if untouched else (item.format if item.format in PIL_FORMATS.values() else "PNG")
+        target = PIL_FORMATS[self.image_format]
+        return None if untouched and target == item.format else target
 
-    def _sniff(self, item_id: str) -> str:
-        """Format of an original ingested in this run (not yet in the `items` table we read at open)."""
-        from PIL import Image
+    def digest(self, item: Item, target: str) -> str:
+        return f"{item.image_hash}:{target}:{self.quality}"
 
-        with Image.open(self.ctx.ws.blobs.path(item_id)) as image:
-            self.formats[item_id] = image.format or ""
-        return self.formats[item_id]
+    def encode(self, image: Any, target: str) -> bytes:
+        if target == "JPEG" and image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        buffer = io.BytesIO()
+        options: dict[str, Any] = {"quality": self.quality} if target in ("JPEG", "WEBP") else {}
+        image.save(buffer, format=target, **options)
+        return buffer.getvalue()
+
+    def render(self, item: Item) -> tuple[str, bytes] | None:
+        target = self.target(item)
+        if target is None:
+            return None
+        return self.digest(item, target), self.encode(item.image, target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +161,3 @@ class PlannedFile:
 def _text(relative: str, text: str) -> PlannedFile:
     data = text.encode()
     return PlannedFile(relative, hash_bytes(data), lambda: data)
-
-
-def _encode(item: Item, pil_format: str, quality: int) -> bytes:
-    image = item.image
-    if pil_format == "JPEG" and image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")
-    buffer = io.BytesIO()
-    options: dict[str, Any] = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {}
-    image.save(buffer, format=pil_format, **options)
-    return buffer.getvalue()
-

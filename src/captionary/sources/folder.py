@@ -19,18 +19,24 @@ from captionary.pipeline.step import Source, require
 
 CAPTION_SIDECARS = (".txt", ".caption")
 SIDECARS = (*CAPTION_SIDECARS, ".json")
+VERIFIED = "|verified"
 INSERT_ITEM = "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)"
-UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, NULL)"
+UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, ?)"
 
 
 class Load(Source):
-    """Load every image under a folder; sidecar .txt/.caption become `caption`, .json its keys."""
+    """Load every image under a folder; sidecar .txt/.caption become `caption`, .json its keys.
+
+    `verify` decodes each new image once to catch truncated or corrupt files. By default (None) it
+    does so only when no image step later in the pipeline decodes the pixels anyway (that step
+    then reports a corrupt file, naming it).
+    """
 
     name: ClassVar[str] = "load"
 
     path: Path
     recursive: bool = True
-    verify: bool = True
+    verify: bool | None = None
     threads: int = 4
 
     def validate(self) -> None:
@@ -38,11 +44,13 @@ class Load(Source):
         require(self.threads >= 1, self, "must be at least 1", param="threads")
 
     def scan(self, ctx: Any) -> Iterator[Ingested]:
+        verify = self.verify if self.verify is not None else not ctx.decodes_later
         root = self.path.resolve()
         known = {
-            path: (fingerprint, item, name, props)
-            for path, fingerprint, item, name, props in ctx.ws.query(
-                "SELECT path, fingerprint, item, name, props FROM source_files WHERE path >= ? AND path < ?",
+            path: (fingerprint, item, name, props, format)
+            for path, fingerprint, item, name, props, format in ctx.ws.query(
+                "SELECT path, fingerprint, item, name, props, format FROM source_files "
+                "WHERE path >= ? AND path < ?",
                 (str(root) + os.sep, str(root) + chr(ord(os.sep) + 1)),
             )
         }
@@ -55,18 +63,19 @@ class Load(Source):
                 yield Ingested(path, error=f"cannot read file: {fingerprint}")
                 continue
             previous = known.get(path)
-            if previous is not None and previous[0] == fingerprint:
+            recorded = previous[0] if previous is not None else None
+            if recorded == fingerprint + VERIFIED or (recorded == fingerprint and not verify):
                 first = seen.setdefault(previous[1], path)
                 if first != path:
                     yield Ingested(path, dropped=f"exact duplicate of {first}")
                     continue
                 props = dict(decode_props(previous[3]))  # memoised decode, private copy
-                item = Item(previous[1], None, props, path, previous[2], ctx.ws.blobs)
+                item = Item(previous[1], None, props, path, previous[2], ctx.ws.blobs, previous[4])
                 yield Ingested(path, item, cached=True)
             else:
                 fresh.append((path, name, fingerprint, sidecars))
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
-            for record in pool.map(lambda args: self._ingest(ctx, *args), fresh):
+            for record in pool.map(lambda args: self._ingest(ctx, verify, *args), fresh):
                 yield record if record.item is None else _unique(record.item, seen, cached=False)
 
     def _files(self, root: Path) -> Iterator[tuple[str, str, str | Exception, list[str]]]:
@@ -102,11 +111,13 @@ class Load(Source):
                 yield entry.path, name, "|".join(stats), [s.path for s in sidecars]
             folders.extend(reversed(subfolders))
 
-    def _ingest(self, ctx: Any, path: str, name: str, fingerprint: str, sidecars: list[str]) -> Ingested:
+    def _ingest(
+        self, ctx: Any, verify: bool, path: str, name: str, fingerprint: str, sidecars: list[str]
+    ) -> Ingested:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-            info = probe(data, verify=self.verify)
+            info = probe(data, verify=verify)
             props: dict[str, Any] = {**_sidecar_props(sidecars), "width": info.width, "height": info.height}
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -114,8 +125,10 @@ class Load(Source):
         digest = ctx.ws.blobs.put(data)
         ctx.writer.write(INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data),
                                        time.time()))
-        ctx.writer.write(UPSERT_SOURCE_FILE, (path, fingerprint, digest, name, canonical_json(props)))
-        return Ingested(path, Item(digest, None, props, path, name, ctx.ws.blobs))
+        recorded = fingerprint + VERIFIED if verify else fingerprint  # unverified: verify when asked
+        ctx.writer.write(UPSERT_SOURCE_FILE,
+                         (path, recorded, digest, name, canonical_json(props), info.format))
+        return Ingested(path, Item(digest, None, props, path, name, ctx.ws.blobs, info.format))
 
 
 def _stat(entry: os.DirEntry) -> str:

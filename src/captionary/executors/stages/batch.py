@@ -111,7 +111,7 @@ class BatchStage(Stage):
             self.ctx.drop(self.index, item, outcome.dropped)
             return None
         self.stats.n_out += 1
-        return apply(item, outcome)
+        return apply(item, outcome, self.step)
 
     def close(self, complete: bool) -> None:
         if self.loaded:

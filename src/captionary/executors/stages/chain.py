@@ -11,7 +11,7 @@ from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, loo
 from captionary.core.item import Item
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
-from captionary.executors.worker import Event, advance, run_task
+from captionary.executors.worker import Event, Renderer, advance, run_task
 from captionary.pipeline.step import PerItemStep
 
 TASK_SIZE = 4
@@ -33,6 +33,7 @@ class ChainStage(Stage):
         self.steps = steps
         self.chain_id = chain_id
         self.pool = pool  # None: run misses inline in the driver
+        self.render: Renderer | None = None  # set when a sink follows: it encodes in the worker
         self.db = ctx.ws.reader()
         self.caches: list[StepCache | None] = [None] * len(steps)  # read on first use
         self.max_pending = 4 * getattr(pool, "workers", 1)
@@ -44,7 +45,7 @@ class ChainStage(Stage):
             if self.pool is None:
                 ready.extend(self.collect(self.run_inline(batch)))
             else:
-                self.futures.append(self.pool().submit(run_task, self.chain_id, batch))
+                self.futures.append(self.pool().submit(run_task, self.chain_id, batch, self.render))
         return ready
 
     def collect(self, result: list[tuple[Item, list[Event]]]) -> list[Item]:
@@ -80,7 +81,7 @@ class ChainStage(Stage):
                     self.ctx.drop(index, item, outcome.dropped)
                     continue
                 stats.n_out += 1
-                survivors.append(apply(item, outcome))
+                survivors.append(apply(item, outcome, step))
             active = survivors
             stats.seconds += time.perf_counter() - started
         return active, misses

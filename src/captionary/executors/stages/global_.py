@@ -42,7 +42,7 @@ class GlobalStage(Stage):
                 self.ctx.drop(self.index, item, outcome.dropped)
                 continue
             self.stats.n_out += 1
-            ready.append(apply(item, outcome))
+            ready.append(apply(item, outcome, self.step))
         return ready
 
     def outcomes(self, items: list[Item]) -> dict[str, Outcome] | None:

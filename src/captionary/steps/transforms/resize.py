@@ -30,14 +30,21 @@ class Resize(ImageMap):
             value = getattr(self, param)
             require(value is None or value > 0, self, f"must be > 0; got {value}", param=param)
 
+    def scale(self, width: int, height: int) -> float:
+        if self.max_edge is not None:
+            return self.max_edge / max(width, height)
+        return self.min_edge / min(width, height)
+
+    def draft_scale(self, width: int, height: int) -> float | None:
+        """Decode JPEGs at no less than twice the target size (what Pillow's thumbnail does)."""
+        scale = 2 * self.scale(width, height)
+        return scale if scale < 1 else None
+
     def transform(self, image: Image, item: Item) -> Image:
         from PIL import Image as PILImage
 
         width, height = image.size
-        if self.max_edge is not None:
-            scale = self.max_edge / max(width, height)
-        else:
-            scale = self.min_edge / min(width, height)
+        scale = self.scale(width, height)
         if scale == 1 or (scale > 1 and not self.upscale):
             return image
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
