@@ -128,3 +128,14 @@ def test_unicode_file_names(photos, ws_path, tmp_path, name):
     (photos / "teapot" / "00.jpg").unlink()
     run(ws_path, Load(photos) >> Save(tmp_path / "out"))
     assert (tmp_path / "out" / name).read_bytes() == (photos / name).read_bytes()
+
+
+def test_mpo_phone_photos_are_treated_as_jpeg(photos, ws_path, tmp_path):
+    """Phones write MPO (a JPEG with extra pictures): outputs stay .jpg, resized ones are JPEG too."""
+    image = Image.open(photos / "cat" / "00.jpg")
+    image.save(photos / "phone.jpg", "MPO", save_all=True, append_images=[image.resize((64, 64))])
+    assert Image.open(photos / "phone.jpg").format == "MPO"
+    run(ws_path, Load(photos) >> Save(tmp_path / "copied"))
+    assert (tmp_path / "copied" / "phone.jpg").read_bytes() == (photos / "phone.jpg").read_bytes()
+    run(ws_path, Load(photos) >> Resize(max_edge=100) >> Save(tmp_path / "resized"))
+    assert Image.open(tmp_path / "resized" / "phone.jpg").format == "JPEG"

@@ -36,15 +36,20 @@ def probe(data: bytes, *, verify: bool = True) -> ImageInfo:
     orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     if orientation in _TRANSPOSED:
         width, height = height, width
-    info = ImageInfo(width, height, image.format or "", image.mode)
+    info = ImageInfo(width, height, normal_format(image.format), image.mode)
     if verify:
         try:
-            if image.format == "JPEG":
+            if info.format == "JPEG":
                 image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
         except Exception as exc:
             raise ValueError(f"corrupt or truncated image data: {exc}") from None
     return info
+
+
+def normal_format(pil_format: str | None) -> str:
+    """Pillow's format name, with MPO (a phone's JPEG with extra pictures appended) called JPEG."""
+    return "JPEG" if pil_format == "MPO" else (pil_format or "")
 
 
 FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",

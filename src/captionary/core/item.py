@@ -143,7 +143,7 @@ def decode_image(data: bytes, draft: Callable[[int, int], float | None] | None =
     from PIL import Image, ImageOps
 
     image = Image.open(io.BytesIO(data))
-    scale = draft(*_upright(image)) if draft is not None and image.format == "JPEG" else None
+    scale = draft(*_upright(image)) if draft is not None and image.format in ("JPEG", "MPO") else None
     if scale is not None and scale < 1:
         image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
     image.load()
