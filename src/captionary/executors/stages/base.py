@@ -23,10 +23,13 @@ class Stage:
         """Items whose background work has finished (with `block`, wait for at least one)."""
         if block and self.futures:
             wait(self.futures, return_when=FIRST_COMPLETED)
-        done = [f for f in self.futures if f.done()]
+        done: list[Future] = []
+        pending: list[Future] = []
+        for future in self.futures:  # one pass: a future finishing meanwhile lands in one list only
+            (done if future.done() else pending).append(future)
         if not done:
             return []
-        self.futures = [f for f in self.futures if not f.done()]
+        self.futures = pending
         out: list[Item] = []
         for future in done:
             out.extend(self.collect(future.result()))
