@@ -10,12 +10,13 @@ import os
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from captionary.core.db import connect
 from captionary.core.item import Item
 from captionary.core.workspace import Workspace
 from captionary.core.writer import DbWriter
-from captionary.errors import RunAborted
+from captionary.errors import CaptionaryError, RunAborted
 from captionary.executors.context import RunContext, Stopped
 from captionary.executors.progress import Progress
 from captionary.executors.stages.base import Stage
@@ -130,6 +131,12 @@ class LocalExecutor:
         writer.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # readers of the next run skip the WAL
         writer.db.close()
         summary = RunSummary(run_id, status, time.time() - started, stats, ctx.errors)
+        if isinstance(ctx.crash, BrokenProcessPool):
+            raise CaptionaryError(
+                "a worker process died before finishing its images (out of memory, or killed). If you "
+                "run a Python script, put the pipeline under `if __name__ == \"__main__\":`: workers "
+                "import your script again. Committed work is kept; run again to go on."
+            ) from ctx.crash
         if ctx.crash is not None:
             raise ctx.crash
         if status != "completed":
