@@ -7,20 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-CHUNK = 1 << 20
-
 
 def hash_bytes(data: bytes) -> str:
     """The content hash used for blob names and item ids (sha256, hex)."""
     return hashlib.sha256(data).hexdigest()
-
-
-def hash_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _encode_extra(value: Any) -> Any:

@@ -261,6 +261,17 @@ class GlobalStep(Step):
         raise NotImplementedError
 
 
+@dataclass(slots=True)
+class Ingested:
+    """One record a source produced: an item (new or known), a drop, or an error."""
+
+    source: str
+    item: Item | None = None
+    cached: bool = False
+    dropped: str | None = None
+    error: str | None = None
+
+
 class Source(Step):
     """Produces items. Implement `scan(ctx)`, yielding `Ingested` records."""
 

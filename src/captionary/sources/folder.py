@@ -14,8 +14,7 @@ from captionary.core.cache import decode_props
 from captionary.core.hashing import canonical_json
 from captionary.core.images import probe, readable_extensions
 from captionary.core.item import Item
-from captionary.executors.stages.source import Ingested
-from captionary.pipeline.step import Source, require
+from captionary.pipeline.step import Ingested, Source, require
 
 CAPTION_SIDECARS = (".txt", ".caption")
 SIDECARS = (*CAPTION_SIDECARS, ".json")

@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from captionary.core.item import Item
 from captionary.executors.context import RunContext
 from captionary.pipeline.step import Source
-
-
-@dataclass(slots=True)
-class Ingested:
-    """One record a source produced: an item (new or known), a drop, or an error."""
-
-    source: str
-    item: Item | None = None
-    cached: bool = False
-    dropped: str | None = None
-    error: str | None = None
 
 
 class SourceStage:
