@@ -1,0 +1,29 @@
+"""The public API: a curated __all__, and `import captionary` stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import captionary
+
+
+def test_everything_in_all_is_importable_and_documented():
+    for name in captionary.__all__:
+        assert hasattr(captionary, name), name
+    public = {n for n in dir(captionary) if not n.startswith("_") and n[0].isupper()}
+    assert public <= set(captionary.__all__), public - set(captionary.__all__)
+
+
+def test_every_registered_step_has_a_one_line_doc():
+    builtin = [(name, cls) for name, cls in captionary.STEPS if cls.__module__.startswith("captionary.")]
+    assert {name for name, _ in builtin} >= {"load", "filter_by_size", "resize", "take", "save"}
+    for name, cls in builtin:
+        assert cls.summary(), name
+
+
+def test_import_does_not_load_heavy_libraries():
+    heavy = ("PIL", "tqdm", "numpy", "torch")
+    code = f"import sys, captionary; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
