@@ -7,8 +7,11 @@ import itertools
 import json
 import multiprocessing
 import os
+import pickle
+import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -159,7 +162,7 @@ class LocalExecutor:
                 while end < len(steps) and isinstance(steps[end], PerItemStep):
                     end += 1
                 chain = steps[index:end]
-                parallel = self.workers > 0 and any(s.parallel for s in chain)
+                parallel = self.workers > 0 and any(s.parallel for s in chain) and _workers_can_load(chain)
                 stages.append(ChainStage(ctx, list(range(index, end)), chain, len(chains),
                                          pool if parallel else None))
                 chains.append(chain)
@@ -244,6 +247,28 @@ class Driver:
         if time.monotonic() - self.last_tick > 0.1:
             self.last_tick = time.monotonic()
             self.progress.update()
+
+
+def _workers_can_load(chain: list[PerItemStep]) -> bool:
+    """Spawned workers import step classes by module: one defined in a notebook or in exec'd code
+    cannot be loaded there, so such a chain runs in the driver instead (with a warning)."""
+    for step in chain:
+        module = sys.modules.get(type(step).__module__)
+        if module is None or not getattr(module, "__file__", None):
+            warnings.warn(
+                f"step {step.name!r} is defined in {type(step).__module__!r}, which worker processes "
+                f"cannot import (a notebook?); its chain runs in one process. Define it in a .py module "
+                f"to use every core.",
+                stacklevel=1,
+            )
+            return False
+    try:
+        pickle.dumps(chain)
+    except Exception as exc:
+        warnings.warn(f"steps {[s.name for s in chain]} cannot be sent to worker processes ({exc}); "
+                      f"they run in one process", stacklevel=1)
+        return False
+    return True
 
 
 def _unique_names(pipeline: Pipeline) -> list[str]:
