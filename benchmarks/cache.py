@@ -105,14 +105,18 @@ def main() -> None:
         print("\ncached re-run (best), driver time per step\n")
         print(f"{'step':<18}{'items in':>10}{'ms':>9}{'us/item':>9}")
         for stats in best.steps:
-            print(f"{stats.name:<18}{stats.n_in:>10}{stats.seconds * 1e3:>9.1f}"
-                  f"{stats.seconds / max(1, stats.n_in) * 1e6:>9.1f}")
+            print(
+                f"{stats.name:<18}{stats.n_in:>10}{stats.seconds * 1e3:>9.1f}"
+                f"{stats.seconds / max(1, stats.n_in) * 1e6:>9.1f}"
+            )
         other = best_s - sum(s.seconds for s in best.steps)
         print(f"{'(run set-up, item states, commit)':<37}{other * 1e3:>9.1f}")
         per_20k = best_s * 20_000 / args.n
         verdict = "met" if per_20k < 1.0 else "NOT met"
-        print(f"\ngoal: cached re-run of 20,000 images under 1 s -> {verdict} "
-              f"({best_s:.3f} s for {args.n}; {per_20k:.3f} s per 20,000)")
+        print(
+            f"\ngoal: cached re-run of 20,000 images under 1 s -> {verdict} "
+            f"({best_s:.3f} s for {args.n}; {per_20k:.3f} s per 20,000)"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -58,12 +58,16 @@ def main() -> None:
             cached_s = time.perf_counter() - start
         assert summary.step("save").computed == count, summary.table()
         megapixels = sum(Image.open(p).width * Image.open(p).height for p in args.photos.rglob("*.jpg")) / 1e6
-        print(f"{count} photos ({megapixels / count:.1f} MP on average) from {args.photos}; "
-              f"{os.cpu_count()} cores; resize to {EDGE} px, JPEG q95\n")
+        print(
+            f"{count} photos ({megapixels / count:.1f} MP on average) from {args.photos}; "
+            f"{os.cpu_count()} cores; resize to {EDGE} px, JPEG q95\n"
+        )
         print(f"{'run':<40}{'wall s':>9}{'images/s':>10}{'speed-up':>10}")
-        for label, seconds in [("plain Pillow loop (1 process)", plain_s),
-                               ("captionary first run (all cores)", ours_s),
-                               ("captionary re-run (all cached)", cached_s)]:
+        for label, seconds in [
+            ("plain Pillow loop (1 process)", plain_s),
+            ("captionary first run (all cores)", ours_s),
+            ("captionary re-run (all cached)", cached_s),
+        ]:
             print(f"{label:<40}{seconds:>9.2f}{count / seconds:>10.1f}{plain_s / seconds:>9.2f}x")
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -27,3 +27,33 @@ def test_import_does_not_load_heavy_libraries():
     code = f"import sys, captionary; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_steps_lists_every_step_with_parameters_and_docs(capsys):
+    from captionary.cli import main
+
+    assert main(["steps"]) == 0
+    out = capsys.readouterr().out
+    assert "resize (map): Scale so the longer edge is at most max_edge" in out
+    assert "    max_edge: int | None = None" in out
+    assert "load (source):" in out and "    path: Path" in out
+    assert main(["steps", "--json"]) == 0
+    import json
+
+    described = {s["name"]: s for s in json.loads(capsys.readouterr().out)}
+    assert described["save"]["kind"] == "sink"
+    assert "quality: int = 95" in described["save"]["params"]
+
+
+def test_cli_gc_and_status_text(photos, ws_path, capsys):
+    from captionary import Load, Workspace
+    from captionary.cli import main
+
+    with Workspace(ws_path) as ws:
+        ws.run(Load(photos), progress=False)
+        ws.blobs.put(b"orphan")
+    assert main(["gc", str(ws_path)]) == 0
+    assert "removed 1 blob(s)" in capsys.readouterr().out
+    assert main(["status", str(ws_path)]) == 0
+    assert "load" in capsys.readouterr().out
+    assert main(["status", str(ws_path.parent / "nowhere")]) == 2

@@ -90,8 +90,11 @@ def test_a_step_exception_fails_only_that_item(photos, ws_path, tmp_path):
     good = (photos / "dog" / "01.jpg").read_bytes()
     (photos / "dog" / "cut.jpg").write_bytes(good[: len(good) // 3])
     with Workspace(ws_path) as ws:
-        summary = ws.run(Load(photos, verify=False) >> Resize(max_edge=128) >> Save(tmp_path / "out"),
-                         progress=False, workers=0)
+        summary = ws.run(
+            Load(photos, verify=False) >> Resize(max_edge=128) >> Save(tmp_path / "out"),
+            progress=False,
+            workers=0,
+        )
     assert summary.step("load").failed == 0
     assert summary.step("resize").failed == 1
     assert summary.step("resize").n_out == 12

@@ -37,7 +37,8 @@ class TCrashSlow(Map):
 def write_project(tmp_path: Path, photos: Path) -> Path:
     (tmp_path / "t_crash_steps.py").write_text(SLOW_STEP)
     pipeline = tmp_path / "pipeline.yaml"
-    pipeline.write_text(textwrap.dedent(f"""\
+    pipeline.write_text(
+        textwrap.dedent(f"""\
         workspace: ws
         imports: [t_crash_steps]
         steps:
@@ -45,7 +46,8 @@ def write_project(tmp_path: Path, photos: Path) -> Path:
           - resize: {{max_edge: 256}}
           - t_crash_slow
           - save: {{path: out, json_sidecar: true}}
-        """))
+        """)
+    )
     return pipeline
 
 
@@ -114,9 +116,14 @@ def test_sigkill_mid_run_then_rerun_completes(photos, tmp_path):
 
     rerun = subprocess.run(**command(pipeline), capture_output=True)
     assert rerun.returncode == 0, rerun.stderr
-    status = json.loads(subprocess.run(
-        [sys.executable, "-m", "captionary.cli", "status", str(tmp_path / "ws"), "--json"],
-        capture_output=True, text=True, check=True).stdout)
+    status = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "captionary.cli", "status", str(tmp_path / "ws"), "--json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     slow = next(s for s in status["steps"] if s["name"] == "t_crash_slow")
     assert slow["computed"] == 12 - before  # what was committed before the kill is not redone
     assert slow["cached"] == before

@@ -48,7 +48,11 @@ def test_every_item_reaches_the_sink_under_load(tmp_path):
         pixels = np.random.default_rng(i).integers(0, 256, (24, 32, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(photos / f"{i:04d}.png")
     with Workspace(tmp_path / "ws") as ws:
-        summary = ws.run(Load(photos) >> Resize(max_edge=16) >> Save(tmp_path / "out"),
-                         progress=False, workers=2, chunk_size=16)
+        summary = ws.run(
+            Load(photos) >> Resize(max_edge=16) >> Save(tmp_path / "out"),
+            progress=False,
+            workers=2,
+            chunk_size=16,
+        )
     assert [s.n_out for s in summary.steps] == [300, 300, 300]
     assert len(list((tmp_path / "out").glob("*.png"))) == 300

@@ -82,22 +82,25 @@ def test_changed_parameter_recomputes_only_that_step_and_its_readers(photos, ws_
 
         resized = ws.run(pipeline(photos, out, max_edge=256), progress=False)
         assert counts(resized, "computed") == {
-            "load": 0, "filter_by_size": 0, "t_rerun_trigger": 0,
-            "resize": 11,                   # the changed step
-            "t_rerun_caption_length": 0,    # reads only the caption: kept
-            "t_rerun_mean_colour": 11,      # reads the pixels resize wrote
-            "save": 11,                     # new images to write
+            "load": 0,
+            "filter_by_size": 0,
+            "t_rerun_trigger": 0,
+            "resize": 11,  # the changed step
+            "t_rerun_caption_length": 0,  # reads only the caption: kept
+            "t_rerun_mean_colour": 11,  # reads the pixels resize wrote
+            "save": 11,  # new images to write
         }
         assert {p.name: p.read_text() for p in out.rglob("*.txt")} == captions
 
         reworded = ws.run(pipeline(photos, out, word="ohwx", max_edge=256), progress=False)
         assert counts(reworded, "computed") == {
-            "load": 0, "filter_by_size": 0,
-            "t_rerun_trigger": 11,          # the changed step
-            "resize": 0,                    # pixels unchanged
-            "t_rerun_caption_length": 11,   # reads the caption it wrote
+            "load": 0,
+            "filter_by_size": 0,
+            "t_rerun_trigger": 11,  # the changed step
+            "resize": 0,  # pixels unchanged
+            "t_rerun_caption_length": 11,  # reads the caption it wrote
             "t_rerun_mean_colour": 0,
-            "save": 11,                     # captions changed (images stay as they are)
+            "save": 11,  # captions changed (images stay as they are)
         }
         items = list(ws.items())
     assert all(item["caption"].startswith("ohwx, ") for item in items)

@@ -47,13 +47,16 @@ def config_error(path: Path) -> ConfigError:
 
 
 def test_unknown_step_names_its_line_and_suggests(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - filter_by_sise: {min_edge: 512}
           - resize: {max_edge: 512}
-    """)
+    """,
+    )
     error = config_error(path)
     assert isinstance(error, UnknownStepError)
     assert error.line == line_of(path, "filter_by_sise") == 4
@@ -65,13 +68,16 @@ def test_unknown_step_names_its_line_and_suggests(tmp_path, photos):
 
 
 def test_unknown_parameter_names_its_line_and_lists_valid_ones(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load:
               path: photos
               recursve: false
-    """)
+    """,
+    )
     error = config_error(path)
     assert isinstance(error, ParamError)
     assert error.line == line_of(path, "recursve") == 5
@@ -80,14 +86,17 @@ def test_unknown_parameter_names_its_line_and_lists_valid_ones(tmp_path, photos)
 
 
 def test_wrong_type_names_the_line_of_the_value(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - filter_by_size:
               max_edge: 2048
               min_edge: big
-    """)
+    """,
+    )
     error = config_error(path)
     assert isinstance(error, ParamError)
     assert error.param == "min_edge"
@@ -97,14 +106,17 @@ def test_wrong_type_names_the_line_of_the_value(tmp_path, photos):
 
 
 def test_value_refused_by_validate_names_the_line_of_the_value(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - filter_by_size:
               min_edge: 512
               max_edge: 100
-    """)
+    """,
+    )
     error = config_error(path)
     assert isinstance(error, ParamError)
     assert "filter_by_size.max_edge: must be >= min_edge (512)" in str(error)
@@ -112,14 +124,17 @@ def test_value_refused_by_validate_names_the_line_of_the_value(tmp_path, photos)
 
 
 def test_missing_folder_for_load_names_the_path_line(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load:
               recursive: true
               path: no_such_folder
           - take: {n: 2}
-    """)
+    """,
+    )
     error = config_error(path)
     assert isinstance(error, ParamError)
     assert error.line == line_of(path, "path: no_such_folder") == 5
@@ -128,12 +143,15 @@ def test_missing_folder_for_load_names_the_path_line(tmp_path):
 
 
 def test_missing_required_parameter_names_the_step_line(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - take
-    """)
+    """,
+    )
     error = config_error(path)
     assert isinstance(error, ParamError)
     assert error.line == line_of(path, "take") == 4
@@ -141,54 +159,69 @@ def test_missing_required_parameter_names_the_step_line(tmp_path, photos):
 
 
 def test_missing_required_parameter_with_other_parameters_given(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load:
               recursive: false
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == line_of(path, "- load") == 3
     assert "step 'load' is missing required parameter 'path'" in str(error)
 
 
 def test_cross_parameter_error_names_the_step_line(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - resize
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 4
     assert "resize: give exactly one of max_edge or min_edge" in str(error)
 
 
 def test_unknown_top_level_key(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         step:
           - load: {path: photos}
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 2
     assert "unknown key 'step' (valid keys: workspace, imports, steps)" in str(error)
 
 
 def test_missing_steps(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 1
     assert "missing required key 'steps'" in str(error)
 
 
 def test_missing_workspace(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         steps:
           - load: {path: photos}
-    """)
+    """,
+    )
     error = config_error(path)
     assert "missing required key 'workspace'" in str(error)
 
@@ -202,12 +235,15 @@ def test_steps_must_be_a_non_empty_list(tmp_path, steps):
 
 
 def test_invalid_yaml_gives_the_line(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - take: n: 3
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 4
     assert "invalid YAML" in str(error)
@@ -215,56 +251,71 @@ def test_invalid_yaml_gives_the_line(tmp_path, photos):
 
 
 def test_file_that_is_not_a_mapping(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         - load: {path: photos}
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 1
     assert "a pipeline file is a mapping" in str(error)
 
 
 def test_pipeline_must_start_with_a_source(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - filter_by_size: {min_edge: 512}
           - load: {path: photos}
-    """)
+    """,
+    )
     error = config_error(path)
     assert "a pipeline starts with a source step (e.g. load); it starts with 'filter_by_size'" in str(error)
     assert error.line == line_of(path, "filter_by_size") == 3
 
 
 def test_step_with_two_keys_is_refused(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
             take: {n: 3}
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 3
     assert "a mapping with one key" in str(error)
 
 
 def test_parameters_must_be_a_mapping(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - take: 3
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 4
     assert "parameters of 'take' must be a mapping" in str(error)
 
 
 def test_workspace_must_be_a_path(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         steps:
           - load: {path: photos}
         workspace: 12
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 3
     assert "`workspace` must be a folder path" in str(error)
@@ -287,7 +338,9 @@ def test_parse_pipeline_without_file_says_line(tmp_path):
 
 
 def test_valid_file_builds_the_steps(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos, threads: 2}
@@ -295,7 +348,8 @@ def test_valid_file_builds_the_steps(tmp_path, photos):
           - resize: {max_edge: 256, resample: bicubic}
           - take: {n: 5}
           - save: {path: out, format: kohya, json_sidecar: true}
-    """)
+    """,
+    )
     spec = load_pipeline(path)
     steps = list(spec.pipeline)
     assert [type(s) for s in steps] == [Load, FilterBySize, Resize, Take, Save]
@@ -307,12 +361,15 @@ def test_valid_file_builds_the_steps(tmp_path, photos):
 
 
 def test_relative_paths_resolve_against_the_file_folder(tmp_path, photos, monkeypatch):
-    write(tmp_path, """
+    write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - save: {path: exports/out}
-    """)
+    """,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -342,13 +399,16 @@ def test_absolute_paths_are_kept(tmp_path, photos):
 
 
 def test_bare_step_names_without_params(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - filter_by_size
           - filter_by_size:
-    """)
+    """,
+    )
     spec = load_pipeline(path)
     first, second = spec.pipeline.steps[1:]
     assert isinstance(first, FilterBySize) and isinstance(second, FilterBySize)
@@ -358,22 +418,27 @@ def test_bare_step_names_without_params(tmp_path, photos):
 def test_imports_register_a_custom_step(tmp_path, photos, monkeypatch):
     modules = tmp_path / "modules"
     modules.mkdir()
-    (modules / "t_yaml_custom_steps.py").write_text(textwrap.dedent("""
+    (modules / "t_yaml_custom_steps.py").write_text(
+        textwrap.dedent("""
         from captionary import step
 
 
         @step(writes=("t_yaml_flag",), reads_image=False)
         def t_yaml_custom_flag(item, value: str = "on", times: int = 1):
             return {"t_yaml_flag": value * times}
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(modules))
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - t_yaml_custom_flag: {value: ab, times: 2}
         imports: [t_yaml_custom_steps]
-    """)
+    """,
+    )
     spec = load_pipeline(path)  # imports come first, wherever they are in the file
     custom = spec.pipeline.steps[1]
     assert custom.name == "t_yaml_custom_flag"
@@ -385,25 +450,31 @@ def test_imports_register_a_custom_step(tmp_path, photos, monkeypatch):
 
 
 def test_import_that_fails(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         imports:
           - t_yaml_no_such_module_anywhere
         steps:
           - load: {path: photos}
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 3
     assert "cannot import 't_yaml_no_such_module_anywhere'" in str(error)
 
 
 def test_imports_must_be_a_list_of_names(tmp_path, photos):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         imports: {a: 1}
         steps:
           - load: {path: photos}
-    """)
+    """,
+    )
     error = config_error(path)
     assert error.line == 2
     assert "`imports` must be a list of module names" in str(error)
@@ -434,13 +505,16 @@ def test_cli_run_reports_config_errors_before_any_work(tmp_path, photos, capsys,
 
 
 def test_cli_run_resolves_paths_against_the_file(tmp_path, photos, capsys, monkeypatch):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         workspace: ws
         steps:
           - load: {path: photos}
           - take: {n: 3}
           - save: {path: out}
-    """)
+    """,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

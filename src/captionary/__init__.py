@@ -1,9 +1,9 @@
 """captionary: prepare image datasets for text-to-image fine-tuning.
 
-    from captionary import Load, FilterBySize, Resize, Save, Workspace
+from captionary import Load, FilterBySize, Resize, Save, Workspace
 
-    with Workspace("ws") as ws:
-        ws.run(Load("photos") >> FilterBySize(min_edge=512) >> Resize(max_edge=1024) >> Save("out"))
+with Workspace("ws") as ws:
+    ws.run(Load("photos") >> FilterBySize(min_edge=512) >> Resize(max_edge=1024) >> Save("out"))
 """
 
 from __future__ import annotations

@@ -34,10 +34,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", type=Path, help="pipeline YAML file")
     run.add_argument("--executor", default="local", help="where to run (default: local)")
     run.add_argument("--workspace", type=Path, help="override the file's workspace folder")
-    run.add_argument("--max-errors", type=int, default=None, metavar="N",
-                     help="abort once more than N items have failed (default: never)")
-    run.add_argument("--workers", type=int, default=None, metavar="N",
-                     help="processes for CPU-heavy steps (default: all cores; 0: none)")
+    run.add_argument(
+        "--max-errors",
+        type=int,
+        default=None,
+        metavar="N",
+        help="abort once more than N items have failed (default: never)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes for CPU-heavy steps (default: all cores; 0: none)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
     run.set_defaults(func=_run)
 
@@ -109,10 +119,19 @@ def _status(args: argparse.Namespace) -> int:
 
     print(f"run {run['run']}: {run['status']}")
     for s in run["steps"]:
-        stats = StepStats(s["name"], n_in=s["in"], n_out=s["out"], computed=s["computed"],
-                          cached=s["cached"], dropped=s["dropped"], failed=s["failed"])
-        print(f"  {stats.name:<24} in {stats.n_in:>7}  out {stats.n_out:>7}  computed {stats.computed:>7}  "
-              f"cached {stats.cached:>7}  dropped {stats.dropped:>6}  failed {stats.failed:>6}")
+        stats = StepStats(
+            s["name"],
+            n_in=s["in"],
+            n_out=s["out"],
+            computed=s["computed"],
+            cached=s["cached"],
+            dropped=s["dropped"],
+            failed=s["failed"],
+        )
+        print(
+            f"  {stats.name:<24} in {stats.n_in:>7}  out {stats.n_out:>7}  computed {stats.computed:>7}  "
+            f"cached {stats.cached:>7}  dropped {stats.dropped:>6}  failed {stats.failed:>6}"
+        )
     _print_errors(run["errors"])
     return 0
 

@@ -1,13 +1,13 @@
 """The exception tree. Every error captionary raises on purpose derives from `CaptionaryError`.
 
-    CaptionaryError
-    ├── ConfigError              a pipeline or step is wrong; raised before any work starts
-    │   ├── UnknownStepError     a step name that is not registered (lists close matches)
-    │   └── ParamError           a missing, unknown or mistyped step parameter
-    ├── RegistryError            a step registered twice under one name
-    ├── WorkspaceError           the workspace folder or database is unusable
-    ├── ItemError                one item failed in one step; recorded, the run goes on
-    └── RunAborted               the run stopped: too many errors, or interrupted
+CaptionaryError
+├── ConfigError              a pipeline or step is wrong; raised before any work starts
+│   ├── UnknownStepError     a step name that is not registered (lists close matches)
+│   └── ParamError           a missing, unknown or mistyped step parameter
+├── RegistryError            a step registered twice under one name
+├── WorkspaceError           the workspace folder or database is unusable
+├── ItemError                one item failed in one step; recorded, the run goes on
+└── RunAborted               the run stopped: too many errors, or interrupted
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ class UnknownStepError(ConfigError):
 class ParamError(ConfigError):
     """A step parameter that is missing, unknown, or of the wrong type. `param` names it when known."""
 
-    def __init__(self, message: str, *, line: int | None = None, file: str | None = None,
-                 param: str | None = None):
+    def __init__(
+        self, message: str, *, line: int | None = None, file: str | None = None, param: str | None = None
+    ):
         super().__init__(message, line=line, file=file)
         self.param = param
 

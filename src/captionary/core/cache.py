@@ -41,8 +41,11 @@ class StepCache:
         self.db = db
         self.table: dict[bytes, tuple] | None = None
         low = step.prefix[:KEY_PREFIX]
-        high = (int.from_bytes(low, "big") + 1).to_bytes(KEY_PREFIX, "big") if low != b"\xff" * KEY_PREFIX \
+        high = (
+            (int.from_bytes(low, "big") + 1).to_bytes(KEY_PREFIX, "big")
+            if low != b"\xff" * KEY_PREFIX
             else b"\xff" * (KEY_PREFIX + 17)
+        )
         rows = db.execute(
             "SELECT key, props, image, dropped FROM results WHERE key >= ? AND key < ? LIMIT ?",
             (low, high, PRELOAD_LIMIT + 1),

@@ -57,7 +57,7 @@ def _v1(db: sqlite3.Connection) -> None:
         );
         CREATE TABLE errors (run INTEGER, item TEXT, step TEXT, reason TEXT, source TEXT);
         CREATE INDEX errors_run ON errors(run);
-        """
+        """,
     )
 
 

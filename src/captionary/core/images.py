@@ -52,8 +52,14 @@ def normal_format(pil_format: str | None) -> str:
     return "JPEG" if pil_format == "MPO" else (pil_format or "")
 
 
-FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
-                     "TIFF": ".tif"}
+FORMAT_EXTENSIONS = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+}
 
 
 def readable_extensions() -> frozenset[str]:

@@ -30,8 +30,18 @@ class Item:
     """
 
     __slots__ = (
-        "_decoded", "_draft", "_store", "base", "format", "id", "image_hash", "name", "props", "recipe",
-        "rendered", "source",
+        "_decoded",
+        "_draft",
+        "_store",
+        "base",
+        "format",
+        "id",
+        "image_hash",
+        "name",
+        "props",
+        "recipe",
+        "rendered",
+        "source",
     )
 
     def __init__(
@@ -114,18 +124,45 @@ class Item:
     def evolve(self, updates: dict[str, Any] | None = None) -> Item:
         """A copy with updated properties (same image, decoded pixels shared)."""
         props = {**self.props, **updates} if updates else self.props
-        new = Item(self.id, self.image_hash, props, self.source, self.name, self._store, self.format,
-                   self.base, self.recipe)
+        new = Item(
+            self.id,
+            self.image_hash,
+            props,
+            self.source,
+            self.name,
+            self._store,
+            self.format,
+            self.base,
+            self.recipe,
+        )
         new._decoded, new._draft = self._decoded, self._draft
         return new
 
     def __getstate__(self) -> tuple:  # pixels never cross processes
-        return (self.id, self.image_hash, self.props, self.source, self.name, self.format, self.base,
-                self.recipe, self.rendered)
+        return (
+            self.id,
+            self.image_hash,
+            self.props,
+            self.source,
+            self.name,
+            self.format,
+            self.base,
+            self.recipe,
+            self.rendered,
+        )
 
     def __setstate__(self, state: tuple) -> None:
-        (self.id, self.image_hash, self.props, self.source, self.name, self.format, self.base,
-         self.recipe, self.rendered) = state
+        (
+            self.id,
+            self.image_hash,
+            self.props,
+            self.source,
+            self.name,
+            self.format,
+            self.base,
+            self.recipe,
+            self.rendered,
+        ) = state
         self._store = None
         self._decoded = None
         self._draft = None

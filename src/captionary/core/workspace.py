@@ -34,10 +34,10 @@ class GcReport:
 class Workspace:
     """Holds the cache, the human decisions and the run log of one dataset.
 
-        with Workspace("dogs") as ws:
-            ws.run(Load("photos") >> FilterBySize(min_edge=512) >> Save("out"))
-            for item in ws.items():
-                print(item.name, item.get("caption"))
+    with Workspace("dogs") as ws:
+        ws.run(Load("photos") >> FilterBySize(min_edge=512) >> Save("out"))
+        for item in ws.items():
+            print(item.name, item.get("caption"))
     """
 
     def __init__(self, path: str | Path):
@@ -124,8 +124,9 @@ class Workspace:
             values = json.loads(props) if props else {}
             if dropped_by is not None:
                 values = {**values, "dropped_by": dropped_by, "drop_reason": reason}
-            yield Item(item_id, image, values, source, name, self.blobs, format or "", base,
-                       _recipe(recipe, steps))
+            yield Item(
+                item_id, image, values, source, name, self.blobs, format or "", base, _recipe(recipe, steps)
+            )
 
     def __len__(self) -> int:
         (count,) = self.db.execute("SELECT count(*) FROM item_state WHERE dropped_by IS NULL").fetchone()

@@ -82,8 +82,17 @@ class RunContext:
 
     def _remember(self, item: Item, dropped_by: str | None, reason: str | None) -> None:
         self.seen.add(item.id)
-        state = (item.image_hash, item.source, item.name, canonical_json(item.props), dropped_by, reason,
-                 item.format, item.base, recipe_json(item.recipe))
+        state = (
+            item.image_hash,
+            item.source,
+            item.name,
+            canonical_json(item.props),
+            dropped_by,
+            reason,
+            item.format,
+            item.base,
+            recipe_json(item.recipe),
+        )
         if self._previous.get(item.id) != state:
             self._previous[item.id] = state
             self.writer.write(UPSERT_STATE, (item.id, *state, self.run_id))

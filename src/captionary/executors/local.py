@@ -126,8 +126,10 @@ class LocalExecutor:
             ctx.forget_unseen()
         writer.write_many(
             "INSERT OR REPLACE INTO run_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(run_id, i, s.name, s.n_in, s.n_out, s.computed, s.cached, s.dropped, s.failed)
-             for i, s in enumerate(stats)],
+            [
+                (run_id, i, s.name, s.n_in, s.n_out, s.computed, s.cached, s.dropped, s.failed)
+                for i, s in enumerate(stats)
+            ],
         )
         writer.write("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
         writer.close()
@@ -137,7 +139,7 @@ class LocalExecutor:
         if isinstance(ctx.crash, BrokenProcessPool):
             raise CaptionaryError(
                 "a worker process died before finishing its images (out of memory, or killed). If you "
-                "run a Python script, put the pipeline under `if __name__ == \"__main__\":`: workers "
+                'run a Python script, put the pipeline under `if __name__ == "__main__":`: workers '
                 "import your script again. Committed work is kept; run again to go on."
             ) from ctx.crash
         if ctx.crash is not None:
@@ -163,8 +165,9 @@ class LocalExecutor:
                     end += 1
                 chain = steps[index:end]
                 parallel = self.workers > 0 and any(s.parallel for s in chain) and _workers_can_load(chain)
-                stages.append(ChainStage(ctx, list(range(index, end)), chain, len(chains),
-                                         pool if parallel else None))
+                stages.append(
+                    ChainStage(ctx, list(range(index, end)), chain, len(chains), pool if parallel else None)
+                )
                 chains.append(chain)
                 index = end
                 continue
@@ -189,8 +192,9 @@ class Driver:
 
     FEED_EVERY = 0.2  # seconds: a partial chunk goes downstream when the source is slow
 
-    def __init__(self, ctx: RunContext, source: SourceStage, stages: list[Stage], progress: Progress,
-                 chunk_size: int):
+    def __init__(
+        self, ctx: RunContext, source: SourceStage, stages: list[Stage], progress: Progress, chunk_size: int
+    ):
         self.ctx = ctx
         self.source = source
         self.stages = stages
@@ -265,8 +269,11 @@ def _workers_can_load(chain: list[PerItemStep]) -> bool:
     try:
         pickle.dumps(chain)
     except Exception as exc:
-        warnings.warn(f"steps {[s.name for s in chain]} cannot be sent to worker processes ({exc}); "
-                      f"they run in one process", stacklevel=1)
+        warnings.warn(
+            f"steps {[s.name for s in chain]} cannot be sent to worker processes ({exc}); "
+            f"they run in one process",
+            stacklevel=1,
+        )
         return False
     return True
 

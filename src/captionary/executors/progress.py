@@ -25,8 +25,14 @@ class Progress:
 
             width = max(len(s.name) for s in stats)
             self.bars = [
-                tqdm(desc=s.name.ljust(width), position=i, file=self.stream, unit="img", leave=True,
-                     dynamic_ncols=True)
+                tqdm(
+                    desc=s.name.ljust(width),
+                    position=i,
+                    file=self.stream,
+                    unit="img",
+                    leave=True,
+                    dynamic_ncols=True,
+                )
                 for i, s in enumerate(stats)
             ]
 

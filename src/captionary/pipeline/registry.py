@@ -31,9 +31,7 @@ class Registry:
             pass
         close = difflib.get_close_matches(name, self._steps, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownStepError(
-            f"unknown step {name!r}{hint} (valid steps: {', '.join(sorted(self._steps))})"
-        )
+        raise UnknownStepError(f"unknown step {name!r}{hint} (valid steps: {', '.join(sorted(self._steps))})")
 
     def __contains__(self, name: str) -> bool:
         return name in self._steps

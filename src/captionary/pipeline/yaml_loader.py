@@ -1,12 +1,12 @@
 """Pipelines from YAML, with errors that name the file, the line and the valid options.
 
-    workspace: ws                 # relative paths resolve against the YAML file's folder
-    imports: [my_steps]           # optional: modules that register custom steps
-    steps:
-      - load: {path: photos}
-      - filter_by_size: {min_edge: 512}
-      - resize: {max_edge: 1024}
-      - save: {path: out, format: kohya}
+workspace: ws                 # relative paths resolve against the YAML file's folder
+imports: [my_steps]           # optional: modules that register custom steps
+steps:
+  - load: {path: photos}
+  - filter_by_size: {min_edge: 512}
+  - resize: {max_edge: 1024}
+  - save: {path: out, format: kohya}
 """
 
 from __future__ import annotations

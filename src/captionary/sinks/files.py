@@ -71,14 +71,17 @@ class OutputFiles:
         data = content() if callable(content) else content
         if st is not None and record is None:
             if _sha(target.read_bytes()) != _sha(data):
-                raise NotOurs(f"{target} exists and was not written by captionary; move it or choose "
-                              f"another output folder")
+                raise NotOurs(
+                    f"{target} exists and was not written by captionary; move it or choose "
+                    f"another output folder"
+                )
         elif st is None or record is None or _sha(target.read_bytes()) != _sha(data):
             self._write(target, data)
         st = target.stat()
         self.records[relative] = (item_id, digest, st.st_size, st.st_mtime_ns)
-        self.ctx.writer.write(UPSERT_OUTPUT, (self.sink_id, relative, item_id, digest, st.st_size,
-                                              st.st_mtime_ns))
+        self.ctx.writer.write(
+            UPSERT_OUTPUT, (self.sink_id, relative, item_id, digest, st.st_size, st.st_mtime_ns)
+        )
         return True
 
     def remove_stale(self, keep_items: Iterable[str]) -> list[str]:

@@ -34,12 +34,19 @@ class Save(Sink):
     threads: int = 4
 
     def validate(self) -> None:
-        require(self.caption_ext.startswith(".") and len(self.caption_ext) > 1, self,
-                f"must start with a dot, like '.txt' or '.caption'; got {self.caption_ext!r}",
-                param="caption_ext")
+        require(
+            self.caption_ext.startswith(".") and len(self.caption_ext) > 1,
+            self,
+            f"must start with a dot, like '.txt' or '.caption'; got {self.caption_ext!r}",
+            param="caption_ext",
+        )
         require(1 <= self.quality <= 100, self, f"must be within 1..100; got {self.quality}", param="quality")
-        require(self.caption_ext not in (".json",) or not self.json_sidecar, self,
-                "'.json' is taken by json_sidecar", param="caption_ext")
+        require(
+            self.caption_ext not in (".json",) or not self.json_sidecar,
+            self,
+            "'.json' is taken by json_sidecar",
+            param="caption_ext",
+        )
         require(self.threads >= 1, self, "must be at least 1", param="threads")
 
     def open(self, ctx: Any) -> None:

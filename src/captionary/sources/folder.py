@@ -100,10 +100,10 @@ class Load(Source):
                 if not stem or "." + ext.lower() not in extensions:
                     continue
                 ext = dot + ext
-                name = entry.path[prefix:-len(ext)].replace(os.sep, "/")
+                name = entry.path[prefix : -len(ext)].replace(os.sep, "/")
                 sidecars = [by_name[stem + s] for s in SIDECARS if stem + s in by_name]
                 try:
-                    stats = [_stat(entry)] + [f"{s.name[len(stem):]}={_stat(s)}" for s in sidecars]
+                    stats = [_stat(entry)] + [f"{s.name[len(stem) :]}={_stat(s)}" for s in sidecars]
                 except OSError as exc:
                     yield entry.path, name, exc, []
                     continue
@@ -122,11 +122,13 @@ class Load(Source):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return Ingested(path, error=f"cannot load {Path(path).name}: {reason}")
         digest = ctx.ws.blobs.put(data)
-        ctx.writer.write(INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data),
-                                       time.time()))
+        ctx.writer.write(
+            INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data), time.time())
+        )
         recorded = fingerprint + VERIFIED if verify else fingerprint  # unverified: verify when asked
-        ctx.writer.write(UPSERT_SOURCE_FILE,
-                         (path, recorded, digest, name, canonical_json(props), info.format))
+        ctx.writer.write(
+            UPSERT_SOURCE_FILE, (path, recorded, digest, name, canonical_json(props), info.format)
+        )
         return Ingested(path, Item(digest, None, props, path, name, ctx.ws.blobs, info.format))
 
 

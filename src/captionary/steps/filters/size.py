@@ -21,8 +21,12 @@ class FilterBySize(Filter):
 
     def validate(self) -> None:
         require(self.min_edge >= 0, self, "must be >= 0", param="min_edge")
-        require(self.max_edge is None or self.max_edge >= self.min_edge, self,
-                f"must be >= min_edge ({self.min_edge})", param="max_edge")
+        require(
+            self.max_edge is None or self.max_edge >= self.min_edge,
+            self,
+            f"must be >= min_edge ({self.min_edge})",
+            param="max_edge",
+        )
 
     def drop_reason(self, item: Item) -> str | None:
         width, height = item["width"], item["height"]

@@ -21,5 +21,7 @@ class Take(GlobalStep):
         require(self.n >= 0, self, f"must be >= 0; got {self.n}", param="n")
 
     def apply_all(self, items: Sequence[Item]) -> list[Outcome]:
-        return [Outcome() if i < self.n else Outcome(dropped=f"beyond the first {self.n}")
-                for i in range(len(items))]
+        return [
+            Outcome() if i < self.n else Outcome(dropped=f"beyond the first {self.n}")
+            for i in range(len(items))
+        ]
