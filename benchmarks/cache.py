@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from captionary import FilterBySize, Load, Resize, Save, Workspace
@@ -34,10 +34,10 @@ def make_images(folder: Path, n: int) -> None:
     """n distinct small noisy JPEGs (96x72; every 10th is 40x30 so the size filter drops it)."""
     for i in range(n):
         size = (40, 30) if i % 10 == 0 else (96, 72)
-        pixels = np.random.default_rng(i).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        noise = random.Random(i).randbytes(size[0] * size[1] * 3)
         sub = folder / f"{i // 1000:03d}"
         sub.mkdir(exist_ok=True)
-        Image.fromarray(pixels).save(sub / f"{i:06d}.jpg", quality=90)
+        Image.frombytes("RGB", size, noise).save(sub / f"{i:06d}.jpg", quality=90)
 
 
 def plain_pillow(src: Path, out: Path) -> int:
