@@ -1,4 +1,5 @@
-"""The local executor: streaming stages in threads, bounded queues, CPU steps in a process pool."""
+"""The local executor: one driver thread streams chunks of items through the stages; image steps run
+in a process pool, batch steps and sink writes in threads of their own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import multiprocessing
 import os
 import pickle
 import sys
-import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -42,18 +42,16 @@ class LazyPool:
         self.ws = ws
         self.chains = chains
         self._pool: ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
 
     def __call__(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    self.workers,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=init_worker,
-                    initargs=(self.ws.blobs.root, self.ws.db_path, self.chains),
-                )
-            return self._pool
+        if self._pool is None:  # only the driver thread calls this
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_worker,
+                initargs=(self.ws.blobs.root, self.ws.db_path, self.chains),
+            )
+        return self._pool
 
     def shutdown(self) -> None:
         if self._pool is not None:
@@ -66,7 +64,7 @@ class LocalExecutor:
     workers: processes for CPU-heavy steps (default: all cores; 0 runs them in the driver).
     max_errors: abort once more items than this have failed (default: never).
     progress: show progress bars (terminal) or log lines (otherwise).
-    chunk_size: items per message between stages.
+    chunk_size: items the driver pushes through the stages at a time.
     """
 
     def __init__(
