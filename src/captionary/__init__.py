@@ -38,19 +38,30 @@ from captionary.pipeline.step import (
 from captionary.pipeline.yaml_loader import load_pipeline, parse_pipeline
 from captionary.sinks.save import Save
 from captionary.sources.folder import Load
+from captionary.steps.captions.set_caption import SetCaption
+from captionary.steps.captions.tags import AddTags, RemoveTags
+from captionary.steps.filters.aspect import FilterByAspectRatio
+from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
 from captionary.steps.select.take import Take
+from captionary.steps.transforms.convert import Convert
+from captionary.steps.transforms.crop import CropToAspect
 from captionary.steps.transforms.resize import Resize
 
 __version__ = "0.1.0"
 
 __all__ = [
     "STEPS",
+    "AddTags",
     "BatchStep",
     "CaptionaryError",
     "ConfigError",
+    "Convert",
+    "CropToAspect",
     "Filter",
+    "FilterByAspectRatio",
     "FilterBySize",
+    "FilterMonochrome",
     "GlobalStep",
     "ImageMap",
     "Item",
@@ -61,10 +72,12 @@ __all__ = [
     "ParamError",
     "Pipeline",
     "RegistryError",
+    "RemoveTags",
     "Resize",
     "RunAborted",
     "RunSummary",
     "Save",
+    "SetCaption",
     "Sink",
     "Source",
     "Step",
