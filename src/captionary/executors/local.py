@@ -254,6 +254,14 @@ class Driver:
 def _workers_can_load(chain: list[PerItemStep]) -> bool:
     """Spawned workers import step classes by module: one defined in a notebook or in exec'd code
     cannot be loaded there, so such a chain runs in the driver instead (with a warning)."""
+    main_file = getattr(sys.modules["__main__"], "__file__", None)
+    if main_file and not os.path.exists(main_file):  # `python - < script`: workers would fail to start
+        warnings.warn(
+            f"worker processes cannot start from {main_file}; image steps run in one process. "
+            f"Run a script file to use every core.",
+            stacklevel=1,
+        )
+        return False
     for step in chain:
         module = sys.modules.get(type(step).__module__)
         if module is None or not getattr(module, "__file__", None):

@@ -19,15 +19,26 @@ from captionary.sinks.files import NotOurs, OutputFiles
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
+MANIFESTS = {"imagefolder": ("train/", "train/metadata.jsonl"), "jsonl": ("", "metadata.jsonl")}
+"""format -> (folder of the images, the manifest file), for formats with one manifest of all items."""
+
+
 class Save(Sink):
-    """Write images with caption files (kohya layout); unchanged files are not rewritten."""
+    """Write the dataset: `kohya` (image + caption file), `imagefolder` or `jsonl` (images + manifest).
+
+    kohya:        out/dog/00.jpg + out/dog/00.txt (caption_ext) [+ out/dog/00.json, json_sidecar]
+    imagefolder:  out/train/dog/00.jpg + out/train/metadata.jsonl ({"file_name", caption_column, ...})
+    jsonl:        out/dog/00.jpg + out/metadata.jsonl ({"image_path", "caption", ...})
+    Unchanged files are not rewritten; files the sink did not write are never touched.
+    """
 
     name: ClassVar[str] = "save"
 
     path: Path
-    format: Literal["kohya"] = "kohya"
+    format: Literal["kohya", "imagefolder", "jsonl"] = "kohya"
     caption_ext: str = ".txt"
     caption_property: str = "caption"
+    caption_column: str = "text"
     json_sidecar: bool = False
     image_format: Literal["original", "jpg", "png", "webp"] = "original"
     quality: int = 95
@@ -54,6 +65,7 @@ class Save(Sink):
         root = self.path.resolve()
         self.files = OutputFiles(ctx, f"{root}::{self.format}", root)
         self.claims = self.files.claimed_names()
+        self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-save")
 
     def write(self, items: Sequence[Item]) -> list[bool | str | Future]:
@@ -71,6 +83,8 @@ class Save(Sink):
 
     def close(self, complete: bool) -> None:
         self.pool.shutdown()
+        if complete and self.format in MANIFESTS:
+            self.files.write(MANIFESTS[self.format][1], None, *self._manifest())
         if complete:
             failed = {e["item"] for e in self.ctx.errors if e["item"]}
             self.files.remove_stale(failed)
@@ -94,8 +108,26 @@ class Save(Sink):
         except Exception as exc:
             return item, describe_error(exc)
 
+    def _manifest(self) -> tuple[str, bytes]:
+        lines = [canonical_json(self.rows[path]) for path in sorted(self.rows)]
+        data = "".join(line + "\n" for line in lines).encode()
+        return hash_bytes(data), data
+
+    def _row(self, item: Item, image_path: str) -> None:
+        props = {k: v for k, v in item.props.items() if k != self.caption_property}
+        caption = item.get(self.caption_property)
+        if self.format == "imagefolder":
+            relative = image_path.removeprefix(MANIFESTS["imagefolder"][0])
+            self.rows[image_path] = {**props, "file_name": relative, self.caption_column: caption}
+        else:
+            self.rows[image_path] = {**props, "image_path": image_path, "caption": caption}
+
     def _plan(self, item: Item, stem: str) -> list[PlannedFile]:
-        planned = [self._image(item, stem)]
+        image = self._image(item, MANIFESTS.get(self.format, ("",))[0] + stem)
+        planned = [image]
+        if self.format in MANIFESTS:
+            self._row(item, image.relative)
+            return planned
         caption = item.get(self.caption_property)
         if caption is not None:
             text = "\n".join(caption) if isinstance(caption, list) else str(caption)

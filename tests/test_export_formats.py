@@ -1,0 +1,60 @@
+"""Manifest export formats, read back with the libraries trainers use."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from captionary import Load, Resize, Save, Workspace
+
+
+@pytest.fixture
+def exported(photos, ws_path, tmp_path):
+    def export(fmt: str, **options):
+        out = tmp_path / fmt
+        with Workspace(ws_path) as ws:
+            summary = ws.run(
+                Load(photos) >> Resize(max_edge=96) >> Save(out, format=fmt, **options), progress=False
+            )
+        return out, summary
+
+    return export
+
+
+def test_imagefolder_loads_with_hugging_face_datasets(exported, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    datasets = pytest.importorskip("datasets")
+    out, _ = exported("imagefolder", caption_column="prompt")
+    dataset = datasets.load_dataset(
+        "imagefolder", data_dir=str(out), split="train", cache_dir=str(out.parent / "hf-cache")
+    )
+    assert len(dataset) == 12
+    rows = {row["prompt"]: row for row in dataset if row["prompt"]}
+    assert set(rows) == {"a photo of sks dog"}
+    for row in dataset:
+        assert row["image"].size == (row["width"], row["height"])
+        assert max(row["image"].size) == 96
+
+
+def test_jsonl_manifest_points_at_every_image(exported):
+    out, _ = exported("jsonl")
+    rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 12
+    assert [r["image_path"] for r in rows] == sorted(r["image_path"] for r in rows)
+    for row in rows:
+        assert os.path.isfile(out / row["image_path"])
+    assert rows[[r["image_path"] for r in rows].index("dog/00.jpg")]["caption"] == "a photo of sks dog"
+
+
+def test_manifest_is_rewritten_only_when_it_changes(exported, photos):
+    out, _ = exported("jsonl")
+    stamp = (out / "metadata.jsonl").stat().st_mtime_ns
+    _, again = exported("jsonl")
+    assert again.step("save").computed == 0
+    assert (out / "metadata.jsonl").stat().st_mtime_ns == stamp
+    (photos / "cat" / "00.txt").write_text("a grey cat\n")
+    exported("jsonl")
+    assert '"caption":"a grey cat"' in (out / "metadata.jsonl").read_text()
