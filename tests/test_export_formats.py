@@ -58,3 +58,27 @@ def test_manifest_is_rewritten_only_when_it_changes(exported, photos):
     (photos / "cat" / "00.txt").write_text("a grey cat\n")
     exported("jsonl")
     assert '"caption":"a grey cat"' in (out / "metadata.jsonl").read_text()
+
+
+def test_parquet_rows_and_embedded_images_read_back_with_pyarrow(exported):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from io import BytesIO
+
+    from PIL import Image
+
+    out, _ = exported("parquet", embed_images=True)
+    table = pq.read_table(out / "data.parquet")
+    assert table.num_rows == 12
+    assert {"image_path", "caption", "width", "height", "image"} <= set(table.column_names)
+    for row in table.to_pylist():
+        assert row["image"] == (out / row["image_path"]).read_bytes()
+        assert Image.open(BytesIO(row["image"])).size == (row["width"], row["height"])
+    captions = dict(zip(table["image_path"].to_pylist(), table["caption"].to_pylist(), strict=True))
+    assert captions["dog/01.jpg"] == "a photo of sks dog" and captions["cat/00.jpg"] is None
+
+
+def test_embed_images_is_only_for_parquet():
+    from captionary import ParamError
+
+    with pytest.raises(ParamError, match="only for format: parquet"):
+        Save("out", format="jsonl", embed_images=True)

@@ -1,4 +1,4 @@
-"""`save`: write the dataset a trainer reads. Formats: `kohya` (image + caption .txt, optional .json)."""
+"""`save`: write the dataset a trainer reads (kohya, imagefolder, jsonl, parquet)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from captionary.core import optional
 from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.core.images import FORMAT_EXTENSIONS
 from captionary.core.item import Item
@@ -19,7 +20,11 @@ from captionary.sinks.files import NotOurs, OutputFiles
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
 
-MANIFESTS = {"imagefolder": ("train/", "train/metadata.jsonl"), "jsonl": ("", "metadata.jsonl")}
+MANIFESTS = {
+    "imagefolder": ("train/", "train/metadata.jsonl"),
+    "jsonl": ("", "metadata.jsonl"),
+    "parquet": ("", "data.parquet"),
+}
 """format -> (folder of the images, the manifest file), for formats with one manifest of all items."""
 
 
@@ -29,17 +34,20 @@ class Save(Sink):
     kohya:        out/dog/00.jpg + out/dog/00.txt (caption_ext) [+ out/dog/00.json, json_sidecar]
     imagefolder:  out/train/dog/00.jpg + out/train/metadata.jsonl ({"file_name", caption_column, ...})
     jsonl:        out/dog/00.jpg + out/metadata.jsonl ({"image_path", "caption", ...})
+    parquet:      out/dog/00.jpg + out/data.parquet (image_path, caption, properties as columns;
+                  embed_images: an `image` column with the file bytes too). Needs pyarrow.
     Unchanged files are not rewritten; files the sink did not write are never touched.
     """
 
     name: ClassVar[str] = "save"
 
     path: Path
-    format: Literal["kohya", "imagefolder", "jsonl"] = "kohya"
+    format: Literal["kohya", "imagefolder", "jsonl", "parquet"] = "kohya"
     caption_ext: str = ".txt"
     caption_property: str = "caption"
     caption_column: str = "text"
     json_sidecar: bool = False
+    embed_images: bool = False
     image_format: Literal["original", "jpg", "png", "webp"] = "original"
     quality: int = 95
     threads: int = 4
@@ -59,6 +67,14 @@ class Save(Sink):
             param="caption_ext",
         )
         require(self.threads >= 1, self, "must be at least 1", param="threads")
+        require(
+            not self.embed_images or self.format == "parquet",
+            self,
+            "only for format: parquet",
+            param="embed_images",
+        )
+        if self.format == "parquet":
+            optional.require("pyarrow.parquet", "parquet", package="pyarrow")
 
     def open(self, ctx: Any) -> None:
         self.ctx = ctx
@@ -109,9 +125,22 @@ class Save(Sink):
             return item, describe_error(exc)
 
     def _manifest(self) -> tuple[str, bytes]:
-        lines = [canonical_json(self.rows[path]) for path in sorted(self.rows)]
-        data = "".join(line + "\n" for line in lines).encode()
+        rows = [self.rows[path] for path in sorted(self.rows)]
+        if self.format == "parquet":
+            data = self._parquet(rows)
+        else:
+            data = "".join(canonical_json(row) + "\n" for row in rows).encode()
         return hash_bytes(data), data
+
+    def _parquet(self, rows: list[dict[str, Any]]) -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.embed_images:
+            rows = [{**row, "image": (self.files.root / row["image_path"]).read_bytes()} for row in rows]
+        buffer = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows), buffer)
+        return buffer.getvalue().to_pybytes()
 
     def _row(self, item: Item, image_path: str) -> None:
         props = {k: v for k, v in item.props.items() if k != self.caption_property}
