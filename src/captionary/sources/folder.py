@@ -50,14 +50,15 @@ class Load(Source):
             for path, fingerprint, item, name, props, format in ctx.ws.query(
                 "SELECT path, fingerprint, item, name, props, format FROM source_files "
                 "WHERE path >= ? AND path < ?",
-                (str(root) + os.sep, str(root) + chr(ord(os.sep) + 1)),
+                (db_text(str(root)) + os.sep, db_text(str(root)) + chr(ord(os.sep) + 1)),
             )
         }
         seen: dict[str, str] = {}
         fresh: list[tuple[str, str, str, list[str]]] = []
         files = list(self._files(root))
         ctx.stats[0].expected = len(files)
-        for path, name, fingerprint, sidecars in files:
+        for real_path, real_name, fingerprint, sidecars in files:
+            path, name = db_text(real_path), db_text(real_name)
             if isinstance(fingerprint, Exception):
                 yield Ingested(path, error=f"cannot read file: {fingerprint}")
                 continue
@@ -69,10 +70,10 @@ class Load(Source):
                     yield Ingested(path, dropped=f"exact duplicate of {first}")
                     continue
                 props = dict(decode_props(previous[3]))  # memoised decode, private copy
-                item = Item(previous[1], None, props, path, previous[2], ctx.ws.blobs, previous[4])
+                item = Item(previous[1], None, props, path, name, ctx.ws.blobs, previous[4])
                 yield Ingested(path, item, cached=True)
             else:
-                fresh.append((path, name, fingerprint, sidecars))
+                fresh.append((real_path, name, fingerprint, sidecars))
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
             for record in pool.map(lambda args: self._ingest(ctx, verify, *args), fresh):
                 yield record if record.item is None else _unique(record.item, seen, cached=False)
@@ -113,8 +114,9 @@ class Load(Source):
     def _ingest(
         self, ctx: Any, verify: bool, path: str, name: str, fingerprint: str, sidecars: list[str]
     ) -> Ingested:
+        real_path, path = path, db_text(path)
         try:
-            with open(path, "rb") as f:
+            with open(real_path, "rb") as f:
                 data = f.read()
             info = probe(data, verify=verify)
             props: dict[str, Any] = {**_sidecar_props(sidecars), "width": info.width, "height": info.height}
@@ -130,6 +132,12 @@ class Load(Source):
             UPSERT_SOURCE_FILE, (path, recorded, digest, name, canonical_json(props), info.format)
         )
         return Ingested(path, Item(digest, None, props, path, name, ctx.ws.blobs, info.format))
+
+
+def db_text(text: str) -> str:
+    """A file name as UTF-8 text for the database and for output names: bytes that are not UTF-8
+    (a Latin-1 name on Linux) are written as \\xNN, the same way every run."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _stat(entry: os.DirEntry) -> str:

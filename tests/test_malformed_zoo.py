@@ -1,0 +1,78 @@
+"""Awkward but valid inputs become correct items; hostile ones become recorded errors. None stop a run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PIL import Image
+
+from captionary import Convert, Load, Resize, Save, Workspace
+
+
+@pytest.fixture
+def zoo(tmp_path):
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    base = Image.new("RGB", (120, 80), (200, 40, 40))
+    base.save(folder / "png-named.jpg", format="PNG")
+    base.convert("CMYK").save(folder / "cmyk.jpg")
+    Image.new("I;16", (60, 40), 40000).save(folder / "deep.png")
+    palette = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    palette.info["transparency"] = 0
+    palette.save(folder / "palette.png", transparency=0)
+    frames = [Image.new("RGB", (50, 50), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:])
+    os.symlink(folder, folder / "loop")  # a folder symlink pointing at itself
+    (folder / "bomb.png").write_bytes(_bomb())
+    odd = os.fsencode(str(folder)) + b"/caf\xe9.jpg"  # a Latin-1 name, not valid UTF-8
+    with open(odd, "wb") as f:
+        base.save(f, format="JPEG")
+    return folder
+
+
+def _bomb() -> bytes:
+    """A tiny PNG that claims 30,000 x 30,000 pixels (over Pillow's decompression-bomb limit)."""
+    import io
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 30_000, 30_000, 8, 2, 0, 0, 0)
+    buffer = io.BytesIO()
+    buffer.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")))
+    buffer.write(chunk(b"IEND", b""))
+    return buffer.getvalue()
+
+
+def test_the_zoo(zoo, tmp_path):
+    out = tmp_path / "out"
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(
+            Load(zoo) >> Convert() >> Resize(max_edge=40) >> Save(out, image_format="jpg"), progress=False
+        )
+        items = {item.name: item for item in ws.items()}
+    [bomb] = summary.errors
+    assert bomb["source"].endswith("bomb.png") and "decompression bomb" in bomb["reason"]
+    assert set(items) == {"png-named", "cmyk", "deep", "palette", "animated", "caf\\xe9"}
+    assert summary.step("load").n_in == 7  # the looping folder symlink is not followed
+    for name, item in items.items():
+        image = item.image
+        assert image.mode == "RGB", name
+        assert max(image.size) == 40, name
+    assert items["animated"].image.getpixel((10, 10))[0] > 200  # the first frame (red)
+    assert items["palette"].image.getpixel((0, 0)) in {(255, 255, 255), (200, 40, 40)}
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 6 and all(name.endswith(".jpg") for name in written)
+    assert Image.open(out / "cmyk.jpg").mode == "RGB"
+
+
+def test_the_zoo_rerun_is_fully_cached(zoo, tmp_path):
+    pipeline = Load(zoo) >> Convert() >> Resize(max_edge=40) >> Save(tmp_path / "out", image_format="jpg")
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(pipeline, progress=False)
+        again = ws.run(pipeline, progress=False)
+    assert again.computed == 0
+    assert again.step("load").cached == 6 and again.step("load").failed == 1  # the bomb, again
