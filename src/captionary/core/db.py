@@ -65,6 +65,12 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
 
 
+def db_text(text: str) -> str:
+    """Text safe to store: bytes of a file name that are not UTF-8 (a Latin-1 name on Linux) are
+    written as \\xNN, the same way every time."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json
 from captionary.executors.summary import StepStats
 
@@ -63,6 +64,7 @@ class RunContext:
         name = self.stats[step_index].name
         item_id = item.id if item is not None else None
         source = source or (item.source if item is not None else None)
+        reason, source = db_text(reason), source and db_text(source)  # messages may quote raw paths
         if item_id is not None:
             self.seen.add(item_id)
         with self._lock:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from captionary.core.cache import decode_props
+from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json
 from captionary.core.images import probe, readable_extensions
 from captionary.core.item import Item
@@ -132,12 +133,6 @@ class Load(Source):
             UPSERT_SOURCE_FILE, (path, recorded, digest, name, canonical_json(props), info.format)
         )
         return Ingested(path, Item(digest, None, props, path, name, ctx.ws.blobs, info.format))
-
-
-def db_text(text: str) -> str:
-    """A file name as UTF-8 text for the database and for output names: bytes that are not UTF-8
-    (a Latin-1 name on Linux) are written as \\xNN, the same way every run."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _stat(entry: os.DirEntry) -> str:
