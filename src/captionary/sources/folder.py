@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
-from captionary.core.cache import decode_props
 from captionary.core.db import db_text
-from captionary.core.hashing import canonical_json
-from captionary.core.images import probe, readable_extensions
-from captionary.core.item import Item
+from captionary.core.images import readable_extensions
 from captionary.pipeline.step import Ingested, Source, require
+from captionary.sources.records import SourceRecords, stat_fingerprint
 
 CAPTION_SIDECARS = (".txt", ".caption")
 SIDECARS = (*CAPTION_SIDECARS, ".json")
-VERIFIED = "|verified"
-INSERT_ITEM = "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)"
-UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, ?)"
 
 
 class Load(Source):
@@ -46,38 +40,21 @@ class Load(Source):
     def scan(self, ctx: Any) -> Iterator[Ingested]:
         verify = self.verify if self.verify is not None else not ctx.decodes_later
         root = self.path.resolve()
-        known = {
-            path: (fingerprint, item, name, props, format)
-            for path, fingerprint, item, name, props, format in ctx.ws.query(
-                "SELECT path, fingerprint, item, name, props, format FROM source_files "
-                "WHERE path >= ? AND path < ?",
-                (db_text(str(root)) + os.sep, db_text(str(root)) + chr(ord(os.sep) + 1)),
-            )
-        }
-        seen: dict[str, str] = {}
-        fresh: list[tuple[str, str, str, list[str]]] = []
+        records = SourceRecords(ctx, db_text(str(root)) + os.sep, verify)
+        fresh: list[tuple[str, str, str, str, list[str]]] = []
         files = list(self._files(root))
         ctx.stats[0].expected = len(files)
         for real_path, real_name, fingerprint, sidecars in files:
-            path, name = db_text(real_path), db_text(real_name)
+            key, name = db_text(real_path), db_text(real_name)
             if isinstance(fingerprint, Exception):
-                yield Ingested(path, error=f"cannot read file: {fingerprint}")
-                continue
-            previous = known.get(path)
-            recorded = previous[0] if previous is not None else None
-            if recorded == fingerprint + VERIFIED or (recorded == fingerprint and not verify):
-                first = seen.setdefault(previous[1], path)
-                if first != path:
-                    yield Ingested(path, dropped=f"exact duplicate of {first}")
-                    continue
-                props = dict(decode_props(previous[3]))  # memoised decode, private copy
-                item = Item(previous[1], None, props, path, name, ctx.ws.blobs, previous[4])
-                yield Ingested(path, item, cached=True)
+                yield Ingested(key, error=f"cannot read file: {fingerprint}")
+            elif (known := records.cached(key, name, fingerprint)) is not None:
+                yield known
             else:
-                fresh.append((real_path, name, fingerprint, sidecars))
+                fresh.append((key, real_path, name, fingerprint, sidecars))
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
-            for record in pool.map(lambda args: self._ingest(ctx, verify, *args), fresh):
-                yield record if record.item is None else _unique(record.item, seen, cached=False)
+            for record in pool.map(lambda args: self._ingest(records, *args), fresh):
+                yield record if record.item is None else records.unique(record.item, cached=False)
 
     def _files(self, root: Path) -> Iterator[tuple[str, str, str | Exception, list[str]]]:
         """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars."""
@@ -105,7 +82,8 @@ class Load(Source):
                 name = entry.path[prefix : -len(ext)].replace(os.sep, "/")
                 sidecars = [by_name[stem + s] for s in SIDECARS if stem + s in by_name]
                 try:
-                    stats = [_stat(entry)] + [f"{s.name[len(stem) :]}={_stat(s)}" for s in sidecars]
+                    stats = [stat_fingerprint(entry)]
+                    stats += [f"{s.name[len(stem) :]}={stat_fingerprint(s)}" for s in sidecars]
                 except OSError as exc:
                     yield entry.path, name, exc, []
                     continue
@@ -113,31 +91,13 @@ class Load(Source):
             folders.extend(reversed(subfolders))
 
     def _ingest(
-        self, ctx: Any, verify: bool, path: str, name: str, fingerprint: str, sidecars: list[str]
+        self, records: SourceRecords, key: str, path: str, name: str, fingerprint: str, sidecars: list[str]
     ) -> Ingested:
-        real_path, path = path, db_text(path)
         try:
-            with open(real_path, "rb") as f:
-                data = f.read()
-            info = probe(data, verify=verify)
-            props: dict[str, Any] = {**_sidecar_props(sidecars), "width": info.width, "height": info.height}
+            props = _sidecar_props(sidecars)
         except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return Ingested(path, error=f"cannot load {Path(path).name}: {reason}")
-        digest = ctx.ws.blobs.put(data)
-        ctx.writer.write(
-            INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data), time.time())
-        )
-        recorded = fingerprint + VERIFIED if verify else fingerprint  # unverified: verify when asked
-        ctx.writer.write(
-            UPSERT_SOURCE_FILE, (path, recorded, digest, name, canonical_json(props), info.format)
-        )
-        return Ingested(path, Item(digest, None, props, path, name, ctx.ws.blobs, info.format))
-
-
-def _stat(entry: os.DirEntry) -> str:
-    st = entry.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
+            return Ingested(key, error=f"cannot load {Path(key).name}: {exc}")
+        return records.ingest(key, path, name, fingerprint, props)
 
 
 def _sidecar_props(sidecars: list[str]) -> dict[str, Any]:
@@ -159,10 +119,3 @@ def _sidecar_props(sidecars: list[str]) -> dict[str, Any]:
         elif "caption" not in props:
             props["caption"] = text.strip()
     return props
-
-
-def _unique(item: Item, seen: dict[str, str], *, cached: bool) -> Ingested:
-    first = seen.setdefault(item.id, item.source or "")
-    if first != item.source:
-        return Ingested(item.source or "", dropped=f"exact duplicate of {first}")
-    return Ingested(item.source or "", item, cached=cached)

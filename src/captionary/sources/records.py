@@ -1,0 +1,79 @@
+"""What every file-based source shares: remembering what it read (`source_files`), so an unchanged
+file is never read again, and ingesting a new one (read, check, copy into the blob store)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from captionary.core.cache import decode_props
+from captionary.core.db import db_text
+from captionary.core.hashing import canonical_json
+from captionary.core.images import probe
+from captionary.core.item import Item
+from captionary.pipeline.step import Ingested
+
+VERIFIED = "|verified"
+INSERT_ITEM = "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)"
+UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, ?)"
+
+
+class SourceRecords:
+    """The `source_files` rows under one key prefix, and the items seen in this run (for duplicates)."""
+
+    def __init__(self, ctx: Any, prefix: str, verify: bool):
+        self.ctx = ctx
+        self.verify = verify
+        self.known = {
+            key: (fingerprint, item, props, format)
+            for key, fingerprint, item, props, format in ctx.ws.query(
+                "SELECT path, fingerprint, item, props, format FROM source_files "
+                "WHERE path >= ? AND path < ?",
+                (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)),
+            )
+        }
+        self.seen: dict[str, str] = {}
+
+    def cached(self, key: str, name: str, fingerprint: str) -> Ingested | None:
+        """The record of an unchanged file (verified, if this run verifies), or None: ingest it."""
+        previous = self.known.get(key)
+        if previous is None:
+            return None
+        recorded, item_id, props, format = previous
+        if recorded != fingerprint + VERIFIED and (recorded != fingerprint or self.verify):
+            return None
+        item = Item(item_id, None, dict(decode_props(props)), key, name, self.ctx.ws.blobs, format)
+        return self.unique(item, cached=True)
+
+    def ingest(
+        self, key: str, real_path: str, name: str, fingerprint: str, props: dict[str, Any]
+    ) -> Ingested:
+        """Read a new or changed image file: check it, copy it into the blob store, remember it."""
+        try:
+            with open(real_path, "rb") as f:
+                data = f.read()
+            info = probe(data, verify=self.verify)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return Ingested(key, error=f"cannot load {db_text(os.path.basename(real_path))}: {reason}")
+        props = {**props, "width": info.width, "height": info.height}
+        digest = self.ctx.ws.blobs.put(data)
+        self.ctx.writer.write(
+            INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data), time.time())
+        )
+        recorded = fingerprint + VERIFIED if self.verify else fingerprint  # unverified: verify when asked
+        row = (key, recorded, digest, name, canonical_json(props), info.format)
+        self.ctx.writer.write(UPSERT_SOURCE_FILE, row)
+        return Ingested(key, Item(digest, None, props, key, name, self.ctx.ws.blobs, info.format))
+
+    def unique(self, item: Item, *, cached: bool) -> Ingested:
+        first = self.seen.setdefault(item.id, item.source or "")
+        if first != item.source:
+            return Ingested(item.source or "", dropped=f"exact duplicate of {first}")
+        return Ingested(item.source or "", item, cached=cached)
+
+
+def stat_fingerprint(path: str | os.DirEntry) -> str:
+    st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
