@@ -38,6 +38,7 @@ from captionary.pipeline.step import (
 from captionary.pipeline.yaml_loader import load_pipeline, parse_pipeline
 from captionary.sinks.save import Save
 from captionary.sources.folder import Load
+from captionary.sources.manifest import LoadManifest
 from captionary.steps.captions.set_caption import SetCaption
 from captionary.steps.captions.tags import AddTags, RemoveTags
 from captionary.steps.filters.aspect import FilterByAspectRatio
@@ -67,6 +68,7 @@ __all__ = [
     "Item",
     "ItemError",
     "Load",
+    "LoadManifest",
     "Map",
     "Outcome",
     "ParamError",

@@ -1,0 +1,150 @@
+"""`load_manifest`: images listed in a JSONL, JSON, CSV, TSV or Parquet file; other columns become
+properties. Relative image paths resolve against the manifest's folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from captionary.core import optional
+from captionary.core.db import db_text
+from captionary.core.hashing import canonical_json, hash_bytes
+from captionary.pipeline.step import Ingested, Source, require
+from captionary.sources.records import SourceRecords, stat_fingerprint
+
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+}
+
+
+class LoadManifest(Source):
+    """Load the images a manifest lists (JSONL/JSON/CSV/TSV/Parquet); other columns become properties."""
+
+    name: ClassVar[str] = "load_manifest"
+
+    path: Path
+    image_column: str = "image"
+    caption_column: str = "caption"
+    format: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet"] = "auto"
+    verify: bool | None = None
+    threads: int = 4
+
+    def validate(self) -> None:
+        require(self.path.is_file(), self, f"file not found: {self.path}", param="path")
+        formats = ", ".join(sorted(set(FORMATS.values())))
+        require(
+            self.manifest_format is not None,
+            self,
+            f"cannot tell the format of {self.path.name}; set format: to one of {formats}",
+            param="format",
+        )
+        if self.manifest_format == "parquet":
+            optional.require("pyarrow.parquet", "parquet", package="pyarrow")
+
+    @property
+    def manifest_format(self) -> str | None:
+        return FORMATS.get(self.path.suffix.lower()) if self.format == "auto" else self.format
+
+    def scan(self, ctx: Any) -> Iterator[Ingested]:
+        verify = self.verify if self.verify is not None else not ctx.decodes_later
+        manifest = self.path.resolve()
+        records = SourceRecords(ctx, db_text(str(manifest)) + "::", verify)
+        fresh = []
+        for where, row in self._rows(manifest):
+            if isinstance(row, str):
+                yield Ingested(where, error=f"{where}: {row}")
+                continue
+            parsed = self._entry(manifest, where, row)
+            if isinstance(parsed, Ingested):
+                yield parsed
+                continue
+            key, real_path, name, props = parsed
+            try:
+                fingerprint = stat_fingerprint(real_path) + "|" + hash_bytes(canonical_json(props).encode())
+            except OSError as exc:
+                yield Ingested(
+                    where, error=f"{where}: image not found: {db_text(real_path)} ({exc.strerror})"
+                )
+                continue
+            known = records.cached(key, name, fingerprint)
+            if known is not None:
+                yield known
+            else:
+                fresh.append((key, real_path, name, fingerprint, props))
+        ctx.stats[0].expected = ctx.stats[0].n_in + len(fresh)
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
+            for record in pool.map(lambda args: records.ingest(*args), fresh):
+                yield record if record.item is None else records.unique(record.item, cached=False)
+
+    def _entry(self, manifest: Path, where: str, row: dict[str, Any]) -> tuple | Ingested:
+        image = row.get(self.image_column)
+        if not isinstance(image, str) or not image:
+            columns = ", ".join(map(str, row))
+            return Ingested(
+                where,
+                error=f"{where}: no image path in column {self.image_column!r} "
+                f"(columns: {columns}; set image_column:)",
+            )
+        if image.startswith(("http://", "https://")):
+            return Ingested(where, error=f"{where}: image URLs are not supported yet: {image}")
+        real_path = os.path.normpath(os.path.join(manifest.parent, os.path.expanduser(image)))
+        relative = os.path.relpath(real_path, manifest.parent)
+        stem = os.path.splitext(relative if not relative.startswith("..") else os.path.basename(relative))[0]
+        props = {k: v for k, v in row.items() if k != self.image_column and v is not None}
+        if self.caption_column != "caption" and self.caption_column in props:
+            props["caption"] = props.pop(self.caption_column)
+        key = f"{db_text(str(manifest))}::{db_text(real_path)}"
+        return key, real_path, db_text(stem.replace(os.sep, "/")), props
+
+    def _rows(self, manifest: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+        """(where, row) with `where` like "meta.csv:7"; a string row is the reason it is unusable."""
+        name = manifest.name
+        if self.manifest_format == "parquet":
+            import pyarrow.parquet as pq
+
+            for number, row in enumerate(pq.read_table(manifest).to_pylist(), start=1):
+                yield f"{name} row {number}", row
+            return
+        with open(manifest, encoding="utf-8", newline="") as f:
+            if self.manifest_format == "jsonl":
+                for number, line in enumerate(f, start=1):
+                    if line.strip():
+                        yield f"{name}:{number}", _json_object(line)
+            elif self.manifest_format == "json":
+                try:
+                    rows = json.load(f)
+                except json.JSONDecodeError as exc:
+                    yield f"{name}:{exc.lineno}", f"invalid JSON: {exc.msg}"
+                    return
+                if not isinstance(rows, list):
+                    yield name, "a JSON manifest is a list of records"
+                    return
+                for number, row in enumerate(rows, start=1):
+                    yield f"{name} record {number}", row if isinstance(row, dict) else "not a JSON object"
+            else:
+                reader = csv.DictReader(f, delimiter="\t" if self.manifest_format == "tsv" else ",")
+                for row in reader:
+                    where = f"{name}:{reader.line_num}"
+                    if None in row or None in row.values():
+                        header = len(reader.fieldnames or [])
+                        yield where, f"malformed line: not the {header} fields of the header"
+                    else:
+                        yield where, row
+
+
+def _json_object(line: str) -> dict[str, Any] | str:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON: {exc.msg}"
+    return value if isinstance(value, dict) else "not a JSON object"
