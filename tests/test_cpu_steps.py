@@ -112,3 +112,21 @@ def test_add_and_remove_tags(photos, ws_path):
     _, items = run(ws_path, Load(photos) >> AddTags(tags=["pet", "cat"]) >> RemoveTags(tags=["blurry"]))
     assert items["cat/00"]["tags"] == ["cat", "pet"]
     assert items["dog/00"]["tags"] == ["pet", "cat"]
+
+
+def test_map_caption_and_rewrite_tags(photos, ws_path):
+    from captionary import MapCaption, RewriteTags
+
+    (photos / "cat" / "00.json").write_text(
+        '{"caption": ["a cat ", "a kitty"], "tags": ["kitty", "blurry", "cat"]}'
+    )
+    pipeline = (
+        Load(photos)
+        >> MapCaption(prefix="ohwx, ", replace={"kitty": "cat"})
+        >> RewriteTags(mapping={"kitty": "cat", "blurry": ""})
+    )
+    _, items = run(ws_path, pipeline)
+    assert items["cat/00"]["caption"] == ["ohwx, a cat", "ohwx, a cat"]
+    assert items["cat/00"]["tags"] == ["cat"]
+    assert items["dog/00"]["caption"] == "ohwx, a photo of sks dog"
+    assert "caption" not in items["dog/03"].props  # no caption: nothing to edit

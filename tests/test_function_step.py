@@ -232,7 +232,7 @@ def test_version_is_a_hash_of_the_source():
     assert isinstance(t_fs_version_a.version, str)
     assert len(t_fs_version_a.version) == 12
     assert t_fs_version_a.version != t_fs_version_b.version
-    assert t_fs_version_a().prefix != t_fs_version_b().prefix
+    assert t_fs_version_a().cache_prefix != t_fs_version_b().cache_prefix
 
 
 def test_explicit_version_is_kept():

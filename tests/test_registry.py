@@ -148,3 +148,12 @@ def test_private_registry_lists_only_its_own_steps():
     with pytest.raises(UnknownStepError) as info:
         registry.get("sharpem")
     assert str(info.value) == "unknown step 'sharpem'; did you mean sharpen? (valid steps: sharpen)"
+
+
+def test_a_parameter_may_not_hide_a_step_attribute():
+    from captionary import Map
+
+    with pytest.raises(TypeError, match=r"\['cache_prefix'\] would hide Step attributes"):
+
+        class TRegistryClash(Map):
+            cache_prefix: str = "x"

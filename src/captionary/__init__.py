@@ -39,8 +39,9 @@ from captionary.pipeline.yaml_loader import load_pipeline, parse_pipeline
 from captionary.sinks.save import Save
 from captionary.sources.folder import Load
 from captionary.sources.manifest import LoadManifest
+from captionary.steps.captions.map_caption import MapCaption
 from captionary.steps.captions.set_caption import SetCaption
-from captionary.steps.captions.tags import AddTags, RemoveTags
+from captionary.steps.captions.tags import AddTags, RemoveTags, RewriteTags
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
@@ -70,12 +71,14 @@ __all__ = [
     "Load",
     "LoadManifest",
     "Map",
+    "MapCaption",
     "Outcome",
     "ParamError",
     "Pipeline",
     "RegistryError",
     "RemoveTags",
     "Resize",
+    "RewriteTags",
     "RunAborted",
     "RunSummary",
     "Save",

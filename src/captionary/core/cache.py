@@ -23,7 +23,7 @@ def item_key(step: Step, item: Item) -> bytes:
     """H(step prefix, current image hash (or item id if the step ignores pixels), values it reads)."""
     fingerprint = item.image_hash if step.reads_image else item.id
     reads = canonical_json([item.props.get(name) for name in step.reads]) if step.reads else ""
-    return cache_key(step.prefix, fingerprint, reads)
+    return cache_key(step.cache_prefix, fingerprint, reads)
 
 
 PRELOAD_LIMIT = 200_000
@@ -40,7 +40,7 @@ class StepCache:
     def __init__(self, db: sqlite3.Connection, step: Step):
         self.db = db
         self.table: dict[bytes, tuple] | None = None
-        low = step.prefix[:KEY_PREFIX]
+        low = step.cache_prefix[:KEY_PREFIX]
         high = (
             (int.from_bytes(low, "big") + 1).to_bytes(KEY_PREFIX, "big")
             if low != b"\xff" * KEY_PREFIX

@@ -106,7 +106,7 @@ class Item:
         step asks for (a replayed recipe decodes the same way, so both give identical pixels)."""
         if self.recipe or not step.wants_draft:
             return self.image
-        if self._decoded is None or self._draft != step.prefix:
+        if self._decoded is None or self._draft != step.cache_prefix:
             self._decoded = self._decode(step)
         return self._decoded
 
@@ -114,7 +114,7 @@ class Item:
         if self._store is None:
             raise RuntimeError("item is not attached to a blob store")
         draft = step.draft_scale if step is not None and step.wants_draft else None
-        self._draft = step.prefix if draft is not None else None
+        self._draft = step.cache_prefix if draft is not None else None
         return decode_image(self._store.get(self.base), draft)
 
     def attach(self, store: BlobStore) -> Item:

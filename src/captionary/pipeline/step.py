@@ -15,7 +15,9 @@ step is built, so a bad pipeline fails before any work. Class attributes declare
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import types
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -64,6 +66,9 @@ class Step:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        taken = [n for n in inspect.get_annotations(cls) if _is_step_attribute(n)]
+        if taken:
+            raise TypeError(f"{cls.__qualname__}: parameter name(s) {taken} would hide Step attributes")
         dataclass(cls, eq=False, repr=False)
         if "name" in cls.__dict__ and cls.name:
             STEPS.add(cls)
@@ -103,7 +108,7 @@ class Step:
         return {k: v for k, v in self.params.items() if k not in self.cache_exclude}
 
     @property
-    def prefix(self) -> bytes:
+    def cache_prefix(self) -> bytes:
         """The fixed part of this step's cache keys (computed once)."""
         try:
             return self.__dict__["_prefix"]
@@ -146,6 +151,16 @@ class Step:
                 text += f" = {field.default_factory()!r}"
             out.append(text)
         return out
+
+
+def _is_step_attribute(name: str) -> bool:
+    """Names a parameter may not take: methods and properties of the step classes (class settings
+    like `reads` are annotated as ClassVar and allowed)."""
+    bases = ("Step", "PerItemStep", "Map", "ImageMap", "Filter", "BatchStep", "GlobalStep", "Source", "Sink")
+    for base in filter(None, map(globals().get, bases)):  # those defined so far
+        if isinstance(base.__dict__.get(name), (property, types.FunctionType)):
+            return True
+    return False
 
 
 def _plain(value: Any) -> Any:

@@ -46,7 +46,7 @@ class GlobalStage(Stage):
         return ready
 
     def outcomes(self, items: list[Item]) -> dict[str, Outcome] | None:
-        key = cache_key(self.step.prefix, "".join(item_key(self.step, item).hex() for item in items))
+        key = cache_key(self.step.cache_prefix, "".join(item_key(self.step, item).hex() for item in items))
         db = self.ctx.ws.reader()
         try:
             cached = lookup_one(db, key)

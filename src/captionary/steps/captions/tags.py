@@ -35,3 +35,18 @@ class RemoveTags(Map):
     def apply(self, item: Item) -> dict[str, list[str]]:
         unwanted = set(self.tags)
         return {"tags": [t for t in item.get("tags", []) if t not in unwanted]}
+
+
+class RewriteTags(Map):
+    """Rename tags by a mapping ({"doggo": "dog"}); a tag mapped to "" is removed. Order is kept."""
+
+    name: ClassVar[str] = "rewrite_tags"
+    reads: ClassVar[tuple[str, ...]] = ("tags",)
+    writes: ClassVar[tuple[str, ...]] = ("tags",)
+    reads_image: ClassVar[bool] = False
+
+    mapping: dict[str, str]
+
+    def apply(self, item: Item) -> dict[str, list[str]]:
+        renamed = (self.mapping.get(t, t) for t in item.get("tags", []))
+        return {"tags": list(dict.fromkeys(t for t in renamed if t))}
