@@ -139,3 +139,23 @@ def test_mpo_phone_photos_are_treated_as_jpeg(photos, ws_path, tmp_path):
     assert (tmp_path / "copied" / "phone.jpg").read_bytes() == (photos / "phone.jpg").read_bytes()
     run(ws_path, Load(photos) >> Resize(max_edge=100) >> Save(tmp_path / "resized"))
     assert Image.open(tmp_path / "resized" / "phone.jpg").format == "JPEG"
+
+
+@pytest.mark.parametrize("naming", ["id", "sequential"])
+def test_naming_by_id_or_number_is_stable(photos, ws_path, tmp_path, naming):
+    out = tmp_path / "out"
+    _, items = run(ws_path, Load(photos) >> Save(out, naming=naming))
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len([n for n in first if n.endswith(".jpg")]) == 12
+    if naming == "id":
+        assert {f"{i.id[:16]}.jpg" for i in items} == {n for n in first if n.endswith(".jpg")}
+    else:
+        assert sorted(n for n in first if n.endswith(".jpg"))[0] == "000000.jpg"
+    shutil.copy(photos / "dog" / "00.jpg", tmp_path / "new.jpg")
+    Image.open(tmp_path / "new.jpg").rotate(90).save(photos / "new.jpg")
+    summary, _ = run(ws_path, Load(photos) >> Save(out, naming=naming))
+    assert summary.step("save").computed == 1
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {n: after[n] for n in first} == first  # nothing renamed
+    if naming == "sequential":
+        assert "000012.jpg" in after

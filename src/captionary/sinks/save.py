@@ -46,6 +46,7 @@ class Save(Sink):
     caption_ext: str = ".txt"
     caption_property: str = "caption"
     caption_column: str = "text"
+    naming: Literal["source", "id", "sequential"] = "source"
     json_sidecar: bool = False
     embed_images: bool = False
     image_format: Literal["original", "jpg", "png", "webp"] = "original"
@@ -81,6 +82,9 @@ class Save(Sink):
         root = self.path.resolve()
         self.files = OutputFiles(ctx, f"{root}::{self.format}", root)
         self.claims = self.files.claimed_names()
+        self.stem_of = {item: stem for stem, item in self.claims.items()}
+        numbers = [int(stem) for stem in self.claims if stem.isdigit()]
+        self.next_number = max(numbers, default=-1) + 1
         self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-save")
 
@@ -106,7 +110,15 @@ class Save(Sink):
             self.files.remove_stale(failed)
 
     def _stem(self, item: Item) -> str:
-        """The output name: the source's relative name, made unique if another item holds it."""
+        """The output name: the source's relative name (made unique if another item holds it), the
+        item id, or a number given at first sight that stays with the image in later runs."""
+        if self.naming == "id":
+            return item.id[:16]
+        if self.naming == "sequential":
+            if item.id not in self.stem_of:
+                self.stem_of[item.id] = f"{self.next_number:06d}"
+                self.next_number += 1
+            return self.stem_of[item.id]
         stem = item.name
         owner = self.claims.setdefault(stem, item.id)
         if owner != item.id:
