@@ -82,3 +82,14 @@ def test_embed_images_is_only_for_parquet():
 
     with pytest.raises(ParamError, match="only for format: parquet"):
         Save("out", format="jsonl", embed_images=True)
+
+
+def test_kohya_json_metadata_beside_a_flat_image_folder(exported, photos):
+    (photos / "cat" / "00.json").write_text('{"caption": ["a cat", "a grey cat"], "tags": ["cat", "sofa"]}')
+    out, _ = exported("kohya_json")
+    metadata = json.loads((out.parent / f"{out.name}.json").read_text())
+    assert set(metadata) == {p.stem for p in out.glob("*.jpg")} and len(metadata) == 12
+    assert metadata["dog_00"] == {"caption": "a photo of sks dog"}
+    assert metadata["cat_00"] == {"caption": "a cat", "tags": "cat, sofa"}
+    assert metadata["teapot_00"] == {}  # no caption, no tags
+    assert not [p for p in out.iterdir() if p.is_dir()]  # flat, as kohya's fine-tuning expects

@@ -24,6 +24,7 @@ MANIFESTS = {
     "imagefolder": ("train/", "train/metadata.jsonl"),
     "jsonl": ("", "metadata.jsonl"),
     "parquet": ("", "data.parquet"),
+    "kohya_json": ("", "../{folder}.json"),
 }
 """format -> (folder of the images, the manifest file), for formats with one manifest of all items."""
 
@@ -34,6 +35,8 @@ class Save(Sink):
     kohya:        out/dog/00.jpg + out/dog/00.txt (caption_ext) [+ out/dog/00.json, json_sidecar]
     imagefolder:  out/train/dog/00.jpg + out/train/metadata.jsonl ({"file_name", caption_column, ...})
     jsonl:        out/dog/00.jpg + out/metadata.jsonl ({"image_path", "caption", ...})
+    kohya_json:   out/dog_00.jpg (flat, as kohya's fine-tuning reads them) + out.json beside the
+                  folder: {"dog_00": {"caption": ..., "tags": "a, b"}} (kohya's --in_json)
     parquet:      out/dog/00.jpg + out/data.parquet (image_path, caption, properties as columns;
                   embed_images: an `image` column with the file bytes too). Needs pyarrow.
     Unchanged files are not rewritten; files the sink did not write are never touched.
@@ -42,7 +45,7 @@ class Save(Sink):
     name: ClassVar[str] = "save"
 
     path: Path
-    format: Literal["kohya", "imagefolder", "jsonl", "parquet"] = "kohya"
+    format: Literal["kohya", "kohya_json", "imagefolder", "jsonl", "parquet"] = "kohya"
     caption_ext: str = ".txt"
     caption_property: str = "caption"
     caption_column: str = "text"
@@ -104,7 +107,8 @@ class Save(Sink):
     def close(self, complete: bool) -> None:
         self.pool.shutdown()
         if complete and self.format in MANIFESTS:
-            self.files.write(MANIFESTS[self.format][1], None, *self._manifest())
+            manifest = MANIFESTS[self.format][1].format(folder=self.files.root.name)
+            self.files.write(manifest, None, *self._manifest())
         if complete:
             failed = {e["item"] for e in self.ctx.errors if e["item"]}
             self.files.remove_stale(failed)
@@ -114,6 +118,10 @@ class Save(Sink):
         item id, or a number given at first sight that stays with the image in later runs."""
         if self.naming == "id":
             return item.id[:16]
+        if self.format == "kohya_json" and self.naming == "source":  # kohya keys images by file stem
+            flat = item.name.replace("/", "_")
+            owner = self.claims.setdefault(flat, item.id)
+            return flat if owner == item.id else f"{flat}-{item.id[:8]}"
         if self.naming == "sequential":
             if item.id not in self.stem_of:
                 self.stem_of[item.id] = f"{self.next_number:06d}"
@@ -140,6 +148,9 @@ class Save(Sink):
         rows = [self.rows[path] for path in sorted(self.rows)]
         if self.format == "parquet":
             data = self._parquet(rows)
+        elif self.format == "kohya_json":
+            table = {row.pop("key"): row for row in (dict(r) for r in rows)}
+            data = (canonical_json(table) + "\n").encode()
         else:
             data = "".join(canonical_json(row) + "\n" for row in rows).encode()
         return hash_bytes(data), data
@@ -157,7 +168,15 @@ class Save(Sink):
     def _row(self, item: Item, image_path: str) -> None:
         props = {k: v for k, v in item.props.items() if k != self.caption_property}
         caption = item.get(self.caption_property)
-        if self.format == "imagefolder":
+        if self.format == "kohya_json":
+            first = caption[0] if isinstance(caption, list) and caption else caption
+            entry: dict[str, Any] = {"key": image_path.rpartition(".")[0]}
+            if first is not None:
+                entry["caption"] = first
+            if isinstance(item.get("tags"), list):
+                entry["tags"] = ", ".join(map(str, item["tags"]))
+            self.rows[image_path] = entry
+        elif self.format == "imagefolder":
             relative = image_path.removeprefix(MANIFESTS["imagefolder"][0])
             self.rows[image_path] = {**props, "file_name": relative, self.caption_column: caption}
         else:
