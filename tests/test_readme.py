@@ -21,3 +21,16 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert "ohwx, a photo of sks dog" in out
     assert (tmp_path / "out" / "dog" / "00.txt").read_text() == "ohwx, a photo of sks dog\n"
     assert len(list((tmp_path / "out").rglob("*.jpg"))) == 11
+
+
+def test_quickstart_pipeline_runs_twice(tmp_path, capsys):
+    from captionary.cli import main
+
+    shutil.copytree(REPO / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("ws", "out"))
+    quickstart = tmp_path / "examples" / "quickstart.yaml"
+    assert main(["run", str(quickstart), "--no-progress"]) == 0
+    assert main(["run", str(quickstart), "--no-progress"]) == 0
+    table = capsys.readouterr().out.split("completed")[-2]
+    assert all(line.split()[3] == "0" for line in table.strip().splitlines()[-4:])  # computed 0
+    out = tmp_path / "examples" / "out"
+    assert len(list(out.rglob("*.jpg"))) == 11 and (out / "dog" / "00.txt").exists()
