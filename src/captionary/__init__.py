@@ -42,6 +42,7 @@ from captionary.sources.manifest import LoadManifest
 from captionary.steps.captions.map_caption import MapCaption
 from captionary.steps.captions.set_caption import SetCaption
 from captionary.steps.captions.tags import AddTags, RemoveTags, RewriteTags
+from captionary.steps.custom.where import Apply, FilterWhere
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
@@ -55,6 +56,7 @@ __version__ = "0.1.0"
 __all__ = [
     "STEPS",
     "AddTags",
+    "Apply",
     "BatchStep",
     "CaptionaryError",
     "ConfigError",
@@ -64,6 +66,7 @@ __all__ = [
     "FilterByAspectRatio",
     "FilterBySize",
     "FilterMonochrome",
+    "FilterWhere",
     "GlobalStep",
     "ImageMap",
     "Item",

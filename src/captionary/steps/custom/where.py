@@ -1,0 +1,90 @@
+"""`filter` and `apply`: custom logic from YAML, as an expression or a Python function by dotted path."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from captionary.core.item import Item
+from captionary.errors import ItemError
+from captionary.pipeline.step import Filter, Map, require
+from captionary.steps.custom.expression import Expression
+
+
+def import_function(path: str) -> Callable:
+    """The function named "package.module:function" or "package.module.function"."""
+    module, _, name = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module or not name:
+        raise ValueError(f"{path!r} is not a dotted path like 'my_steps.keep_dogs'")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot load {path!r}: {exc}") from None
+
+
+class FilterWhere(Filter):
+    """Keep items for which `expr` (over properties) or `function(item)` is true; drop the rest."""
+
+    name: ClassVar[str] = "filter"
+
+    expr: str | None = None
+    function: str | None = None
+    reads_properties: list[str] | None = None  # for `function`: what it reads (cache key)
+    pixels: bool = False  # for `function`: does it look at the image?
+
+    def validate(self) -> None:
+        require((self.expr is None) != (self.function is None), self, "give exactly one of expr or function")
+        try:
+            self.__dict__["_test"] = Expression(self.expr) if self.expr else import_function(self.function)
+        except ValueError as exc:
+            require(False, self, str(exc), param="expr" if self.expr else "function")
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        test = self.__dict__["_test"]
+        return tuple(test.names if isinstance(test, Expression) else self.reads_properties or ())
+
+    @property
+    def reads_image(self) -> bool:
+        return self.function is not None and self.pixels
+
+    def drop_reason(self, item: Item) -> str | None:
+        test = self.__dict__["_test"]
+        try:
+            keep = test(item.props) if isinstance(test, Expression) else test(item)
+        except Exception as exc:
+            raise ItemError(f"filter {self.expr or self.function}: {type(exc).__name__}: {exc}") from None
+        return None if keep else f"filter: not {self.expr or self.function}"
+
+
+class Apply(Map):
+    """Run `function(item) -> dict` (dotted path) and write the properties it returns."""
+
+    name: ClassVar[str] = "apply"
+
+    function: str
+    writes_properties: list[str]
+    reads_properties: list[str] | None = None
+    pixels: bool = True
+
+    def validate(self) -> None:
+        try:
+            self.__dict__["_function"] = import_function(self.function)
+        except ValueError as exc:
+            require(False, self, str(exc), param="function")
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return tuple(self.reads_properties or ())
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return tuple(self.writes_properties)
+
+    @property
+    def reads_image(self) -> bool:
+        return self.pixels
+
+    def apply(self, item: Item) -> dict[str, Any] | None:
+        return self.__dict__["_function"](item)
