@@ -38,6 +38,7 @@ from captionary.pipeline.step import (
 from captionary.pipeline.yaml_loader import load_pipeline, parse_pipeline
 from captionary.sinks.save import Save
 from captionary.sources.folder import Load
+from captionary.sources.huggingface import LoadHuggingFace
 from captionary.sources.manifest import LoadManifest
 from captionary.steps.captions.map_caption import MapCaption
 from captionary.steps.captions.set_caption import SetCaption
@@ -72,6 +73,7 @@ __all__ = [
     "Item",
     "ItemError",
     "Load",
+    "LoadHuggingFace",
     "LoadManifest",
     "Map",
     "MapCaption",

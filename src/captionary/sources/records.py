@@ -53,10 +53,20 @@ class SourceRecords:
         try:
             with open(real_path, "rb") as f:
                 data = f.read()
-            info = probe(data, verify=self.verify)
-        except (OSError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
             return Ingested(key, error=f"cannot load {db_text(os.path.basename(real_path))}: {reason}")
+        return self.ingest_bytes(key, data, os.path.basename(real_path), name, fingerprint, props)
+
+    def ingest_bytes(
+        self, key: str, data: bytes, label: str, name: str, fingerprint: str, props: dict[str, Any]
+    ) -> Ingested:
+        """Check image bytes, store them, remember them under `key` (`label` names them in errors)."""
+        try:
+            info = probe(data, verify=self.verify)
+            canonical_json(props)
+        except (ValueError, TypeError) as exc:
+            return Ingested(key, error=f"cannot load {db_text(label)}: {exc}")
         props = {**props, "width": info.width, "height": info.height}
         digest = self.ctx.ws.blobs.put(data)
         self.ctx.writer.write(
