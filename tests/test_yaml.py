@@ -330,7 +330,7 @@ def test_unreadable_file(tmp_path):
 def test_parse_pipeline_without_file_says_line(tmp_path):
     with pytest.raises(UnknownStepError) as info:
         parse_pipeline("workspace: ws\nsteps:\n  - lod: {path: x}\n", base=tmp_path)
-    assert str(info.value).startswith("line 3: unknown step 'lod'; did you mean load?")
+    assert str(info.value).startswith("line 3: unknown step 'lod'; did you mean load")
     assert info.value.file is None
 
 
