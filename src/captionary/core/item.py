@@ -138,31 +138,14 @@ class Item:
         new._decoded, new._draft = self._decoded, self._draft
         return new
 
+    _PICKLED = ("id", "image_hash", "props", "source", "name", "format", "base", "recipe", "rendered")
+
     def __getstate__(self) -> tuple:  # pixels never cross processes
-        return (
-            self.id,
-            self.image_hash,
-            self.props,
-            self.source,
-            self.name,
-            self.format,
-            self.base,
-            self.recipe,
-            self.rendered,
-        )
+        return tuple(getattr(self, name) for name in self._PICKLED)
 
     def __setstate__(self, state: tuple) -> None:
-        (
-            self.id,
-            self.image_hash,
-            self.props,
-            self.source,
-            self.name,
-            self.format,
-            self.base,
-            self.recipe,
-            self.rendered,
-        ) = state
+        for name, value in zip(self._PICKLED, state, strict=True):
+            setattr(self, name, value)
         self._store = None
         self._decoded = None
         self._draft = None
