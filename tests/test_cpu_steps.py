@@ -130,3 +130,15 @@ def test_map_caption_and_rewrite_tags(photos, ws_path):
     assert items["cat/00"]["tags"] == ["cat"]
     assert items["dog/00"]["caption"] == "ohwx, a photo of sks dog"
     assert "caption" not in items["dog/03"].props  # no caption: nothing to edit
+
+
+def test_resize_modes_and_no_upscaling():
+    image = Image.new("RGB", (400, 100))
+    item = Item("x")
+    assert Resize(max_edge=200).transform(image, item).size == (200, 50)
+    assert Resize(min_edge=50).transform(image, item).size == (200, 50)
+    assert Resize(target_area=10_000).transform(image, item).size == (200, 50)
+    assert Resize(max_edge=800).transform(image, item) is image  # never upscales unless asked
+    assert Resize(max_edge=800, upscale=True).transform(image, item).size == (800, 200)
+    with pytest.raises(ParamError, match="exactly one of max_edge, min_edge or target_area"):
+        Resize(max_edge=10, target_area=100)

@@ -14,12 +14,13 @@ RESAMPLING = ("lanczos", "bicubic", "bilinear", "nearest")
 
 
 class Resize(ImageMap):
-    """Scale so the longer edge is at most max_edge (or the shorter edge is min_edge)."""
+    """Scale to a longer edge of max_edge, a shorter edge of min_edge, or about target_area pixels."""
 
     name: ClassVar[str] = "resize"
 
     max_edge: int | None = None
     min_edge: int | None = None
+    target_area: int | None = None
     upscale: bool = False
     resample: Literal["lanczos", "bicubic", "bilinear", "nearest"] = "lanczos"
 
@@ -36,7 +37,9 @@ class Resize(ImageMap):
     def scale(self, width: int, height: int) -> float:
         if self.max_edge is not None:
             return self.max_edge / max(width, height)
-        return self.min_edge / min(width, height)
+        if self.min_edge is not None:
+            return self.min_edge / min(width, height)
+        return (self.target_area / (width * height)) ** 0.5
 
     def draft_scale(self, width: int, height: int) -> float | None:
         """Decode JPEGs at no less than twice the target size (what Pillow's thumbnail does)."""
