@@ -34,7 +34,7 @@ def test_cli_steps_lists_every_step_with_parameters_and_docs(capsys):
 
     assert main(["steps"]) == 0
     out = capsys.readouterr().out
-    assert "resize (map): Scale so the longer edge is at most max_edge" in out
+    assert "resize (map): Scale to a longer edge of max_edge" in out
     assert "    max_edge: int | None = None" in out
     assert "load (source):" in out and "    path: Path" in out
     assert main(["steps", "--json"]) == 0

@@ -227,9 +227,9 @@ def test_step_validate_runs_after_type_check():
 
 
 def test_resize_needs_exactly_one_edge():
-    with pytest.raises(ParamError, match="resize: give exactly one of max_edge or min_edge"):
+    with pytest.raises(ParamError, match="resize: give exactly one of max_edge, min_edge or target_area"):
         Resize()
-    with pytest.raises(ParamError, match="give exactly one of max_edge or min_edge"):
+    with pytest.raises(ParamError, match="give exactly one of max_edge, min_edge or target_area"):
         Resize(max_edge=512, min_edge=256)
     assert Resize(max_edge=512).max_edge == 512
     assert Resize(min_edge=256).min_edge == 256

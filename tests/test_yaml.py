@@ -185,7 +185,7 @@ def test_cross_parameter_error_names_the_step_line(tmp_path, photos):
     )
     error = config_error(path)
     assert error.line == 4
-    assert "resize: give exactly one of max_edge or min_edge" in str(error)
+    assert "resize: give exactly one of max_edge, min_edge or target_area" in str(error)
 
 
 def test_unknown_top_level_key(tmp_path, photos):

@@ -25,12 +25,9 @@ class Resize(ImageMap):
     resample: Literal["lanczos", "bicubic", "bilinear", "nearest"] = "lanczos"
 
     def validate(self) -> None:
-        require(
-            (self.max_edge is None) != (self.min_edge is None),
-            self,
-            "give exactly one of max_edge or min_edge",
-        )
-        for param in ("max_edge", "min_edge"):
+        given = [p for p in ("max_edge", "min_edge", "target_area") if getattr(self, p) is not None]
+        require(len(given) == 1, self, "give exactly one of max_edge, min_edge or target_area")
+        for param in ("max_edge", "min_edge", "target_area"):
             value = getattr(self, param)
             require(value is None or value > 0, self, f"must be > 0; got {value}", param=param)
 
