@@ -40,6 +40,7 @@ from captionary.sinks.save import Save
 from captionary.sources.folder import Load
 from captionary.sources.huggingface import LoadHuggingFace
 from captionary.sources.manifest import LoadManifest
+from captionary.sources.webdataset import LoadWebDataset
 from captionary.steps.captions.map_caption import MapCaption
 from captionary.steps.captions.set_caption import SetCaption
 from captionary.steps.captions.tags import AddTags, RemoveTags, RewriteTags
@@ -75,6 +76,7 @@ __all__ = [
     "Load",
     "LoadHuggingFace",
     "LoadManifest",
+    "LoadWebDataset",
     "Map",
     "MapCaption",
     "Outcome",

@@ -1,0 +1,91 @@
+"""`load_webdataset`: tar shards streamed from paths, brace patterns, pipe: commands and http."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import tarfile
+import threading
+
+import pytest
+
+from captionary import LoadWebDataset, ParamError, Workspace
+
+pytest.importorskip("braceexpand")
+
+
+def write_shard(path, samples):
+    with tarfile.open(path, "w") as tar:
+        for key, members in samples:
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.fixture
+def shards(photos, tmp_path):
+    jpgs = sorted(photos.rglob("*.jpg"))
+    first = [
+        (
+            f"s{i:03d}",
+            {"jpg": p.read_bytes(), "txt": f"photo {i}".encode(), "json": json.dumps({"n": i}).encode()},
+        )
+        for i, p in enumerate(jpgs[:6])
+    ]
+    second = [(f"s{i:03d}", {"jpg": p.read_bytes()}) for i, p in enumerate(jpgs[6:], start=6)]
+    second.append(("broken", {"jpg": jpgs[0].read_bytes()[:500]}))
+    second.append(("textonly", {"txt": b"no image here"}))
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    write_shard(folder / "0000.tar", first)
+    write_shard(folder / "0001.tar", second)
+    return folder
+
+
+def test_brace_pattern_streams_every_sample(shards, tmp_path, monkeypatch):
+    from captionary.sources import webdataset as module
+
+    source = LoadWebDataset(shards=f"{shards}/{{0000..0001}}.tar", verify=True)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(source, progress=False)
+        items = {item.name: item for item in ws.items()}
+        opened = []
+        real = module._samples
+        monkeypatch.setattr(module, "_samples", lambda stream: opened.append(1) or real(stream))
+        again = ws.run(source, progress=False)
+    assert len(opened) == 1  # the clean, unchanged shard is not even opened; the one with errors is
+    assert summary.step("load_webdataset").n_out == 12
+    assert items["0000/s002"]["caption"] == "photo 2" and items["0000/s002"]["n"] == 2
+    reasons = sorted(e["reason"] for e in summary.errors)
+    assert reasons[0] == "0001.tar:textonly: no image member (has: txt)"
+    assert reasons[1].startswith("cannot load 0001.tar:broken: corrupt or truncated")
+    assert again.step("load_webdataset").computed == 0 and again.step("load_webdataset").cached == 12
+    assert again.step("load_webdataset").failed == 2  # still reported
+
+
+def test_pipe_and_http_shards(shards, tmp_path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shards))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/0000.tar"
+        with Workspace(tmp_path / "ws") as ws:
+            over_http = ws.run(LoadWebDataset(shards=url), progress=False)
+            piped = ws.run(LoadWebDataset(shards=f"pipe:cat {shards}/0000.tar"), progress=False)
+    finally:
+        server.shutdown()
+    assert over_http.step("load_webdataset").computed == 6
+    assert piped.step("load_webdataset").n_out == 6
+
+
+def test_a_corrupt_shard_is_an_error_not_a_crash(tmp_path):
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"this is not a tar file" * 100)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(LoadWebDataset(shards=str(bad)), progress=False)
+    assert "cannot read the shard" in summary.errors[0]["reason"]
+    with pytest.raises(ParamError, match="shard not found"):
+        LoadWebDataset(shards=str(tmp_path / "missing-{0..1}.tar"))
