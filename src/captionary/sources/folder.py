@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from captionary.core.db import db_text
 from captionary.core.images import readable_extensions
 from captionary.pipeline.step import Ingested, Source, require
-from captionary.sources.records import SourceRecords, stat_fingerprint
+from captionary.sources.records import SourceRecords, should_verify, stat_fingerprint
 
 CAPTION_SIDECARS = (".txt", ".caption")
 SIDECARS = (*CAPTION_SIDECARS, ".json")
@@ -38,7 +38,7 @@ class Load(Source):
         require(self.threads >= 1, self, "must be at least 1", param="threads")
 
     def scan(self, ctx: Any) -> Iterator[Ingested]:
-        verify = self.verify if self.verify is not None else not ctx.decodes_later
+        verify = should_verify(self.verify, ctx)
         root = self.path.resolve()
         records = SourceRecords(ctx, db_text(str(root)) + os.sep, verify)
         fresh: list[tuple[str, str, str, str, list[str]]] = []

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from captionary.core import optional
 from captionary.pipeline.step import Ingested, Source, require
-from captionary.sources.records import SourceRecords
+from captionary.sources.records import SourceRecords, should_verify
 
 
 class LoadHuggingFace(Source):
@@ -41,7 +41,7 @@ class LoadHuggingFace(Source):
             return
         if isinstance(ds.features[self.image_column], ImageFeature):
             ds = ds.cast_column(self.image_column, ImageFeature(decode=False))
-        verify = self.verify if self.verify is not None else not ctx.decodes_later
+        verify = should_verify(self.verify, ctx)
         prefix = f"hf:{self.dataset}:{self.split}#"
         records = SourceRecords(ctx, prefix, verify)
         ctx.stats[0].expected = len(ds)

@@ -15,7 +15,7 @@ from captionary.core import optional
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.pipeline.step import Ingested, Source, require
-from captionary.sources.records import SourceRecords, stat_fingerprint
+from captionary.sources.records import SourceRecords, should_verify, stat_fingerprint
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -56,7 +56,7 @@ class LoadManifest(Source):
         return FORMATS.get(self.path.suffix.lower()) if self.format == "auto" else self.format
 
     def scan(self, ctx: Any) -> Iterator[Ingested]:
-        verify = self.verify if self.verify is not None else not ctx.decodes_later
+        verify = should_verify(self.verify, ctx)
         manifest = self.path.resolve()
         records = SourceRecords(ctx, db_text(str(manifest)) + "::", verify)
         fresh = []
@@ -71,6 +71,9 @@ class LoadManifest(Source):
             key, real_path, name, props = parsed
             try:
                 fingerprint = stat_fingerprint(real_path) + "|" + hash_bytes(canonical_json(props).encode())
+            except (TypeError, ValueError) as exc:
+                yield Ingested(where, error=f"{where}: a value is not JSON-serialisable: {exc}")
+                continue
             except OSError as exc:
                 yield Ingested(
                     where, error=f"{where}: image not found: {db_text(real_path)} ({exc.strerror})"

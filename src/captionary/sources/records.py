@@ -19,6 +19,12 @@ INSERT_ITEM = "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)"
 UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, ?)"
 
 
+def should_verify(verify: bool | None, ctx: Any) -> bool:
+    """A source's `verify` setting: None means decode each new image once only when no image step
+    later in the pipeline decodes it anyway (that step then reports a corrupt file)."""
+    return verify if verify is not None else not ctx.decodes_later
+
+
 class SourceRecords:
     """The `source_files` rows under one key prefix, and the items seen in this run (for duplicates)."""
 

@@ -18,7 +18,7 @@ from typing import IO, Any, ClassVar
 
 from captionary.core import optional
 from captionary.pipeline.step import Ingested, Source, require
-from captionary.sources.records import UPSERT_SOURCE_FILE, SourceRecords, stat_fingerprint
+from captionary.sources.records import UPSERT_SOURCE_FILE, SourceRecords, should_verify, stat_fingerprint
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
@@ -40,7 +40,7 @@ class LoadWebDataset(Source):
             require(not local or os.path.isfile(url), self, f"shard not found: {url}", param="shards")
 
     def scan(self, ctx: Any) -> Iterator[Ingested]:
-        verify = self.verify if self.verify is not None else not ctx.decodes_later
+        verify = should_verify(self.verify, ctx)
         for url in self.__dict__["_urls"]:
             yield from self._shard(ctx, url, verify)
 
