@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from captionary.core import optional
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.pipeline.step import Ingested, Source, require
+from captionary.sources.download import Downloader
 from captionary.sources.records import SourceRecords, should_verify, stat_fingerprint
 
 FORMATS = {
@@ -38,6 +40,9 @@ class LoadManifest(Source):
     format: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet"] = "auto"
     verify: bool | None = None
     threads: int = 4
+    download_timeout: float = 30.0
+    download_retries: int = 3
+    downloads_per_host: int = 4
 
     def validate(self) -> None:
         require(self.path.is_file(), self, f"file not found: {self.path}", param="path")
@@ -59,7 +64,8 @@ class LoadManifest(Source):
         verify = should_verify(self.verify, ctx)
         manifest = self.path.resolve()
         records = SourceRecords(ctx, db_text(str(manifest)) + "::", verify)
-        fresh = []
+        fresh: list[tuple] = []
+        urls: list[tuple] = []
         for where, row in self._rows(manifest):
             if isinstance(row, str):
                 yield Ingested(where, error=f"{where}: {row}")
@@ -69,8 +75,10 @@ class LoadManifest(Source):
                 yield parsed
                 continue
             key, real_path, name, props = parsed
+            remote = real_path.startswith(("http://", "https://"))
             try:
-                fingerprint = stat_fingerprint(real_path) + "|" + hash_bytes(canonical_json(props).encode())
+                file_part = "url" if remote else stat_fingerprint(real_path)
+                fingerprint = file_part + "|" + hash_bytes(canonical_json(props).encode())
             except (TypeError, ValueError) as exc:
                 yield Ingested(where, error=f"{where}: a value is not JSON-serialisable: {exc}")
                 continue
@@ -83,11 +91,26 @@ class LoadManifest(Source):
             if known is not None:
                 yield known
             else:
-                fresh.append((key, real_path, name, fingerprint, props))
-        ctx.stats[0].expected = ctx.stats[0].n_in + len(fresh)
+                (urls if remote else fresh).append((key, real_path, name, fingerprint, props))
+        ctx.stats[0].expected = ctx.stats[0].n_in + len(fresh) + len(urls)
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
             for record in pool.map(lambda args: records.ingest(*args), fresh):
                 yield record if record.item is None else records.unique(record.item, cached=False)
+        yield from self._download(records, urls)
+
+    def _download(self, records: SourceRecords, urls: list[tuple]) -> Iterator[Ingested]:
+        """Download new image URLs (the blob store and `source_files` are the cache: never twice)."""
+        downloader = Downloader(
+            per_host=self.downloads_per_host, retries=self.download_retries, timeout=self.download_timeout
+        )
+        entries = {entry[1]: entry for entry in urls}
+        for url, result in downloader.fetch_all(entries):
+            key, _, name, fingerprint, props = entries[url]
+            if isinstance(result, str):
+                yield Ingested(key, error=f"{url}: {result}")
+                continue
+            record = records.ingest_bytes(key, result, url, name, fingerprint, props)
+            yield record if record.item is None else records.unique(record.item, cached=False)
 
     def _entry(self, manifest: Path, where: str, row: dict[str, Any]) -> tuple | Ingested:
         image = row.get(self.image_column)
@@ -98,14 +121,15 @@ class LoadManifest(Source):
                 error=f"{where}: no image path in column {self.image_column!r} "
                 f"(columns: {columns}; set image_column:)",
             )
-        if image.startswith(("http://", "https://")):
-            return Ingested(where, error=f"{where}: image URLs are not supported yet: {image}")
-        real_path = os.path.normpath(os.path.join(manifest.parent, os.path.expanduser(image)))
-        relative = os.path.relpath(real_path, manifest.parent)
-        stem = os.path.splitext(relative if not relative.startswith("..") else os.path.basename(relative))[0]
         props = {k: v for k, v in row.items() if k != self.image_column and v is not None}
         if self.caption_column != "caption" and self.caption_column in props:
             props["caption"] = props.pop(self.caption_column)
+        if image.startswith(("http://", "https://")):
+            stem = os.path.splitext(os.path.basename(urlsplit(image).path))[0] or "image"
+            return f"{db_text(str(manifest))}::{image}", image, stem, props
+        real_path = os.path.normpath(os.path.join(manifest.parent, os.path.expanduser(image)))
+        relative = os.path.relpath(real_path, manifest.parent)
+        stem = os.path.splitext(relative if not relative.startswith("..") else os.path.basename(relative))[0]
         key = f"{db_text(str(manifest))}::{db_text(real_path)}"
         return key, real_path, db_text(stem.replace(os.sep, "/")), props
 
