@@ -55,12 +55,7 @@ def decode_only(files: list[Path]) -> None:
 
 def plain_pillow(files: list[Path], out: Path) -> None:
     out.mkdir()
-    for path in files:
-        with Image.open(path) as image:
-            if min(image.size) < MIN_EDGE:
-                continue
-            image.thumbnail((EDGE, EDGE), Image.Resampling.LANCZOS)
-            image.save(out / path.name, quality=95)
+    _plain_part(files, out)
 
 
 def plain_pillow_parallel(files: list[Path], out: Path, processes: int) -> None:
@@ -72,6 +67,7 @@ def plain_pillow_parallel(files: list[Path], out: Path, processes: int) -> None:
 
 
 def _plain_part(files: list[Path], out: Path) -> None:
+    """The loop a person writes by hand: size filter, thumbnail, JPEG q95."""
     for path in files:
         with Image.open(path) as image:
             if min(image.size) < MIN_EDGE:

@@ -115,11 +115,11 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(run, indent=2))
         return 0
-    from captionary.executors.summary import StepStats
+    from captionary.executors.summary import StepStats, stats_table
 
     print(f"run {run['run']}: {run['status']}")
-    for s in run["steps"]:
-        stats = StepStats(
+    steps = [
+        StepStats(
             s["name"],
             n_in=s["in"],
             n_out=s["out"],
@@ -128,10 +128,9 @@ def _status(args: argparse.Namespace) -> int:
             dropped=s["dropped"],
             failed=s["failed"],
         )
-        print(
-            f"  {stats.name:<24} in {stats.n_in:>7}  out {stats.n_out:>7}  computed {stats.computed:>7}  "
-            f"cached {stats.cached:>7}  dropped {stats.dropped:>6}  failed {stats.failed:>6}"
-        )
+        for s in run["steps"]
+    ]
+    print(stats_table(steps))
     _print_errors(run["errors"])
     return 0
 

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Iterable
 
-_FLUSH = object()
 _STOP = object()
 
 
@@ -37,16 +36,6 @@ class DbWriter:
             self._raise()
             self.queue.put((sql, rows))
 
-    def flush(self) -> None:
-        """Block until everything queued so far is committed."""
-        done = threading.Event()
-        self.queue.put((_FLUSH, done))
-        while not done.wait(0.1):
-            self._raise()
-            if not self._thread.is_alive():
-                break
-        self._raise()
-
     def close(self) -> None:
         self.queue.put((_STOP, None))
         self._thread.join()
@@ -65,20 +54,18 @@ class DbWriter:
                 sql, payload = self.queue.get(timeout=self.interval)
             except queue.Empty:
                 sql, payload = None, None
-            control = sql is _FLUSH or sql is _STOP
-            if sql is not None and not control:
+            stop = sql is _STOP
+            if sql is not None and not stop:
                 pending.append((sql, payload))
                 count += len(payload)
             due = time.monotonic() - last_commit >= self.interval
-            if control or count >= self.batch or (pending and (due or sql is None)):
+            if stop or count >= self.batch or (pending and (due or sql is None)):
                 try:
                     self._commit(pending)
                 except BaseException as exc:
                     self.error = exc
                 pending, count, last_commit = [], 0, time.monotonic()
-            if sql is _FLUSH:
-                payload.set()
-            elif sql is _STOP:
+            if stop:
                 return
 
     def _commit(self, pending: list[tuple[str, list]]) -> None:

@@ -22,17 +22,6 @@ class StepStats:
     expected: int | None = None  # a source may say how many records it will produce
     done: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "in": self.n_in,
-            "out": self.n_out,
-            "computed": self.computed,
-            "cached": self.cached,
-            "dropped": self.dropped,
-            "failed": self.failed,
-        }
-
 
 @dataclass
 class RunSummary:
@@ -53,10 +42,14 @@ class RunSummary:
         return sum(s.computed for s in self.steps)
 
     def table(self) -> str:
-        header = f"{'step':<24}{'in':>8}{'out':>8}{'computed':>10}{'cached':>8}{'dropped':>9}{'failed':>8}"
-        lines = [header]
-        for s in self.steps:
-            lines.append(
-                f"{s.name:<24}{s.n_in:>8}{s.n_out:>8}{s.computed:>10}{s.cached:>8}{s.dropped:>9}{s.failed:>8}"
-            )
-        return "\n".join(lines)
+        return stats_table(self.steps)
+
+
+def stats_table(steps: list[StepStats]) -> str:
+    """The per-step counts as a text table (what `captionary run` and `status` print)."""
+    lines = [f"{'step':<24}{'in':>8}{'out':>8}{'computed':>10}{'cached':>8}{'dropped':>9}{'failed':>8}"]
+    for s in steps:
+        lines.append(
+            f"{s.name:<24}{s.n_in:>8}{s.n_out:>8}{s.computed:>10}{s.cached:>8}{s.dropped:>9}{s.failed:>8}"
+        )
+    return "\n".join(lines)

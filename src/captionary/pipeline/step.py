@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from captionary.core.item import Item
     from captionary.pipeline.pipeline import Pipeline
 
-KINDS = ("source", "map", "filter", "batch", "global", "sink")
-
 
 @dataclass(slots=True)
 class Outcome:
@@ -94,10 +92,6 @@ class Step:
         from captionary.pipeline.pipeline import Pipeline
 
         return Pipeline([self]) >> other
-
-    @classmethod
-    def param_fields(cls) -> list[dataclasses.Field]:
-        return list(dataclasses.fields(cls))
 
     @property
     def params(self) -> dict[str, Any]:

@@ -88,6 +88,7 @@ class Save(Sink):
         self.stem_of = {item: stem for stem, item in self.claims.items()}
         numbers = [int(stem) for stem in self.claims if stem.isdigit()]
         self.next_number = max(numbers, default=-1) + 1
+        self.encoding = self.renderer()
         self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-save")
 
@@ -199,7 +200,7 @@ class Save(Sink):
     def _image(self, item: Item, stem: str) -> PlannedFile:
         """Copy the original bytes when no step changed the pixels and the format is kept; else encode
         once (or take the bytes a pool worker already encoded)."""
-        encoding = self.renderer()
+        encoding = self.encoding
         target = encoding.target(item)
         if target is None:
             ext = FORMAT_EXTENSIONS.get(item.format) or f".{item.format.lower() or 'img'}"

@@ -10,8 +10,6 @@ from captionary.pipeline.step import ImageMap, require
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-RESAMPLING = ("lanczos", "bicubic", "bilinear", "nearest")
-
 
 class Resize(ImageMap):
     """Scale to a longer edge of max_edge, a shorter edge of min_edge, or about target_area pixels."""
