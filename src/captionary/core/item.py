@@ -117,6 +117,17 @@ class Item:
         self._draft = step.cache_prefix if draft is not None else None
         return decode_image(self._store.get(self.base), draft)
 
+    @property
+    def store(self) -> BlobStore | None:
+        """The blob store the item reads from (None in a pool worker before `attach`)."""
+        return self._store
+
+    def array(self, name: str) -> Any:
+        """The numpy array stored in property `name` (see `core/arrays.py`)."""
+        from captionary.core.arrays import item_array
+
+        return item_array(self, name)
+
     def attach(self, store: BlobStore) -> Item:
         self._store = store
         return self

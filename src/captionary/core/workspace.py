@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from captionary.core.arrays import load_array, referenced_digests
 from captionary.core.blobstore import BlobStore
 from captionary.core.db import connect, migrate
 from captionary.core.item import Item
@@ -172,7 +173,14 @@ class Workspace:
             "SELECT base FROM item_state WHERE base IS NOT NULL",
         ):
             referenced.update(row[0] for row in self.db.execute(sql))
+        for table in ("results", "item_state"):  # arrays (embeddings) referenced from properties
+            rows = self.db.execute(f'SELECT props FROM {table} WHERE props LIKE \'%"array":"%\'')
+            referenced.update(referenced_digests(row[0] for row in rows))
         return referenced
+
+    def load_array(self, ref: dict[str, Any]) -> Any:
+        """The numpy array an array reference (a property value such as `clip_embedding`) names."""
+        return load_array(self.blobs, ref)
 
     def gc(self) -> GcReport:
         """Delete blobs that no database row refers to."""

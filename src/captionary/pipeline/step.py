@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from captionary.core.arrays import externalize
 from captionary.core.hashing import canonical_json, step_prefix
 from captionary.errors import ItemError, ParamError
 from captionary.pipeline.params import check, type_name
@@ -169,7 +170,10 @@ class PerItemStep(Step):
 
 
 class Map(PerItemStep):
-    """Writes properties. Implement `apply(item) -> dict` of updates (or None for no change)."""
+    """Writes properties. Implement `apply(item) -> dict` of updates (or None for no change).
+
+    A numpy array value is stored as a blob and replaced by its reference (`core/arrays.py`).
+    """
 
     kind: ClassVar[str] = "map"
 
@@ -177,7 +181,7 @@ class Map(PerItemStep):
         raise NotImplementedError
 
     def compute(self, item: Item, store: BlobStore) -> Outcome:
-        return Outcome(props=checked_updates(self, self.apply(item)))
+        return Outcome(props=externalize(checked_updates(self, self.apply(item)), store, self.model_id()))
 
 
 class ImageMap(PerItemStep):
@@ -232,7 +236,8 @@ class BatchStep(Step):
     """Model inference. Implement `apply_batch(items) -> list[dict]` (one update dict per item).
 
     Subclasses usually declare a `batch_size: int` parameter. A batch that raises is retried item by
-    item, so one bad image fails alone.
+    item, so one bad image fails alone. A numpy array value is stored as a blob and replaced by its
+    reference (`core/arrays.py`) before it is cached.
     """
 
     kind: ClassVar[str] = "batch"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from captionary.core.arrays import externalize
 from captionary.core.cache import INSERT_RESULT, apply, item_key, lookup_one
 from captionary.core.hashing import cache_key, canonical_json
 from captionary.core.item import Item
@@ -59,7 +60,11 @@ class GlobalStage(Stage):
             computed = list(self.step.apply_all(items))
             if len(computed) != len(items):
                 raise ValueError(f"apply_all returned {len(computed)} outcomes for {len(items)} items")
-            table = {item.id: [o.props, o.image, o.dropped] for item, o in zip(items, computed)}
+            model, blobs = self.step.model_id(), self.ctx.ws.blobs
+            table = {
+                item.id: [externalize(o.props, blobs, model), o.image, o.dropped]
+                for item, o in zip(items, computed)
+            }
             props = canonical_json(table)
         except Exception as exc:
             reason = describe_error(exc)
