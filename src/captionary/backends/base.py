@@ -1,0 +1,244 @@
+"""The backend interface: the one narrow contract every text-generating model runtime implements.
+
+A backend turns chat requests (a prompt, optional images, generation settings) into texts. The steps
+`caption`, `compose_caption` and `caption_variations` drive it; they know no particular backend.
+
+    backend = make_backend(config)          # cheap: imports no heavy library, loads nothing
+    backend.load()                          # once per run, in the step's setup(): weights, clients
+    results = backend.generate(requests)    # any number of times; one Result per Request, in order
+    backend.close()                         # in the step's teardown(): free the model, GPU memory
+
+Contract of `generate(requests) -> list[Result]`:
+- `len(results) == len(requests)`, same order. Each Result holds `params.n` texts (fewer only if the
+  model produced fewer) with one finish reason per text: "stop" (ended by itself) or "length" (cut
+  off by `max_tokens`; the step flags these), plus the token usage of the request.
+- One request that fails on its own (after the backend's own retries) gets `Result(error=...)`; the
+  other results are still returned. An exception fails the whole call.
+- A batch that does not fit in memory raises `OutOfMemory` (or the library's own out-of-memory
+  error, see `is_out_of_memory`); the step then halves its batch and retries.
+- Images arrive as RGB PIL images, already downscaled by the step to `max_image_edge` when set.
+
+Backends are named in `BACKENDS` (name -> "module:Class", imported on first use) and configured by a
+`BackendConfig`: the backend name, a model (Hugging Face id, local path, or API model name), a
+revision, and backend-specific `options` (each backend declares the names it accepts and their
+defaults). `cache_identity(config)` is what enters the cache key: backend, model, revision and the
+options that change outputs (`Backend.cache_options`), never batch sizes, concurrency or API keys.
+
+Presets (`captionary.backends.presets.PRESETS`, a dict name -> `Preset`) name a good backend, model,
+prompt and settings for common captioners, so `caption: {model: qwen2.5-vl-7b}` works.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from captionary.core.optional import require
+from captionary.errors import ConfigError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """How to sample. `n` texts per request; `seed` makes sampling repeatable where supported."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float | None = None
+    seed: int | None = None
+    n: int = 1
+    stop: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Request:
+    """One generation: a user prompt with its images (in order), an optional system prompt."""
+
+    prompt: str
+    images: Sequence[Image] = ()
+    system: str | None = None
+    params: GenerationParams = field(default_factory=GenerationParams)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Chat messages in the shape both OpenAI and Hugging Face chat templates take: an optional
+        system message, then one user message whose content lists `{"type": "image"}` placeholders
+        (one per image, in order) followed by `{"type": "text", "text": prompt}`."""
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in self.images]
+        content.append({"type": "text", "text": self.prompt})
+        messages: list[dict[str, Any]] = []
+        if self.system:
+            messages.append({"role": "system", "content": [{"type": "text", "text": self.system}]})
+        messages.append({"role": "user", "content": content})
+        return messages
+
+
+@dataclass
+class Result:
+    """What one request produced: texts with their finish reasons, and token usage."""
+
+    texts: list[str] = field(default_factory=list)
+    finish_reasons: list[str] = field(default_factory=list)  # "stop" | "length" | ... per text
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None  # this request failed alone; the step fails only its item
+
+    @property
+    def truncated(self) -> bool:
+        """Some text was cut off by the token limit."""
+        return "length" in self.finish_reasons
+
+
+class OutOfMemory(Exception):
+    """A batch did not fit on the device. The step halves its batch size and tries again."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for `OutOfMemory` and the libraries' own errors (torch.OutOfMemoryError, CUDA/MPS OOM)."""
+    if isinstance(exc, (OutOfMemory, MemoryError)):
+        return True
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return "out of memory" in str(exc).lower()
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which backend runs which model, and its backend-specific options."""
+
+    backend: str
+    model: str
+    revision: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend:
+    """Base class of backends. Subclasses set the class attributes and implement the three methods.
+
+    name           registry name ("openai", "transformers", "vllm")
+    extra          the pip extra that installs what it needs (`pip install 'captionary[extra]'`)
+    modules        modules it imports (checked when a step is built, so a missing one fails early)
+    options        backend-specific option names -> defaults (`self.options` holds the merged values)
+    cache_options  the options that change generated text (part of the cache key)
+    default_max_image_edge  images are downscaled to this edge when the step does not say otherwise
+    """
+
+    name: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+    modules: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[dict[str, Any]] = {}
+    cache_options: ClassVar[tuple[str, ...]] = ()
+    default_max_image_edge: ClassVar[int | None] = None
+
+    def __init__(self, config: BackendConfig):
+        check_config(config)
+        self.config = config
+        self.settings: dict[str, Any] = {**type(self).options, **config.options}
+
+    def load(self) -> None:
+        """Load the model / open clients. Called once before the first `generate`."""
+
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the model and its memory. The backend may be loaded again afterwards."""
+
+    def __enter__(self) -> Backend:
+        self.load()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+BACKENDS: dict[str, str] = {
+    "openai": "captionary.backends.openai:OpenAIBackend",
+    "transformers": "captionary.backends.transformers:TransformersBackend",
+    "vllm": "captionary.backends.vllm:VllmBackend",
+}
+"""Backend name -> "module:Class", imported on first use (so `import captionary` stays light)."""
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The backend class registered as `name`; ConfigError naming close matches on a miss."""
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, BACKENDS, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown backend {name!r}{hint} (backends: {', '.join(BACKENDS)})") from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def check_config(config: BackendConfig) -> type[Backend]:
+    """Fail early (ConfigError) on an unknown backend, unknown options or a missing library."""
+    cls = backend_class(config.backend)
+    if not config.model:
+        raise ConfigError(f"backend {config.backend!r} needs a model")
+    unknown = sorted(set(config.options) - set(cls.options))
+    if unknown:
+        valid = ", ".join(sorted(cls.options)) or "none"
+        raise ConfigError(
+            f"backend {config.backend!r} does not take option(s) {', '.join(unknown)} (its options: {valid})"
+        )
+    for module in cls.modules:
+        require(module, cls.extra)
+    return cls
+
+
+def make_backend(config: BackendConfig) -> Backend:
+    """A backend for `config`, not loaded yet."""
+    return check_config(config)(config)
+
+
+def cache_identity(config: BackendConfig) -> dict[str, Any]:
+    """What about a backend configuration changes outputs: backend, model, revision and the options in
+    `cache_options` (with their defaults filled in, so spelling out a default keeps the cache)."""
+    cls = backend_class(config.backend)
+    settings = {**cls.options, **config.options}
+    return {
+        "backend": config.backend,
+        "model": config.model,
+        "revision": config.revision,
+        "options": {name: settings.get(name) for name in cls.cache_options},
+    }
+
+
+def model_label(config: BackendConfig) -> str:
+    """A readable model id, e.g. `openai:gpt-4o-mini` or `transformers:./my-model@abc123`."""
+    return f"{config.backend}:{config.model}" + (f"@{config.revision}" if config.revision else "")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Good settings for a known captioner. A step's own parameters override these."""
+
+    backend: str
+    model: str
+    revision: str | None = None
+    prompt: str | None = None
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def find_preset(name: str) -> Preset | None:
+    """The preset called `name`, or None (then `name` is a plain model id)."""
+    try:
+        presets = importlib.import_module("captionary.backends.presets")
+    except ModuleNotFoundError as exc:
+        if exc.name != "captionary.backends.presets":
+            raise
+        return None
+    return getattr(presets, "PRESETS", {}).get(name)
