@@ -47,7 +47,7 @@ def test_unknown_backend_suggests_close_names():
 
 
 def test_unknown_option_and_missing_model_fail_before_any_work(echo):
-    expected = r"does not take option\(s\) base_url \(its options: device, dtype\)"
+    expected = r"does not take option\(s\) base_url \(its options: device, dtype, max_image_edge\)"
     with pytest.raises(ConfigError, match=expected):
         make_backend(BackendConfig("t_echo", "m", options={"base_url": "http://x"}))
     with pytest.raises(ConfigError, match="needs a model"):
@@ -56,18 +56,20 @@ def test_unknown_option_and_missing_model_fail_before_any_work(echo):
 
 def test_backend_generates_one_result_per_request_and_merges_defaults(echo):
     with make_backend(BackendConfig("t_echo", "m", options={"device": "meta"})) as backend:
-        assert backend.settings == {"dtype": "float32", "device": "meta"}
+        assert backend.settings == {"dtype": "float32", "device": "meta", "max_image_edge": None}
         results = backend.generate([Request("a", params=GenerationParams(n=2)), Request("b")])
     assert [r.texts for r in results] == [["a", "a"], ["b"]]
 
 
 def test_cache_identity_holds_what_changes_outputs_only(echo):
     base = cache_identity(BackendConfig("t_echo", "m"))
-    assert base == {"backend": "t_echo", "model": "m", "revision": None, "options": {"dtype": "float32"}}
+    options = {"dtype": "float32", "max_image_edge": None}
+    assert base == {"backend": "t_echo", "model": "m", "revision": None, "options": options}
     assert cache_identity(BackendConfig("t_echo", "m", options={"dtype": "float32"})) == base  # a default
     assert cache_identity(BackendConfig("t_echo", "m", options={"device": "cuda"})) == base
     assert cache_identity(BackendConfig("t_echo", "m", options={"dtype": "bfloat16"})) != base
     assert cache_identity(BackendConfig("t_echo", "m", revision="abc")) != base
+    assert cache_identity(BackendConfig("t_echo", "m", options={"max_image_edge": 512})) != base
     assert model_label(BackendConfig("t_echo", "m", revision="abc")) == "t_echo:m@abc"
 
 

@@ -16,13 +16,17 @@ Contract of `generate(requests) -> list[Result]`:
   other results are still returned. An exception fails the whole call.
 - A batch that does not fit in memory raises `OutOfMemory` (or the library's own out-of-memory
   error, see `is_out_of_memory`); the step then halves its batch and retries.
-- Images arrive as RGB PIL images, already downscaled by the step to `max_image_edge` when set.
+- Images arrive as PIL images, already downscaled by the step to the `max_image_edge` option.
 
 Backends are named in `BACKENDS` (name -> "module:Class", imported on first use) and configured by a
 `BackendConfig`: the backend name, a model (Hugging Face id, local path, or API model name), a
 revision, and backend-specific `options` (each backend declares the names it accepts and their
-defaults). `cache_identity(config)` is what enters the cache key: backend, model, revision and the
-options that change outputs (`Backend.cache_options`), never batch sizes, concurrency or API keys.
+defaults; every backend also takes `max_image_edge`, default `default_max_image_edge`). The steps fill
+`options` from their parameters `base_url`, `api_key_env`, `concurrency`, `timeout`, `dtype`,
+`device`, `max_image_edge` (those that are set) and their free-form `options` mapping (e.g.
+`options: {tensor_parallel_size: 2}`). `cache_identity(config)` is what enters the cache key:
+backend, model, revision and the options that change outputs (`Backend.cache_options`), never batch
+sizes, concurrency or API keys.
 
 Presets (`captionary.backends.presets.PRESETS`, a dict name -> `Preset`) name a good backend, model,
 prompt and settings for common captioners, so `caption: {model: qwen2.5-vl-7b}` works.
@@ -126,9 +130,10 @@ class Backend:
     name           registry name ("openai", "transformers", "vllm")
     extra          the pip extra that installs what it needs (`pip install 'captionary[extra]'`)
     modules        modules it imports (checked when a step is built, so a missing one fails early)
-    options        backend-specific option names -> defaults (`self.options` holds the merged values)
-    cache_options  the options that change generated text (part of the cache key)
-    default_max_image_edge  images are downscaled to this edge when the step does not say otherwise
+    options        backend-specific option names -> defaults (`self.settings` holds the merged values)
+    cache_options  the options that change generated text (part of the cache key; `max_image_edge`
+                   always is)
+    default_max_image_edge  the default of the `max_image_edge` option every backend takes
     """
 
     name: ClassVar[str] = ""
@@ -141,7 +146,11 @@ class Backend:
     def __init__(self, config: BackendConfig):
         check_config(config)
         self.config = config
-        self.settings: dict[str, Any] = {**type(self).options, **config.options}
+        self.settings: dict[str, Any] = settings(config)
+
+    def preflight(self) -> None:
+        """Cheap checks needing no model (credentials, local paths), run when a step is built; raise
+        ConfigError. Called again by nothing else: `load` must not rely on it having run."""
 
     def load(self) -> None:
         """Load the model / open clients. Called once before the first `generate`."""
@@ -185,9 +194,9 @@ def check_config(config: BackendConfig) -> type[Backend]:
     cls = backend_class(config.backend)
     if not config.model:
         raise ConfigError(f"backend {config.backend!r} needs a model")
-    unknown = sorted(set(config.options) - set(cls.options))
+    unknown = sorted(set(config.options) - set(cls.options) - {"max_image_edge"})
     if unknown:
-        valid = ", ".join(sorted(cls.options)) or "none"
+        valid = ", ".join(sorted({*cls.options, "max_image_edge"}))
         raise ConfigError(
             f"backend {config.backend!r} does not take option(s) {', '.join(unknown)} (its options: {valid})"
         )
@@ -205,13 +214,19 @@ def cache_identity(config: BackendConfig) -> dict[str, Any]:
     """What about a backend configuration changes outputs: backend, model, revision and the options in
     `cache_options` (with their defaults filled in, so spelling out a default keeps the cache)."""
     cls = backend_class(config.backend)
-    settings = {**cls.options, **config.options}
+    merged = settings(config)
     return {
         "backend": config.backend,
         "model": config.model,
         "revision": config.revision,
-        "options": {name: settings.get(name) for name in cls.cache_options},
+        "options": {name: merged.get(name) for name in ("max_image_edge", *cls.cache_options)},
     }
+
+
+def settings(config: BackendConfig) -> dict[str, Any]:
+    """The backend's options with defaults filled in."""
+    cls = backend_class(config.backend)
+    return {"max_image_edge": cls.default_max_image_edge, **cls.options, **config.options}
 
 
 def model_label(config: BackendConfig) -> str:
