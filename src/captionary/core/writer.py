@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable
 
 _STOP = object()
+_SYNC = object()
 
 
 class DbWriter:
@@ -36,6 +37,17 @@ class DbWriter:
             self._raise()
             self.queue.put((sql, rows))
 
+    def sync(self) -> None:
+        """Return once everything queued so far is committed (for a write that must precede a file
+        operation, such as recording a shard before renaming it into place)."""
+        done = threading.Event()
+        self._raise()
+        self.queue.put((_SYNC, done))
+        while not done.wait(0.1):
+            if not self._thread.is_alive():
+                break
+        self._raise()
+
     def close(self) -> None:
         self.queue.put((_STOP, None))
         self._thread.join()
@@ -55,16 +67,21 @@ class DbWriter:
             except queue.Empty:
                 sql, payload = None, None
             stop = sql is _STOP
+            synced = payload if sql is _SYNC else None
+            if synced is not None:
+                sql = None
             if sql is not None and not stop:
                 pending.append((sql, payload))
                 count += len(payload)
             due = time.monotonic() - last_commit >= self.interval
-            if stop or count >= self.batch or (pending and (due or sql is None)):
+            if stop or synced or count >= self.batch or (pending and (due or sql is None)):
                 try:
                     self._commit(pending)
                 except BaseException as exc:
                     self.error = exc
                 pending, count, last_commit = [], 0, time.monotonic()
+            if synced is not None:
+                synced.set()
             if stop:
                 return
 

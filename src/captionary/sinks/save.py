@@ -1,4 +1,4 @@
-"""`save`: write the dataset a trainer reads (kohya, imagefolder, jsonl, parquet)."""
+"""`save`: write the dataset a trainer reads (kohya, imagefolder, jsonl, parquet, webdataset)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from captionary.core.item import Item
 from captionary.executors.worker import describe_error
 from captionary.pipeline.step import Sink, require
 from captionary.sinks.files import NotOurs, OutputFiles
+from captionary.sinks.shards import Member, ShardWriter, sample_key
 
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
@@ -39,13 +40,15 @@ class Save(Sink):
                   folder: {"dog_00": {"caption": ..., "tags": "a, b"}} (kohya's --in_json)
     parquet:      out/dog/00.jpg + out/data.parquet (image_path, caption, properties as columns;
                   embed_images: an `image` column with the file bytes too). Needs pyarrow.
+    webdataset:   out/shard-000000.tar, ... of `shard_size` samples each: dog/00.jpg, dog/00.txt,
+                  dog/00.json (all properties), written as items arrive (see sinks/shards.py)
     Unchanged files are not rewritten; files the sink did not write are never touched.
     """
 
     name: ClassVar[str] = "save"
 
     path: Path
-    format: Literal["kohya", "kohya_json", "imagefolder", "jsonl", "parquet"] = "kohya"
+    format: Literal["kohya", "kohya_json", "imagefolder", "jsonl", "parquet", "webdataset"] = "kohya"
     caption_ext: str = ".txt"
     caption_property: str = "caption"
     caption_column: str = "text"
@@ -55,6 +58,7 @@ class Save(Sink):
     image_format: Literal["original", "jpg", "png", "webp"] = "original"
     quality: int = 95
     threads: int = 4
+    shard_size: int = 1000
 
     def validate(self) -> None:
         require(
@@ -65,12 +69,13 @@ class Save(Sink):
         )
         require(1 <= self.quality <= 100, self, f"must be within 1..100; got {self.quality}", param="quality")
         require(
-            self.caption_ext not in (".json",) or not self.json_sidecar,
+            self.caption_ext != ".json" or not (self.json_sidecar or self.format == "webdataset"),
             self,
-            "'.json' is taken by json_sidecar",
+            "'.json' is taken by the properties file",
             param="caption_ext",
         )
         require(self.threads >= 1, self, "must be at least 1", param="threads")
+        require(self.shard_size >= 1, self, "must be at least 1", param="shard_size")
         require(
             not self.embed_images or self.format == "parquet",
             self,
@@ -83,17 +88,24 @@ class Save(Sink):
     def open(self, ctx: Any) -> None:
         self.ctx = ctx
         root = self.path.resolve()
-        self.files = OutputFiles(ctx, f"{root}::{self.format}", root)
-        self.claims = self.files.claimed_names()
+        if self.format == "webdataset":
+            self.shards = ShardWriter(ctx, f"{root}::{self.format}", root, self.shard_size)
+            self.claims = self.shards.claimed_keys()
+        else:
+            self.files = OutputFiles(ctx, f"{root}::{self.format}", root)
+            self.claims = self.files.claimed_names()
         self.stem_of = {item: stem for stem, item in self.claims.items()}
         numbers = [int(stem) for stem in self.claims if stem.isdigit()]
         self.next_number = max(numbers, default=-1) + 1
         self.encoding = self.renderer()
         self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path
-        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-save")
+        threads = 1 if self.format == "webdataset" else self.threads  # one tar is written in order
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="captionary-save")
 
     def write(self, items: Sequence[Item]) -> list[bool | str | Future]:
         """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads."""
+        if self.format == "webdataset":
+            return [self._write_sample(item) for item in items]
         results: list[bool | str | Future] = []
         for item in items:
             try:
@@ -107,6 +119,9 @@ class Save(Sink):
 
     def close(self, complete: bool) -> None:
         self.pool.shutdown()
+        if self.format == "webdataset":
+            self.shards.close(complete, keep_items={e["item"] for e in self.ctx.errors if e["item"]})
+            return
         if complete and self.format in MANIFESTS:
             manifest = MANIFESTS[self.format][1].format(folder=self.files.root.name)
             self.files.write(manifest, None, *self._manifest())
@@ -128,12 +143,47 @@ class Save(Sink):
                 self.stem_of[item.id] = f"{self.next_number:06d}"
                 self.next_number += 1
             return self.stem_of[item.id]
-        stem = item.name
+        name = sample_key(item.name) if self.format == "webdataset" else item.name
+        stem = name
         owner = self.claims.setdefault(stem, item.id)
         if owner != item.id:
-            stem = f"{item.name}-{item.id[:8]}"
+            stem = f"{name}-{item.id[:8]}"
             self.claims.setdefault(stem, item.id)
         return stem
+
+    def _write_sample(self, item: Item) -> bool | str | Future:
+        """Plan one WebDataset sample; skip it if its shard holds it unchanged, else append it (in the
+        save thread, so rendered bytes go straight into the tar and are not kept)."""
+        try:
+            stem = self._stem(item)
+            image = self._image(item, stem)
+            members = [Member(image.relative[len(stem) :], image.content)]
+            digests = [image.digest]
+            caption = item.get(self.caption_property)
+            if caption is not None:
+                text = ("\n".join(caption) if isinstance(caption, list) else str(caption)).encode()
+                members.append(Member(self.caption_ext, lambda: text))
+                digests.append(hash_bytes(text))
+            props = canonical_json(item.props).encode()
+            members.append(Member(".json", lambda: props))
+            digests.append(hash_bytes(props))
+        except Exception as exc:
+            return describe_error(exc)
+        digest = hash_bytes("\n".join(digests).encode())
+        if self.shards.unchanged(item.id, digest):
+            return False
+        return self.pool.submit(self._append_sample, item, stem, digest, members)
+
+    def _append_sample(
+        self, item: Item, key: str, digest: str, members: list[Member]
+    ) -> tuple[Item, bool | str]:
+        try:
+            self.shards.write(item.id, key, digest, members)
+            return item, True
+        except NotOurs as exc:
+            return item, str(exc)
+        except Exception as exc:
+            return item, describe_error(exc)
 
     def _write_files(self, item: Item, files: list[PlannedFile]) -> tuple[Item, bool | str]:
         try:

@@ -1,0 +1,224 @@
+"""WebDataset shards written as items arrive: `shard-000000.tar` holding `key.jpg`, `key.txt`, `key.json`.
+
+A tar cannot change a member in place, so incremental writing works per shard:
+
+- every sample written is recorded (`outputs` rows `shard-000003.tar#key` with the item and a digest of
+  its members), and every finished shard (`shard-000003.tar` with its size and mtime);
+- a re-run skips samples recorded unchanged in an intact shard; new or changed samples go to new
+  shards, numbered after the last one;
+- at the end of a complete run, a shard holding samples this run no longer produces is rewritten with
+  only its live members (streamed member by member), or deleted when none is left.
+
+The open shard is written to a temp file and renamed when full, so a killed run leaves whole shards
+only, and the samples of the unfinished shard are simply written again next time.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tarfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from captionary.core.atomic import TMP_PREFIX, remove_temp_files
+from captionary.sinks.files import DELETE_OUTPUT, UPSERT_OUTPUT, NotOurs
+
+SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.tar$")
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    extension: str  # ".jpg", ".txt", ".json"
+    content: Callable[[], bytes]
+
+
+@dataclass(slots=True)
+class SampleRecord:
+    shard: str
+    key: str
+    item: str
+    digest: str
+
+
+def sample_key(stem: str) -> str:
+    """A WebDataset key: the part of a member name before its first dot, so dots become underscores."""
+    folder, _, name = stem.rpartition("/")
+    name = name.replace(".", "_")
+    return f"{folder}/{name}" if folder else name
+
+
+class ShardWriter:
+    """Writes samples into numbered tar shards under `root`, incrementally across runs."""
+
+    def __init__(self, ctx: Any, sink_id: str, root: Path, shard_size: int):
+        self.ctx = ctx
+        self.sink_id = sink_id
+        self.root = root
+        self.shard_size = shard_size
+        root.mkdir(parents=True, exist_ok=True)
+        remove_temp_files(str(root))
+        self.shards: dict[str, tuple[int, int]] = {}  # shard -> (size, mtime_ns) as last written
+        self.samples: dict[str, SampleRecord] = {}  # item -> where its current sample is
+        self.by_shard: dict[str, list[SampleRecord]] = {}  # every sample each shard holds
+        for path, item, digest, size, mtime in ctx.ws.query(
+            "SELECT path, item, digest, size, mtime_ns FROM outputs WHERE sink = ?", (sink_id,)
+        ):
+            shard, sep, key = path.partition("#")
+            if sep:
+                record = SampleRecord(shard, key, item, digest)
+                self.samples[item] = record
+                self.by_shard.setdefault(shard, []).append(record)
+            else:
+                self.shards[shard] = (size, mtime)
+        self.intact = {shard for shard in self.shards if self._on_disk_as_recorded(shard)}
+        self.live: set[str] = set()  # items whose recorded sample this run confirmed or wrote
+        self.lock = threading.Lock()
+        self.open_tar: tarfile.TarFile | None = None
+        self.open_file: IO[bytes] | None = None
+        self.open_name = ""
+        self.open_count = 0
+        self.open_records: list[SampleRecord] = []
+        numbers = [int(m.group(1)) for s in self.shards if (m := SHARD_PATTERN.match(s))]
+        self.next_number = max(numbers, default=-1) + 1
+        foreign = sorted(
+            p.name for p in root.iterdir() if SHARD_PATTERN.match(p.name) and p.name not in self.shards
+        )
+        self.conflict = (
+            f"{root / foreign[0]} exists and was not written by captionary; move it or choose another "
+            f"output folder"
+            if foreign
+            else None
+        )
+
+    def claimed_keys(self) -> dict[str, str]:
+        """Sample key -> item id, for keys given out in earlier runs (so names stay stable)."""
+        return {record.key: record.item for record in self.samples.values()}
+
+    def unchanged(self, item_id: str, digest: str) -> bool:
+        """True if the item's sample, with these contents, sits in a shard that is as we left it."""
+        record = self.samples.get(item_id)
+        if record is None or record.digest != digest or record.shard not in self.intact:
+            return False
+        with self.lock:
+            self.live.add(item_id)
+        return True
+
+    def write(self, item_id: str, key: str, digest: str, members: Iterable[Member]) -> None:
+        """Append one sample to the open shard (thread-safe; members are produced here, one at a time)."""
+        if self.conflict:
+            raise NotOurs(self.conflict)
+        with self.lock:
+            if self.open_tar is None:
+                self._open_next()
+            assert self.open_tar is not None
+            for member in members:
+                _add(self.open_tar, key + member.extension, member.content())
+            record = SampleRecord(self.open_name, key, item_id, digest)
+            self.open_records.append(record)
+            self.by_shard.setdefault(self.open_name, []).append(record)
+            self.samples[item_id] = record
+            self.live.add(item_id)
+            self.open_count += 1
+            if self.open_count >= self.shard_size:
+                self._close_open()
+
+    def close(self, complete: bool, keep_items: Iterable[str] = ()) -> None:
+        """Finish the open shard; after a complete run, drop samples this run did not produce."""
+        with self.lock:
+            if self.open_tar is not None:
+                self._close_open()
+            if complete:
+                self._compact(self.live | set(keep_items))
+
+    def _open_next(self) -> None:
+        name = f"shard-{self.next_number:06d}.tar"
+        self.next_number += 1
+        tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{name}"
+        self.open_file = open(tmp, "wb")  # noqa: SIM115 (closed in _close_open)
+        self.open_tar = tarfile.open(fileobj=self.open_file, mode="w")  # noqa: SIM115
+        self.open_name = name
+        self.open_count = 0
+        self.open_records = []
+
+    def _close_open(self) -> None:
+        """Record the shard and its samples (committed), then rename it into place: a kill between
+        the two leaves a record without a file, whose samples are simply written again."""
+        assert self.open_tar is not None and self.open_file is not None
+        self.open_tar.close()
+        self.open_file.close()
+        self._record_shard(self.open_name, Path(self.open_file.name))
+        for record in self.open_records:
+            self._record_sample(record)
+        self.ctx.writer.sync()
+        os.replace(self.open_file.name, self.root / self.open_name)  # keeps size and mtime
+        self.open_tar = self.open_file = None
+
+    def _compact(self, keep: set[str]) -> None:
+        """Rewrite or delete shards holding samples that are stale: of items gone, or written anew
+        elsewhere because they changed (a shard changed on disk had all its samples written anew)."""
+        for shard in sorted(self.shards):
+            records = self.by_shard.get(shard, [])
+            live = [r for r in records if r.item in keep and self.samples.get(r.item) is r]
+            if len(live) == len(records) and records:
+                continue
+            for record in records:
+                if record not in live:
+                    if self.samples.get(record.item) is record:
+                        del self.samples[record.item]
+                    self.ctx.writer.write(DELETE_OUTPUT, (self.sink_id, f"{shard}#{record.key}"))
+            self.by_shard[shard] = live
+            if live:
+                self._rewrite(shard, {r.key for r in live})
+            else:
+                (self.root / shard).unlink(missing_ok=True)
+                del self.shards[shard]
+                self.ctx.writer.write(DELETE_OUTPUT, (self.sink_id, shard))
+
+    def _rewrite(self, shard: str, keys: set[str]) -> None:
+        """Copy the members of `keys` from `shard` into a new file of the same name, one at a time."""
+        source = self.root / shard
+        tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{shard}"
+        with tarfile.open(source, "r") as old, tarfile.open(tmp, "w") as new:
+            for info in old:
+                if info.isfile() and _key_of(info.name) in keys:
+                    new.addfile(info, old.extractfile(info))
+        self._record_shard(shard, tmp)
+        self.ctx.writer.sync()
+        os.replace(tmp, source)
+
+    def _record_shard(self, shard: str, file: Path) -> None:
+        st = file.stat()
+        self.shards[shard] = (st.st_size, st.st_mtime_ns)
+        self.intact.add(shard)
+        self.ctx.writer.write(UPSERT_OUTPUT, (self.sink_id, shard, None, "shard", st.st_size, st.st_mtime_ns))
+
+    def _record_sample(self, record: SampleRecord) -> None:
+        self.ctx.writer.write(
+            UPSERT_OUTPUT, (self.sink_id, f"{record.shard}#{record.key}", record.item, record.digest, 0, 0)
+        )
+
+    def _on_disk_as_recorded(self, shard: str) -> bool:
+        try:
+            st = (self.root / shard).stat()
+        except FileNotFoundError:
+            return False
+        return (st.st_size, st.st_mtime_ns) == self.shards[shard]
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 0  # the same samples make the same bytes
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _key_of(member_name: str) -> str:
+    folder, _, name = member_name.rpartition("/")
+    stem = name.partition(".")[0]
+    return f"{folder}/{stem}" if folder else stem
