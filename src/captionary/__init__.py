@@ -48,6 +48,7 @@ from captionary.steps.custom.where import Apply, FilterWhere
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
+from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.transforms.convert import Convert
 from captionary.steps.transforms.crop import CropToAspect
@@ -91,6 +92,7 @@ __all__ = [
     "Save",
     "SetCaption",
     "Sink",
+    "Shuffle",
     "Source",
     "Step",
     "StepStats",

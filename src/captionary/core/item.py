@@ -17,6 +17,16 @@ if TYPE_CHECKING:
 RecipeEntry = tuple["Step", dict[str, Any]]
 """An image step and the properties it read, applied to reproduce a derived image."""
 
+ORDER_PROPERTY = "order"
+"""An integer property that orders items (written by `shuffle`); global steps see items sorted by it."""
+
+
+def order_key(item: Item) -> tuple[int, str, str]:
+    """The order global steps see items in: by `order` when set, then source path, then id (never
+    arrival order, which parallel steps make random)."""
+    order = item.props.get(ORDER_PROPERTY)
+    return (order if isinstance(order, int) else -1, item.source or "", item.id)
+
 
 class Item:
     """One image flowing through a pipeline.

@@ -266,10 +266,15 @@ class BatchStep(Step):
 class GlobalStep(Step):
     """Needs every item at once (dedup, take, rank). Implement `apply_all(items) -> list[Outcome]`.
 
-    Items arrive sorted by (source, id) so the result does not depend on arrival order.
+    Items arrive sorted by (`order` property if set, source, id), never in arrival order.
     """
 
     kind: ClassVar[str] = "global"
+
+    @property
+    def writes_order(self) -> bool:
+        """True for steps that set items' `order` (their output is emitted in that order)."""
+        return "order" in self.writes
 
     def apply_all(self, items: Sequence[Item]) -> list[Outcome]:
         raise NotImplementedError

@@ -8,7 +8,7 @@ import time
 from captionary.core.arrays import externalize
 from captionary.core.cache import INSERT_RESULT, apply, item_key, lookup_one
 from captionary.core.hashing import cache_key, canonical_json
-from captionary.core.item import Item
+from captionary.core.item import Item, order_key
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
 from captionary.executors.worker import describe_error
@@ -29,7 +29,7 @@ class GlobalStage(Stage):
         return []
 
     def finish(self) -> list[Item]:
-        items = sorted(self.items, key=lambda item: (item.source or "", item.id))
+        items = sorted(self.items, key=order_key)
         self.items = []
         self.stats.n_in = len(items)
         outcomes = self.outcomes(items)
@@ -44,7 +44,7 @@ class GlobalStage(Stage):
                 continue
             self.stats.n_out += 1
             ready.append(apply(item, outcome, self.step))
-        return ready
+        return sorted(ready, key=order_key) if self.step.writes_order else ready
 
     def outcomes(self, items: list[Item]) -> dict[str, Outcome] | None:
         key = cache_key(self.step.cache_prefix, "".join(item_key(self.step, item).hex() for item in items))

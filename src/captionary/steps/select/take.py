@@ -1,4 +1,4 @@
-"""`take`: keep the first N items (in a stable order: source path, then id)."""
+"""`take`: keep the first N items (in a stable order: `order` if a `shuffle` set it, else source path)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from captionary.pipeline.step import GlobalStep, Outcome, require
 
 
 class Take(GlobalStep):
-    """Keep the first n items, by source path; drop the rest."""
+    """Keep the first n items (by source path, or in a `shuffle`'s order); drop the rest."""
 
     name: ClassVar[str] = "take"
     reads_image: ClassVar[bool] = False
