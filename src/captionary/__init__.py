@@ -50,6 +50,7 @@ from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
+from captionary.steps.tags.tag import Tag
 from captionary.steps.transforms.convert import Convert
 from captionary.steps.transforms.crop import CropToAspect
 from captionary.steps.transforms.resize import Resize
@@ -96,6 +97,7 @@ __all__ = [
     "Source",
     "Step",
     "StepStats",
+    "Tag",
     "Take",
     "UnknownStepError",
     "Workspace",

@@ -1,0 +1,209 @@
+"""`tag`: Danbooru-style tags from a WD14 ONNX tagger (`model.onnx` + `selected_tags.csv`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from captionary.backends.onnx import ImageInput, image_input, load_session, outputs
+from captionary.core.item import Item
+from captionary.core.optional import require as require_module
+from captionary.errors import ConfigError, ItemError, ParamError
+from captionary.pipeline.step import BatchStep, require
+from captionary.steps.tags.cleanup import clean_tag
+from captionary.steps.tags.labels import CHARACTER, GENERAL, RATING, TagLabels, read_labels
+from captionary.steps.tags.model_files import TaggerFiles, fingerprint, hub_files, is_repo_id, local_files
+from captionary.steps.tags.wd14 import MCUT_CHARACTER_FLOOR, above, prepare_image
+
+if TYPE_CHECKING:
+    import numpy as np
+    from onnxruntime import InferenceSession
+
+DEFAULT_SIZE = 448  # WD14 taggers' input size, used when a model leaves it dynamic
+
+
+@dataclass
+class _Loaded:
+    session: InferenceSession
+    spec: ImageInput
+    output: str
+    labels: TagLabels
+    pool: ThreadPoolExecutor
+
+
+class Tag(BatchStep):
+    """Tag images with a WD14-style ONNX tagger: `tags` (by score), `tag_scores`, `rating`.
+
+    `model` is a local folder (or `.onnx` file) with `selected_tags.csv` beside it, or a Hugging Face
+    repo id fetched with huggingface_hub on first use (`revision` pins it). General tags score above
+    `general_threshold`, characters above `character_threshold` (`*_mcut`: the MCut threshold
+    instead); `rating` is the rating tag with the highest score. Tag names: underscores become
+    spaces (kaomoji like `^_^` kept), `escape_brackets` writes `\\(`; `exclude` drops tags (either
+    spelling); `merge` keeps the item's existing `tags` first and appends new ones.
+    """
+
+    name: ClassVar[str] = "tag"
+    version: ClassVar[int] = 1
+    writes: ClassVar[tuple[str, ...]] = ("tags", "tag_scores", "rating")
+    # the model enters the cache key through model_id() (files' fingerprint, or repo@revision)
+    cache_exclude: ClassVar[tuple[str, ...]] = ("batch_size", "threads", "providers", "model")
+
+    model: str = "SmilingWolf/wd-vit-tagger-v3"
+    revision: str | None = None
+    general_threshold: float = 0.35
+    character_threshold: float = 0.85
+    general_mcut: bool = False
+    character_mcut: bool = False
+    characters: bool = True
+    character_first: bool = False
+    replace_underscores: bool = True
+    escape_brackets: bool = False
+    exclude: list[str] = field(default_factory=list)
+    max_tags: int | None = None
+    merge: bool = False
+    batch_size: int = 8
+    threads: int | None = None
+    providers: list[str] | None = None
+
+    @property
+    def reads(self) -> tuple[str, ...]:  # existing tags are an input only when merged
+        return ("tags",) if self.merge else ()
+
+    def validate(self) -> None:
+        require_module("numpy", "onnx")
+        ort = require_module("onnxruntime", "onnx")
+        for param in ("general_threshold", "character_threshold"):
+            value = getattr(self, param)
+            require(0 <= value <= 1, self, f"must be between 0 and 1; got {value}", param=param)
+        require(self.batch_size >= 1, self, f"must be >= 1; got {self.batch_size}", param="batch_size")
+        require(self.threads is None or self.threads >= 1, self, "must be >= 1", param="threads")
+        require(self.max_tags is None or self.max_tags >= 1, self, "must be >= 1", param="max_tags")
+        if self.providers:
+            missing = sorted(set(self.providers) - set(ort.get_available_providers()))
+            available = ", ".join(ort.get_available_providers())
+            require(not missing, self, f"{missing} not available (available: {available})", "providers")
+        try:
+            files = local_files(self.model)
+            labels = read_labels(files.tags) if files else None
+        except ConfigError as exc:
+            raise ParamError(f"tag.model: {exc}", param="model") from None
+        require(
+            files is not None or is_repo_id(self.model),
+            self,
+            f"no such folder or file, and not a Hugging Face repo id: {self.model!r} (in {os.getcwd()})",
+            param="model",
+        )
+        self.__dict__["_files"] = files
+        self.__dict__["_labels"] = labels
+        self.__dict__["_exclude"] = {clean_tag(t.strip()) for t in self.exclude}
+
+    def model_id(self) -> str:
+        if "_model_id" not in self.__dict__:
+            files: TaggerFiles | None = self.__dict__["_files"]
+            if files is None:
+                ident = f"hf:{self.model}@{self.revision or 'main'}"
+            else:
+                ident = f"wd14:{fingerprint(files.model)}:{fingerprint(files.tags)}"
+            self.__dict__["_model_id"] = ident
+        return self.__dict__["_model_id"]
+
+    # --- the model ---------------------------------------------------------------------------------
+    def setup(self) -> None:
+        with contextlib.suppress(ItemError):  # remembered: every batch reports it
+            self._model()
+
+    def teardown(self) -> None:
+        loaded = self.__dict__.pop("_loaded", None)
+        self.__dict__.pop("_load_error", None)
+        if isinstance(loaded, _Loaded):
+            loaded.pool.shutdown()
+
+    def _model(self) -> _Loaded:
+        if "_loaded" in self.__dict__:
+            return self.__dict__["_loaded"]
+        if "_load_error" in self.__dict__:
+            raise ItemError(self.__dict__["_load_error"])
+        try:
+            loaded = self._load()
+        except ConfigError as exc:
+            self.__dict__["_load_error"] = f"tag: {exc}"
+            raise ItemError(f"tag: {exc}") from None
+        self.__dict__["_loaded"] = loaded
+        return loaded
+
+    def _load(self) -> _Loaded:
+        files = self.__dict__["_files"] or hub_files(self.model, self.revision)
+        labels = self.__dict__["_labels"] or read_labels(files.tags)
+        session = load_session(files.model, self.providers, threads=self.threads)
+        spec = image_input(session)
+        if spec.layout != "NHWC" or spec.channels != 3:
+            raise ConfigError(f"{files.model}: input {spec.name!r} is not NHWC with 3 channels (WD14 layout)")
+        if spec.batch not in (None, 1):
+            raise ConfigError(f"{files.model}: fixed batch size {spec.batch} is not supported")
+        out = outputs(session)[0]
+        n_scores = out.shape[-1] if out.shape else None
+        if n_scores is not None and n_scores != len(labels):
+            raise ConfigError(
+                f"{files.model} outputs {n_scores} scores but {files.tags} lists {len(labels)} tags"
+            )
+        pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="captionary-tag-prep")
+        return _Loaded(session, spec, out.name, labels, pool)
+
+    def scores(self, items: Sequence[Item]) -> np.ndarray:
+        """Model scores, one row per item (images preprocessed in parallel threads)."""
+        import numpy as np
+
+        loaded = self._model()
+        spec = loaded.spec
+        size = spec.height or DEFAULT_SIZE
+        arrays = list(loaded.pool.map(lambda item: prepare_image(item.image, size), items))
+        feeds = [np.stack(arrays)] if spec.batch is None else [a[None] for a in arrays]
+        rows = [
+            loaded.session.run([loaded.output], {spec.name: x.astype(spec.dtype, copy=False)})[0]
+            for x in feeds
+        ]
+        scores = np.concatenate(rows).reshape(len(items), -1)
+        if scores.shape[1] != len(loaded.labels):
+            raise ItemError(f"tag: the model returned {scores.shape[1]} scores for {len(loaded.labels)} tags")
+        return scores
+
+    # --- the step ----------------------------------------------------------------------------------
+    def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
+        scores = self.scores(items)
+        labels = self._model().labels
+        return [self.select(labels, row, item) for item, row in zip(items, scores)]
+
+    def select(self, labels: TagLabels, scores: np.ndarray, item: Item) -> dict[str, Any]:
+        """One item's properties from its score row."""
+        general = above(
+            scores, labels.indexes(GENERAL), None if self.general_mcut else self.general_threshold
+        )
+        characters: list[int] = []
+        if self.characters:
+            threshold = None if self.character_mcut else self.character_threshold
+            characters = above(scores, labels.indexes(CHARACTER), threshold, floor=MCUT_CHARACTER_FLOOR)
+        by_score = sorted(general + characters, key=lambda i: -scores[i])
+        if self.character_first:
+            by_score.sort(key=lambda i: labels.categories[i] != CHARACTER)
+        picked: dict[str, float] = {}
+        for i in by_score:
+            name = clean_tag(
+                labels.names[i], underscores=self.replace_underscores, escape=self.escape_brackets
+            )
+            if clean_tag(labels.names[i]) not in self.__dict__["_exclude"] and name not in picked:
+                picked[name] = round(float(scores[i]), 4)
+        if self.max_tags is not None:
+            picked = dict(list(picked.items())[: self.max_tags])
+        tags = list(picked)
+        if self.merge:
+            existing = list(item.get("tags") or [])
+            tags = list(dict.fromkeys([*existing, *tags]))
+        result: dict[str, Any] = {"tags": tags, "tag_scores": picked}
+        ratings = labels.indexes(RATING)
+        if ratings:
+            result["rating"] = labels.names[max(ratings, key=lambda i: scores[i])]
+        return result
