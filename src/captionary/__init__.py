@@ -48,6 +48,10 @@ from captionary.steps.custom.where import Apply, FilterWhere
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
+from captionary.steps.human.base import HumanStep
+from captionary.steps.human.human_caption import HumanCaption
+from captionary.steps.human.human_filter import HumanFilter
+from captionary.steps.human.human_tag import HumanTag
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.tags.tag import Tag
@@ -72,6 +76,10 @@ __all__ = [
     "FilterMonochrome",
     "FilterWhere",
     "GlobalStep",
+    "HumanCaption",
+    "HumanFilter",
+    "HumanStep",
+    "HumanTag",
     "ImageMap",
     "Item",
     "ItemError",

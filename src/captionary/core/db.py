@@ -61,7 +61,33 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+def _v2(db: sqlite3.Connection) -> None:
+    _statements(
+        db,
+        """
+        -- review tasks (one per human step task name) and the items each was asked about
+        CREATE TABLE tasks (name TEXT PRIMARY KEY, kind TEXT NOT NULL, config TEXT, updated REAL);
+        CREATE TABLE task_items (
+            task TEXT NOT NULL, item TEXT NOT NULL, position INTEGER NOT NULL, image TEXT, name TEXT,
+            props TEXT, base TEXT, recipe TEXT, run INTEGER, PRIMARY KEY (task, item)
+        ) WITHOUT ROWID;
+        CREATE INDEX task_items_position ON task_items(task, position);
+        -- human decisions, keyed by task and original item id (never by a derived image)
+        CREATE TABLE decisions (
+            task TEXT NOT NULL, item TEXT NOT NULL, value TEXT NOT NULL, decided_at REAL NOT NULL,
+            PRIMARY KEY (task, item)
+        ) WITHOUT ROWID;
+        CREATE INDEX decisions_time ON decisions(task, decided_at);
+        -- review-app renditions (WebP blobs) of an image (blob hash or derived id) at a size
+        CREATE TABLE thumbnails (
+            image TEXT NOT NULL, size INTEGER NOT NULL, blob TEXT NOT NULL, width INTEGER, height INTEGER,
+            PRIMARY KEY (image, size)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
 
 

@@ -26,6 +26,7 @@ from captionary.executors.stages.base import Stage
 from captionary.executors.stages.batch import BatchStage
 from captionary.executors.stages.chain import ChainStage
 from captionary.executors.stages.global_ import GlobalStage
+from captionary.executors.stages.human import HumanStage
 from captionary.executors.stages.sink import SinkStage
 from captionary.executors.stages.source import SourceStage
 from captionary.executors.summary import RunSummary, StepStats
@@ -65,6 +66,7 @@ class LocalExecutor:
     max_errors: abort once more items than this have failed (default: never).
     progress: show progress bars (terminal) or log lines (otherwise).
     chunk_size: items the driver pushes through the stages at a time.
+    review: options of the review app a human step serves (`host`, `port`, `announce(url)`).
     """
 
     def __init__(
@@ -73,11 +75,13 @@ class LocalExecutor:
         max_errors: int | None = None,
         progress: bool = True,
         chunk_size: int = 512,
+        review: dict | None = None,
     ):
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.max_errors = max_errors
         self.progress = progress
         self.chunk_size = chunk_size
+        self.review = review or {}
 
     def run(self, ws: Workspace, pipeline: Pipeline) -> RunSummary:
         pipeline.check()
@@ -95,6 +99,7 @@ class LocalExecutor:
         writer = DbWriter(connect(ws.db_path))
         ctx = RunContext(ws, run_id, writer, stats, self.max_errors)
         ctx.decodes_later = any(isinstance(step, ImageMap) for step in pipeline)
+        ctx.review_options = self.review  # type: ignore[attr-defined]
         progress = Progress(stats, enabled=self.progress)
         source, stages, pool = self._plan(ctx, pipeline)
         status = "completed"
@@ -177,7 +182,7 @@ class LocalExecutor:
         return SourceStage(ctx, 0, steps[0]), stages, pool
 
 
-STAGES = {"batch": BatchStage, "global": GlobalStage, "sink": SinkStage}
+STAGES = {"batch": BatchStage, "global": GlobalStage, "sink": SinkStage, "human": HumanStage}
 
 
 class Driver:

@@ -1,0 +1,148 @@
+"""Human stage: a review task. Decided items go on at once; the rest wait while the review app is
+served, and go on one by one as the person decides them. The stage is done when all are decided."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from captionary.core.hashing import canonical_json
+from captionary.core.item import Item
+from captionary.executors.context import RunContext, recipe_json
+from captionary.executors.stages.base import Stage
+from captionary.review.decisions import DecisionStore, TaskItem
+from captionary.steps.human.base import HumanStep
+
+POLL_EVERY = 0.1
+"""Seconds between looks for new decisions while items wait."""
+CLOCK_MARGIN = 5.0
+"""Decisions stamped this long before the last look are read again (a commit may lag its stamp)."""
+
+
+class HumanStage(Stage):
+    max_pending = sys.maxsize  # waiting for a person never holds back the machine steps
+
+    def __init__(self, ctx: RunContext, index: int, step: HumanStep):
+        super().__init__()
+        self.ctx = ctx
+        self.index = index
+        self.step = step
+        self.stats = ctx.stats[index]
+        self.task = step.task_name()
+        self.store = DecisionStore(ctx.ws.db_path)
+        self.store.register_task(self.task, step.task_kind, {"step": step.describe(), **step.task_config()})
+        self.known = {
+            item: (image, props)
+            for item, image, props in self.store.read(
+                "SELECT item, image, props FROM task_items WHERE task = ?", (self.task,)
+            )
+        }
+        self.waiting: dict[str, Item] = {}
+        self.since = time.time() - CLOCK_MARGIN
+        self.last_look = 0.0
+
+    def push(self, items: list[Item]) -> list[Item]:
+        self.stats.n_in += len(items)
+        self._register(items)
+        decided = self.store.decisions(self.task, [item.id for item in items])
+        ready = []
+        for item in items:
+            if item.id in decided:
+                self.stats.cached += 1
+                ready.extend(self.settle(item, decided[item.id]))
+            else:
+                self.waiting[item.id] = item
+        if self.waiting:
+            self._serve()
+        return ready
+
+    def poll(self, block: bool = False) -> list[Item]:
+        if not self.waiting:
+            return []
+        wait = self.last_look + POLL_EVERY - time.monotonic()
+        if wait > 0:
+            if not block:
+                return []
+            time.sleep(wait)
+        self.last_look = time.monotonic()
+        looked = time.time()
+        ready = []
+        for item_id, value, _ in self.store.decided_since(self.task, self.since):
+            item = self.waiting.pop(item_id, None)
+            if item is not None:
+                self.stats.computed += 1
+                ready.extend(self.settle(item, value))
+        self.since = looked - CLOCK_MARGIN
+        return ready
+
+    def finish(self) -> list[Item]:
+        out: list[Item] = []
+        while self.waiting:
+            self.ctx.check()
+            out.extend(self.poll(block=True))
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self.waiting)
+
+    def settle(self, item: Item, value: Any) -> list[Item]:
+        try:
+            outcome = self.step.outcome(item, self.step.check(value))
+        except ValueError as exc:
+            self.ctx.fail(self.index, item, f"bad decision in task {self.task!r}: {exc}")
+            return []
+        if outcome.dropped is not None:
+            self.stats.dropped += 1
+            self.ctx.drop(self.index, item, outcome.dropped)
+            return []
+        self.stats.n_out += 1
+        return [item.evolve(outcome.props)]
+
+    def _register(self, items: list[Item]) -> None:
+        """Record the task's items (new or changed only) so the review app can show them."""
+        rows = []
+        for item in items:
+            props = canonical_json(item.props)
+            if self.known.get(item.id) != (item.image_hash, props):
+                self.known[item.id] = (item.image_hash, props)
+                rows.append(
+                    TaskItem(
+                        item.id,
+                        0,
+                        item.image_hash,
+                        item.name,
+                        item.props,
+                        item.base,
+                        recipe_json(item.recipe),
+                    )
+                )
+        if rows:
+            self.store.register_items(self.task, rows, self.ctx.run_id)
+
+    def _serve(self) -> None:
+        """Start the run's review server (one per run, shared by its human stages) and announce it."""
+        if getattr(self.ctx, "review_server", None) is not None:
+            return
+        from captionary.review.serve import ReviewServer
+
+        options = dict(getattr(self.ctx, "review_options", None) or {})
+        announce = options.pop("announce", None) or _announce
+        server = ReviewServer(self.ctx.ws.path, **options).start()
+        self.ctx.review_server = server  # type: ignore[attr-defined]
+        announce(server.url)
+
+    def close(self, complete: bool) -> None:
+        server = getattr(self.ctx, "review_server", None)
+        if server is not None:
+            server.stop()
+            self.ctx.review_server = None  # type: ignore[attr-defined]
+        self.store.close()
+
+
+def _announce(url: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"Review: {url}", file=sys.stdout)
+    sys.stdout.flush()

@@ -1,0 +1,174 @@
+"""Human decisions: one committed SQLite transaction per decision, on a connection of their own.
+
+Decisions are keyed by (task, item id), the id of the original bytes, so a change upstream (a new
+resize, a new caption model) never throws human work away. Machine results go through the run's
+batching DbWriter; decisions never do: the UI is told "saved" only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from captionary.core.db import connect
+from captionary.core.hashing import canonical_json
+
+TASK_KINDS = ("filter", "tag", "caption")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskItem:
+    """An item a task asks about, as the review app shows it."""
+
+    item: str
+    position: int
+    image: str
+    name: str
+    props: dict[str, Any]
+    base: str | None = None
+    recipe: str | None = None
+
+
+class DecisionStore:
+    """Reads and writes tasks, task items and decisions. Safe to share between threads."""
+
+    def __init__(self, db_path: Path, *, durable: bool = True):
+        self.db = connect(db_path)
+        if durable:  # a human click survives a power cut, not only a killed process
+            self.db.execute("PRAGMA synchronous=FULL")
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def write(self, sql: str, rows: Sequence[tuple]) -> None:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.executemany(sql, rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self.lock:
+            return self.db.execute(sql, params).fetchall()
+
+    # --- tasks -------------------------------------------------------------------------------------
+    def register_task(self, name: str, kind: str, config: dict[str, Any]) -> None:
+        if kind not in TASK_KINDS:
+            raise ValueError(f"unknown task kind {kind!r} (valid: {', '.join(TASK_KINDS)})")
+        self.write(
+            "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?)",
+            [(name, kind, canonical_json(config), time.time())],
+        )
+
+    def tasks(self) -> list[dict[str, Any]]:
+        rows = self.read(
+            "SELECT t.name, t.kind, t.config, "
+            "(SELECT count(*) FROM task_items i WHERE i.task = t.name), "
+            "(SELECT count(*) FROM task_items i JOIN decisions d ON d.task = i.task AND d.item = i.item "
+            " WHERE i.task = t.name) FROM tasks t ORDER BY t.updated DESC"
+        )
+        return [
+            {"name": n, "kind": k, "config": json.loads(c or "{}"), "total": total, "decided": decided}
+            for n, k, c, total, decided in rows
+        ]
+
+    def task(self, name: str) -> dict[str, Any] | None:
+        rows = self.read("SELECT kind, config FROM tasks WHERE name = ?", (name,))
+        if not rows:
+            return None
+        kind, config = rows[0]
+        return {"name": name, "kind": kind, "config": json.loads(config or "{}")}
+
+    def register_items(self, task: str, items: Iterable[TaskItem], run: int | None) -> None:
+        """Add items to a task (new ones go to the end; known ones keep their place)."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                (end,) = self.db.execute(
+                    "SELECT coalesce(max(position) + 1, 0) FROM task_items WHERE task = ?", (task,)
+                ).fetchone()
+                for it in items:
+                    self.db.execute(
+                        "INSERT INTO task_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (task, item) DO UPDATE SET image = excluded.image, "
+                        "name = excluded.name, props = excluded.props, base = excluded.base, "
+                        "recipe = excluded.recipe, run = excluded.run",
+                        (
+                            task,
+                            it.item,
+                            end,
+                            it.image,
+                            it.name,
+                            canonical_json(it.props),
+                            it.base,
+                            it.recipe,
+                            run,
+                        ),
+                    )
+                    end += 1
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def items(self, task: str, after: int = -1) -> list[TaskItem]:
+        rows = self.read(
+            "SELECT item, position, image, name, props, base, recipe FROM task_items "
+            "WHERE task = ? AND position > ? ORDER BY position",
+            (task, after),
+        )
+        return [TaskItem(i, p, img, n, json.loads(props or "{}"), b, r) for i, p, img, n, props, b, r in rows]
+
+    def item(self, task: str, item: str) -> TaskItem | None:
+        rows = self.read(
+            "SELECT item, position, image, name, props, base, recipe FROM task_items "
+            "WHERE task = ? AND item = ?",
+            (task, item),
+        )
+        return TaskItem(*rows[0][:4], json.loads(rows[0][4] or "{}"), *rows[0][5:]) if rows else None
+
+    # --- decisions ---------------------------------------------------------------------------------
+    def decide(self, task: str, item: str, value: Any) -> float:
+        """Store one decision in one committed transaction; returns its time."""
+        decided_at = time.time()
+        self.write(
+            "INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?)",
+            [(task, item, canonical_json(value), decided_at)],
+        )
+        return decided_at
+
+    def undo(self, task: str, item: str) -> None:
+        self.write("DELETE FROM decisions WHERE task = ? AND item = ?", [(task, item)])
+
+    def decisions(self, task: str, items: Sequence[str] | None = None) -> dict[str, Any]:
+        """item id -> decided value, for the given items (all of the task's when None)."""
+        if items is None:
+            rows = self.read("SELECT item, value FROM decisions WHERE task = ?", (task,))
+            return {item: json.loads(value) for item, value in rows}
+        found: dict[str, Any] = {}
+        for start in range(0, len(items), 500):
+            chunk = list(items[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.read(
+                f"SELECT item, value FROM decisions WHERE task = ? AND item IN ({marks})", (task, *chunk)
+            )
+            found.update((item, json.loads(value)) for item, value in rows)
+        return found
+
+    def decided_since(self, task: str, since: float) -> list[tuple[str, Any, float]]:
+        """(item, value, decided_at) of decisions made at or after `since` (a time.time())."""
+        rows = self.read(
+            "SELECT item, value, decided_at FROM decisions WHERE task = ? AND decided_at >= ?",
+            (task, since),
+        )
+        return [(item, json.loads(value), at) for item, value, at in rows]

@@ -1,0 +1,117 @@
+"""ReviewServer: the review app on a socket, served by uvicorn in a background thread (during a run)
+or in the foreground (`captionary serve`)."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import threading
+import time
+from pathlib import Path
+
+from captionary.core.optional import require
+from captionary.errors import ConfigError
+
+DEFAULT_PORT = 8765
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class ReviewServer:
+    """Binds at once (so the URL is known), serves on `start()` or `serve_forever()`.
+
+    host: 127.0.0.1 by default; `0.0.0.0` opens it to the LAN (to review on a phone). Every request
+    needs the random token in `url` either way. port: None tries 8765 and falls back to a free port;
+    0 picks a free port; any other number must be free.
+    """
+
+    def __init__(self, workspace: str | Path, host: str = "127.0.0.1", port: int | None = None):
+        require("fastapi", "review")
+        require("uvicorn", "review")
+        self.workspace = Path(workspace)
+        self.host = host
+        self.token = secrets.token_urlsafe(24)
+        self.sock = _bind(host, port)
+        self.port = self.sock.getsockname()[1]
+        self.server = None
+        self.thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        shown = _lan_address() if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in shown:
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.port}/?token={self.token}"
+
+    def _server(self):  # type: ignore[no-untyped-def]
+        import uvicorn
+
+        from captionary.review.server import create_app
+
+        self.app = create_app(self.workspace, self.token)
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        self.server = uvicorn.Server(config)
+        return self.server
+
+    def start(self) -> ReviewServer:
+        """Serve in a daemon thread; returns once the server accepts connections."""
+        server = self._server()
+        self.thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [self.sock]}, name="captionary-review", daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started and self.thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not server.started:
+            raise ConfigError(f"the review server did not start on {self.host}:{self.port}")
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until Ctrl-C or SIGTERM."""
+        try:
+            self._server().run(sockets=[self.sock])
+        finally:
+            self._release()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+        self._release()
+
+    def _release(self) -> None:
+        if getattr(self, "app", None) is not None:
+            self.app.state.close()
+            self.app = None
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def _bind(host: str, port: int | None) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for candidate in [DEFAULT_PORT, 0] if port is None else [port]:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, candidate))
+        except OSError as exc:
+            sock.close()
+            if port is None and candidate == DEFAULT_PORT:
+                continue
+            raise ConfigError(f"cannot serve the review app on {host}:{candidate}: {exc.strerror}") from None
+        sock.listen(128)
+        sock.set_inheritable(False)
+        return sock
+    raise AssertionError("unreachable")
+
+
+def _lan_address() -> str:
+    """This machine's address on the LAN (no packet is sent), for a URL a phone can open."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            return probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"

@@ -1,0 +1,185 @@
+"""The review app's HTTP server (FastAPI): tasks, decisions, renditions and the browse view.
+
+Every request needs the access token (from the printed URL; kept in a SameSite=Strict cookie after
+the first page load). Files are never named by the client: images are looked up by item id and image
+id in the database, and only blob-store bytes are sent. No CORS headers are set at all.
+"""
+
+import json
+import re
+import secrets
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from captionary.core.blobstore import BlobStore
+from captionary.review.browse import browse, details
+from captionary.review.decisions import DecisionStore
+from captionary.review.thumbnails import SIZES, Thumbnails
+
+COOKIE = "captionary_token"
+ITEM_ID = re.compile(r"^[0-9a-f]{64}$")
+IMAGE_ID = re.compile(r"^~?[0-9a-f]{32,128}$")
+STATIC = {
+    "index.html": "text/html; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+    "common.js": "text/javascript; charset=utf-8",
+    "review.js": "text/javascript; charset=utf-8",
+    "browse.js": "text/javascript; charset=utf-8",
+}
+IMMUTABLE = "public, max-age=31536000, immutable"
+CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; base-uri 'none'"
+WARM_AHEAD = 24
+
+
+def create_app(workspace: Path, token: str) -> Any:
+    """The ASGI app for one workspace; `token` is required on every request."""
+    from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+    from fastapi.responses import JSONResponse
+
+    store = DecisionStore(Path(workspace) / "captionary.db")
+    blobs = BlobStore(Path(workspace) / "objects")
+    thumbs = Thumbnails(store, blobs)
+    static = {
+        name: resources.files("captionary.review").joinpath("static", name).read_bytes() for name in STATIC
+    }
+    steps: dict[str, Any] = {}
+
+    def authorize(request: Request) -> None:
+        given = request.query_params.get("token") or request.cookies.get(COOKIE) or ""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            given = given or header[7:]
+        if not secrets.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "open the URL captionary printed: it carries the access token")
+
+    app = FastAPI(title="captionary review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.router.dependencies.append(Depends(authorize))
+    app.state.store, app.state.thumbnails = store, thumbs
+
+    def close() -> None:
+        thumbs.close()
+        store.close()
+
+    app.state.close = close
+
+    def task_step(name: str) -> Any:
+        task = store.task(name)
+        if task is None:
+            raise HTTPException(404, f"no review task {name!r}")
+        described = dict(task["config"]["step"])
+        key = json.dumps(described, sort_keys=True)
+        if key not in steps:
+            from captionary.pipeline.registry import STEPS
+
+            step_name = described.pop("step")
+            steps[key] = STEPS.get(step_name)(**described)
+        return steps[key]
+
+    @app.get("/")
+    def index(request: Request) -> Response:
+        response = Response(static["index.html"], media_type=STATIC["index.html"])
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        if request.query_params.get("token"):
+            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/static/{name}")
+    def static_file(name: str) -> Response:
+        if name not in STATIC:
+            raise HTTPException(404, "not found")
+        return Response(static[name], media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/tasks")
+    def tasks() -> list[dict[str, Any]]:
+        return store.tasks()
+
+    @app.get("/api/tasks/{name}")
+    def task(name: str, after: int = -1) -> dict[str, Any]:
+        found = store.task(name)
+        if found is None:
+            raise HTTPException(404, f"no review task {name!r}")
+        items = store.items(name, after)
+        decided = store.decisions(name, [it.item for it in items])
+        ahead = [it for it in items if it.item not in decided][:WARM_AHEAD]
+        thumbs.warm([(it.item, it.image, it.base, it.recipe) for it in ahead])
+        known = set(found["config"].get("tags", []))
+        for it in items:
+            known.update(it.props.get("tags") or [])
+        for value in decided.values():
+            if isinstance(value, list):
+                known.update(value)
+        return {
+            **found,
+            "items": [
+                {
+                    "id": it.item,
+                    "position": it.position,
+                    "image": it.image,
+                    "name": it.name,
+                    "caption": it.props.get("caption"),
+                    "tags": it.props.get("tags"),
+                    "width": it.props.get("width"),
+                    "height": it.props.get("height"),
+                }
+                for it in items
+            ],
+            "decisions": decided,
+            "known_tags": sorted(t for t in known if isinstance(t, str)),
+        }
+
+    @app.put("/api/tasks/{name}/items/{item}")
+    def decide(name: str, item: str, value: Annotated[Any, Body(embed=True)]) -> dict[str, Any]:
+        step = task_step(name)
+        if not ITEM_ID.match(item) or store.item(name, item) is None:
+            raise HTTPException(404, f"item {item!r} is not part of task {name!r}")
+        try:
+            value = step.check(value)
+        except ValueError as exc:
+            raise HTTPException(400, f"task {name!r}, item {item[:12]}: {exc}") from None
+        decided_at = store.decide(name, item, value)
+        return {"saved": True, "item": item, "value": value, "decided_at": decided_at}
+
+    @app.delete("/api/tasks/{name}/items/{item}")
+    def undo(name: str, item: str) -> dict[str, Any]:
+        task_step(name)
+        if not ITEM_ID.match(item) or store.item(name, item) is None:
+            raise HTTPException(404, f"item {item!r} is not part of task {name!r}")
+        store.undo(name, item)
+        return {"saved": True, "item": item, "value": None}
+
+    @app.get("/api/image/{item}/{image}")
+    def image(item: str, image: str, size: str = "thumb") -> Response:
+        if size not in SIZES or not ITEM_ID.match(item) or not IMAGE_ID.match(image):
+            raise HTTPException(404, "no such image")
+        rows = store.read(
+            "SELECT base, recipe FROM task_items WHERE item = ? AND image = ? "
+            "UNION ALL SELECT base, recipe FROM item_state WHERE item = ? AND image = ? "
+            "UNION ALL SELECT id, NULL FROM items WHERE id = ? AND id = ? LIMIT 1",
+            (item, image, item, image, item, image),
+        )
+        if not rows:
+            raise HTTPException(404, "no such image")
+        try:
+            data = thumbs.get(item, image, rows[0][0], rows[0][1], size)
+        except Exception as exc:
+            return JSONResponse({"detail": f"cannot render image {item[:12]}: {exc}"}, status_code=500)
+        return Response(data, media_type="image/webp", headers={"Cache-Control": IMMUTABLE})
+
+    @app.get("/api/browse")
+    def browse_items(q: str = "", limit: int = 200_000) -> dict[str, Any]:
+        try:
+            return browse(store, q, limit)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @app.get("/api/browse/{item}")
+    def browse_item(item: str) -> dict[str, Any]:
+        found = details(store, item) if ITEM_ID.match(item) else None
+        if found is None:
+            raise HTTPException(404, f"no item {item!r}")
+        return found
+
+    return app

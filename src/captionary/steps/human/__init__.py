@@ -1,0 +1,1 @@
+"""Human steps: review tasks answered in the review app (filter, tag, caption)."""

@@ -1,0 +1,38 @@
+"""HumanStep: the base of the `human` step kind, a review task answered by a person.
+
+A human step implements `check(value)` (validate what the review app sends) and `outcome(item,
+value)` (what a decision does to the item). The executor's human stage stores nothing in the result
+cache: decisions live in their own table, keyed by (task, original item id), so re-runs never ask
+twice and upstream changes never lose them. Items already decided flow on at once; the rest wait
+while the review app is served.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from captionary.core.item import Item
+from captionary.pipeline.step import Outcome, Step
+
+
+class HumanStep(Step):
+    """A review task. `task` names it (default: the step name); decisions are stored under it."""
+
+    kind: ClassVar[str] = "human"
+    task_kind: ClassVar[str] = ""  # filter | tag | caption: which review screen the app shows
+    reads_image: ClassVar[bool] = False
+
+    def task_name(self) -> str:
+        return getattr(self, "task", "") or self.name
+
+    def task_config(self) -> dict[str, Any]:
+        """What the review screen needs besides the items (e.g. the tag list)."""
+        return {}
+
+    def check(self, value: Any) -> Any:
+        """Validate a decision from the app; return it normalised or raise ValueError."""
+        raise NotImplementedError
+
+    def outcome(self, item: Item, value: Any) -> Outcome:
+        """What a decision does to the item."""
+        raise NotImplementedError
