@@ -1,0 +1,245 @@
+"""`openai` backend: any OpenAI-compatible chat-completions endpoint (OpenAI, Gemini's compatible
+endpoint, vLLM or llama.cpp servers, Ollama, LM Studio, OpenRouter).
+
+Images go as base64 JPEG data URLs, downscaled to `max_image_edge`. Requests run concurrently, at most
+`concurrency` at a time; 429 and 5xx answers, timeouts and dropped connections are retried up to
+`max_retries` times with exponential backoff, waiting at least what a `Retry-After` header asks. The
+API key comes from the environment variable `api_key_env` (default `OPENAI_API_KEY`); a local server
+needs none.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlparse
+
+from captionary.backends.base import Backend, Request, Result
+from captionary.errors import ConfigError
+
+if TYPE_CHECKING:
+    import httpx
+    from PIL.Image import Image
+
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+class OpenAIBackend(Backend):
+    """Chat completions over HTTP (httpx), concurrent, with bounded retries."""
+
+    name: ClassVar[str] = "openai"
+    extra: ClassVar[str] = "openai"
+    modules: ClassVar[tuple[str, ...]] = ("httpx",)
+    options: ClassVar[dict[str, Any]] = {
+        "base_url": "https://api.openai.com/v1",
+        "api_key_env": None,  # None: OPENAI_API_KEY, optional for a local server
+        "concurrency": 8,
+        "timeout": 120.0,  # seconds per attempt
+        "max_retries": 5,
+        "retry_backoff": 1.0,  # first wait in seconds; doubles per attempt (with jitter)
+        "max_retry_wait": 60.0,  # no single wait longer than this, whatever Retry-After says
+        "jpeg_quality": 90,
+        "extra_body": {},  # merged into every request body (e.g. top_k for a vLLM server)
+    }
+    cache_options: ClassVar[tuple[str, ...]] = ("jpeg_quality", "extra_body")
+    default_max_image_edge: ClassVar[int | None] = 1024
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        self._client: httpx.Client | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.requests_sent = 0  # HTTP requests, retries included
+        self.retries = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        self._api_key()
+
+    def load(self) -> None:
+        import httpx
+
+        if self._client is not None:
+            return
+        workers = max(1, int(self.settings["concurrency"]))
+        headers = {"Content-Type": "application/json"}
+        if key := self._api_key():
+            headers["Authorization"] = f"Bearer {key}"
+        self._client = httpx.Client(
+            base_url=str(self.settings["base_url"]).rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(float(self.settings["timeout"])),
+            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+        )
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="captionary-openai")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _api_key(self) -> str | None:
+        env = self.settings["api_key_env"] or "OPENAI_API_KEY"
+        key = os.environ.get(env)
+        if key:
+            return key
+        host = urlparse(str(self.settings["base_url"])).hostname or ""
+        if self.settings["api_key_env"] or (host not in LOCAL_HOSTS and host.endswith("openai.com")):
+            raise ConfigError(f"openai backend: the environment variable {env} (the API key) is not set")
+        return None
+
+    # --- generation --------------------------------------------------------------------------------
+    def generate(self, requests: Sequence[Request]) -> list[Result]:
+        if self._pool is None:
+            self.load()
+        assert self._pool is not None
+        return list(self._pool.map(self._complete, requests))
+
+    def _complete(self, request: Request) -> Result:
+        """All `n` texts of one request (asking again for the rest when a server ignores `n`)."""
+        try:
+            images = [self._data_url(image) for image in request.images]
+        except OSError as exc:
+            return Result(error=f"cannot encode the image: {exc}")
+        result = Result()
+        want = request.params.n
+        for attempt in range(want):  # a server that ignores n answers one text per call
+            missing = want - len(result.texts)
+            if missing <= 0:
+                break
+            body = self._body(request, images, missing, attempt)
+            answer = self._post(body)
+            if isinstance(answer, str):
+                return Result(error=answer, prompt_tokens=result.prompt_tokens)
+            try:
+                texts, reasons, usage = _parse(answer)
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                return Result(
+                    error=f"malformed chat completion ({type(exc).__name__}: {exc}): {answer!r:.300}"
+                )
+            result.texts += texts[:missing]
+            result.finish_reasons += reasons[:missing]
+            result.prompt_tokens += usage.get("prompt_tokens", 0) or 0
+            result.completion_tokens += usage.get("completion_tokens", 0) or 0
+            if not texts:
+                break
+        return result
+
+    def _body(self, request: Request, images: list[str], n: int, attempt: int) -> dict[str, Any]:
+        params = request.params
+        messages = request.messages()
+        urls = iter(images)
+        for message in messages:
+            message["content"] = [
+                {"type": "image_url", "image_url": {"url": next(urls)}} if part["type"] == "image" else part
+                for part in message["content"]
+            ]
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": messages,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+        }
+        if n > 1:
+            body["n"] = n
+        if params.top_p is not None:
+            body["top_p"] = params.top_p
+        if params.seed is not None:
+            body["seed"] = params.seed + attempt
+        if params.stop:
+            body["stop"] = list(params.stop)
+        body.update(self.settings["extra_body"] or {})
+        return body
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any] | str:
+        """The decoded JSON answer, or an error message once retries are spent."""
+        import httpx
+
+        assert self._client is not None
+        retries = int(self.settings["max_retries"])
+        for attempt in range(retries + 1):
+            with self._lock:
+                self.requests_sent += 1
+            wait: float | None = None
+            try:
+                response = self._client.post("/chat/completions", json=body)
+            except httpx.TimeoutException:
+                problem = f"timed out after {self.settings['timeout']} s"
+            except httpx.TransportError as exc:
+                problem = f"connection failed: {type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        return f"HTTP 200 with a body that is not JSON: {response.text[:200]!r}"
+                problem = f"HTTP {response.status_code}: {_error_message(response)}"
+                if response.status_code not in RETRY_STATUS:
+                    return problem
+                wait = _retry_after(response.headers.get("retry-after"))
+            if attempt == retries:
+                return f"{problem} (gave up after {retries + 1} attempts)"
+            backoff = float(self.settings["retry_backoff"]) * 2**attempt * (1 + random.random() / 4)
+            with self._lock:
+                self.retries += 1
+            time.sleep(min(float(self.settings["max_retry_wait"]), max(wait or 0.0, backoff)))
+        raise AssertionError("unreachable")
+
+    def _data_url(self, image: Image) -> str:
+        edge = self.settings["max_image_edge"]
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        if edge and max(image.size) > edge:
+            image = image.copy()
+            image.thumbnail((edge, edge))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=int(self.settings["jpeg_quality"]))
+        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _parse(answer: dict[str, Any]) -> tuple[list[str], list[str], dict[str, int]]:
+    texts, reasons = [], []
+    for choice in answer["choices"]:
+        content = choice["message"]["content"]
+        if isinstance(content, list):  # some servers answer with content parts
+            content = "".join(part.get("text", "") for part in content)
+        texts.append(str(content or ""))
+        reasons.append(str(choice.get("finish_reason") or "stop"))
+    return texts, reasons, answer.get("usage") or {}
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        if message:
+            return str(message)[:300]
+    except (ValueError, AttributeError):
+        pass
+    return response.text[:300] or response.reason_phrase

@@ -1,0 +1,140 @@
+"""The openai backend against a real HTTP server on 127.0.0.1: images, retries, timeouts, concurrency."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from openai_server import FakeOpenAI
+from PIL import Image
+
+from captionary import ConfigError
+from captionary.backends import BackendConfig, GenerationParams, Request, make_backend
+from conftest import SAMPLE_PHOTOS
+
+FAST = {"retry_backoff": 0.01, "max_retries": 2}
+SERVERS: list[FakeOpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers():
+    yield
+    while SERVERS:
+        SERVERS.pop().close()
+
+
+def serve(**kwargs) -> FakeOpenAI:
+    SERVERS.append(FakeOpenAI(**kwargs))
+    return SERVERS[-1]
+
+
+def backend(server, **options):
+    return make_backend(BackendConfig("openai", "test-model", options={"base_url": server.url, **options}))
+
+
+def photo(name: str = "dog/00.jpg") -> Image.Image:
+    return Image.open(SAMPLE_PHOTOS / name)
+
+
+def test_images_arrive_as_downscaled_jpeg_and_usage_is_counted():
+    server = serve()
+    image = photo()
+    with backend(server, max_image_edge=256) as b:
+        [with_image, text_only] = b.generate([Request("caption it", [image]), Request("just text")])
+    width, height = image.size
+    expected = (
+        f"256x{round(256 * height / width)}" if width >= height else f"{round(256 * width / height)}x256"
+    )
+    assert with_image.texts[0].startswith(f"a {expected} JPEG image")
+    assert with_image.texts[0].endswith("for: caption it") and with_image.finish_reasons == ["stop"]
+    assert text_only.texts == ["no image for: just text"]
+    assert with_image.prompt_tokens == 2 + 85 and text_only.prompt_tokens == 2
+    assert with_image.completion_tokens == len(with_image.texts[0].split())
+    [first] = server.hits_for("caption it")
+    assert first.body["model"] == "test-model" and first.body["max_tokens"] == 256
+    assert first.body["messages"][0]["content"][0]["type"] == "image_url"  # image first, then the text
+
+
+def test_429_waits_as_long_as_retry_after_says():
+    server = serve(script={"limited": ["429:1", "429:1"]})
+    with backend(server, **FAST) as b:
+        [result, other] = b.generate([Request("limited"), Request("free")])
+    assert result.error is None and result.texts == ["no image for: limited"]
+    assert other.error is None
+    hits = server.hits_for("limited")
+    assert [h.status for h in hits] == [429, 429, 200]
+    assert all(later.at - earlier.at >= 1.0 for earlier, later in itertools.pairwise(hits))
+    assert b.retries == 2 and b.requests_sent == 4
+
+
+def test_500s_are_retried_a_bounded_number_of_times_and_fail_alone():
+    server = serve(script={"flaky": ["500"], "broken": ["500"] * 10})
+    with backend(server, **FAST) as b:
+        flaky, broken, fine = b.generate([Request("flaky"), Request("broken"), Request("fine")])
+    assert flaky.texts == ["no image for: flaky"] and fine.texts == ["no image for: fine"]
+    assert (
+        broken.texts == [] and "HTTP 500: The server had an error (gave up after 3 attempts)" in broken.error
+    )
+    assert len(server.hits_for("broken")) == 3  # max_retries=2: three attempts, no more
+    assert len(server.hits_for("flaky")) == 2
+
+
+def test_client_errors_are_not_retried():
+    server = serve(script={"bad": ["400"], "garbled": ["bad-json"]})
+    with backend(server, **FAST) as b:
+        bad, garbled = b.generate([Request("bad"), Request("garbled")])
+    assert bad.error == "HTTP 400: Invalid image" and len(server.hits_for("bad")) == 1
+    assert "not JSON" in garbled.error
+
+
+def test_a_slow_answer_times_out_and_is_retried():
+    server = serve(script={"slow": ["slow:2"], "stuck": ["slow:2"] * 3})
+    with backend(server, timeout=0.5, retry_backoff=0.01, max_retries=1) as b:
+        slow, stuck = b.generate([Request("slow"), Request("stuck")])
+    assert slow.texts == ["no image for: slow"] and len(server.hits_for("slow")) == 2
+    assert stuck.error == "timed out after 0.5 s (gave up after 2 attempts)"
+    assert len(server.hits_for("stuck")) == 2
+
+
+def test_concurrency_limit_is_respected_and_used():
+    server = serve(delay=0.2)
+    with backend(server, concurrency=3) as b:
+        results = b.generate([Request(f"r{i}") for i in range(12)])
+    assert [r.texts[0] for r in results] == [f"no image for: r{i}" for i in range(12)]  # order kept
+    assert server.peak == 3
+
+
+def test_n_texts_also_from_servers_that_ignore_n():
+    for ignore_n, hits in ((False, 1), (True, 3)):
+        server = serve(ignore_n=ignore_n)
+        with backend(server) as b:
+            [result] = b.generate([Request("x", params=GenerationParams(n=3, seed=7))])
+        assert len(result.texts) == 3 and len(set(result.texts)) == 3
+        assert len(server.hits) == hits
+        assert result.completion_tokens == sum(len(t.split()) for t in result.texts)
+
+
+def test_length_finish_reason_is_reported():
+    server = serve()
+    with backend(server) as b:
+        [result] = b.generate([Request("a b c d e f", params=GenerationParams(max_tokens=3))])
+    assert result.truncated and result.texts == ["no image for:"]
+
+
+def test_api_key_from_the_named_environment_variable(monkeypatch):
+    server = serve(api_key="sk-test")
+    monkeypatch.setenv("MY_KEY", "sk-test")
+    with backend(server, api_key_env="MY_KEY") as b:
+        [ok] = b.generate([Request("x")])
+    assert ok.error is None
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+    with backend(server) as b:
+        [refused] = b.generate([Request("x")])
+    assert refused.error == "HTTP 401: Incorrect API key provided"
+    monkeypatch.delenv("MY_KEY")
+    with pytest.raises(ConfigError, match=r"environment variable MY_KEY .* is not set"):
+        backend(server, api_key_env="MY_KEY").preflight()
+    monkeypatch.delenv("OPENAI_API_KEY")
+    hosted = make_backend(BackendConfig("openai", "gpt-4o-mini"))
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        hosted.preflight()
