@@ -1,0 +1,1 @@
+"""Score steps: measure images (embeddings, aesthetic, nsfw, faces, text, watermarks) into properties."""

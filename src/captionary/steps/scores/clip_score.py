@@ -1,0 +1,106 @@
+"""`clip_score`: how well each image matches text prompts (zero-shot), from its `clip_embedding`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import field
+from typing import Any, ClassVar
+
+from captionary.core.arrays import item_array
+from captionary.core.item import Item
+from captionary.core.optional import require as require_module
+from captionary.errors import ItemError
+from captionary.pipeline.step import BatchStep, require
+from captionary.steps.scores.clip_backend import ClipModel
+from captionary.steps.scores.clip_embed import DEFAULT_MODEL
+from captionary.steps.scores.models import loaded, model_fingerprint, release
+
+
+class ClipScore(BatchStep):
+    """Score images against `prompts` (e.g. "a photo of a dog") and optional `negatives` ("a drawing").
+
+    Writes `clip_score` (the best cosine similarity to a prompt), `clip_label` (the best matching
+    prompt or negative) and, when negatives are given, `clip_match`: the probability that the image is
+    a prompt rather than a negative (softmax over all of them at the model's temperature). Reads the
+    `clip_embedding` of `clip_embed`, which must come from the same `model`. Filter with
+    `filter_by_score: {property: clip_match, min: 0.5}`.
+    """
+
+    name: ClassVar[str] = "clip_score"
+    version: ClassVar[int] = 1
+    reads: ClassVar[tuple[str, ...]] = ("clip_embedding",)
+    reads_image: ClassVar[bool] = False
+    writes: ClassVar[tuple[str, ...]] = ("clip_score", "clip_label", "clip_match")
+    cache_exclude: ClassVar[tuple[str, ...]] = ("batch_size", "device", "model", "revision")
+
+    prompts: list[str] = field(default_factory=list)
+    negatives: list[str] = field(default_factory=list)
+    model: str = DEFAULT_MODEL
+    revision: str | None = None
+    batch_size: int = 256
+    device: str = "auto"
+
+    def validate(self) -> None:
+        require_module("torch", "clip")
+        require_module("transformers", "clip")
+        require(bool(self.prompts), self, "give at least one prompt", param="prompts")
+        texts = [*self.prompts, *self.negatives]
+        blank = [t for t in texts if not t.strip()]
+        require(not blank, self, "prompts must not be empty strings", param="prompts")
+        require(len(set(texts)) == len(texts), self, "a prompt is listed twice", param="prompts")
+
+    def model_id(self) -> str:
+        if "_model_id" not in self.__dict__:
+            self.__dict__["_model_id"] = model_fingerprint(self.model, self.revision)
+        return self.__dict__["_model_id"]
+
+    def setup(self) -> None:
+        self.texts()
+
+    def teardown(self) -> None:
+        release(self)
+
+    def texts(self) -> tuple[ClipModel, Any]:
+        """The model and the prompts' embeddings (computed once)."""
+
+        def load() -> tuple[ClipModel, Any]:
+            clip = ClipModel(self.model, self.revision, self.device)
+            return clip, clip.embed_texts([*self.prompts, *self.negatives])
+
+        return loaded(self, load)
+
+    def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
+        import numpy as np
+
+        clip, texts = self.texts()
+        expected = self.model_id()
+        for item in items:
+            made_by = (item.get("clip_embedding") or {}).get("model")
+            if made_by != expected:
+                raise ItemError(
+                    f"{item.name}: clip_embedding was computed by {made_by!r}, "
+                    f"but clip_score uses {expected!r} (give both steps the same model)"
+                )
+        images = np.stack([item_array(item, "clip_embedding") for item in items]).astype(np.float32)
+        cosine = images @ texts.T
+        labels = [*self.prompts, *self.negatives]
+        n = len(self.prompts)
+        out: list[dict[str, Any] | None] = []
+        match = _softmax(clip.logit_scale * cosine) if self.negatives else None
+        for row, similarity in enumerate(cosine):
+            update: dict[str, Any] = {
+                "clip_score": round(float(similarity[:n].max()), 6),
+                "clip_label": labels[int(similarity.argmax())],
+            }
+            if match is not None:
+                update["clip_match"] = round(float(match[row, :n].sum()), 6)
+            out.append(update)
+        return out
+
+
+def _softmax(logits: Any) -> Any:
+    """Row-wise softmax."""
+    import numpy as np
+
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
