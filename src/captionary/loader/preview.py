@@ -1,0 +1,68 @@
+"""preview: a PNG grid of one real augmented batch (captions, bucket sizes) and the bucket statistics."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TILE = 256
+
+
+@dataclass(frozen=True)
+class Preview:
+    path: Path
+    report: str  # the sampler's bucket table
+    captions: list[str]
+    buckets: list[tuple[int, int]]
+
+
+def preview(
+    source: Any,
+    out: str | Path = "preview.png",
+    *,
+    batch_size: int = 8,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    **dataset_options: Any,
+) -> Preview:
+    """Draw the first batch the sampler yields for `epoch` (after augmentation) into `out`."""
+    from captionary.loader.dataset import ImageCaptionDataset
+    from captionary.loader.image_transforms import to_pil
+    from captionary.loader.sampler import BucketBatchSampler
+
+    dataset = ImageCaptionDataset(source, seed=seed, **dataset_options)
+    sampler = BucketBatchSampler(dataset, batch_size, seed=seed, drop_last=drop_last)
+    sampler.set_epoch(epoch)
+    keys = next(iter(sampler))
+    samples = [dataset[key] for key in keys]
+    normalized = dataset.image_transform.normalize
+    images = [to_pil(s["pixel_values"], normalized) for s in samples]
+    captions = [s["caption"] for s in samples]
+    buckets = [tuple(s["bucket"]) for s in samples]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _grid(images, captions, buckets, [s["flipped"] for s in samples]).save(out, format="PNG")
+    return Preview(out, sampler.report(), captions, buckets)
+
+
+def _grid(images: list[Any], captions: list[str], buckets: list[tuple[int, int]], flips: list[bool]) -> Any:
+    from PIL import Image, ImageDraw, ImageFont
+
+    columns = min(4, len(images))
+    rows = -(-len(images) // columns)
+    text_height = 96
+    sheet = Image.new("RGB", (columns * TILE, rows * (TILE + text_height)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=12)
+    for n, (image, caption, bucket, flipped) in enumerate(zip(images, captions, buckets, flips)):
+        x, y = (n % columns) * TILE, (n // columns) * (TILE + text_height)
+        thumb = image.copy()
+        thumb.thumbnail((TILE - 8, TILE - 8))
+        sheet.paste(thumb, (x + (TILE - thumb.width) // 2, y + (TILE - thumb.height) // 2))
+        label = f"{bucket[0]}x{bucket[1]}" + (" flipped" if flipped else "")
+        lines = [label, *textwrap.wrap(caption or "(empty caption)", 40)[:5]]
+        draw.multiline_text((x + 4, y + TILE + 2), "\n".join(lines), fill="black", font=font)
+    return sheet

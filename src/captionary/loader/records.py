@@ -1,0 +1,112 @@
+"""Record: one training sample as a reader found it (where its image is, its captions, its size)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+
+@dataclass(frozen=True)
+class WorkspaceImage:
+    """An item of a captionary workspace: its pixels are recomputed from the blob store (recipe)."""
+
+    workspace: str
+    item: Any  # captionary.core.item.Item (pickles without pixels or store)
+
+    def open(self) -> Image:
+        from captionary.core.blobstore import BlobStore
+
+        return self.item.attach(BlobStore(Path(self.workspace) / "objects")).image
+
+
+@dataclass(frozen=True)
+class Record:
+    """One sample: `image` is a local path, an http(s) URL, the encoded bytes, or a workspace item.
+
+    `captions` holds every caption of the image (one is chosen per epoch); `size` is (width, height)
+    when the reader knows it without decoding; `where` names the file and line it came from.
+    """
+
+    id: str
+    image: str | bytes | WorkspaceImage
+    captions: tuple[str, ...] = ()
+    size: tuple[int, int] | None = None
+    where: str = ""
+    props: dict[str, Any] = field(default_factory=dict)
+
+
+def captions_of(value: Any) -> tuple[str, ...]:
+    """A caption cell as a tuple of captions: a string (one per non-empty line) or a list of them."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        lines = [line.strip() for line in value.splitlines()]
+        return tuple(line for line in lines if line)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v).strip() for v in value if v is not None and str(v).strip())
+    return (str(value),)
+
+
+def open_image(record: Record, downloads: Any = None) -> Image:
+    """Decode a record's image, upright (EXIF orientation applied), in RGB."""
+    from PIL import Image, ImageOps
+
+    source = record.image
+    try:
+        if isinstance(source, WorkspaceImage):
+            image = source.open()
+        elif isinstance(source, bytes):
+            image = Image.open(io.BytesIO(source))
+        elif source.startswith(("http://", "https://")):
+            if downloads is None:
+                raise ValueError("an image URL needs a download cache (ImageCaptionDataset(cache_dir=...))")
+            image = Image.open(downloads.path(source))
+        else:
+            image = Image.open(source)
+        image = ImageOps.exif_transpose(image)
+        return image if image.mode == "RGB" else _to_rgb(image)
+    except Exception as exc:
+        raise ValueError(f"{record.where or record.id}: cannot read the image: {exc}") from exc
+
+
+def _to_rgb(image: Image) -> Image:
+    from PIL import Image as PILImage
+
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = PILImage.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def probe_size(record: Record, downloads: Any = None) -> tuple[int, int]:
+    """(width, height) upright, from the header only."""
+    from PIL import Image
+
+    from captionary.core.images import _TRANSPOSED, EXIF_ORIENTATION
+
+    if record.size is not None:
+        return record.size
+    source = record.image
+    if isinstance(source, WorkspaceImage):
+        return source.open().size
+    try:
+        if isinstance(source, bytes):
+            image = Image.open(io.BytesIO(source))
+        elif source.startswith(("http://", "https://")):
+            image = Image.open(downloads.path(source))
+        else:
+            image = Image.open(source)
+        with image:
+            width, height = image.size
+            if image.getexif().get(EXIF_ORIENTATION, 1) in _TRANSPOSED:
+                width, height = height, width
+        return width, height
+    except Exception as exc:
+        raise ValueError(f"{record.where or record.id}: cannot read the image header: {exc}") from exc

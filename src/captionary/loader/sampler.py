@@ -1,0 +1,160 @@
+"""BucketBatchSampler: batches whose images all share one bucket, split over ranks like
+`DistributedSampler` (rank r of world size w takes every w-th batch), reproducible per (seed, epoch)."""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+
+class SampleKey(NamedTuple):
+    """What the sampler hands the dataset: the index and the epoch (which seeds the augmentation)."""
+
+    index: int
+    epoch: int
+
+
+@dataclass(frozen=True)
+class BucketStats:
+    bucket: tuple[int, int]
+    images: int
+    full_batches: int
+    partial: int  # images in the last, smaller batch (kept), 0 if none
+    dropped: int  # images left out (drop_last)
+
+
+class BucketBatchSampler:
+    """Same-bucket batches of `batch_size` for `torch.utils.data.DataLoader(batch_sampler=...)`.
+
+    `buckets` is the bucket of every sample (or a dataset with `.buckets()`). A bucket's last batch may
+    be smaller than `batch_size`; with `drop_last` those images are left out of the epoch, and both are
+    reported (`report()`, and a warning when anything is dropped). With `num_replicas` > 1 and
+    `even_batches` (default), batches are repeated from the start so every rank gets as many steps
+    (DistributedSampler's padding); without it, the ranks' samples are disjoint and cover the dataset.
+    """
+
+    def __init__(
+        self,
+        buckets: Sequence[tuple[int, int]] | Any,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        even_batches: bool = True,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        if hasattr(buckets, "buckets"):
+            buckets = buckets.buckets()
+        self.bucket_of = [tuple(b) for b in buckets]
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.num_replicas, self.rank = _world(num_replicas, rank)
+        self.even_batches = even_batches
+        self.epoch = 0
+        self.groups: dict[tuple[int, int], list[int]] = {}
+        for index, bucket in enumerate(self.bucket_of):
+            self.groups.setdefault(bucket, []).append(index)
+        dropped = sum(s.dropped for s in self.stats())
+        if dropped:
+            small = [f"{w}x{h} ({s.dropped})" for s in self.stats() if s.dropped for w, h in [s.bucket]]
+            warnings.warn(
+                f"drop_last: {dropped} image(s) left out of every epoch, in bucket(s) {', '.join(small)} "
+                f"(not enough for a batch of {batch_size}); pass drop_last=False to keep smaller batches",
+                stacklevel=2,
+            )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def stats(self) -> list[BucketStats]:
+        out = []
+        for bucket in sorted(self.groups):
+            n = len(self.groups[bucket])
+            rest = n % self.batch_size
+            out.append(
+                BucketStats(
+                    bucket,
+                    n,
+                    n // self.batch_size,
+                    0 if self.drop_last else rest,
+                    rest if self.drop_last else 0,
+                )
+            )
+        return out
+
+    def report(self) -> str:
+        """A table: images per bucket, full batches, the smaller last batch, what was dropped and why."""
+        lines = [f"{'bucket':>11}  {'images':>6}  {'batches':>7}  {'last batch':>10}  dropped"]
+        for s in self.stats():
+            last = f"{s.partial} (kept)" if s.partial else "-"
+            why = f"{s.dropped} (drop_last: fewer than {self.batch_size})" if s.dropped else "0"
+            lines.append(
+                f"{s.bucket[0]:>5}x{s.bucket[1]:<5}  {s.images:>6}  {s.full_batches:>7}  {last:>10}  {why}"
+            )
+        total = sum(s.images for s in self.stats())
+        lines.append(f"{len(self.groups)} bucket(s), {total} image(s), batch size {self.batch_size}")
+        if self.num_replicas > 1:
+            lines.append(f"rank {self.rank} of {self.num_replicas}: {len(self)} batch(es) per epoch")
+        return "\n".join(lines)
+
+    def _all_batches(self) -> list[list[int]]:
+        rng = random.Random(f"{self.seed}:{self.epoch}")
+        batches: list[list[int]] = []
+        for bucket in sorted(self.groups):
+            indices = list(self.groups[bucket])
+            if self.shuffle:
+                rng.shuffle(indices)
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start : start + self.batch_size]
+                if len(batch) == self.batch_size or not self.drop_last:
+                    batches.append(batch)
+        if self.shuffle:
+            rng.shuffle(batches)
+        if self.num_replicas > 1 and self.even_batches and batches:
+            remainder = len(batches) % self.num_replicas
+            if remainder:
+                padding = self.num_replicas - remainder
+                batches += [batches[i % len(batches)] for i in range(padding)]
+        return batches
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        for batch in self._all_batches()[self.rank :: self.num_replicas]:
+            yield [SampleKey(i, self.epoch) for i in batch]
+
+    def __len__(self) -> int:
+        n = 0
+        for indices in self.groups.values():
+            full, rest = divmod(len(indices), self.batch_size)
+            n += full + (1 if rest and not self.drop_last else 0)
+        if self.num_replicas > 1:
+            if self.even_batches:
+                return -(-n // self.num_replicas)
+            return len(range(self.rank, n, self.num_replicas))
+        return n
+
+
+def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """Rank and world size as given, else from torch.distributed when it is initialised."""
+    if num_replicas is None or rank is None:
+        try:
+            import torch.distributed as dist
+
+            initialised = dist.is_available() and dist.is_initialized()
+        except ImportError:
+            initialised = False
+        num_replicas = (
+            num_replicas if num_replicas is not None else (dist.get_world_size() if initialised else 1)
+        )
+        rank = rank if rank is not None else (dist.get_rank() if initialised else 0)
+    if not 0 <= rank < num_replicas:
+        raise ValueError(f"rank must be within 0..{num_replicas - 1}; got {rank}")
+    return num_replicas, rank

@@ -1,0 +1,174 @@
+"""WebDataset shards as a streaming `torch.utils.data.IterableDataset` (paths, brace patterns, URLs).
+
+Shards are split over ranks and DataLoader workers (every worker of every rank reads its own shards;
+with fewer shards than readers, samples are dealt round-robin instead). With `batch_size`, samples are
+held per bucket and yielded as same-bucket lists; the smaller leftovers come out at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tarfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from captionary.errors import ConfigError
+from captionary.loader.buckets import BucketConfig, Buckets
+from captionary.loader.caption_transforms import CaptionTransform
+from captionary.loader.config import from_dict
+from captionary.loader.image_transforms import ImageTransform
+from captionary.loader.records import Record, captions_of, open_image
+from captionary.loader.sampler import _world
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+CAPTION_EXTENSIONS = ("txt", "caption")
+
+
+def _base() -> type:
+    import torch.utils.data
+
+    return torch.utils.data.IterableDataset
+
+
+class WebDatasetImageCaptions(_base()):  # type: ignore[misc]
+    """Samples of WebDataset shards: `key.jpg` + `key.txt` (caption) [+ `key.json`], transformed like
+    `ImageCaptionDataset`'s. `set_epoch` reseeds the augmentation."""
+
+    def __init__(
+        self,
+        shards: str | Path | list[str],
+        *,
+        image: ImageTransform | dict[str, Any] | None = None,
+        caption: CaptionTransform | dict[str, Any] | None = None,
+        buckets: BucketConfig | dict[str, Any] | None = None,
+        tokenizer: Any = None,
+        batch_size: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        timeout: float = 60.0,
+        **unused: Any,
+    ):
+        if unused:
+            raise ConfigError(f"WebDataset sources do not take {sorted(unused)}")
+        self.urls = _expand(shards)
+        self.image_transform = from_dict(ImageTransform, image, "image")
+        self.caption_transform = from_dict(CaptionTransform, caption, "caption")
+        self.bucketer = Buckets(from_dict(BucketConfig, buckets, "buckets"))
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_replicas, self.rank = _world(num_replicas, rank)
+        self.timeout = timeout
+        self.epoch = 0
+        self.leftovers = 0  # samples yielded in smaller batches at the end of the last pass
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _reader(self) -> tuple[int, int]:
+        import torch.utils.data
+
+        info = torch.utils.data.get_worker_info()
+        workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+        return self.rank * workers + worker, self.num_replicas * workers
+
+    def records(self) -> Iterator[Record]:
+        """This reader's share of the raw records, in shard order."""
+        reader, readers = self._reader()
+        by_shard = len(self.urls) >= readers
+        urls = self.urls[reader::readers] if by_shard else self.urls
+        count = 0
+        for url in urls:
+            for record in _shard_records(url, self.timeout):
+                if by_shard or count % readers == reader:
+                    yield record
+                count += 1
+
+    def __iter__(self) -> Iterator[Any]:
+        samples = (self._sample(r) for r in self.records())
+        if self.batch_size is None:
+            yield from samples
+            return
+        held: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for sample in samples:
+            group = held.setdefault(sample["bucket"], [])
+            group.append(sample)
+            if len(group) == self.batch_size:
+                yield held.pop(sample["bucket"])
+        self.leftovers = sum(len(g) for g in held.values())
+        for bucket in sorted(held):
+            yield held[bucket]
+
+    def _sample(self, record: Record) -> dict[str, Any]:
+        stream = f"{self.seed}:{self.epoch}:{record.id}"
+        image = open_image(record)
+        choice = self.bucketer.select(*image.size)
+        geometry = self.image_transform.geometry(image.size, choice, random.Random(stream + ":image"))
+        caption = self.caption_transform(record.captions, random.Random(stream + ":caption"))
+        pixels = self.image_transform.to_tensor(self.image_transform.pixels(image, geometry))
+        sample = {"id": record.id, "caption": caption, **geometry, "pixel_values": pixels}
+        if self.tokenizer is not None:
+            sample.update(self.tokenizer(caption))
+        return sample
+
+
+def _expand(shards: str | Path | list[str]) -> list[str]:
+    if isinstance(shards, (list, tuple)):
+        return [str(s) for s in shards]
+    text = str(shards)
+    if Path(text).is_dir():
+        return sorted(str(p) for p in Path(text).glob("*.tar"))
+    from captionary.core.optional import require
+
+    braceexpand = require("braceexpand", "webdataset")
+    urls = list(braceexpand.braceexpand(text))
+    for url in urls:
+        if not url.startswith(("http://", "https://")) and not Path(url).is_file():
+            raise ConfigError(f"shard not found: {url}")
+    return urls
+
+
+def _open(url: str, timeout: float) -> IO[bytes]:
+    if url.startswith(("http://", "https://")):
+        return urllib.request.urlopen(url, timeout=timeout)
+    return open(url, "rb")
+
+
+def _shard_records(url: str, timeout: float) -> Iterator[Record]:
+    """Members grouped by key (the name up to the first dot of its base name), streamed."""
+    current: str | None = None
+    members: dict[str, bytes] = {}
+    with _open(url, timeout) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            folder, _, base = member.name.rpartition("/")
+            key, _, ext = base.partition(".")
+            key = f"{folder}/{key}" if folder else key
+            if key != current:
+                if current is not None:
+                    yield _record(url, current, members)
+                current, members = key, {}
+            data = tar.extractfile(member)
+            members[ext.lower()] = data.read() if data is not None else b""
+    if current is not None:
+        yield _record(url, current, members)
+
+
+def _record(url: str, key: str, members: dict[str, bytes]) -> Record:
+    image = next((members[e] for e in IMAGE_EXTENSIONS if e in members), None)
+    if image is None:
+        raise ConfigError(f"{url}: sample {key!r} has no image ({', '.join(sorted(members))})")
+    props: dict[str, Any] = {}
+    if "json" in members:
+        try:
+            props = json.loads(members["json"])
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{url}: {key}.json: invalid JSON: {exc.msg}") from None
+    text = next((members[e].decode("utf-8") for e in CAPTION_EXTENSIONS if e in members), None)
+    captions = captions_of(text) if text is not None else captions_of(props.get("caption"))
+    return Record(key, image, captions, None, f"{url}: {key}", props)

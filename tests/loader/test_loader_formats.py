@@ -1,0 +1,168 @@
+"""Every export format round-trips: what captionary's save step wrote reads back with the same captions
+and image sizes (and the images decode to those sizes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import loader_fixtures
+import pytest
+
+from captionary.errors import ConfigError
+from captionary.loader import ImageCaptionDataset, detect_format, read_records
+from captionary.loader.records import open_image
+
+pytest.importorskip("torch")
+export, varied, expected = loader_fixtures.export, loader_fixtures.varied, loader_fixtures.expected
+
+NO_AUGMENT = {"buckets": {"enable": False, "resolution": 64, "min_bucket_reso": 64}}
+
+
+def read_back(dataset) -> list[tuple[tuple[str, ...], tuple[int, int]]]:
+    rows = []
+    for index, record in enumerate(dataset.records):
+        image = open_image(record, dataset.downloads)
+        assert image.size == dataset.sizes[index]  # the header probe agrees with the decoded image
+        rows.append((record.captions, image.size))
+    return sorted(rows)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options", "detected"),
+    [
+        ("kohya", {}, "kohya"),
+        ("kohya", {"caption_ext": ".caption"}, "kohya"),
+        ("kohya_json", {}, "kohya_json"),
+        ("imagefolder", {}, "imagefolder"),
+        ("jsonl", {}, "jsonl"),
+        ("parquet", {}, "parquet"),
+        ("parquet", {"embed_images": True}, "parquet"),
+        ("webdataset", {"shard_size": 4}, "webdataset"),
+    ],
+)
+def test_export_round_trips(export, varied, fmt, options, detected):
+    pytest.importorskip("pyarrow")
+    out = export(fmt, **options)
+    assert detect_format(out) == detected
+    want = expected(varied)
+    if fmt == "webdataset":
+        dataset = ImageCaptionDataset(out, **NO_AUGMENT)
+        got = sorted((r.captions, open_image(r).size) for r in dataset.records())
+        assert got == want
+        return
+    dataset = ImageCaptionDataset(out, **NO_AUGMENT)
+    assert dataset.format == detected
+    assert read_back(dataset) == want
+
+
+def test_parquet_embedded_bytes_need_no_image_files(export, varied):
+    pytest.importorskip("pyarrow")
+    out = export("parquet", embed_images=True)
+    moved = out.parent / "elsewhere.parquet"
+    (out / "data.parquet").rename(moved)
+    dataset = ImageCaptionDataset(moved, **NO_AUGMENT)
+    assert all(isinstance(r.image, bytes) for r in dataset.records)
+    assert read_back(dataset) == expected(varied)
+
+
+def test_workspace_is_read_directly(export, varied, tmp_path):
+    export("kohya")
+    dataset = ImageCaptionDataset(tmp_path / "ws", **NO_AUGMENT)
+    assert dataset.format == "workspace"
+    assert read_back(dataset) == expected(varied)
+
+
+def test_workspace_items_with_derived_images(varied, tmp_path):
+    from captionary import Load, Resize, Workspace
+
+    with Workspace(tmp_path / "ws2") as ws:
+        ws.run(Load(varied) >> Resize(max_edge=100), progress=False)
+    dataset = ImageCaptionDataset(tmp_path / "ws2", **NO_AUGMENT)
+    sizes = sorted(open_image(r).size for r in dataset.records)
+    assert max(max(s) for s in sizes) == 100  # the resize recipe is replayed from the original blob
+    assert sorted(dataset.sizes) == sizes
+
+
+def test_csv_and_tsv_manifests_resolve_relative_paths(varied, tmp_path):
+    images = sorted(varied.rglob("*.jpg"))
+    for delimiter, suffix in ((",", ".csv"), ("\t", ".tsv")):
+        manifest = varied / f"list{suffix}"
+        with open(manifest, "w", newline="") as f:
+            writer = csv.writer(f, delimiter=delimiter)
+            writer.writerow(["file_name", "caption"])
+            for image in images:
+                writer.writerow([image.relative_to(varied).as_posix(), image.with_suffix(".txt").read_text()])
+        dataset = ImageCaptionDataset(manifest, **NO_AUGMENT)
+        assert dataset.format == suffix[1:]
+        assert read_back(dataset) == expected(varied)
+
+
+def test_huggingface_dataset_on_disk(export, varied, tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    out = export("imagefolder")
+    cache = str(tmp_path / "hf")
+    hf = datasets.load_dataset("imagefolder", data_dir=str(out), split="train", cache_dir=cache)
+    hf.save_to_disk(str(tmp_path / "saved"))
+    for source in (hf, tmp_path / "saved"):
+        dataset = ImageCaptionDataset(source, **NO_AUGMENT)
+        assert dataset.format == "huggingface"
+        assert read_back(dataset) == expected(varied)
+
+
+def test_image_urls_are_downloaded_once(varied, tmp_path):
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(varied), **kwargs)
+
+        def do_GET(self):
+            hits.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        images = sorted(varied.rglob("*.jpg"))
+        manifest = tmp_path / "urls.jsonl"
+        manifest.write_text(
+            "".join(
+                json.dumps({"url": f"{base}/{p.relative_to(varied).as_posix()}", "caption": p.stem}) + "\n"
+                for p in images
+            )
+        )
+        first = ImageCaptionDataset(manifest, cache_dir=tmp_path / "cache", **NO_AUGMENT)
+        assert len(hits) == len(images)
+        again = ImageCaptionDataset(manifest, cache_dir=tmp_path / "cache", **NO_AUGMENT)
+        sample = again[0]
+        assert len(hits) == len(images)  # the second dataset and its samples read the cache
+        assert sample["pixel_values"].shape == (3, 64, 64)
+        assert sorted(first.sizes) == sorted(s for _, s in expected(varied))
+    finally:
+        server.shutdown()
+
+
+def test_bad_manifest_row_names_file_and_line(tmp_path, varied):
+    manifest = tmp_path / "meta.jsonl"
+    manifest.write_text('{"image_path": "missing.jpg", "caption": "x"}\n')
+    with pytest.raises(ConfigError, match=r"meta\.jsonl:1: image not found"):
+        read_records(manifest)
+    manifest.write_text('{"image_path": "a.jpg"}\nnot json\n')
+    with pytest.raises(ConfigError, match=r"meta\.jsonl:1"):
+        read_records(manifest)
+    manifest.write_text('{"caption": "no image"}\n')
+    with pytest.raises(ConfigError, match=r"meta\.jsonl:1: no image in column"):
+        read_records(manifest)
+    with pytest.raises(ConfigError, match="dataset not found"):
+        ImageCaptionDataset(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="unknown format 'tfrecord'"):
+        ImageCaptionDataset(varied, format="tfrecord")
