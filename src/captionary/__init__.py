@@ -58,6 +58,9 @@ from captionary.steps.tags.tag import Tag
 from captionary.steps.transforms.convert import Convert
 from captionary.steps.transforms.crop import CropToAspect
 from captionary.steps.transforms.resize import Resize
+from captionary.steps.vlm.caption import Caption
+from captionary.steps.vlm.compose import ComposeCaption
+from captionary.steps.vlm.variations import CaptionVariations
 
 __version__ = "0.1.0"
 
@@ -66,7 +69,10 @@ __all__ = [
     "AddTags",
     "Apply",
     "BatchStep",
+    "Caption",
+    "CaptionVariations",
     "CaptionaryError",
+    "ComposeCaption",
     "ConfigError",
     "Convert",
     "CropToAspect",

@@ -38,6 +38,7 @@ class FakeOpenAI:
     ignore_n: bool = False  # answer one choice whatever n is (as llama.cpp does)
     delay: float = 0.0  # every answer takes this long (to observe concurrency)
     api_key: str | None = None  # when set, requests must carry it
+    prefix: str = ""  # put before every answer (e.g. "The image shows ")
     hits: list[Hit] = field(default_factory=list)
     active: int = 0
     peak: int = 0
@@ -117,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
         if action == "bad-json":
             return self._send_raw(200, b"<html>gateway</html>", hit)
         described = "; ".join(_describe(image) for image in images) or "no image"
-        words = f"{described} for: {prompt}".split()
+        words = f"{fake.prefix}{described} for: {prompt}".split()
         n = 1 if fake.ignore_n else body.get("n", 1)
         choices = []
         for index in range(n):

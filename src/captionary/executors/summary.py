@@ -21,6 +21,7 @@ class StepStats:
     seconds: float = 0.0  # time the driver spent on this step (its background work not included)
     expected: int | None = None  # a source may say how many records it will produce
     done: bool = False
+    usage: dict[str, int] = field(default_factory=dict)  # what a batch step reports (e.g. model tokens)
 
 
 @dataclass
@@ -42,7 +43,12 @@ class RunSummary:
         return sum(s.computed for s in self.steps)
 
     def table(self) -> str:
-        return stats_table(self.steps)
+        usage = [
+            f"{s.name}: " + ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in s.usage.items())
+            for s in self.steps
+            if s.usage
+        ]
+        return stats_table(self.steps) + "".join("\n" + line for line in usage)
 
 
 def stats_table(steps: list[StepStats]) -> str:

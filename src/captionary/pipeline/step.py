@@ -253,6 +253,10 @@ class BatchStep(Step):
     def teardown(self) -> None:
         """Release the model. Called when the step has seen its last item."""
 
+    def usage(self) -> dict[str, int]:
+        """Counters for the run summary (e.g. model tokens), read once before `teardown`."""
+        return {}
+
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         raise NotImplementedError
 

@@ -121,6 +121,7 @@ class BatchStage(Stage):
 
     def close(self, complete: bool) -> None:
         if self.loaded:
+            self.stats.usage = dict(self.thread.submit(self.step.usage).result())
             self.thread.submit(self.step.teardown).result()
         self.thread.shutdown(cancel_futures=True)
         self.db.close()

@@ -1,0 +1,303 @@
+"""`GenerativeStep`: what `caption`, `compose_caption` and `caption_variations` share.
+
+A step names its model the same way for every backend (`backend`, `model`, `revision`, transport and
+device settings, free-form `options`) or by a preset name (`model: qwen2.5-vl-7b`). The backend is
+built (and its library checked) when the step is built, loaded once per run in `setup()` and released
+in `teardown()`. Batches that run out of memory are halved and retried; a request that fails alone
+fails only its item. Token usage is counted for the run summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+from captionary.backends.base import (
+    Backend,
+    BackendConfig,
+    GenerationParams,
+    Request,
+    Result,
+    cache_identity,
+    find_preset,
+    is_out_of_memory,
+    make_backend,
+    model_label,
+)
+from captionary.core.item import Item, decode_image
+from captionary.errors import ConfigError, ItemError, ParamError
+from captionary.pipeline.step import BatchStep, require
+from captionary.steps.vlm.text import render, strip_preamble, template_fields
+
+log = logging.getLogger(__name__)
+
+BACKEND_PARAMS = (
+    "base_url",
+    "api_key_env",
+    "concurrency",
+    "timeout",
+    "dtype",
+    "device",
+    "max_image_edge",
+)
+"""Step parameters passed to the backend as options when set."""
+
+GENERATION_PARAMS = ("max_tokens", "temperature", "top_p", "seed")
+
+NOT_CACHED = ("backend", "model", "revision", "options", *BACKEND_PARAMS, "batch_size", "prompt", "system")
+"""Left out of the step's plain cache params: they enter the key resolved (preset applied) instead."""
+
+
+class GenerativeStep(BatchStep):
+    """Base of the steps that generate text with a backend. Subclasses set the defaults and implement
+    `prompt_for(item)`, `images_for(item)` and `updates(result)`."""
+
+    version: ClassVar[int | str] = 1
+    default_prompt: ClassVar[str] = ""
+    default_temperature: ClassVar[float] = 0.0
+    default_max_tokens: ClassVar[int] = 256
+    default_n: ClassVar[int] = 1
+
+    model: str = ""  # a Hugging Face id, a local folder, an API model name, or a preset name
+    backend: str | None = None  # openai | transformers | vllm; None: the preset's, else openai if
+    # base_url is set, else transformers
+    revision: str | None = None
+    prompt: str | None = None  # a template over the item's properties: "Tags: {tags}. Describe ..."
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    n: int | None = None  # texts per item; more than one writes a list
+    target: str = "caption"
+    strip_preamble: bool = False  # drop "The image shows ..." and the like
+    on_truncated: Literal["flag", "fail", "keep"] = "flag"  # a text cut off by max_tokens
+    default: str | None = None  # for a property the prompt names but the item lacks; None: the item fails
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = None
+    timeout: float | None = None
+    dtype: str | None = None
+    device: str | None = None
+    max_image_edge: int | None = None
+    options: dict[str, Any] | None = None  # other backend options, e.g. {tensor_parallel_size: 2}
+    batch_size: int = 8
+
+    # --- building ------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        require(bool(self.model), self, "required: a model id, a local folder or a preset name", "model")
+        require(bool(self.target), self, "must name a property", "target")
+        require(self.batch_size >= 1, self, f"must be at least 1, got {self.batch_size}", "batch_size")
+        preset = find_preset(self.model)
+        options = {k: getattr(self, k) for k in BACKEND_PARAMS if getattr(self, k) is not None}
+        if preset is not None:
+            backend = self.backend or preset.backend
+            config = BackendConfig(
+                backend,
+                preset.model,
+                self.revision or preset.revision,
+                {**preset.options, **options, **(self.options or {})},
+            )
+        else:
+            backend = self.backend or ("openai" if self.base_url else "transformers")
+            config = BackendConfig(backend, self.model, self.revision, {**options, **(self.options or {})})
+        try:
+            instance = make_backend(config)
+            instance.preflight()
+        except ParamError:
+            raise
+        except ConfigError as exc:
+            named = exc.message.split(" (")[0]
+            bad = next((k for k in (*BACKEND_PARAMS, "options") if k in named), "backend")
+            raise ParamError(f"{self.name}: {exc.message}", param=bad) from None
+        prompt = self.prompt or (preset and preset.prompt) or self.default_prompt
+        try:
+            fields = template_fields(prompt)
+        except ValueError as exc:
+            fields = ()
+            require(False, self, f"invalid prompt template {prompt!r}: {exc}", "prompt")
+        params = GenerationParams(
+            max_tokens=_first(
+                self.max_tokens, preset.max_tokens if preset else None, self.default_max_tokens
+            ),
+            temperature=_first(
+                self.temperature, preset.temperature if preset else None, self.default_temperature
+            ),
+            top_p=self.top_p,
+            seed=self.seed,
+            n=_first(self.n, self.default_n),
+        )
+        require(params.n >= 1, self, f"must be at least 1, got {params.n}", "n")
+        require(params.max_tokens >= 1, self, f"must be at least 1, got {params.max_tokens}", "max_tokens")
+        self.__dict__.update(
+            _config=config,
+            _backend=instance,
+            _prompt=prompt,
+            _system=self.system or (preset and preset.system) or None,
+            _fields=fields,
+            _generation=params,
+        )
+
+    @property
+    def backend_config(self) -> BackendConfig:
+        return self.__dict__["_config"]
+
+    @property
+    def generation(self) -> GenerationParams:
+        return self.__dict__["_generation"]
+
+    @property
+    def reads(self) -> tuple[str, ...]:  # the properties the prompt names are this step's inputs
+        return tuple(f for f in self.__dict__["_fields"] if f != "name")
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return (self.target, f"{self.target}_truncated")
+
+    @property
+    def cache_params(self) -> dict[str, Any]:
+        """Step settings plus the resolved model, prompt and generation params (preset applied);
+        never batch size, concurrency, timeouts or API keys."""
+        plain = {k: v for k, v in self.params.items() if k not in NOT_CACHED and k not in GENERATION_PARAMS}
+        plain.pop("n", None)
+        return {
+            **plain,
+            "model": cache_identity(self.backend_config),
+            "prompt": self.__dict__["_prompt"],
+            "system": self.__dict__["_system"],
+            "generation": self.generation.as_dict(),
+        }
+
+    def model_id(self) -> str:
+        return model_label(self.backend_config)
+
+    # --- running -------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.__dict__.update(_chunk=self.batch_size, _memo={}, _load_error=None)
+        self.__dict__.setdefault("_usage", {})
+        try:
+            self._backend_instance.load()
+        except Exception as exc:  # the stage ignores setup errors: report them with every item
+            self.__dict__["_load_error"] = f"could not load {self.model_id()}: {type(exc).__name__}: {exc}"
+
+    def teardown(self) -> None:
+        self._backend_instance.close()
+        self.__dict__["_memo"] = {}
+
+    def usage(self) -> dict[str, int]:
+        """Tokens and requests since the last call (for the run summary); resets the counters."""
+        counts, self.__dict__["_usage"] = self.__dict__.get("_usage", {}), {}
+        return counts
+
+    @property
+    def _backend_instance(self) -> Backend:
+        return self.__dict__["_backend"]
+
+    def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
+        """One update per item. When some items fail, their errors and the others' results are kept,
+        so the stage's item-by-item retry costs no second request."""
+        memo: dict[int, tuple[Item, dict[str, Any] | Exception]] = self.__dict__.setdefault("_memo", {})
+        if not all(id(item) in memo for item in items):
+            memo.clear()
+            for item, outcome in zip(items, self._run(items)):
+                memo[id(item)] = (item, outcome)
+        outcomes = [memo[id(item)][1] for item in items]
+        failed = [o for o in outcomes if isinstance(o, Exception)]
+        if failed:
+            raise failed[0] if len(items) == 1 else ItemError(f"{len(failed)} of {len(items)} items failed")
+        for item in items:
+            memo.pop(id(item), None)
+        return outcomes  # type: ignore[return-value]
+
+    def _run(self, items: Sequence[Item]) -> list[dict[str, Any] | Exception]:
+        if self.__dict__.get("_load_error"):
+            return [ItemError(self.__dict__["_load_error"]) for _ in items]
+        outcomes: list[dict[str, Any] | Exception | None] = [None] * len(items)
+        requests, positions = [], []
+        for position, item in enumerate(items):
+            try:
+                requests.append(self.request(item))
+                positions.append(position)
+            except Exception as exc:
+                outcomes[position] = exc
+        for position, result in zip(positions, self._generate(requests)):
+            self._count(result)
+            try:
+                outcomes[position] = self._updates(result)
+            except ItemError as exc:
+                outcomes[position] = exc
+        return outcomes  # type: ignore[return-value]
+
+    def request(self, item: Item) -> Request:
+        prompt = render(self.__dict__["_prompt"], self.__dict__["_fields"], item, self.default, self.name)
+        images = [self._image(item)] if self.reads_image else []
+        return Request(prompt, images, self.__dict__["_system"], self.generation)
+
+    def _image(self, item: Item) -> Any:
+        """The item's image as RGB, downscaled to the backend's max_image_edge (a JPEG decoded at a
+        reduced DCT scale when that is enough)."""
+        edge = self._backend_instance.settings.get("max_image_edge")
+        if edge and not item.recipe and item.store is not None:
+            image = decode_image(item.store.get(item.base), lambda w, h: edge / max(w, h))
+        else:
+            image = item.image.copy() if edge else item.image  # thumbnail() works in place
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        if edge and max(image.size) > edge:
+            image.thumbnail((edge, edge))
+        return image
+
+    def _generate(self, requests: list[Request]) -> list[Result]:
+        """All results, in chunks of the batch size; a chunk out of memory is halved and retried."""
+        results: list[Result] = []
+        start = 0
+        while start < len(requests):
+            chunk = requests[start : start + self.__dict__.get("_chunk", self.batch_size)]
+            try:
+                answer = self._backend_instance.generate(chunk)
+            except Exception as exc:
+                if not is_out_of_memory(exc) or len(chunk) == 1:
+                    raise
+                self.__dict__["_chunk"] = max(1, len(chunk) // 2)
+                log.warning(
+                    "%s: out of memory at batch size %d; trying %d", self.name, len(chunk), len(chunk) // 2
+                )
+                continue
+            if len(answer) != len(chunk):
+                raise ItemError(f"{self.model_id()} returned {len(answer)} results for {len(chunk)} requests")
+            results += answer
+            start += len(chunk)
+        return results
+
+    def _count(self, result: Result) -> None:
+        usage = self.__dict__.setdefault("_usage", {})
+        for key, value in (
+            ("requests", 1),
+            ("prompt_tokens", result.prompt_tokens),
+            ("completion_tokens", result.completion_tokens),
+        ):
+            usage[key] = usage.get(key, 0) + value
+
+    def _updates(self, result: Result) -> dict[str, Any]:
+        if result.error:
+            raise ItemError(f"{self.model_id()}: {result.error}")
+        texts = [t.strip() for t in result.texts]
+        if self.strip_preamble:
+            texts = [strip_preamble(t) for t in texts]
+        if not texts or not all(texts):
+            raise ItemError(f"{self.model_id()} returned an empty text")
+        truncated = result.truncated
+        if truncated and self.on_truncated == "fail":
+            raise ItemError(
+                f"{self.model_id()}: text cut off at max_tokens={self.generation.max_tokens} "
+                "(finish reason 'length'); raise max_tokens or set on_truncated: flag"
+            )
+        updates: dict[str, Any] = {self.target: texts[0] if self.generation.n == 1 else texts}
+        if self.on_truncated == "flag":
+            updates[f"{self.target}_truncated"] = truncated
+        return updates
+
+
+def _first(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
