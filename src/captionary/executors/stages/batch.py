@@ -65,7 +65,15 @@ class BatchStage(Stage):
         if self.waiting:
             self.submit(self.waiting)
             self.waiting = []
-        return super().finish()
+        done = super().finish()
+        self.release()  # the step has seen its last item: free its model now, not at the end of the run
+        return done
+
+    def release(self) -> None:
+        if self.loaded:
+            self.stats.usage = dict(self.thread.submit(self.step.usage).result())
+            self.thread.submit(self.step.teardown).result()
+            self.loaded = False
 
     def submit(self, batch: list[tuple[Item, bytes]]) -> None:
         if not self.loaded:
@@ -120,8 +128,6 @@ class BatchStage(Stage):
         return apply(item, outcome, self.step)
 
     def close(self, complete: bool) -> None:
-        if self.loaded:
-            self.stats.usage = dict(self.thread.submit(self.step.usage).result())
-            self.thread.submit(self.step.teardown).result()
+        self.release()
         self.thread.shutdown(cancel_futures=True)
         self.db.close()
