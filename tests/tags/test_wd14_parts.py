@@ -49,9 +49,9 @@ def test_mcut_takes_the_midpoint_of_the_largest_gap():
     assert mcut_threshold(np.array([0.9, 0.85, 0.3, 0.2])) == pytest.approx(0.575)
     assert mcut_threshold(np.array([0.1, 0.95, 0.5])) == pytest.approx(0.725)
     scores = np.array([0.9, 0.85, 0.3, 0.2, 0.1])
-    assert above(scores, [0, 1, 2, 3], 0.25) == [0, 1, 2]
-    assert above(scores, [0, 1, 2, 3], None) == [0, 1]
-    assert above(scores, [3, 4], None, floor=0.5) == []  # MCut 0.15, floor 0.5
+    assert above(scores, np.array([0, 1, 2, 3]), 0.25).tolist() == [0, 1, 2]
+    assert above(scores, np.array([0, 1, 2, 3]), None).tolist() == [0, 1]
+    assert above(scores, np.array([3, 4]), None, floor=0.5).tolist() == []  # MCut 0.15, floor 0.5
 
 
 def test_tag_csv_is_read_in_order_with_categories(tmp_path):

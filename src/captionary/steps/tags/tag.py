@@ -32,6 +32,7 @@ class _Loaded:
     spec: ImageInput
     output: str
     labels: TagLabels
+    groups: dict[int, np.ndarray]  # category -> indexes of its tags
     pool: ThreadPoolExecutor
 
 
@@ -151,7 +152,10 @@ class Tag(BatchStep):
                 f"{files.model} outputs {n_scores} scores but {files.tags} lists {len(labels)} tags"
             )
         pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="captionary-tag-prep")
-        return _Loaded(session, spec, out.name, labels, pool)
+        import numpy as np
+
+        groups = {c: np.array(labels.indexes(c), dtype=np.int64) for c in (GENERAL, CHARACTER, RATING)}
+        return _Loaded(session, spec, out.name, labels, groups, pool)
 
     def scores(self, items: Sequence[Item]) -> np.ndarray:
         """Model scores, one row per item (images preprocessed in parallel threads)."""
@@ -174,36 +178,36 @@ class Tag(BatchStep):
     # --- the step ----------------------------------------------------------------------------------
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         scores = self.scores(items)
-        labels = self._model().labels
-        return [self.select(labels, row, item) for item, row in zip(items, scores)]
+        loaded = self._model()
+        return [self.select(loaded, row, item) for item, row in zip(items, scores)]
 
-    def select(self, labels: TagLabels, scores: np.ndarray, item: Item) -> dict[str, Any]:
+    def select(self, loaded: _Loaded, scores: np.ndarray, item: Item) -> dict[str, Any]:
         """One item's properties from its score row."""
-        general = above(
-            scores, labels.indexes(GENERAL), None if self.general_mcut else self.general_threshold
-        )
-        characters: list[int] = []
+        labels, groups = loaded.labels, loaded.groups
+        general_threshold = None if self.general_mcut else self.general_threshold
+        chosen = above(scores, groups[GENERAL], general_threshold).tolist()
         if self.characters:
             threshold = None if self.character_mcut else self.character_threshold
-            characters = above(scores, labels.indexes(CHARACTER), threshold, floor=MCUT_CHARACTER_FLOOR)
-        by_score = sorted(general + characters, key=lambda i: -scores[i])
+            chosen += above(scores, groups[CHARACTER], threshold, floor=MCUT_CHARACTER_FLOOR).tolist()
+        values = {i: float(scores[i]) for i in chosen}
+        by_score = sorted(chosen, key=lambda i: (-values[i], i))
         if self.character_first:
             by_score.sort(key=lambda i: labels.categories[i] != CHARACTER)
         picked: dict[str, float] = {}
         for i in by_score:
-            name = clean_tag(
-                labels.names[i], underscores=self.replace_underscores, escape=self.escape_brackets
-            )
-            if clean_tag(labels.names[i]) not in self.__dict__["_exclude"] and name not in picked:
-                picked[name] = round(float(scores[i]), 4)
+            raw = labels.names[i]
+            name = clean_tag(raw, underscores=self.replace_underscores, escape=self.escape_brackets)
+            if clean_tag(raw) not in self.__dict__["_exclude"] and name not in picked:
+                picked[name] = round(values[i], 4)
         if self.max_tags is not None:
             picked = dict(list(picked.items())[: self.max_tags])
         tags = list(picked)
         if self.merge:
-            existing = list(item.get("tags") or [])
-            tags = list(dict.fromkeys([*existing, *tags]))
+            existing = item.get("tags") or []
+            if not isinstance(existing, list):
+                raise ItemError(f"tag: the item's tags are a {type(existing).__name__}, not a list (merge)")
+            tags = list(dict.fromkeys([*map(str, existing), *tags]))
         result: dict[str, Any] = {"tags": tags, "tag_scores": picked}
-        ratings = labels.indexes(RATING)
-        if ratings:
-            result["rating"] = labels.names[max(ratings, key=lambda i: scores[i])]
+        if len(groups[RATING]):
+            result["rating"] = labels.names[int(groups[RATING][scores[groups[RATING]].argmax()])]
         return result

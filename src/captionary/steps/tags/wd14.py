@@ -54,12 +54,12 @@ def mcut_threshold(scores: np.ndarray) -> float:
 
 
 def above(
-    scores: np.ndarray, indexes: list[int], threshold: float | None, *, floor: float = 0.0
-) -> list[int]:
+    scores: np.ndarray, indexes: np.ndarray, threshold: float | None, *, floor: float = 0.0
+) -> np.ndarray:
     """The indexes whose score is > threshold (None: MCut over these scores, at least `floor`)."""
-    if not indexes:
-        return []
+    if not len(indexes):
+        return indexes
     picked = scores[indexes]
     if threshold is None:
         threshold = max(floor, mcut_threshold(picked))
-    return [i for i, s in zip(indexes, picked.tolist()) if s > threshold]
+    return indexes[picked > threshold]
