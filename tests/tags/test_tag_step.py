@@ -213,3 +213,42 @@ steps:
     bad = text.replace("general_threshold: 0.5", "general_threshold: high")
     with pytest.raises(ParamError, match=r"line 5: tag\.general_threshold: expected float"):
         parse_pipeline(bad, base=tmp_path)
+
+
+def test_hub_repo_id_is_read_from_the_hugging_face_cache_offline(tagger, colours, tmp_path, monkeypatch):
+    """The hub path through huggingface_hub itself: a standard cache layout, HF_HUB_OFFLINE."""
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hf-cache" / "models--SmilingWolf--wd-vit-tagger-v3"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tagger, repo / "snapshots" / commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    props, summary = tagged(tmp_path / "a", colours, Tag(model="SmilingWolf/wd-vit-tagger-v3"))
+    assert summary.step("tag").computed == 4
+    assert props["red"]["tags"][0] == "red background" and props["red"]["rating"] == "sensitive"
+    _, summary = tagged(tmp_path / "b", colours, Tag(model="SmilingWolf/not-cached"))
+    assert summary.step("tag").failed == 4
+    assert (
+        "'SmilingWolf/not-cached' is not a local folder and cannot be fetched" in summary.errors[0]["reason"]
+    )
+
+
+def test_tags_a_resized_image(tagger, colours, ws_path):
+    from captionary import Resize
+
+    props, _ = tagged(ws_path, colours, Tag(model=str(tagger)), Resize(max_edge=16))
+    assert props["red"]["width"] == 16 and props["red"]["tags"][0] == "red background"
+
+
+@pytest.mark.gpu
+def test_cuda_provider_is_used_when_present(tagger):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)")
+    from captionary.backends.onnx import load_session
+
+    assert load_session(tagger / "model.onnx").get_providers()[0] == "CUDAExecutionProvider"

@@ -56,9 +56,10 @@ def hub_files(repo_id: str, revision: str | None) -> TaggerFiles:
     hub = require("huggingface_hub", "onnx")
     try:
         paths = [hub.hf_hub_download(repo_id, name, revision=revision) for name in (MODEL_FILE, TAGS_FILE)]
-    except Exception as exc:
+    except Exception as exc:  # offline, unknown repo, missing file, no access: the hub says which
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
         raise ConfigError(
-            f"{repo_id!r} is not a local folder and cannot be fetched from the Hugging Face hub: {exc}"
+            f"{repo_id!r} is not a local folder and cannot be fetched from the Hugging Face hub: {reason}"
         ) from None
     return TaggerFiles(Path(paths[0]), Path(paths[1]))
 
