@@ -280,6 +280,11 @@ class GlobalStep(Step):
         """True for steps that set items' `order` (their output is emitted in that order)."""
         return "order" in self.writes
 
+    def prepare(self, ws: Any) -> str:
+        """Read what the step needs from the workspace besides its items (e.g. human decisions) and
+        return a fingerprint of it, which joins the cache key. Runs before the cache lookup."""
+        return ""
+
     def apply_all(self, items: Sequence[Item]) -> list[Outcome]:
         raise NotImplementedError
 

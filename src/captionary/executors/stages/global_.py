@@ -40,14 +40,20 @@ class GlobalStage(Stage):
             outcome = outcomes[item.id]
             if outcome.dropped is not None:
                 self.stats.dropped += 1
-                self.ctx.drop(self.index, item, outcome.dropped)
+                # a dropped item keeps the properties the step gave it (why: a duplicate group, a score)
+                self.ctx.drop(self.index, apply(item, outcome, self.step), outcome.dropped)
                 continue
             self.stats.n_out += 1
             ready.append(apply(item, outcome, self.step))
         return sorted(ready, key=order_key) if self.step.writes_order else ready
 
     def outcomes(self, items: list[Item]) -> dict[str, Outcome] | None:
-        key = cache_key(self.step.cache_prefix, "".join(item_key(self.step, item).hex() for item in items))
+        try:
+            extra = self.step.prepare(self.ctx.ws)  # inputs from the workspace (human decisions, ...)
+        except Exception as exc:
+            return self.failed(items, exc)
+        inputs = "".join(item_key(self.step, item).hex() for item in items)
+        key = cache_key(self.step.cache_prefix, inputs + extra if extra else inputs)
         db = self.ctx.ws.reader()
         try:
             cached = lookup_one(db, key)
@@ -67,10 +73,13 @@ class GlobalStage(Stage):
             }
             props = canonical_json(table)
         except Exception as exc:
-            reason = describe_error(exc)
-            for item in items:
-                self.ctx.fail(self.index, item, reason)
-            return None
+            return self.failed(items, exc)
         self.stats.computed = len(items)
         self.ctx.writer.write(INSERT_RESULT, (key, self.step.name, None, props, None, None, time.time()))
         return {i: Outcome(*value) for i, value in json.loads(props).items()}
+
+    def failed(self, items: list[Item], exc: Exception) -> None:
+        """The step failed: every item is recorded as failed with the reason."""
+        reason = describe_error(exc)
+        for item in items:
+            self.ctx.fail(self.index, item, reason)
