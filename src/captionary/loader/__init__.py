@@ -21,6 +21,7 @@ from captionary.loader.preview import preview
 from captionary.loader.readers import FORMATS, detect_format, read_records
 from captionary.loader.records import Record
 from captionary.loader.sampler import BucketBatchSampler, SampleKey
+from captionary.loader.text_cache import TextEmbeddingCache
 from captionary.loader.tokenizers import PRESETS, Tokenize
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "LatentCache",
     "Record",
     "SampleKey",
+    "TextEmbeddingCache",
     "Tokenize",
     "collate",
     "detect_format",

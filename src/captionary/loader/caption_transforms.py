@@ -48,6 +48,15 @@ class CaptionTransform:
     def settings(self) -> dict[str, Any]:
         return asdict(self)
 
+    def variants(self, captions: Sequence[str]) -> set[str]:
+        """Every text a deterministic transform can give for these captions (plus "" with dropout)."""
+        texts = {self._affix(c) for c in captions} or {self._affix("")}
+        return texts | {""} if self.dropout > 0 else texts
+
+    def _affix(self, caption: str) -> str:
+        parts = [p for p in (self.prefix, caption, self.suffix) if p]
+        return (self.separator + " ").join(parts)
+
     def __call__(self, captions: Sequence[str], rng: random.Random) -> str:
         caption = rng.choice(captions) if len(captions) > 1 else (captions[0] if captions else "")
         if self.dropout > 0 and rng.random() < self.dropout:
@@ -60,5 +69,4 @@ class CaptionTransform:
             if self.shuffle_tags:
                 rng.shuffle(rest)
             caption = (self.separator + " ").join(kept + rest)
-        parts = [p for p in (self.prefix, caption, self.suffix) if p]
-        return (self.separator + " ").join(parts) if self.prefix or self.suffix else caption
+        return self._affix(caption)

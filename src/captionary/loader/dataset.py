@@ -27,7 +27,8 @@ class ImageCaptionDataset:
     `WebDatasetImageCaptions` instead. `image`, `caption` and `buckets` take the settings objects or
     plain dicts (`config=` a YAML file or dict with those three sections). Each sample is a dict:
     `pixel_values` (3xHxW in [-1, 1]) or `latents` (with a `LatentCache`), `caption`, `id`,
-    `original_size`, `crop_top_left`, `bucket`, `flipped`, plus the tokenizer's outputs.
+    `original_size`, `crop_top_left`, `bucket`, `flipped`, plus the tokenizer's outputs (and the cached
+    text-encoder outputs with a `TextEmbeddingCache`).
 
     Augmentation is seeded by (seed, epoch, index): index the dataset with the `SampleKey`s that
     `BucketBatchSampler` yields (or call `set_epoch`), and every worker process draws the same.
@@ -51,6 +52,7 @@ class ImageCaptionDataset:
         config: str | Path | dict[str, Any] | None = None,
         tokenizer: Any = None,
         latents: Any = None,
+        text_cache: Any = None,
         seed: int = 0,
         cache_dir: str | Path | None = None,
         probe_threads: int = 8,
@@ -78,6 +80,9 @@ class ImageCaptionDataset:
         self.choices: list[BucketChoice] = [self._choose(r, s) for r, s in zip(self.records, self.sizes)]
         if latents is not None:
             latents.check(self.image_transform)
+        self.text_cache = text_cache
+        if text_cache is not None:
+            text_cache.check(self.caption_transform)
 
     def _probe(self, threads: int) -> list[tuple[int, int]]:
         with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -128,6 +133,8 @@ class ImageCaptionDataset:
             sample["pixel_values"] = self.pixels(index, geometry)
         if self.tokenizer is not None:
             sample.update(self.tokenizer(sample["caption"]))
+        if self.text_cache is not None:
+            sample.update(self.text_cache.get(sample["caption"]))
         return sample
 
     def __repr__(self) -> str:
