@@ -100,6 +100,19 @@ def test_cleanup_options_exclude_and_merge(tagger, colours, tmp_path):
         ),
     )
     assert raw["red"]["tags"] == ["red_background", "hatsune_miku_\\(vocaloid\\)", "^_^"]
+    escaped, _ = tagged(
+        tmp_path / "e",
+        colours,
+        Tag(
+            model=str(tagger),
+            escape_brackets=True,
+            exclude=["hatsune miku \\(vocaloid\\)"],
+            rating_tag="first",
+        ),
+    )
+    assert escaped["red"]["tags"] == ["sensitive", "red background", "^_^", "solo", "long hair"]
+    last, _ = tagged(tmp_path / "f", colours, Tag(model=str(tagger), rating_tag="last", max_tags=2))
+    assert last["green"]["tags"] == ["green background", "hatsune miku (vocaloid)", "general"]
     merged, _ = tagged(
         tmp_path / "b", colours, Tag(model=str(tagger), merge=True), AddTags(tags=["sks", "solo"])
     )

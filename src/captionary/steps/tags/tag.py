@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from captionary.backends.onnx import ImageInput, image_input, load_session, outputs
 from captionary.core.item import Item
@@ -44,7 +44,8 @@ class Tag(BatchStep):
     `general_threshold`, characters above `character_threshold` (`*_mcut`: the MCut threshold
     instead); `rating` is the rating tag with the highest score. Tag names: underscores become
     spaces (kaomoji like `^_^` kept), `escape_brackets` writes `\\(`; `exclude` drops tags (either
-    spelling); `merge` keeps the item's existing `tags` first and appends new ones.
+    spelling); `merge` keeps the item's existing `tags` first and appends new ones; `rating_tag`
+    puts the rating among the tags too (first or last, as kohya's `--use_rating_tags`).
     """
 
     name: ClassVar[str] = "tag"
@@ -66,6 +67,7 @@ class Tag(BatchStep):
     exclude: list[str] = field(default_factory=list)
     max_tags: int | None = None
     merge: bool = False
+    rating_tag: Literal["none", "first", "last"] = "none"
     batch_size: int = 8
     threads: int | None = None
     providers: list[str] | None = None
@@ -100,7 +102,8 @@ class Tag(BatchStep):
         )
         self.__dict__["_files"] = files
         self.__dict__["_labels"] = labels
-        self.__dict__["_exclude"] = {clean_tag(t.strip()) for t in self.exclude}
+        unescaped = (t.strip().replace("\\(", "(").replace("\\)", ")") for t in self.exclude)
+        self.__dict__["_exclude"] = {clean_tag(t) for t in unescaped}
 
     def model_id(self) -> str:
         if "_model_id" not in self.__dict__:
@@ -209,5 +212,10 @@ class Tag(BatchStep):
             tags = list(dict.fromkeys([*map(str, existing), *tags]))
         result: dict[str, Any] = {"tags": tags, "tag_scores": picked}
         if len(groups[RATING]):
-            result["rating"] = labels.names[int(groups[RATING][scores[groups[RATING]].argmax()])]
+            rating = labels.names[int(groups[RATING][scores[groups[RATING]].argmax()])]
+            result["rating"] = rating
+            if self.rating_tag == "first":
+                result["tags"] = [rating, *(t for t in tags if t != rating)]
+            elif self.rating_tag == "last":
+                result["tags"] = [*(t for t in tags if t != rating), rating]
         return result
