@@ -139,7 +139,7 @@ def test_batching_keeps_each_image_with_its_own_scores(tagger, colours, photos, 
     assert_same(one, five)
     assert five["colours/red"]["rating"] == "sensitive"
     assert five["colours/green"]["tags"][0] == "green background"
-    fixed = build_tagger(tmp_path / "fixed", batch=1)  # a model that only takes one image at a time
+    fixed = build_tagger(tmp_path / "fixed", batch=1, names=("input", "output"))  # one image a run, v3 names
     single, _ = tagged(tmp_path / "c", mixed, Tag(model=str(fixed), batch_size=5))
     assert_same(single, five)
 

@@ -49,12 +49,18 @@ def expected_scores(bgr_means: tuple[float, float, float]) -> dict[str, float]:
 
 
 def build_tagger(
-    folder: Path, *, batch: int | str = "batch", size: int = 448, extra_outputs: int = 0
+    folder: Path,
+    *,
+    batch: int | str = "batch",
+    size: int = 448,
+    extra_outputs: int = 0,
+    names: tuple[str, str] = ("input_1:0", "predictions_sigmoid"),
 ) -> Path:
     """Write `model.onnx` and `selected_tags.csv` into `folder` (created) and return it.
 
     `batch`: a name for a dynamic batch axis, or a fixed size. `extra_outputs` adds scores that the
-    CSV does not list (a mismatched model)."""
+    CSV does not list (a mismatched model). `names`: the input and output names (v2 taggers use
+    the default, v3 ones `input` and `output`)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -68,16 +74,16 @@ def build_tagger(
     graph = helper.make_graph(
         [
             # rows, then columns: two short float32 sums stay exact enough (one of 200,704 would not)
-            helper.make_node("ReduceMean", ["input_1:0"], ["row_mean"], axes=[1], keepdims=0),
+            helper.make_node("ReduceMean", [names[0]], ["row_mean"], axes=[1], keepdims=0),
             helper.make_node("ReduceMean", ["row_mean"], ["mean"], axes=[1], keepdims=0),
             helper.make_node("Mul", ["mean", "scale"], ["features"]),
             helper.make_node("MatMul", ["features", "weights"], ["logits_raw"]),
             helper.make_node("Add", ["logits_raw", "bias"], ["logits"]),
-            helper.make_node("Sigmoid", ["logits"], ["predictions_sigmoid"]),
+            helper.make_node("Sigmoid", ["logits"], [names[1]]),
         ],
         "tiny_wd14",
-        [helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, [batch, size, size, 3])],
-        [helper.make_tensor_value_info("predictions_sigmoid", TensorProto.FLOAT, [batch, n])],
+        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [batch, size, size, 3])],
+        [helper.make_tensor_value_info(names[1], TensorProto.FLOAT, [batch, n])],
         initializer=[
             numpy_helper.from_array(np.array(1 / 255, dtype=np.float32), "scale"),
             numpy_helper.from_array(weights, "weights"),

@@ -33,7 +33,7 @@ class TagLabels:
 def read_labels(path: Path) -> TagLabels:
     """Parse a tag CSV; a ConfigError names the file and line of the first bad row."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read tag list {path}: {exc}") from None
     rows = csv.DictReader(text.splitlines())
