@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from captionary.core.optional import require
 from captionary.errors import ConfigError
 from captionary.loader.buckets import BucketChoice, BucketConfig, Buckets
 from captionary.loader.caption_transforms import CaptionTransform
@@ -58,6 +59,7 @@ class ImageCaptionDataset:
         probe_threads: int = 8,
         **reader_options: Any,
     ):
+        require("torch", "loader")
         sections = _sections(config)
         self.image_transform = from_dict(ImageTransform, image or sections.get("image"), "image")
         self.caption_transform = from_dict(CaptionTransform, caption or sections.get("caption"), "caption")
