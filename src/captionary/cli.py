@@ -60,6 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     steps.add_argument("--json", action="store_true")
     steps.set_defaults(func=_steps)
 
+    preview = commands.add_parser("preview", help="PNG grid of one augmented training batch + bucket stats")
+    preview.add_argument("dataset", help="an exported dataset (folder, file, glob, URL) or a workspace")
+    preview.add_argument("--format", help="the dataset's format (default: detected)")
+    preview.add_argument("--out", type=Path, default=Path("preview.png"), help="the PNG to write")
+    preview.add_argument("--config", type=Path, help="loader settings (YAML: image, caption, buckets)")
+    preview.add_argument("--resolution", type=int, help="bucket resolution (default 512, kohya's)")
+    preview.add_argument("--batch-size", type=int, default=8)
+    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--epoch", type=int, default=0)
+    preview.add_argument("--drop-last", action="store_true", help="leave out buckets' smaller last batches")
+    preview.set_defaults(func=_preview)
+
     gc = commands.add_parser("gc", help="delete blobs nothing refers to")
     gc.add_argument("workspace", type=Path)
     gc.set_defaults(func=_gc)
@@ -149,6 +161,32 @@ def _steps(args: argparse.Namespace) -> int:
         print(f"{step['name']} ({step['kind']}): {step['doc']}")
         for param in step["params"]:
             print(f"    {param}")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from captionary.loader.config import load_yaml
+    from captionary.loader.preview import preview
+
+    options = load_yaml(args.config) if args.config else {}
+    if args.resolution:
+        buckets = {"max_bucket_reso": max(1024, args.resolution), **options.get("buckets", {})}
+        options["buckets"] = {**buckets, "resolution": args.resolution}
+    result = preview(
+        args.dataset,
+        args.out,
+        format=args.format,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        epoch=args.epoch,
+        drop_last=args.drop_last,
+        **options,
+    )
+    print(result.report)
+    width, height = result.buckets[0]
+    print(f"wrote {result.path}: {len(result.captions)} images of bucket {width}x{height}")
+    for caption in result.captions:
+        print(f"  {caption or '(empty caption)'}")
     return 0
 
 
