@@ -4,6 +4,7 @@ presets, preamble clean-up."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 import pytest
@@ -131,3 +132,17 @@ def test_a_preset_supplies_backend_model_and_prompt_and_parameters_override_it(m
 )
 def test_preamble_stripping(raw, clean):
     assert strip_preamble(raw) == clean
+
+
+def test_images_are_decoded_ahead_in_background_threads(photos, ws_path, monkeypatch):
+    threads: list[str] = []
+    decode = Caption._image
+
+    def watched(self, item):
+        threads.append(threading.current_thread().name)
+        return decode(self, item)
+
+    monkeypatch.setattr(Caption, "_image", watched)
+    summary, _ = run(ws_path, photos, Caption(backend="t_budget", model="m", max_image_edge=32, batch_size=4))
+    assert summary.step("caption").computed == 12
+    assert len(threads) == 12 and all(name.startswith("captionary-decode") for name in threads)

@@ -257,6 +257,10 @@ class BatchStep(Step):
         """Counters for the run summary (e.g. model tokens), read once before `teardown`."""
         return {}
 
+    def prefetch(self, items: Sequence[Item]) -> None:
+        """A batch was queued (called in the driver thread; must not block): start preparing its
+        inputs in the background, e.g. decoding images, so the model never waits for them."""
+
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         raise NotImplementedError
 

@@ -79,6 +79,7 @@ class BatchStage(Stage):
         if not self.loaded:
             self.thread.submit(self.step.setup)
             self.loaded = True
+        self.step.prefetch([item for item, _ in batch])
         self.futures.append(self.thread.submit(self.compute, batch))
 
     def compute(self, batch: list[tuple[Item, bytes]]) -> list[tuple[Item, bytes, Outcome | str]]:

@@ -10,7 +10,9 @@ fails only its item. Token usage is counted for the run summary.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Literal
 
 from captionary.backends.base import (
@@ -184,6 +186,22 @@ class GenerativeStep(BatchStep):
     def teardown(self) -> None:
         self._backend_instance.close()
         self.__dict__["_memo"] = {}
+        self.__dict__["_prefetched"] = {}
+        if decoders := self.__dict__.pop("_decoders", None):
+            decoders.shutdown(cancel_futures=True)
+
+    def prefetch(self, items: Sequence[Item]) -> None:
+        """Decode and downscale a queued batch's images on every core (decoding releases the GIL)
+        while the model works on the batch before it."""
+        if not self.reads_image:
+            return
+        decoders = self.__dict__.get("_decoders")
+        if decoders is None:
+            decoders = ThreadPoolExecutor(os.cpu_count() or 2, "captionary-decode")
+            self.__dict__["_decoders"] = decoders
+        prefetched = self.__dict__.setdefault("_prefetched", {})
+        for item in items:
+            prefetched[id(item)] = (item, decoders.submit(self._image, item))
 
     def usage(self) -> dict[str, int]:
         """Tokens and requests since the last call (for the run summary); resets the counters."""
@@ -215,12 +233,12 @@ class GenerativeStep(BatchStep):
             return [ItemError(self.__dict__["_load_error"]) for _ in items]
         outcomes: list[dict[str, Any] | Exception | None] = [None] * len(items)
         requests, positions = [], []
-        for position, item in enumerate(items):
-            try:
-                requests.append(self.request(item))
+        for position, request in enumerate(map(self._request_or_error, items)):
+            if isinstance(request, Exception):
+                outcomes[position] = request
+            else:
+                requests.append(request)
                 positions.append(position)
-            except Exception as exc:
-                outcomes[position] = exc
         for position, result in zip(positions, self._generate(requests)):
             self._count(result)
             try:
@@ -229,10 +247,20 @@ class GenerativeStep(BatchStep):
                 outcomes[position] = exc
         return outcomes  # type: ignore[return-value]
 
+    def _request_or_error(self, item: Item) -> Request | Exception:
+        try:
+            return self.request(item)
+        except Exception as exc:
+            return exc
+
     def request(self, item: Item) -> Request:
         prompt = render(self.__dict__["_prompt"], self.__dict__["_fields"], item, self.default, self.name)
-        images = [self._image(item)] if self.reads_image else []
+        images = [self._prefetched_image(item)] if self.reads_image else []
         return Request(prompt, images, self.__dict__["_system"], self.generation)
+
+    def _prefetched_image(self, item: Item) -> Any:
+        entry = self.__dict__.get("_prefetched", {}).pop(id(item), None)
+        return entry[1].result() if entry is not None else self._image(item)
 
     def _image(self, item: Item) -> Any:
         """The item's image as RGB, downscaled to the backend's max_image_edge (a JPEG decoded at a

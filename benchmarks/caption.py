@@ -1,0 +1,195 @@
+"""Captioning throughput: captionary's `caption` step against calling each backend directly in a loop.
+
+One function per backend (`BENCHMARKS`); each runs, in this process and on the same photos: the
+backend called directly (the loop a person writes by hand), captionary's first run
+(`load >> caption`, ingest included) and its cached re-run, and prints images/s and output tokens/s
+with the ratio to the direct loop.
+
+    python benchmarks/caption.py                                  # every backend that can run here
+    python benchmarks/caption.py --backends openai --photos examples/photos
+
+openai: a local OpenAI-compatible server in this process answers every request after a fixed
+`--latency` (default 0.1 s, like a fast hosted API) with `--tokens` words; images go as 512 px JPEG
+data URLs; 8 concurrent requests both ways.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from PIL import Image
+
+from captionary import Caption, Load, Workspace
+from captionary.backends import BackendConfig, GenerationParams, Request, make_backend
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO.parent / "shared" / "data" / "dreambooth"
+EDGE = 512
+BATCH = 16
+
+
+@dataclass
+class Row:
+    run: str
+    seconds: float
+    images: int
+    tokens: int
+
+
+def photos_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+def thumbnail(path: Path) -> Image.Image:
+    """What a hand-written loop does: decode (at reduced JPEG scale), RGB, fit in EDGE x EDGE."""
+    with Image.open(path) as image:
+        image.draft("RGB", (EDGE, EDGE))
+        image = image.convert("RGB")
+        image.thumbnail((EDGE, EDGE))
+        return image
+
+
+# --- openai ------------------------------------------------------------------------------------------
+def serve_openai(latency: float, tokens: int) -> ThreadingHTTPServer:
+    """A chat-completions server that waits `latency` s and answers `tokens` words."""
+    answer = " ".join(["word"] * tokens)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(latency)
+            body = json.dumps(
+                {
+                    "choices": [{"index": 0, "message": {"content": answer}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": tokens},
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> list[Row]:
+    server = serve_openai(args.latency, args.tokens)
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    options = {"base_url": url, "concurrency": 8, "max_image_edge": EDGE}
+    params = GenerationParams(max_tokens=args.tokens + 10)
+    paths = photos_in(photos)
+    rows = []
+    try:
+        with make_backend(BackendConfig("openai", "bench-vlm", options=options)) as backend:
+            start, tokens = time.perf_counter(), 0
+            for path in paths[: max(1, len(paths) // 4)]:  # one request at a time (a quarter: it is slow)
+                [result] = backend.generate(
+                    [Request("Describe the image.", [thumbnail(path)], params=params)]
+                )
+                tokens += result.completion_tokens
+            count = max(1, len(paths) // 4)
+            rows.append(Row("direct, one request at a time", time.perf_counter() - start, count, tokens))
+
+            start, tokens = time.perf_counter(), 0
+            for first in range(0, len(paths), BATCH):
+                batch = [
+                    Request("Describe the image.", [thumbnail(p)], params=params)
+                    for p in paths[first : first + BATCH]
+                ]
+                tokens += sum(r.completion_tokens for r in backend.generate(batch))
+            rows.append(
+                Row(f"direct, batches of {BATCH} (baseline)", time.perf_counter() - start, len(paths), tokens)
+            )
+
+        step = Caption(
+            backend="openai",
+            model="bench-vlm",
+            base_url=url,
+            concurrency=8,
+            max_image_edge=EDGE,
+            batch_size=BATCH,
+            prompt="Describe the image.",
+            max_tokens=args.tokens + 10,
+        )
+        rows += run_captionary(step, photos, root / "ws-openai")
+    finally:
+        server.shutdown()
+        server.server_close()
+    return rows
+
+
+# --- shared ------------------------------------------------------------------------------------------
+def run_captionary(step: Caption, photos: Path, ws_path: Path) -> list[Row]:
+    """captionary's first run and cached re-run of `load >> step`, then the step with a new prompt
+    on photos already ingested (the step's own overhead, without copying originals in)."""
+    rows = []
+    reworded = dataclasses.replace(step, prompt=step.prompt + " ")
+    with Workspace(ws_path) as ws:
+        for label, this in (
+            ("captionary first run (ingest included)", step),
+            ("captionary cached re-run", step),
+            ("captionary new prompt, photos ingested", reworded),
+        ):
+            start = time.perf_counter()
+            summary = ws.run(Load(photos) >> this, progress=False)
+            seconds = time.perf_counter() - start
+            stats = summary.step("caption")
+            assert not summary.errors, summary.errors[:3]
+            rows.append(Row(label, seconds, stats.n_out, stats.usage.get("completion_tokens", 0)))
+    return rows
+
+
+BENCHMARKS: dict[str, Callable[[Path, Path, argparse.Namespace], list[Row]]] = {"openai": bench_openai}
+"""Backend name -> benchmark; each returns its rows, the baseline marked `(baseline)`."""
+
+
+def table(name: str, rows: list[Row]) -> str:
+    [base] = [r for r in rows if "(baseline)" in r.run]
+    base_rate = base.images / base.seconds
+    lines = [f"{name:<40}{'wall s':>8}{'images':>8}{'images/s':>10}{'out tok/s':>11}{'vs base':>9}"]
+    for r in rows:
+        rate = r.images / r.seconds
+        lines.append(
+            f"{r.run:<40}{r.seconds:>8.2f}{r.images:>8}{rate:>10.1f}{r.tokens / r.seconds:>11.0f}"
+            f"{rate / base_rate:>8.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    fallback = REPO / "examples" / "photos"
+    parser.add_argument("--photos", type=Path, default=DEFAULT if DEFAULT.is_dir() else fallback)
+    parser.add_argument("--backends", default=",".join(BENCHMARKS))
+    parser.add_argument("--latency", type=float, default=0.1, help="openai: seconds per answer")
+    parser.add_argument("--tokens", type=int, default=40, help="output tokens per caption")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="captionary-caption-"))
+    try:
+        print(f"{len(photos_in(args.photos))} photos from {args.photos}")
+        for name in args.backends.split(","):
+            print()
+            print(table(name, BENCHMARKS[name](args.photos, root, args)))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
