@@ -209,6 +209,10 @@ def test_unloadable_or_mismatched_model_fails_each_item_with_the_file_named(tagg
     assert summary.step("tag").failed == 4
     assert "outputs 17 scores but" in summary.errors[0]["reason"]
     assert "selected_tags.csv lists 15 tags" in summary.errors[0]["reason"]
+    nchw = build_tagger(tmp_path / "nchw", channels_first=True)
+    _, summary = tagged(tmp_path / "c", colours, Tag(model=str(nchw)))
+    assert summary.step("tag").failed == 4
+    assert "input 'input_1:0' is not NHWC with 3 channels" in summary.errors[0]["reason"]
 
 
 def test_yaml_pipeline_with_tag_step(tagger, colours, tmp_path):

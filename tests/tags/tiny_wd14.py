@@ -55,12 +55,13 @@ def build_tagger(
     size: int = 448,
     extra_outputs: int = 0,
     names: tuple[str, str] = ("input_1:0", "predictions_sigmoid"),
+    channels_first: bool = False,
 ) -> Path:
     """Write `model.onnx` and `selected_tags.csv` into `folder` (created) and return it.
 
     `batch`: a name for a dynamic batch axis, or a fixed size. `extra_outputs` adds scores that the
     CSV does not list (a mismatched model). `names`: the input and output names (v2 taggers use
-    the default, v3 ones `input` and `output`)."""
+    the default, v3 ones `input` and `output`). `channels_first`: an NCHW input (not a WD14 layout)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -71,10 +72,17 @@ def build_tagger(
     for i, (_, _, w, b) in enumerate(TAGS):
         weights[:, i] = w
         bias[i] = b
+    source = names[0]
+    shape = [batch, 3, size, size] if channels_first else [batch, size, size, 3]
+    prelude = []
+    if channels_first:
+        prelude = [helper.make_node("Transpose", [names[0]], ["nhwc"], perm=[0, 2, 3, 1])]
+        source = "nhwc"
     graph = helper.make_graph(
         [
+            *prelude,
             # rows, then columns: two short float32 sums stay exact enough (one of 200,704 would not)
-            helper.make_node("ReduceMean", [names[0]], ["row_mean"], axes=[1], keepdims=0),
+            helper.make_node("ReduceMean", [source], ["row_mean"], axes=[1], keepdims=0),
             helper.make_node("ReduceMean", ["row_mean"], ["mean"], axes=[1], keepdims=0),
             helper.make_node("Mul", ["mean", "scale"], ["features"]),
             helper.make_node("MatMul", ["features", "weights"], ["logits_raw"]),
@@ -82,7 +90,7 @@ def build_tagger(
             helper.make_node("Sigmoid", ["logits"], [names[1]]),
         ],
         "tiny_wd14",
-        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, [batch, size, size, 3])],
+        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info(names[1], TensorProto.FLOAT, [batch, n])],
         initializer=[
             numpy_helper.from_array(np.array(1 / 255, dtype=np.float32), "scale"),

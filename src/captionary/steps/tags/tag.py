@@ -140,6 +140,8 @@ class Tag(BatchStep):
         return loaded
 
     def _load(self) -> _Loaded:
+        import numpy as np
+
         files = self.__dict__["_files"] or hub_files(self.model, self.revision)
         labels = self.__dict__["_labels"] or read_labels(files.tags)
         session = load_session(files.model, self.providers, threads=self.threads)
@@ -154,10 +156,8 @@ class Tag(BatchStep):
             raise ConfigError(
                 f"{files.model} outputs {n_scores} scores but {files.tags} lists {len(labels)} tags"
             )
-        pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="captionary-tag-prep")
-        import numpy as np
-
         groups = {c: np.array(labels.indexes(c), dtype=np.int64) for c in (GENERAL, CHARACTER, RATING)}
+        pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="captionary-tag-prep")
         return _Loaded(session, spec, out.name, labels, groups, pool)
 
     def scores(self, items: Sequence[Item]) -> np.ndarray:
