@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 from captionary.errors import CaptionaryError, ConfigError, RunAborted
 
 SHOWN_ERRORS = 20
+HOST_HELP = "address the review app binds (default 127.0.0.1; 0.0.0.0: the LAN, token required)"
+PORT_HELP = "port of the review app (default: 8765, or a free one if taken)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         help="processes for CPU-heavy steps (default: all cores; 0: none)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
+    run.add_argument("--port", type=int, default=None, help=PORT_HELP)
+    run.add_argument("--host", default="127.0.0.1", help=HOST_HELP)
     run.set_defaults(func=_run)
 
     status = commands.add_parser("status", help="per-step counts and errors of the last run")
@@ -72,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--drop-last", action="store_true", help="leave out buckets' smaller last batches")
     preview.set_defaults(func=_preview)
 
+    serve = commands.add_parser("serve", help="open the review app (tasks and browse) on a workspace")
+    serve.add_argument("workspace", type=Path)
+    serve.add_argument("--port", type=int, default=None, help=PORT_HELP)
+    serve.add_argument("--host", default="127.0.0.1", help=HOST_HELP)
+    serve.set_defaults(func=_serve)
+
     gc = commands.add_parser("gc", help="delete blobs nothing refers to")
     gc.add_argument("workspace", type=Path)
     gc.set_defaults(func=_gc)
@@ -86,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     options = {"max_errors": args.max_errors, "workers": args.workers, "progress": not args.no_progress}
     options = {k: v for k, v in options.items() if v is not None}
+    if any(step.kind == "human" for step in spec.pipeline):
+        options["review"] = {"host": args.host, "port": args.port}
     with Workspace(args.workspace or spec.workspace) as ws:
         try:
             summary = ws.run(spec.pipeline, executor=args.executor, **options)
@@ -187,6 +200,21 @@ def _preview(args: argparse.Namespace) -> int:
     print(f"wrote {result.path}: {len(result.captions)} images of bucket {width}x{height}")
     for caption in result.captions:
         print(f"  {caption or '(empty caption)'}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from captionary.core.workspace import DB_NAME, Workspace
+    from captionary.review.serve import ReviewServer
+
+    if not (args.workspace / DB_NAME).exists():
+        raise ConfigError(f"{args.workspace} is not a captionary workspace (no {DB_NAME})")
+    Workspace(args.workspace).close()  # brings the schema up to date
+    server = ReviewServer(args.workspace, host=args.host, port=args.port)
+    print(f"Review: {server.url}", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
     return 0
 
 

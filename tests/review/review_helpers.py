@@ -83,3 +83,72 @@ class BackgroundRun:
         if self.error is not None:
             raise self.error
         return self.summary
+
+
+def prepare_task(ws_path: Path, pipeline: Any, task: str, count: int) -> list[dict]:
+    """Run `pipeline` (its human step asks about `count` items) through the real stage and app, then
+    take every decision back, leaving a task of `count` undecided items. Returns the task's items."""
+    run = BackgroundRun(ws_path, pipeline)
+    with client_for(run.url()) as client:
+        deadline = time.monotonic() + 60
+        while len(items := client.get(f"/api/tasks/{task}").json()["items"]) < count:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        value: Any = {"filter": "keep", "tag": [], "caption": "x"}[
+            client.get(f"/api/tasks/{task}").json()["kind"]
+        ]
+        for item in items:
+            client.put(f"/api/tasks/{task}/items/{item['id']}", json={"value": value})
+    run.join()  # the run's review server stops with the run
+    from captionary.review.decisions import DecisionStore
+
+    store = DecisionStore(ws_path / "captionary.db")
+    for item in items:
+        store.undo(task, item["id"])
+    store.close()
+    return items
+
+
+class Served:
+    """`captionary serve WORKSPACE` in a child process; `url` is the printed review URL."""
+
+    def __init__(self, ws_path: Path, host: str = "127.0.0.1"):
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "captionary.cli", "serve", str(ws_path), "--port", "0", "--host", host],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        assert line.startswith("Review: "), line
+        self.url = line.removeprefix("Review: ").strip()
+        self.port = urlsplit(self.url).port
+        self.base = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:  # the URL is printed once the socket is bound; wait until it answers
+            try:
+                httpx.get(self.base + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "captionary serve did not answer"
+                time.sleep(0.05)
+
+    def local_url(self) -> str:
+        return self.base + "/?" + urlsplit(self.url).query
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.kill()

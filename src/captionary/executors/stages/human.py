@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from typing import Any
+from urllib.parse import quote
 
 from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
@@ -131,7 +132,7 @@ class HumanStage(Stage):
         announce = options.pop("announce", None) or _announce
         server = ReviewServer(self.ctx.ws.path, **options).start()
         self.ctx.review_server = server  # type: ignore[attr-defined]
-        announce(server.url)
+        announce(f"{server.url}#/task/{quote(self.task)}")
 
     def close(self, complete: bool) -> None:
         server = getattr(self.ctx, "review_server", None)

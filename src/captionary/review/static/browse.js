@@ -1,1 +1,92 @@
+"use strict";
+// Browse: a virtualised grid of every item in the workspace, filtered by an expression over its
+// properties, decisions and errors; click an image to see it large with everything known about it.
 
+const CELL = 168;  // px per grid cell, thumbnail included
+
+views.browse = () => {
+  const view = $("#view");
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const query = el("input", { id: "query", type: "search", placeholder: "filter, e.g.  'dog' in tags and human_filter == 'keep'", value: params.get("q") || "", autocomplete: "off" });
+  const count = el("span", { id: "count", class: "muted" });
+  const grid = el("div", { class: "grid", id: "grid" });
+  const spacer = el("div", { class: "spacer" });
+  const detail = el("div", { class: "detail", id: "detail", hidden: "" });
+  grid.append(spacer);
+  let items = [];
+  let drawn = new Map();
+
+  function layout() {
+    const columns = Math.max(1, Math.floor(grid.clientWidth / CELL));
+    spacer.style.height = `${Math.ceil(items.length / columns) * CELL}px`;
+    const first = Math.max(0, Math.floor(grid.scrollTop / CELL) - 2) * columns;
+    const last = Math.min(items.length, (Math.ceil((grid.scrollTop + grid.clientHeight) / CELL) + 2) * columns);
+    const keep = new Map();
+    for (let i = first; i < last; i++) {
+      const item = items[i];
+      let cell = drawn.get(item.id);
+      if (!cell) {
+        cell = el("button", { type: "button", class: `cell${item.dropped ? " dropped" : ""}`, title: item.name, "data-item": item.id, onclick: () => open(item) },
+          el("img", { src: imageUrl(item), alt: item.name, draggable: "false" }));
+        grid.append(cell);
+      }
+      cell.style.transform = `translate(${(i % columns) * CELL}px, ${Math.floor(i / columns) * CELL}px)`;
+      keep.set(item.id, cell);
+    }
+    for (const [id, cell] of drawn) if (!keep.has(id)) cell.remove();
+    drawn = keep;
+  }
+
+  async function load() {
+    count.textContent = "…";
+    try {
+      const found = await api("GET", `/api/browse?q=${encodeURIComponent(query.value)}`);
+      items = found.items;
+      count.textContent = `${found.total} item(s)`;
+      count.classList.remove("error");
+    } catch (error) {
+      items = [];
+      count.textContent = error.message;
+      count.classList.add("error");
+    }
+    for (const cell of drawn.values()) cell.remove();
+    drawn = new Map();
+    grid.scrollTop = 0;
+    layout();
+  }
+
+  async function open(item) {
+    const info = await api("GET", `/api/browse/${item.id}`);
+    const rows = el("table", { class: "props" });
+    const add = (key, value) => rows.append(el("tr", {}, el("th", { text: key }), el("td", { text: typeof value === "string" ? value : JSON.stringify(value) })));
+    add("name", info.name);
+    add("source", info.source || "");
+    if (info.dropped_by) add("dropped by", `${info.dropped_by}: ${info.drop_reason}`);
+    for (const [key, value] of Object.entries(info.props)) add(key, value);
+    for (const [task, decision] of Object.entries(info.decisions)) add(`decision: ${task}`, decision.value);
+    for (const error of info.errors) add(`error (run ${error.run})`, `${error.step}: ${error.reason}`);
+    detail.replaceChildren(
+      el("button", { type: "button", class: "close", onclick: close }, "close ✕"),
+      el("img", { src: imageUrl(info, "large"), alt: info.name }),
+      rows);
+    detail.hidden = false;
+  }
+
+  function close() { detail.hidden = true; detail.replaceChildren(); }
+  function onKey(event) { if (event.key === "Escape") close(); }
+
+  let timer = null;
+  query.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(load, 250); });
+  grid.addEventListener("scroll", () => requestAnimationFrame(layout));
+  window.addEventListener("resize", layout);
+  document.addEventListener("keydown", onKey);
+  $("#title").textContent = "browse";
+  view.replaceChildren(el("section", { class: "browse" }, el("div", { class: "row" }, query, count), grid, detail));
+  load();
+  return {
+    leave() {
+      window.removeEventListener("resize", layout);
+      document.removeEventListener("keydown", onKey);
+    },
+  };
+};

@@ -1,0 +1,211 @@
+"""The review app in Debian's Chromium (Playwright, headless): keyboard filtering with undo, tagging
+with digit keys, caption editing, a server killed mid-session, touch swipes on a phone viewport."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from review_helpers import CHROMIUM, CHROMIUM_ARGS, Served, make_photos, prepare_task
+
+from captionary import HumanCaption, HumanFilter, HumanTag, Load
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def decisions(ws: Path, task: str) -> dict[str, str]:
+    db = sqlite3.connect(ws / "captionary.db")
+    try:
+        return dict(db.execute("SELECT item, value FROM decisions WHERE task = ?", (task,)).fetchall())
+    finally:
+        db.close()
+
+
+def showing(page, item_id: str) -> None:
+    page.wait_for_selector(f'#stage[data-item="{item_id}"] img.current', timeout=15000)
+
+
+def all_saved(page, acked: int) -> None:
+    page.wait_for_selector(f'#save-status[data-pending="0"][data-acked="{acked}"]', timeout=15000)
+
+
+def test_filter_30_images_with_the_keyboard_only_then_undo(browser, tmp_path):
+    photos = make_photos(tmp_path / "photos", 30)
+    items = prepare_task(tmp_path / "ws", Load(photos) >> HumanFilter(), "human_filter", 30)
+    keys = ["d", "ArrowRight", "a", "ArrowLeft", "d"]
+    expected = {}
+    with Served(tmp_path / "ws") as served:
+        page = browser.new_page()
+        page.goto(served.url)
+        for index, item in enumerate(items):
+            showing(page, item["id"])
+            key = keys[index % len(keys)]
+            page.keyboard.press(key)
+            expected[item["id"]] = '"keep"' if key in ("d", "ArrowRight") else '"reject"'
+        page.wait_for_selector("#done")
+        all_saved(page, 30)
+        assert decisions(tmp_path / "ws", "human_filter") == expected
+        assert page.inner_text("#progress") == "30 / 30 decided"
+
+        page.keyboard.press("z")  # undo: the last decision is gone, its image is back
+        showing(page, items[-1]["id"])
+        all_saved(page, 31)
+        del expected[items[-1]["id"]]
+        assert decisions(tmp_path / "ws", "human_filter") == expected
+        page.keyboard.press("s")  # skip leaves it undecided
+        page.wait_for_selector("#done")
+        page.keyboard.press("[")  # back to any earlier image, and decide it again
+        page.keyboard.press("[")
+        showing(page, items[-2]["id"])
+        page.keyboard.press("a")
+        all_saved(page, 32)
+        expected[items[-2]["id"]] = '"reject"'
+        assert decisions(tmp_path / "ws", "human_filter") == expected
+        page.close()
+
+
+def test_tag_with_digit_keys_and_a_free_tag(browser, tmp_path):
+    photos = make_photos(tmp_path / "photos", 3)
+    step = HumanTag(tags=["red", "green", "blue"])
+    items = prepare_task(tmp_path / "ws", Load(photos) >> step, "human_tag", 3)
+    with Served(tmp_path / "ws") as served:
+        page = browser.new_page()
+        page.goto(served.url.replace("/?", "/?") + "#/task/human_tag")
+        showing(page, items[0]["id"])
+        page.keyboard.press("1")
+        page.keyboard.press("3")
+        assert page.get_attribute('button.tag[data-tag="blue"]', "aria-pressed") == "true"
+        page.keyboard.press("Enter")
+        showing(page, items[1]["id"])
+        page.keyboard.press("2")
+        page.keyboard.press("2")  # toggled off again
+        page.keyboard.press("2")
+        page.keyboard.press("t")
+        page.keyboard.type("sunset")  # typing in the free-tag box triggers no shortcut
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.keyboard.press("Enter")
+        showing(page, items[2]["id"])
+        all_saved(page, 2)
+        assert decisions(tmp_path / "ws", "human_tag") == {
+            items[0]["id"]: '["red","blue"]',
+            items[1]["id"]: '["green","sunset"]',
+        }
+        page.close()
+
+
+def test_arrow_keys_inside_the_caption_box_do_not_change_the_image(browser, tmp_path):
+    photos = make_photos(tmp_path / "photos", 3)
+    items = prepare_task(tmp_path / "ws", Load(photos) >> HumanCaption(), "human_caption", 3)
+    with Served(tmp_path / "ws") as served:
+        page = browser.new_page()
+        page.goto(served.url + "#/task/human_caption")
+        showing(page, items[0]["id"])
+        page.click("#caption")
+        for key in [
+            "ArrowLeft",
+            "ArrowRight",
+            "ArrowUp",
+            "ArrowDown",
+            "Home",
+            "End",
+            "a",
+            "d",
+            "z",
+            "s",
+            "[",
+        ]:
+            page.keyboard.press(key)
+        showing(page, items[0]["id"])  # still the first image
+        page.keyboard.press("Backspace")  # remove the "[" typed above ...
+        page.keyboard.type(" edited")
+        assert page.input_value("#caption") == "caption 000adzs edited"
+        page.keyboard.press("Control+Enter")
+        showing(page, items[1]["id"])
+        page.keyboard.type("!")  # the next box has the focus
+        page.keyboard.press("Control+Enter")
+        showing(page, items[2]["id"])
+        all_saved(page, 2)
+        assert decisions(tmp_path / "ws", "human_caption") == {
+            items[0]["id"]: '"caption 000adzs edited"',
+            items[1]["id"]: '"caption 001!"',
+        }
+        page.close()
+
+
+def test_kill_the_server_mid_session_nothing_acknowledged_is_lost(browser, tmp_path):
+    photos = make_photos(tmp_path / "photos", 12)
+    items = prepare_task(tmp_path / "ws", Load(photos) >> HumanFilter(), "human_filter", 12)
+    page = browser.new_page()
+    with Served(tmp_path / "ws") as served:
+        page.goto(served.url)
+        for item in items[:7]:
+            showing(page, item["id"])
+            page.keyboard.press("d")
+        served.kill()  # SIGKILL, with saves possibly in flight
+    acked = page.evaluate("saves.acked.map((a) => a.item)")
+    stored = decisions(tmp_path / "ws", "human_filter")
+    assert set(acked) <= set(stored)
+    assert set(stored) <= {item["id"] for item in items[:7]}
+    if len(stored) < 7:  # a save the server never answered: visible, and retried
+        page.wait_for_selector('#save-status[data-state="error"]')
+    with Served(tmp_path / "ws") as again:
+        page.goto(again.url)
+        first_undecided = next(item["id"] for item in items if item["id"] not in stored)
+        showing(page, first_undecided)
+        assert page.inner_text("#progress") == f"{len(stored)} / 12 decided"
+    page.close()
+
+
+def test_phone_viewport_with_touch_swipes(browser, tmp_path):
+    photos = make_photos(tmp_path / "photos", 4, size=(600, 900))
+    items = prepare_task(tmp_path / "ws", Load(photos) >> HumanFilter(), "human_filter", 4)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+
+    def swipe(dx: int) -> None:
+        box = page.locator("#stage").bounding_box()
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        for step in range(1, 6):
+            point = {"x": x + dx * step / 5, "y": y}
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+    with Served(tmp_path / "ws") as served:
+        page.goto(served.url)
+        showing(page, items[0]["id"])
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # fits the screen
+        keep = page.locator("#btn-keep").bounding_box()
+        assert keep["height"] >= 44 and keep["width"] >= 88  # a large tap target
+        swipe(160)
+        showing(page, items[1]["id"])
+        swipe(-160)
+        showing(page, items[2]["id"])
+        swipe(20)  # too short: nothing happens
+        showing(page, items[2]["id"])
+        page.locator("#btn-keep").tap()
+        showing(page, items[3]["id"])
+        all_saved(page, 3)
+        assert decisions(tmp_path / "ws", "human_filter") == {
+            items[0]["id"]: '"keep"',
+            items[1]["id"]: '"reject"',
+            items[2]["id"]: '"keep"',
+        }
+    context.close()
