@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -76,9 +77,18 @@ def load_session(
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
     except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
         raise ConfigError(f"cannot load ONNX model {path}: {_first_line(exc)}") from None
+    dropped = [p for p in chosen if p not in session.get_providers()]
+    if dropped:  # e.g. CUDA listed but its libraries missing: onnxruntime falls back quietly
+        warnings.warn(
+            f"{path.name}: onnxruntime could not use {', '.join(dropped)}; running on "
+            f"{', '.join(session.get_providers())}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return session
 
 
 @dataclass(frozen=True)
