@@ -135,6 +135,8 @@ def test_api_key_from_the_named_environment_variable(monkeypatch):
     with pytest.raises(ConfigError, match=r"environment variable MY_KEY .* is not set"):
         backend(server, api_key_env="MY_KEY").preflight()
     monkeypatch.delenv("OPENAI_API_KEY")
-    hosted = make_backend(BackendConfig("openai", "gpt-4o-mini"))
-    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
-        hosted.preflight()
+    for hosted in ("https://api.openai.com/v1", "https://openrouter.ai/api/v1", "http://8.8.8.8/v1"):
+        with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+            make_backend(BackendConfig("openai", "gpt-4o-mini", options={"base_url": hosted})).preflight()
+    for own in ("http://localhost:8000/v1", "http://192.168.1.20:8000/v1", "http://gpu-box.local/v1"):
+        make_backend(BackendConfig("openai", "m", options={"base_url": own})).preflight()  # no key needed

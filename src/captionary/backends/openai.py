@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import os
 import random
 import threading
@@ -95,10 +96,9 @@ class OpenAIBackend(Backend):
         key = os.environ.get(env)
         if key:
             return key
-        host = urlparse(str(self.settings["base_url"])).hostname or ""
-        if self.settings["api_key_env"] or (host not in LOCAL_HOSTS and host.endswith("openai.com")):
+        if self.settings["api_key_env"] or not _on_own_network(str(self.settings["base_url"])):
             raise ConfigError(f"openai backend: the environment variable {env} (the API key) is not set")
-        return None
+        return None  # a server on this machine or the local network may need no key
 
     # --- generation --------------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Result]:
@@ -218,6 +218,17 @@ def _parse(answer: dict[str, Any]) -> tuple[list[str], list[str], dict[str, int]
         texts.append(str(content or ""))
         reasons.append(str(choice.get("finish_reason") or "stop"))
     return texts, reasons, answer.get("usage") or {}
+
+
+def _on_own_network(url: str) -> bool:
+    """localhost or a private address (a server of one's own, which may need no API key)."""
+    host = urlparse(url).hostname or ""
+    if host in LOCAL_HOSTS or host.endswith(".local"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_private
+    except ValueError:
+        return False
 
 
 def _retry_after(value: str | None) -> float | None:
