@@ -77,7 +77,7 @@ def test_second_epoch_reads_the_cache(varied, vae, tmp_path):
 def test_prepared_cache_serves_worker_processes(varied, vae, tmp_path):
     cache = LatentCache(tmp_path / "latents", vae, vae_id="tiny-random-vae")
     dataset = ImageCaptionDataset(varied, buckets=BUCKETS, latents=cache)
-    assert cache.prepare(dataset, batch_size=4, progress=False) == len(dataset)
+    assert cache.prepare(dataset, batch_size=4, num_workers=2, progress=False) == len(dataset)
     assert cache.prepare(dataset, progress=False) == 0
     calls = vae.calls
     sampler = BucketBatchSampler(dataset, batch_size=2, seed=0)

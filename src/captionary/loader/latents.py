@@ -99,9 +99,12 @@ class LatentCache:
         tensors = load_file(path)
         return tensors["flipped" if geometry["flipped"] else "latents"]
 
-    def prepare(self, dataset: ImageCaptionDataset, batch_size: int = 8, progress: bool = True) -> int:
-        """Encode every sample not cached yet, `batch_size` images of one bucket at a time; returns
-        how many were encoded."""
+    def prepare(
+        self, dataset: ImageCaptionDataset, batch_size: int = 8, num_workers: int = 0, progress: bool = True
+    ) -> int:
+        """Encode every sample not cached yet, `batch_size` images of one bucket at a time (pixels made
+        in `num_workers` DataLoader processes, the VAE in this one); returns how many were encoded."""
+        import torch.utils.data
         from tqdm import tqdm
 
         todo: dict[tuple[int, int], list[tuple[int, dict[str, Any], Path]]] = {}
@@ -110,14 +113,19 @@ class LatentCache:
             path = self.path(dataset, index, geometry)
             if not path.exists():
                 todo.setdefault(geometry["bucket"], []).append((index, geometry, path))
-        total = sum(len(v) for v in todo.values())
-        with tqdm(total=total, desc="latents", disable=not progress or not total) as bar:
-            for entries in todo.values():
-                for start in range(0, len(entries), batch_size):
-                    chunk = entries[start : start + batch_size]
-                    self._store(dataset, [e[0] for e in chunk], [e[1] for e in chunk], [e[2] for e in chunk])
-                    bar.update(len(chunk))
-        return total
+        entries = [entry for group in todo.values() for entry in group]
+        batches, start = [], 0
+        for group in todo.values():
+            positions = list(range(start, start + len(group)))
+            batches += [positions[i : i + batch_size] for i in range(0, len(positions), batch_size)]
+            start += len(group)
+        pixels = _Pixels(dataset, [(e[0], e[1]) for e in entries])
+        loader = torch.utils.data.DataLoader(pixels, batch_sampler=batches, num_workers=num_workers)
+        with tqdm(total=len(entries), desc="latents", disable=not progress or not entries) as bar:
+            for positions, batch in zip(batches, loader):
+                self._write(batch, [entries[p][2] for p in positions])
+                bar.update(len(positions))
+        return len(entries)
 
     def _store(
         self,
@@ -127,7 +135,6 @@ class LatentCache:
         paths: list[Path],
     ) -> None:
         import torch
-        from safetensors.torch import save
 
         if self.vae is None:
             record = dataset.records[indices[0]]
@@ -138,6 +145,14 @@ class LatentCache:
         pixels = torch.stack(
             [dataset.pixels(i, {**g, "flipped": False}) for i, g in zip(indices, geometries)]
         )
+        self._write(pixels, paths)
+
+    def _write(self, pixels: Any, paths: list[Path]) -> None:
+        import torch
+        from safetensors.torch import save
+
+        if self.vae is None:
+            raise ConfigError(f"LatentCache.prepare needs a VAE: LatentCache({self.folder}, vae=...)")
         tensors = {"latents": self._encode(pixels)}
         if self.flip_variant:
             tensors["flipped"] = self._encode(torch.flip(pixels, dims=[3]))
@@ -156,6 +171,21 @@ class LatentCache:
             posterior = self.vae.encode(pixels.to(self.device, dtype)).latent_dist
             self.encoded += pixels.shape[0]
             return posterior.mode().float().cpu()
+
+
+class _Pixels:
+    """The unflipped training tensors of the samples to encode (a map-style dataset for workers)."""
+
+    def __init__(self, dataset: ImageCaptionDataset, entries: list[tuple[int, dict[str, Any]]]):
+        self.dataset = dataset
+        self.entries = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, position: int) -> Any:
+        index, geometry = self.entries[position]
+        return self.dataset.pixels(index, geometry)
 
 
 def _fingerprint(record: Record) -> str:
