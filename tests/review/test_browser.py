@@ -209,3 +209,30 @@ def test_phone_viewport_with_touch_swipes(browser, tmp_path):
             items[2]["id"]: '"keep"',
         }
     context.close()
+
+
+def test_browse_is_a_virtualised_grid_with_filters_and_details(browser, tmp_path):
+    from captionary.review.decisions import DecisionStore
+
+    photos = make_photos(tmp_path / "photos", 80, size=(200, 150))
+    items = prepare_task(tmp_path / "ws", Load(photos) >> HumanFilter(), "human_filter", 80)
+    store = DecisionStore(tmp_path / "ws" / "captionary.db")
+    store.decide("human_filter", items[7]["id"], "reject")
+    store.close()
+    with Served(tmp_path / "ws") as served:
+        page = browser.new_page(viewport={"width": 800, "height": 600})
+        page.goto(served.url + "#/browse")
+        page.wait_for_selector("#count:has-text('80 item(s)')")
+        drawn = page.locator("#grid .cell").count()
+        assert 0 < drawn < 80  # only the rows in view (and a margin) exist
+        page.fill("#query", "human_filter == 'reject'")
+        page.wait_for_selector("#count:has-text('1 item(s)')")
+        assert page.locator("#grid .cell").count() == 1
+        page.click(f'#grid .cell[data-item="{items[7]["id"]}"]')
+        page.wait_for_selector("#detail:not([hidden]) img")
+        text = page.inner_text("#detail")
+        assert "decision: human_filter" in text and "reject" in text and "caption 007" in text
+        page.keyboard.press("Escape")
+        page.fill("#query", "width >")
+        page.wait_for_selector("#count.error")
+        page.close()
