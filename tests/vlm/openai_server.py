@@ -39,12 +39,14 @@ class FakeOpenAI:
     delay: float = 0.0  # every answer takes this long (to observe concurrency)
     api_key: str | None = None  # when set, requests must carry it
     prefix: str = ""  # put before every answer (e.g. "The image shows ")
+    hold_after: int | None = None  # requests after this many wait until `release` is set
     hits: list[Hit] = field(default_factory=list)
     active: int = 0
     peak: int = 0
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+        self.release = threading.Event()
         handler = type("Handler", (_Handler,), {"fake": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -56,6 +58,7 @@ class FakeOpenAI:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -97,9 +100,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         texts, images = _content(body["messages"])
         prompt = " ".join(texts)
-        hit = Hit(time.monotonic(), prompt, body)
+        hit = Hit(time.monotonic(), prompt, body, status=0)  # 0: not answered (yet)
         with fake.lock:
             fake.hits.append(hit)
+            held = fake.hold_after is not None and len(fake.hits) > fake.hold_after
+        if held:
+            fake.release.wait()
         if self.path != "/v1/chat/completions":
             return self._send(404, {"error": {"message": f"no route {self.path}"}}, hit)
         if fake.api_key and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
