@@ -52,6 +52,13 @@ from captionary.steps.human.base import HumanStep
 from captionary.steps.human.human_caption import HumanCaption
 from captionary.steps.human.human_filter import HumanFilter
 from captionary.steps.human.human_tag import HumanTag
+from captionary.steps.scores.aesthetic import Aesthetic
+from captionary.steps.scores.clip_embed import ClipEmbed
+from captionary.steps.scores.clip_score import ClipScore
+from captionary.steps.scores.faces import Faces
+from captionary.steps.scores.nsfw import Nsfw
+from captionary.steps.scores.smart_filter import SmartFilter
+from captionary.steps.scores.text_area import TextArea
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.tags.tag import Tag
@@ -67,15 +74,19 @@ __version__ = "0.1.0"
 __all__ = [
     "STEPS",
     "AddTags",
+    "Aesthetic",
     "Apply",
     "BatchStep",
     "Caption",
     "CaptionVariations",
     "CaptionaryError",
+    "ClipEmbed",
+    "ClipScore",
     "ComposeCaption",
     "ConfigError",
     "Convert",
     "CropToAspect",
+    "Faces",
     "Filter",
     "FilterByAspectRatio",
     "FilterBySize",
@@ -95,6 +106,7 @@ __all__ = [
     "LoadWebDataset",
     "Map",
     "MapCaption",
+    "Nsfw",
     "Outcome",
     "ParamError",
     "Pipeline",
@@ -108,11 +120,13 @@ __all__ = [
     "SetCaption",
     "Sink",
     "Shuffle",
+    "SmartFilter",
     "Source",
     "Step",
     "StepStats",
     "Tag",
     "Take",
+    "TextArea",
     "UnknownStepError",
     "Workspace",
     "WorkspaceError",
