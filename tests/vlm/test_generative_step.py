@@ -4,6 +4,7 @@ presets, preamble clean-up."""
 
 from __future__ import annotations
 
+import pickle
 import threading
 from typing import Any, ClassVar
 
@@ -146,3 +147,16 @@ def test_images_are_decoded_ahead_in_background_threads(photos, ws_path, monkeyp
     summary, _ = run(ws_path, photos, Caption(backend="t_budget", model="m", max_image_edge=32, batch_size=4))
     assert summary.step("caption").computed == 12
     assert len(threads) == 12 and all(name.startswith("captionary-decode") for name in threads)
+
+
+def test_a_step_pickles_without_its_model_and_keeps_its_cache_identity():
+    step = Caption(
+        backend="openai", model="m", base_url="http://127.0.0.1:9/v1", prompt="Describe {caption}."
+    )
+    step.setup()  # an httpx client, a thread pool and locks: none of them travels
+    try:
+        copy = pickle.loads(pickle.dumps(step))
+    finally:
+        step.teardown()
+    assert copy.cache_prefix == step.cache_prefix and copy.reads == ("caption",)
+    assert copy.backend_config == step.backend_config

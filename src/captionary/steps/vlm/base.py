@@ -141,6 +141,15 @@ class GenerativeStep(BatchStep):
             _generation=params,
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The parameters only (a loaded model, clients and threads stay here); rebuilt on unpickling,
+        so a step can be sent to another process."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.validate()
+
     @property
     def backend_config(self) -> BackendConfig:
         return self.__dict__["_config"]
