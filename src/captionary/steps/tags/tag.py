@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from captionary.backends.onnx import ImageInput, image_input, load_session, outputs
-from captionary.core.item import Item
+from captionary.core.item import Item, decode_image
 from captionary.core.optional import require as require_module
 from captionary.errors import ConfigError, ItemError, ParamError
 from captionary.pipeline.step import BatchStep, require
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
 DEFAULT_SIZE = 448  # WD14 taggers' input size, used when a model leaves it dynamic
+_LOAD_LOCK = threading.Lock()  # a model loads once, in whichever thread asks first
+_POOL_LOCK = threading.Lock()  # never held long: prefetch (driver thread) must not block
 
 
 @dataclass
@@ -33,7 +36,6 @@ class _Loaded:
     output: str
     labels: TagLabels
     groups: dict[int, np.ndarray]  # category -> indexes of its tags
-    pool: ThreadPoolExecutor
 
 
 class Tag(BatchStep):
@@ -121,23 +123,25 @@ class Tag(BatchStep):
             self._model()
 
     def teardown(self) -> None:
-        loaded = self.__dict__.pop("_loaded", None)
+        self.__dict__.pop("_loaded", None)
         self.__dict__.pop("_load_error", None)
-        if isinstance(loaded, _Loaded):
-            loaded.pool.shutdown()
+        self.__dict__.pop("_queued", None)
+        if pool := self.__dict__.pop("_prep_pool", None):
+            pool.shutdown(cancel_futures=True)
 
     def _model(self) -> _Loaded:
-        if "_loaded" in self.__dict__:
+        if (loaded := self.__dict__.get("_loaded")) is not None:
+            return loaded
+        with _LOAD_LOCK:
+            if "_load_error" in self.__dict__:
+                raise ItemError(self.__dict__["_load_error"])
+            if "_loaded" not in self.__dict__:
+                try:
+                    self.__dict__["_loaded"] = self._load()
+                except ConfigError as exc:
+                    self.__dict__["_load_error"] = f"tag: {exc}"
+                    raise ItemError(f"tag: {exc}") from None
             return self.__dict__["_loaded"]
-        if "_load_error" in self.__dict__:
-            raise ItemError(self.__dict__["_load_error"])
-        try:
-            loaded = self._load()
-        except ConfigError as exc:
-            self.__dict__["_load_error"] = f"tag: {exc}"
-            raise ItemError(f"tag: {exc}") from None
-        self.__dict__["_loaded"] = loaded
-        return loaded
 
     def _load(self) -> _Loaded:
         import numpy as np
@@ -157,17 +161,43 @@ class Tag(BatchStep):
                 f"{files.model} outputs {n_scores} scores but {files.tags} lists {len(labels)} tags"
             )
         groups = {c: np.array(labels.indexes(c), dtype=np.int64) for c in (GENERAL, CHARACTER, RATING)}
-        pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="captionary-tag-prep")
-        return _Loaded(session, spec, out.name, labels, groups, pool)
+        return _Loaded(session, spec, out.name, labels, groups)
+
+    # --- images: prepared on every core, the next batch while the model runs the current one -------
+    def prefetch(self, items: Sequence[Item]) -> None:
+        queued = self.__dict__.setdefault("_queued", {})
+        pool = self._pool()
+        for item in items:
+            queued[id(item)] = (item, pool.submit(self._prepared, item))
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with _POOL_LOCK:
+            if (pool := self.__dict__.get("_prep_pool")) is None:
+                pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="captionary-tag-prep")
+                self.__dict__["_prep_pool"] = pool
+            return pool
+
+    def _prepared(self, item: Item) -> np.ndarray:
+        """The model input of one item. An original is decoded here, not through `item.image`,
+        so the full-size pixels are not kept on the item after tagging."""
+        size = self._model().spec.height or DEFAULT_SIZE
+        if not item.recipe and item.store is not None:
+            image = decode_image(item.store.get(item.base))
+        else:
+            image = item.image
+        return prepare_image(image, size)
 
     def scores(self, items: Sequence[Item]) -> np.ndarray:
-        """Model scores, one row per item (images preprocessed in parallel threads)."""
+        """Model scores, one row per item."""
         import numpy as np
 
         loaded = self._model()
         spec = loaded.spec
-        size = spec.height or DEFAULT_SIZE
-        arrays = list(loaded.pool.map(lambda item: prepare_image(item.image, size), items))
+        queued = self.__dict__.get("_queued", {})
+        entries = [queued.pop(id(item), None) for item in items]
+        pool = self._pool()
+        futures = [e[1] if e else pool.submit(self._prepared, item) for item, e in zip(items, entries)]
+        arrays = [f.result() for f in futures]
         feeds = [np.stack(arrays)] if spec.batch is None else [a[None] for a in arrays]
         rows = [
             loaded.session.run([loaded.output], {spec.name: x.astype(spec.dtype, copy=False)})[0]
