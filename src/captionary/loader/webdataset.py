@@ -44,6 +44,7 @@ class WebDatasetImageCaptions(_base()):  # type: ignore[misc]
         image: ImageTransform | dict[str, Any] | None = None,
         caption: CaptionTransform | dict[str, Any] | None = None,
         buckets: BucketConfig | dict[str, Any] | None = None,
+        config: str | Path | dict[str, Any] | None = None,
         tokenizer: Any = None,
         batch_size: int | None = None,
         seed: int = 0,
@@ -54,10 +55,13 @@ class WebDatasetImageCaptions(_base()):  # type: ignore[misc]
     ):
         if unused:
             raise ConfigError(f"WebDataset sources do not take {sorted(unused)}")
+        from captionary.loader.dataset import _sections
+
+        sections = _sections(config)
         self.urls = _expand(shards)
-        self.image_transform = from_dict(ImageTransform, image, "image")
-        self.caption_transform = from_dict(CaptionTransform, caption, "caption")
-        self.bucketer = Buckets(from_dict(BucketConfig, buckets, "buckets"))
+        self.image_transform = from_dict(ImageTransform, image or sections.get("image"), "image")
+        self.caption_transform = from_dict(CaptionTransform, caption or sections.get("caption"), "caption")
+        self.bucketer = Buckets(from_dict(BucketConfig, buckets or sections.get("buckets"), "buckets"))
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.seed = seed

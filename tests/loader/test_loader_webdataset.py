@@ -1,0 +1,74 @@
+"""WebDataset shards written by captionary's save step, streamed as an IterableDataset: split over
+DataLoader workers and ranks without loss or repeats; same-bucket batches when asked."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import loader_fixtures
+import pytest
+
+from captionary.errors import ConfigError
+from captionary.loader import ImageCaptionDataset, collate
+
+torch = pytest.importorskip("torch")
+varied, export = loader_fixtures.varied, loader_fixtures.export
+BUCKETS = {"resolution": 256, "min_bucket_reso": 128, "max_bucket_reso": 512}
+
+
+def ids(loader) -> Counter:
+    return Counter(i for batch in loader for i in batch["id"])
+
+
+def test_workers_and_ranks_split_the_shards(export):
+    out = export("webdataset", shard_size=4)  # 10 samples in 3 shards
+    assert len(list(out.glob("*.tar"))) == 3
+    dataset = ImageCaptionDataset(out, buckets=BUCKETS)
+    everything = Counter(r.id for r in dataset.records())
+    assert len(everything) == 10
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, num_workers=2, collate_fn=lambda s: collate([s])
+    )
+    assert ids(loader) == everything  # each sample once, across both workers
+    ranks = [
+        ImageCaptionDataset(out, buckets=BUCKETS, num_replicas=2, rank=r) for r in (0, 1)
+    ]  # 2 ranks x 2 workers = 4 readers > 3 shards: samples are dealt round-robin instead
+    seen = [
+        ids(torch.utils.data.DataLoader(d, batch_size=None, num_workers=2, collate_fn=lambda s: collate([s])))
+        for d in ranks
+    ]
+    assert seen[0] + seen[1] == everything
+    assert not set(seen[0]) & set(seen[1])
+
+
+def test_bucketed_batches_from_a_stream(export):
+    out = export("webdataset", shard_size=4)
+    dataset = ImageCaptionDataset(out, buckets=BUCKETS, batch_size=2, caption={"prefix": "ohwx"})
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, collate_fn=collate)
+    total = 0
+    for batch in loader:
+        w, h = batch["bucket"][0].tolist()
+        assert batch["pixel_values"].shape[1:] == (3, h, w)
+        assert (batch["bucket"] == batch["bucket"][0]).all()
+        assert all(c.startswith("ohwx") for c in batch["caption"])
+        total += len(batch["id"])
+    assert total == 10
+    assert dataset.leftovers == sum(n % 2 for n in Counter(map(tuple, _buckets(dataset))).values())
+
+
+def _buckets(dataset):
+    return [dataset.bucketer.select(*r.size or _size(r)).reso for r in dataset.records()]
+
+
+def _size(record):
+    from captionary.loader.records import open_image
+
+    return open_image(record).size
+
+
+def test_missing_shard_and_unsupported_options(tmp_path):
+    with pytest.raises(ConfigError, match="shard not found"):
+        ImageCaptionDataset(str(tmp_path / "shard-{000..002}.tar"))
+    (tmp_path / "a.tar").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"WebDataset sources do not take \['latents'\]"):
+        ImageCaptionDataset(tmp_path / "a.tar", latents=object())
