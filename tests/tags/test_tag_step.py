@@ -269,3 +269,18 @@ def test_cuda_provider_is_used_when_present(tagger):
     from captionary.backends.onnx import load_session
 
     assert load_session(tagger / "model.onnx").get_providers()[0] == "CUDAExecutionProvider"
+
+
+def test_apply_batch_without_prefetch_matches_the_run(tagger, colours, ws_path):
+    """Called directly (no stage queued the batch ahead), the step prepares images itself."""
+    props, _ = tagged(ws_path, colours, Tag(model=str(tagger)))
+    step = Tag(model=str(tagger))
+    with Workspace(ws_path) as ws:
+        items = sorted(ws.items(), key=lambda item: item.name)
+        step.setup()
+        try:
+            updates = step.apply_batch(items)
+        finally:
+            step.teardown()
+    assert [u["tags"] for u in updates] == [props[item.name]["tags"] for item in items]
+    assert [u["rating"] for u in updates] == [props[item.name]["rating"] for item in items]
