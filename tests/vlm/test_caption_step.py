@@ -11,7 +11,7 @@ import json
 import pytest
 from openai_server import FakeOpenAI
 
-from captionary import Caption, ConfigError, Load, ParamError, Workspace, parse_pipeline
+from captionary import Caption, ConfigError, Load, ParamError, Resize, Workspace, parse_pipeline
 from captionary.cli import main
 
 FAST = {"retry_backoff": 0.01, "max_retries": 3}
@@ -170,3 +170,20 @@ def test_bad_configuration_fails_before_any_work(tmp_path, server, monkeypatch):
     with pytest.raises(ParamError, match="invalid prompt template"):
         parse(f"{{backend: openai, model: m, base_url: '{server.url}', prompt: 'oops {{'}}")
     assert server.hits == []
+
+
+def test_caption_after_a_resize_sees_the_derived_image_and_follows_it(photos, ws_path, server):
+    def pipeline(edge: int):
+        return Load(photos) >> Resize(max_edge=edge) >> caption(server, max_image_edge=128)
+
+    with Workspace(ws_path) as ws:
+        ws.run(pipeline(100), progress=False)
+        props = {item.name: item.props for item in ws.items()}
+        assert len(server.hits) == 12
+        assert all(max(map(int, p["caption"].split()[1].split("x"))) == 100 for p in props.values())
+        ws.run(pipeline(100), progress=False)
+        assert len(server.hits) == 12
+        ws.run(pipeline(400), progress=False)  # new pixels: captions recomputed, sent at 128 px
+        props = {item.name: item.props for item in ws.items()}
+    assert len(server.hits) == 24
+    assert all(max(map(int, p["caption"].split()[1].split("x"))) == 128 for p in props.values())
