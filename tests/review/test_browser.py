@@ -236,3 +236,29 @@ def test_browse_is_a_virtualised_grid_with_filters_and_details(browser, tmp_path
         page.fill("#query", "width >")
         page.wait_for_selector("#count.error")
         page.close()
+
+
+def test_a_failed_save_is_shown_and_retried_until_committed(browser, tmp_path):
+    photos = make_photos(tmp_path / "photos", 2)
+    items = prepare_task(tmp_path / "ws", Load(photos) >> HumanFilter(), "human_filter", 2)
+    failures = []
+
+    def flaky(route):
+        if len(failures) < 2:  # the first two attempts never reach the server
+            failures.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    with Served(tmp_path / "ws") as served:
+        page = browser.new_page()
+        page.route("**/api/tasks/human_filter/items/*", flaky)
+        page.goto(served.url)
+        showing(page, items[0]["id"])
+        page.keyboard.press("d")
+        page.wait_for_selector('#save-status[data-state="error"]')
+        assert decisions(tmp_path / "ws", "human_filter") == {}
+        all_saved(page, 1)
+        assert len(failures) == 2
+        assert decisions(tmp_path / "ws", "human_filter") == {items[0]["id"]: '"keep"'}
+        page.close()

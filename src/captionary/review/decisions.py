@@ -121,11 +121,11 @@ class DecisionStore:
                 self.db.execute("ROLLBACK")
                 raise
 
-    def items(self, task: str, after: int = -1) -> list[TaskItem]:
+    def items(self, task: str, after: int = -1, limit: int = -1) -> list[TaskItem]:
         rows = self.read(
             "SELECT item, position, image, name, props, base, recipe FROM task_items "
-            "WHERE task = ? AND position > ? ORDER BY position",
-            (task, after),
+            "WHERE task = ? AND position > ? ORDER BY position LIMIT ?",
+            (task, after, limit),
         )
         return [TaskItem(i, p, img, n, json.loads(props or "{}"), b, r) for i, p, img, n, props, b, r in rows]
 

@@ -97,13 +97,16 @@ def create_app(workspace: Path, token: str) -> Any:
         return store.tasks()
 
     @app.get("/api/tasks/{name}")
-    def task(name: str, after: int = -1) -> dict[str, Any]:
+    def task(name: str, after: int = -1, at: int | None = None) -> dict[str, Any]:
+        """The task's items after position `after`; thumbnails of those ahead of `at` are made now."""
         found = store.task(name)
         if found is None:
             raise HTTPException(404, f"no review task {name!r}")
         items = store.items(name, after)
         decided = store.decisions(name, [it.item for it in items])
-        ahead = [it for it in items if it.item not in decided][:WARM_AHEAD]
+        near = items if at is None else store.items(name, at - 1, 2 * WARM_AHEAD)
+        near_decided = decided if at is None else store.decisions(name, [it.item for it in near])
+        ahead = [it for it in near if it.item not in near_decided][:WARM_AHEAD]
         thumbs.warm([(it.item, it.image, it.base, it.recipe) for it in ahead])
         known = set(found["config"].get("tags", []))
         for it in items:

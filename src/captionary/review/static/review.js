@@ -265,7 +265,9 @@ views.review = (taskName) => {
   async function refresh() {
     const last = state.items.length ? state.items[state.items.length - 1].position : -1;
     try {
-      const fresh = await api("GET", `/api/tasks/${encodeURIComponent(taskName)}?after=${last}`);
+      const here = state.items[state.index];
+      const at = here ? `&at=${here.position}` : "";  // the server makes thumbnails ahead of the person
+      const fresh = await api("GET", `/api/tasks/${encodeURIComponent(taskName)}?after=${last}${at}`);
       if (fresh.items.length) {
         const wasDone = state.index >= state.items.length;
         state.items.push(...fresh.items);
