@@ -52,8 +52,9 @@ NOT_CACHED = ("backend", "model", "revision", "options", *BACKEND_PARAMS, "batch
 
 
 class GenerativeStep(BatchStep):
-    """Base of the steps that generate text with a backend. Subclasses set the defaults and implement
-    `prompt_for(item)`, `images_for(item)` and `updates(result)`."""
+    """Base of the steps that generate text with a backend. A subclass sets `name`, `reads_image` and
+    the `default_*` values; it may override `request(item)` (what to ask) or `updates(result)` (what
+    to write)."""
 
     version: ClassVar[int | str] = 1
     default_prompt: ClassVar[str] = ""
@@ -62,8 +63,8 @@ class GenerativeStep(BatchStep):
     default_n: ClassVar[int] = 1
 
     model: str = ""  # a Hugging Face id, a local folder, an API model name, or a preset name
-    backend: str | None = None  # openai | transformers | vllm; None: the preset's, else openai if
-    # base_url is set, else transformers
+    # openai | transformers | vllm; None: the preset's, else openai when base_url is set, else transformers
+    backend: str | None = None
     revision: str | None = None
     prompt: str | None = None  # a template over the item's properties: "Tags: {tags}. Describe ..."
     system: str | None = None
@@ -251,7 +252,7 @@ class GenerativeStep(BatchStep):
         for position, result in zip(positions, self._generate(requests)):
             self._count(result)
             try:
-                outcomes[position] = self._updates(result)
+                outcomes[position] = self.updates(result)
             except ItemError as exc:
                 outcomes[position] = exc
         return outcomes  # type: ignore[return-value]
@@ -316,7 +317,7 @@ class GenerativeStep(BatchStep):
         ):
             usage[key] = usage.get(key, 0) + value
 
-    def _updates(self, result: Result) -> dict[str, Any]:
+    def updates(self, result: Result) -> dict[str, Any]:
         if result.error:
             raise ItemError(f"{self.model_id()}: {result.error}")
         texts = [t.strip() for t in result.texts]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from captionary.backends.base import Request, Result
 from captionary.core.item import Item
 from captionary.errors import ItemError
 from captionary.steps.vlm.base import GenerativeStep
@@ -24,18 +25,14 @@ class CaptionVariations(GenerativeStep):
     default_temperature: ClassVar[float] = 0.8
     default_n: ClassVar[int] = 4
 
+    target: str = "caption_variations"
     source: str = "caption"
-
-    def validate(self) -> None:
-        if self.target == "caption":  # the inherited default would overwrite the source
-            self.target = "caption_variations"
-        super().validate()
 
     @property
     def reads(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((self.source, *(f for f in super().reads if f != "source"))))
 
-    def request(self, item: Item):
+    def request(self, item: Item) -> Request:
         if self.source not in item.props:
             raise ItemError(f"{self.name}: the item has no property {self.source!r} to reword")
         return super().request(
@@ -44,8 +41,8 @@ class CaptionVariations(GenerativeStep):
             )
         )
 
-    def _updates(self, result):
-        updates = super()._updates(result)
+    def updates(self, result: Result) -> dict[str, Any]:
+        updates = super().updates(result)
         if self.generation.n == 1:
             updates[self.target] = [updates[self.target]]
         return updates
