@@ -12,7 +12,7 @@ import pytest
 from openai_server import FakeOpenAI
 from PIL import ImageStat
 
-from captionary import Caption, Load, Workspace
+from captionary import Caption, CaptionVariations, ComposeCaption, Load, Workspace
 from captionary.backends import BACKENDS, Backend, OutOfMemory, Preset, Result
 from captionary.steps.vlm import base as vlm_base
 from captionary.steps.vlm.text import strip_preamble
@@ -117,6 +117,11 @@ def test_a_preset_supplies_backend_model_and_prompt_and_parameters_override_it(m
         run(ws_path, photos, own)
         assert server.hits_for("Own dog/00")[0].body["max_tokens"] == 20
         assert Caption(model="x", base_url=server.url).backend_config.backend == "openai"  # no preset
+        # text steps take the preset's model but keep their own prompt and sampling
+        variations = CaptionVariations(model="my-vlm", base_url=server.url)
+        assert variations.backend_config.model == "served/vlm" and "{source}" in variations.prompt_template
+        assert (variations.generation.temperature, variations.generation.max_tokens) == (0.8, 256)
+        assert "{tags}" in ComposeCaption(model="my-vlm", base_url=server.url).prompt_template
 
 
 @pytest.mark.parametrize(

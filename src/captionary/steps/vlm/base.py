@@ -19,6 +19,7 @@ from captionary.backends.base import (
     Backend,
     BackendConfig,
     GenerationParams,
+    Preset,
     Request,
     Result,
     cache_identity,
@@ -61,6 +62,7 @@ class GenerativeStep(BatchStep):
     default_temperature: ClassVar[float] = 0.0
     default_max_tokens: ClassVar[int] = 256
     default_n: ClassVar[int] = 1
+    preset_prompts: ClassVar[bool] = True  # a preset's prompt and sampling (made for captioning) apply
 
     model: str = ""  # a Hugging Face id, a local folder, an API model name, or a preset name
     # openai | transformers | vllm; None: the preset's, else openai when base_url is set, else transformers
@@ -114,7 +116,11 @@ class GenerativeStep(BatchStep):
             named = exc.message.split(" (")[0]
             bad = next((k for k in (*BACKEND_PARAMS, "options") if k in named), "backend")
             raise ParamError(f"{self.name}: {exc.message}", param=bad) from None
-        prompt = self.prompt or (preset and preset.prompt) or self.default_prompt
+        if not self.preset_prompts:  # a text step takes only the preset's model, not its prompt
+            preset_prompt = None if preset is None else Preset(preset.backend, preset.model)
+        else:
+            preset_prompt = preset
+        prompt = self.prompt or (preset_prompt and preset_prompt.prompt) or self.default_prompt
         try:
             fields = template_fields(prompt)
         except ValueError as exc:
@@ -122,10 +128,12 @@ class GenerativeStep(BatchStep):
             require(False, self, f"invalid prompt template {prompt!r}: {exc}", "prompt")
         params = GenerationParams(
             max_tokens=_first(
-                self.max_tokens, preset.max_tokens if preset else None, self.default_max_tokens
+                self.max_tokens, preset_prompt.max_tokens if preset_prompt else None, self.default_max_tokens
             ),
             temperature=_first(
-                self.temperature, preset.temperature if preset else None, self.default_temperature
+                self.temperature,
+                preset_prompt.temperature if preset_prompt else None,
+                self.default_temperature,
             ),
             top_p=self.top_p,
             seed=self.seed,
@@ -137,7 +145,7 @@ class GenerativeStep(BatchStep):
             _config=config,
             _backend=instance,
             _prompt=prompt,
-            _system=self.system or (preset and preset.system) or None,
+            _system=self.system or (preset_prompt and preset_prompt.system) or None,
             _fields=fields,
             _generation=params,
         )
@@ -154,6 +162,11 @@ class GenerativeStep(BatchStep):
     @property
     def backend_config(self) -> BackendConfig:
         return self.__dict__["_config"]
+
+    @property
+    def prompt_template(self) -> str:
+        """The prompt in use (the step's, else the preset's, else the step's default)."""
+        return self.__dict__["_prompt"]
 
     @property
     def generation(self) -> GenerationParams:

@@ -16,6 +16,7 @@ class ComposeCaption(GenerativeStep):
 
     name: ClassVar[str] = "compose_caption"
     reads_image: ClassVar[bool] = False
+    preset_prompts: ClassVar[bool] = False
     default_prompt: ClassVar[str] = (
         "Rewrite the following image description and tags into one fluent caption of at most three "
         "sentences for training a text-to-image model. Keep every visual fact; invent nothing. Answer "

@@ -18,6 +18,7 @@ class CaptionVariations(GenerativeStep):
 
     name: ClassVar[str] = "caption_variations"
     reads_image: ClassVar[bool] = False
+    preset_prompts: ClassVar[bool] = False
     default_prompt: ClassVar[str] = (
         "Reword this image caption. Keep every fact, change the wording and the order. Answer with "
         "the new caption only.\nCaption: {source}"
