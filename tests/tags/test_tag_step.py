@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tiny_wd14 import build_tagger, solid
 
@@ -284,3 +285,27 @@ def test_apply_batch_without_prefetch_matches_the_run(tagger, colours, ws_path):
             step.teardown()
     assert [u["tags"] for u in updates] == [props[item.name]["tags"] for item in items]
     assert [u["rating"] for u in updates] == [props[item.name]["rating"] for item in items]
+
+
+def test_fast_decode_tags_large_photos_like_the_reference(tagger, photos, tmp_path):
+    from PIL import Image
+
+    big = tmp_path / "big"
+    big.mkdir()
+    for i, path in enumerate(sorted(photos.rglob("*.jpg"))[:4]):  # 4x upscaled: JPEG DCT scaling applies
+        with Image.open(path) as image:
+            image.convert("RGB").resize((image.width * 4, image.height * 4)).save(
+                big / f"{i}.jpg", quality=92
+            )
+    exact, _ = tagged(tmp_path / "a", big, Tag(model=str(tagger)))
+    fast, summary = tagged(tmp_path / "b", big, Tag(model=str(tagger), fast_decode=True))
+    assert summary.step("tag").computed == 4  # its own cache entries: the pixels differ slightly
+    for name in exact:
+        assert fast[name]["tag_scores"] == pytest.approx(exact[name]["tag_scores"], abs=0.02)
+        assert fast[name]["rating"] == exact[name]["rating"]
+    with Workspace(tmp_path / "a") as ws:
+        items = list(ws.items())
+        raw_exact = Tag(model=str(tagger)).scores(items)
+        raw_fast = Tag(model=str(tagger), fast_decode=True).scores(items)
+    assert not np.array_equal(raw_exact, raw_fast)  # the JPEGs were decoded at another scale
+    assert np.allclose(raw_exact, raw_fast, atol=0.02)
