@@ -23,7 +23,7 @@ class ClipScore(BatchStep):
     prompt or negative) and, when negatives are given, `clip_match`: the probability that the image is
     a prompt rather than a negative (softmax over all of them at the model's temperature). Reads the
     `clip_embedding` of `clip_embed`, which must come from the same `model`. Filter with
-    `filter_by_score: {property: clip_match, min: 0.5}`.
+    `filter: {expr: "clip_match >= 0.5"}`.
     """
 
     name: ClassVar[str] = "clip_score"

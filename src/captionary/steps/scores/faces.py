@@ -29,7 +29,7 @@ class Faces(BatchStep):
     """Write `faces` (the count) and `face_boxes` (`[x0, y0, x1, y1]` as fractions of the width and
     height, with a `score`). Images are scaled to `max_edge` first; `upsample` (0-2) doubles the
     resolution that many times to find faces smaller than about 80 px at that size (slower).
-    Filter with `filter_by_score: {property: faces, max: 0}` (no people) or `min: 1`.
+    Filter with `filter: {expr: "faces == 0"}` (no people) or `"faces >= 1"`.
     """
 
     name: ClassVar[str] = "faces"

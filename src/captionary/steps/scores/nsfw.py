@@ -18,7 +18,7 @@ MODEL_ID = "yahoo-open-nsfw@864bb37bf8863564"
 class Nsfw(BatchStep):
     """Write `nsfw`: the open_nsfw probability (0-1; safe photos score below about 0.2).
 
-    Filter with `filter_by_score: {property: nsfw, max: 0.5}`.
+    Filter with `filter: {expr: "nsfw < 0.5"}`.
     """
 
     name: ClassVar[str] = "nsfw"

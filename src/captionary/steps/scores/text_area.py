@@ -23,7 +23,7 @@ class TextArea(BatchStep):
     """Write `text_area` (0-1: the fraction of the image inside detected text regions) and
     `text_regions` (how many). Images are scaled to `max_edge` first (the fraction does not depend
     on scale; small text below about 8 px at that size is missed). Filter with
-    `filter_by_score: {property: text_area, max: 0.05}`.
+    `filter: {expr: "text_area < 0.05"}`.
     """
 
     name: ClassVar[str] = "text_area"
