@@ -5,7 +5,7 @@ Classifier: any ONNX image classifier (e.g. LAION's watermark detector exported 
 is resized to the model's input size, scaled to 0-1 and normalised with `mean`/`std`; the score is
 the softmax (or sigmoid) probability of output `watermark_class`.
 
-Invisible watermark (`invisible: true`, needs `invisible-watermark`): decodes the DWT-DCT watermark
+Invisible watermark (`invisible: true`, `pip install captionary[sd-watermark]`): decodes the DWT-DCT watermark
 of Stable Diffusion 1.x/2.x (the bytes "StableDiffusionV1") and SDXL (a fixed 48-bit message) and
 writes the fraction of bits that match the closer one (1.0: marked; an unmarked photo scores about
 0.4-0.6). It survives only lossless copies: a JPEG re-encode or a resize erases it.
@@ -59,7 +59,7 @@ class Watermark(BatchStep):
             require_module("onnxruntime", "watermark")
             require(Path(self.model).is_file(), self, f"no such file: {self.model}", param="model")
         if self.invisible:
-            require_module("imwatermark", "watermark", package="invisible-watermark")
+            require_module("imwatermark", "sd-watermark", package="invisible-watermark")
         require(len(self.mean) == 3 and len(self.std) == 3, self, "mean and std take 3 values (R, G, B)")
         require(all(s > 0 for s in self.std), self, "std values must be > 0", param="std")
         require(self.size >= 8, self, f"must be >= 8; got {self.size}", param="size")
