@@ -152,6 +152,7 @@ def test_kill_the_server_mid_session_nothing_acknowledged_is_lost(browser, tmp_p
     photos = make_photos(tmp_path / "photos", 12)
     items = prepare_task(tmp_path / "ws", Load(photos) >> HumanFilter(), "human_filter", 12)
     page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())  # "leave with unsaved decisions?": yes
     with Served(tmp_path / "ws") as served:
         page.goto(served.url)
         for item in items[:7]:
