@@ -187,3 +187,10 @@ def test_caption_after_a_resize_sees_the_derived_image_and_follows_it(photos, ws
         props = {item.name: item.props for item in ws.items()}
     assert len(server.hits) == 24
     assert all(max(map(int, p["caption"].split()[1].split("x"))) == 128 for p in props.values())
+
+
+def test_concurrency_above_the_batch_size_is_used(photos, ws_path):
+    with FakeOpenAI(delay=0.3) as server:
+        summary, _ = run(ws_path, photos, caption(server, batch_size=2, concurrency=6))
+    assert summary.step("caption").computed == 12
+    assert server.peak == 6

@@ -197,9 +197,14 @@ class GenerativeStep(BatchStep):
     def model_id(self) -> str:
         return model_label(self.backend_config)
 
+    @property
+    def size_of_batch(self) -> int:
+        """`batch_size`, or the backend's `concurrency` when larger (so that many requests can run)."""
+        return max(self.batch_size, int(self._backend_instance.settings.get("concurrency") or 0))
+
     # --- running -------------------------------------------------------------------------------------
     def setup(self) -> None:
-        self.__dict__.update(_chunk=self.batch_size, _memo={}, _load_error=None)
+        self.__dict__.update(_chunk=self.size_of_batch, _memo={}, _load_error=None)
         self.__dict__.setdefault("_usage", {})
         try:
             self._backend_instance.load()
@@ -304,7 +309,7 @@ class GenerativeStep(BatchStep):
         results: list[Result] = []
         start = 0
         while start < len(requests):
-            chunk = requests[start : start + self.__dict__.get("_chunk", self.batch_size)]
+            chunk = requests[start : start + self.__dict__.get("_chunk", self.size_of_batch)]
             try:
                 answer = self._backend_instance.generate(chunk)
             except Exception as exc:
