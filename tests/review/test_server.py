@@ -54,9 +54,12 @@ def test_every_request_without_the_token_gets_401_on_a_lan_bind(served, workspac
     assert put.status_code == 401
     page = httpx.get(served.local_url())
     assert page.status_code == 200 and "captionary review" in page.text
-    cookie = page.cookies["captionary_token"]
+    [(name, cookie)] = page.cookies.items()
+    assert name.startswith("captionary_") and cookie == served.url.split("token=")[1]
     assert "samesite=strict" in page.headers["set-cookie"].lower()
-    assert httpx.get(served.base + "/api/tasks", cookies={"captionary_token": cookie}).status_code == 200
+    assert "httponly" in page.headers["set-cookie"].lower()
+    assert httpx.get(served.base + "/api/tasks", cookies={name: cookie}).status_code == 200
+    assert httpx.get(served.base + "/api/tasks", cookies={"captionary_other": cookie}).status_code == 401
 
 
 def test_no_client_path_reads_outside_the_blob_store(client, workspace):

@@ -5,6 +5,7 @@ the first page load). Files are never named by the client: images are looked up 
 id in the database, and only blob-store bytes are sent. No CORS headers are set at all.
 """
 
+import hashlib
 import json
 import re
 import secrets
@@ -17,7 +18,8 @@ from captionary.review.browse import browse, details
 from captionary.review.decisions import DecisionStore
 from captionary.review.thumbnails import SIZES, Thumbnails
 
-COOKIE = "captionary_token"
+COOKIE_PREFIX = "captionary_"
+"""A cookie name carries a hash of the token: cookies ignore ports, and two servers must not share one."""
 ITEM_ID = re.compile(r"^[0-9a-f]{64}$")
 IMAGE_ID = re.compile(r"^~?[0-9a-f]{32,128}$")
 STATIC = {
@@ -45,8 +47,10 @@ def create_app(workspace: Path, token: str) -> Any:
     }
     steps: dict[str, Any] = {}
 
+    cookie = COOKIE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:12]
+
     def authorize(request: Request) -> None:
-        given = request.query_params.get("token") or request.cookies.get(COOKIE) or ""
+        given = request.query_params.get("token") or request.cookies.get(cookie) or ""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             given = given or header[7:]
@@ -83,7 +87,7 @@ def create_app(workspace: Path, token: str) -> Any:
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Cache-Control"] = "no-store"
         if request.query_params.get("token"):
-            response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            response.set_cookie(cookie, token, httponly=True, samesite="strict")
         return response
 
     @app.get("/static/{name}")
