@@ -9,9 +9,11 @@ while the review app is served.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, ClassVar
 
 from captionary.core.item import Item
+from captionary.errors import ConfigError
 from captionary.pipeline.step import Outcome, Step
 
 
@@ -21,6 +23,14 @@ class HumanStep(Step):
     kind: ClassVar[str] = "human"
     task_kind: ClassVar[str] = ""  # filter | tag | caption: which review screen the app shows
     reads_image: ClassVar[bool] = False
+
+    def validate(self) -> None:
+        for module in ("fastapi", "uvicorn"):  # found, not imported: a re-run with no questions stays fast
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(
+                    f"{self.name} serves the review app, which needs {module}: "
+                    "pip install 'captionary[review]'"
+                )
 
     def task_name(self) -> str:
         return getattr(self, "task", "") or self.name

@@ -25,6 +25,7 @@ class HumanTag(HumanStep):
     task: str = ""
 
     def validate(self) -> None:
+        super().validate()
         require(bool(self.tags), self, "give at least one tag", "tags")
         require(len(set(self.tags)) == len(self.tags), self, "tags must be distinct", "tags")
 
