@@ -76,6 +76,9 @@ def test_filter_30_images_with_the_keyboard_only_then_undo(browser, tmp_path):
         all_saved(page, 32)
         expected[items[-2]["id"]] = '"reject"'
         assert decisions(tmp_path / "ws", "human_filter") == expected
+        page.fill("#seek", "10")  # the slider reaches any image
+        showing(page, items[10]["id"])
+        assert page.get_attribute("#decision", "data-value") == expected[items[10]["id"]]
         page.close()
 
 

@@ -17,6 +17,8 @@ views.review = (taskName) => {
   const meta = el("div", { class: "meta", id: "meta" });
   const controls = el("div", { class: "controls", id: "controls" });
   const strip = el("div", { class: "strip", id: "strip" });
+  const seek = el("input", { type: "range", id: "seek", min: "0", value: "0", "aria-label": "go to image" });
+  seek.addEventListener("input", () => go(Number(seek.value)));
 
   function isDecided(item) { return Object.prototype.hasOwnProperty.call(state.decisions, item.id); }
 
@@ -174,6 +176,8 @@ views.review = (taskName) => {
 
   // --- strip: recent and coming images, click to go back to any of them -----------------------------
   function renderStrip() {
+    seek.max = String(Math.max(0, state.items.length - 1));
+    seek.value = String(state.index);
     strip.replaceChildren();
     const from = Math.max(0, state.index - STRIP);
     const to = Math.min(state.items.length, state.index + STRIP + 1);
@@ -284,7 +288,7 @@ views.review = (taskName) => {
     state.decisions = task.decisions;
     state.known = task.known_tags;
     $("#title").textContent = `${task.name} (${task.kind})`;
-    view.replaceChildren(el("section", { class: `review ${task.kind}` }, stage, meta, controls, strip));
+    view.replaceChildren(el("section", { class: `review ${task.kind}` }, stage, meta, controls, strip, seek));
     view.dataset.task = task.name;
     state.index = firstUndecided();
     show();
