@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -266,3 +267,35 @@ def test_aesthetic_checks_its_checkpoint_when_built(tmp_path):
 
     with pytest.raises(ParamError, match="no such file"):
         Aesthetic(checkpoint=str(tmp_path / "missing.pth"))
+
+
+def test_derived_images_and_fast_decode_of_large_jpegs(photos, ws_path, tmp_path, clip_dir):
+    from captionary import Resize
+
+    big = tmp_path / "big"
+    big.mkdir()
+    for n, source in enumerate(sorted(photos.rglob("*.jpg"))[:4]):
+        Image.open(source).convert("RGB").resize((2400, 1800)).save(big / f"{n}.jpg", quality=92)
+    with Workspace(ws_path) as ws:
+        # a resized (derived) image is what the model sees
+        ws.run(
+            Load(big) >> Resize(max_edge=100) >> ClipEmbed(model=str(clip_dir), device="cpu"), progress=False
+        )
+        items = sorted(ws.items(), key=lambda i: i.name)
+        assert items[0].width == 100
+        got = np.stack([item.array("clip_embedding") for item in items])
+        np.testing.assert_allclose(got, reference_embeddings(clip_dir, items), atol=2e-5)
+
+        # originals: a JPEG decoded at a reduced DCT scale gives nearly the same embedding, cached apart
+        fast = ClipEmbed(model=str(clip_dir), device="cpu")
+        full = ClipEmbed(model=str(clip_dir), device="cpu", fast_decode=False)
+        ws.run(Load(big) >> fast, progress=False)
+        quick = {i.name: i.array("clip_embedding") for i in ws.items()}
+        summary = ws.run(Load(big) >> full, progress=False)
+        assert summary.step("clip_embed").computed == 4  # fast_decode is part of the cache key
+        exact = {i.name: i.array("clip_embedding") for i in ws.items()}
+        np.testing.assert_allclose(
+            np.stack(list(exact.values())), reference_embeddings(clip_dir, list(ws.items())), atol=2e-5
+        )
+        for name in quick:
+            assert float(quick[name] @ exact[name]) > 0.99

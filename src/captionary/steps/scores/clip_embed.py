@@ -7,15 +7,17 @@ from typing import Any, ClassVar
 
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
-from captionary.pipeline.step import BatchStep, require
+from captionary.pipeline.step import require
 from captionary.steps.scores.clip_backend import ClipModel
-from captionary.steps.scores.models import loaded, model_fingerprint, release, rgb_images
+from captionary.steps.scores.image_step import ImageBatchStep
+from captionary.steps.scores.models import loaded, model_fingerprint
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 """ViT-L/14: what the LAION aesthetic predictor was trained on."""
+DRAFT_SHORT_EDGE = 512
 
 
-class ClipEmbed(BatchStep):
+class ClipEmbed(ImageBatchStep):
     """Unit-length image embeddings in `clip_embedding` (a float32 array reference).
 
     `model` is a Hugging Face id or a local folder of a transformers CLIPModel or SiglipModel;
@@ -45,13 +47,13 @@ class ClipEmbed(BatchStep):
     def setup(self) -> None:
         self.clip()
 
-    def teardown(self) -> None:
-        release(self)
+    def draft(self, width: int, height: int) -> float:
+        return DRAFT_SHORT_EDGE / min(width, height)  # CLIP/SigLIP inputs are 224-448 px
 
     def clip(self) -> ClipModel:
         return loaded(self, lambda: ClipModel(self.model, self.revision, self.device))
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         clip = self.clip()
-        embeddings = clip.embed_images(rgb_images(items))
+        embeddings = clip.embed_images(self.images(items))
         return [{"clip_embedding": row} for row in embeddings]

@@ -14,18 +14,22 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ConfigError
-from captionary.pipeline.step import BatchStep, require
-from captionary.steps.scores.models import file_fingerprint, loaded, release, to_rgb
+from captionary.pipeline.step import require
+from captionary.steps.scores.image_step import ImageBatchStep
+from captionary.steps.scores.models import file_fingerprint, loaded
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 WEIGHTS = "mmod_human_face_detector.dat"
 
 
-class Faces(BatchStep):
+class Faces(ImageBatchStep):
     """Write `faces` (the count) and `face_boxes` (`[x0, y0, x1, y1]` as fractions of the width and
     height, with a `score`). Images are scaled to `max_edge` first; `upsample` (0-2) doubles the
     resolution that many times to find faces smaller than about 80 px at that size (slower).
@@ -62,8 +66,8 @@ class Faces(BatchStep):
     def setup(self) -> None:
         self.detector()
 
-    def teardown(self) -> None:
-        release(self)
+    def draft(self, width: int, height: int) -> float:
+        return self.max_edge / max(width, height)
 
     def detector(self) -> Any:
         def load() -> Any:
@@ -77,12 +81,11 @@ class Faces(BatchStep):
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         detector = self.detector()
-        return [self.detect(detector, item) for item in items]
+        return [self.detect(detector, image) for image in self.images(items)]
 
-    def detect(self, detector: Any, item: Item) -> dict[str, Any]:
+    def detect(self, detector: Any, image: Image) -> dict[str, Any]:
         import numpy as np
 
-        image = to_rgb(item.image)
         if max(image.size) > self.max_edge:
             image = image.copy()
             image.thumbnail((self.max_edge, self.max_edge))

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from captionary.core.item import Item
 
 _SAMPLE = 1 << 20
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".json", ".dat", ".npz")
@@ -52,12 +50,8 @@ def torch_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def rgb_images(items: Sequence[Item]) -> list[Image]:
-    """The items' current images as RGB (alpha flattened on white, palette/greyscale expanded)."""
-    return [to_rgb(item.image) for item in items]
-
-
 def to_rgb(image: Image) -> Image:
+    """RGB: alpha flattened on white, palette and greyscale expanded."""
     from PIL import Image as PILImage
 
     if image.mode == "RGB":

@@ -8,14 +8,15 @@ from typing import Any, ClassVar
 
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
-from captionary.pipeline.step import BatchStep, require
-from captionary.steps.scores.models import loaded, release, rgb_images
+from captionary.pipeline.step import require
+from captionary.steps.scores.image_step import ImageBatchStep
+from captionary.steps.scores.models import loaded
 
 MODEL_ID = "yahoo-open-nsfw@864bb37bf8863564"
 """The bundled model's sha256 (prefix); the package verifies the file against it when loading."""
 
 
-class Nsfw(BatchStep):
+class Nsfw(ImageBatchStep):
     """Write `nsfw`: the open_nsfw probability (0-1; safe photos score below about 0.2).
 
     Filter with `filter: {expr: "nsfw < 0.5"}`.
@@ -41,8 +42,8 @@ class Nsfw(BatchStep):
     def setup(self) -> None:
         self.classifier()
 
-    def teardown(self) -> None:
-        release(self)
+    def draft(self, width: int, height: int) -> float:
+        return 512 / min(width, height)  # the model sees 224 px of a 256 x 256 resize
 
     def classifier(self) -> Any:
         def load() -> Any:
@@ -53,5 +54,5 @@ class Nsfw(BatchStep):
         return loaded(self, load)
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-        predictions = self.classifier().classify_batch(rgb_images(items), max_workers=self.threads)
+        predictions = self.classifier().classify_batch(self.images(items), max_workers=self.threads)
         return [{"nsfw": round(float(p.nsfw), 5)} for p in predictions]

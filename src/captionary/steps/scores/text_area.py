@@ -11,15 +11,19 @@ blobs covering most of the image; a text line is a thin band, so regions thicker
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
-from captionary.pipeline.step import BatchStep, require
-from captionary.steps.scores.models import loaded, release, to_rgb
+from captionary.pipeline.step import require
+from captionary.steps.scores.image_step import ImageBatchStep
+from captionary.steps.scores.models import loaded
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 
-class TextArea(BatchStep):
+class TextArea(ImageBatchStep):
     """Write `text_area` (0-1: the fraction of the image inside detected text regions) and
     `text_regions` (how many). Images are scaled to `max_edge` first (the fraction does not depend
     on scale; small text below about 8 px at that size is missed). Filter with
@@ -51,8 +55,8 @@ class TextArea(BatchStep):
     def setup(self) -> None:
         self.engine()
 
-    def teardown(self) -> None:
-        release(self)
+    def draft(self, width: int, height: int) -> float:
+        return self.max_edge / max(width, height)
 
     def engine(self) -> Any:
         def load() -> Any:
@@ -67,20 +71,20 @@ class TextArea(BatchStep):
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         engine = self.engine()
-        return [self.measure(engine, item) for item in items]
+        return [self.measure(engine, image) for image in self.images(items)]
 
-    def measure(self, engine: Any, item: Item) -> dict[str, Any]:
+    def measure(self, engine: Any, image: Image) -> dict[str, Any]:
         import numpy as np
-        from PIL import Image, ImageDraw
+        from PIL import Image as PILImage
+        from PIL import ImageDraw
 
-        image = to_rgb(item.image)
         if max(image.size) > self.max_edge:
             image = image.copy()
             image.thumbnail((self.max_edge, self.max_edge))
         result = engine(np.asarray(image), use_det=True, use_cls=False, use_rec=False)
         limit = self.max_line_height * min(image.size)
         boxes = [box for box in ([] if result.boxes is None else result.boxes) if _thickness(box) <= limit]
-        mask = Image.new("1", image.size, 0)
+        mask = PILImage.new("1", image.size, 0)
         draw = ImageDraw.Draw(mask)
         for box in boxes:
             draw.polygon([(float(x), float(y)) for x, y in box], fill=1)

@@ -21,8 +21,9 @@ from typing import Any, ClassVar, Literal
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ConfigError
-from captionary.pipeline.step import BatchStep, require
-from captionary.steps.scores.models import loaded, model_fingerprint, release, to_rgb
+from captionary.pipeline.step import require
+from captionary.steps.scores.image_step import ImageBatchStep
+from captionary.steps.scores.models import loaded, model_fingerprint, to_rgb
 
 SD_MESSAGES = {
     "sd1": [int(b) for byte in b"StableDiffusionV1" for b in f"{byte:08b}"],
@@ -31,7 +32,7 @@ SD_MESSAGES = {
 """The watermark payloads of the CompVis/Stability reference scripts and of diffusers' SDXL."""
 
 
-class Watermark(BatchStep):
+class Watermark(ImageBatchStep):
     """Write `watermark` (the classifier's probability, when `model` is given) and `sd_watermark`
     (the invisible Stable Diffusion watermark's bit agreement, when `invisible` is true)."""
 
@@ -72,8 +73,12 @@ class Watermark(BatchStep):
         if self.model:
             self.classifier()
 
-    def teardown(self) -> None:
-        release(self)
+    def draft(self, width: int, height: int) -> float:
+        return 2 * self.size / min(width, height)
+
+    def prefetch(self, items: Sequence[Item]) -> None:
+        if self.model:  # the invisible watermark needs the full-size pixels, decoded in `sd_watermark`
+            super().prefetch(items)
 
     def classifier(self) -> Any:
         def load() -> Any:
@@ -103,12 +108,8 @@ class Watermark(BatchStep):
         session, spec = self.classifier()
         width, height = spec.width or self.size, spec.height or self.size
         mean, std = np.array(self.mean, np.float32), np.array(self.std, np.float32)
-        batch = np.stack(
-            [
-                (np.asarray(to_rgb(i.image).resize((width, height)), np.float32) / 255 - mean) / std
-                for i in items
-            ]
-        )
+        pixels = [np.asarray(image.resize((width, height)), np.float32) for image in self.images(items)]
+        batch = (np.stack(pixels) / 255 - mean) / std
         if spec.layout == "NCHW":
             batch = batch.transpose(0, 3, 1, 2)
         feed = np.ascontiguousarray(batch, dtype=spec.dtype)
