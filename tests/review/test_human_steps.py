@@ -116,3 +116,27 @@ def test_decisions_made_before_the_run_are_used(tmp_path):
         summary = ws.run(Load(photos) >> HumanFilter(task="pick"), progress=False, review={"announce": print})
         assert (summary.steps[1].cached, summary.steps[1].dropped) == (2, 1)
         assert [i.id for i in ws.items()] == [ids[1]]
+
+
+def test_the_app_shows_the_items_of_the_latest_run(tmp_path):
+    from captionary import FilterWhere
+
+    photos = make_photos(tmp_path / "photos", 3)
+    first = BackgroundRun(tmp_path / "ws", Load(photos) >> HumanFilter())
+    client = client_for(first.url())
+    for item in task_items(client, "human_filter", 3):
+        client.put(f"/api/tasks/human_filter/items/{item['id']}", json={"value": "keep"})
+    first.join()
+    make_photos(tmp_path / "more", 5)  # p003 and p004 are new
+    for name in ("p003", "p004"):
+        (tmp_path / "more" / f"{name}.jpg").rename(photos / f"{name}.jpg")
+    upstream = FilterWhere(expr="caption != 'caption 000'")  # p000 no longer reaches the human step
+    second = BackgroundRun(tmp_path / "ws", Load(photos) >> upstream >> HumanFilter())
+    client = client_for(second.url())
+    shown = task_items(client, "human_filter", 4)
+    assert [item["name"] for item in shown] == ["p001", "p002", "p003", "p004"]
+    [task] = client.get("/api/tasks").json()
+    assert (task["total"], task["decided"]) == (4, 2)
+    for item in shown[2:]:
+        client.put(f"/api/tasks/human_filter/items/{item['id']}", json={"value": "reject"})
+    assert second.join().steps[2].dropped == 2

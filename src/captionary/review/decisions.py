@@ -72,9 +72,11 @@ class DecisionStore:
 
     def tasks(self) -> list[dict[str, Any]]:
         rows = self.read(
+            "WITH latest AS (SELECT task, item FROM task_items i WHERE run IS "
+            " (SELECT max(run) FROM task_items j WHERE j.task = i.task)) "
             "SELECT t.name, t.kind, t.config, "
-            "(SELECT count(*) FROM task_items i WHERE i.task = t.name), "
-            "(SELECT count(*) FROM task_items i JOIN decisions d ON d.task = i.task AND d.item = i.item "
+            "(SELECT count(*) FROM latest i WHERE i.task = t.name), "
+            "(SELECT count(*) FROM latest i JOIN decisions d ON d.task = i.task AND d.item = i.item "
             " WHERE i.task = t.name) FROM tasks t ORDER BY t.updated DESC"
         )
         return [
@@ -89,11 +91,21 @@ class DecisionStore:
         kind, config = rows[0]
         return {"name": name, "kind": kind, "config": json.loads(config or "{}")}
 
-    def register_items(self, task: str, items: Iterable[TaskItem], run: int | None) -> None:
-        """Add items to a task (new ones go to the end; known ones keep their place)."""
+    def register_items(
+        self, task: str, items: Iterable[TaskItem], run: int | None, seen: Sequence[str] = ()
+    ) -> None:
+        """Add or update a task's items (new ones go to the end; known ones keep their place) and stamp
+        them and the unchanged items `seen` with `run`: the app shows the items of the latest run."""
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
+                for start in range(0, len(seen), 500):
+                    chunk = list(seen[start : start + 500])
+                    marks = ",".join("?" * len(chunk))
+                    self.db.execute(
+                        f"UPDATE task_items SET run = ? WHERE task = ? AND item IN ({marks})",
+                        (run, task, *chunk),
+                    )
                 (end,) = self.db.execute(
                     "SELECT coalesce(max(position) + 1, 0) FROM task_items WHERE task = ?", (task,)
                 ).fetchone()
@@ -122,10 +134,12 @@ class DecisionStore:
                 raise
 
     def items(self, task: str, after: int = -1, limit: int = -1) -> list[TaskItem]:
+        """The items the latest run that reached the task asked about, in the order they came."""
         rows = self.read(
             "SELECT item, position, image, name, props, base, recipe FROM task_items "
-            "WHERE task = ? AND position > ? ORDER BY position LIMIT ?",
-            (task, after, limit),
+            "WHERE task = ? AND position > ? AND run IS (SELECT max(run) FROM task_items WHERE task = ?) "
+            "ORDER BY position LIMIT ?",
+            (task, after, task, limit),
         )
         return [TaskItem(i, p, img, n, json.loads(props or "{}"), b, r) for i, p, img, n, props, b, r in rows]
 

@@ -102,11 +102,14 @@ class HumanStage(Stage):
         return [item.evolve(outcome.props)]
 
     def _register(self, items: list[Item]) -> None:
-        """Record the task's items (new or changed only) so the review app can show them."""
-        rows = []
+        """Record the task's items so the review app can show them (new or changed rows are written,
+        the others only stamped with this run)."""
+        rows, seen = [], []
         for item in items:
             props = canonical_json(item.props)
-            if self.known.get(item.id) != (item.image_hash, props):
+            if self.known.get(item.id) == (item.image_hash, props):
+                seen.append(item.id)
+            else:
                 self.known[item.id] = (item.image_hash, props)
                 rows.append(
                     TaskItem(
@@ -119,8 +122,7 @@ class HumanStage(Stage):
                         recipe_json(item.recipe),
                     )
                 )
-        if rows:
-            self.store.register_items(self.task, rows, self.ctx.run_id)
+        self.store.register_items(self.task, rows, self.ctx.run_id, seen)
 
     def _serve(self) -> None:
         """Start the run's review server (one per run, shared by its human stages) and announce it."""
