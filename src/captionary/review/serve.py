@@ -9,12 +9,12 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from captionary.core.optional import require
 from captionary.errors import ConfigError
 
 DEFAULT_PORT = 8765
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class ReviewServer:
@@ -33,7 +33,8 @@ class ReviewServer:
         self.token = secrets.token_urlsafe(24)
         self.sock = _bind(host, port)
         self.port = self.sock.getsockname()[1]
-        self.server = None
+        self.server: Any = None
+        self.app: Any = None
         self.thread: threading.Thread | None = None
 
     @property
@@ -43,7 +44,7 @@ class ReviewServer:
             shown = f"[{shown}]"
         return f"http://{shown}:{self.port}/?token={self.token}"
 
-    def _server(self):  # type: ignore[no-untyped-def]
+    def _server(self) -> Any:
         import uvicorn
 
         from captionary.review.server import create_app
@@ -82,7 +83,7 @@ class ReviewServer:
         self._release()
 
     def _release(self) -> None:
-        if getattr(self, "app", None) is not None:
+        if self.app is not None:
             self.app.state.close()
             self.app = None
         with contextlib.suppress(OSError):
