@@ -8,6 +8,7 @@ import json
 
 import loader_fixtures
 import pytest
+from PIL import Image
 
 from captionary.errors import ConfigError
 from captionary.loader import ImageCaptionDataset, detect_format, read_records
@@ -166,3 +167,22 @@ def test_bad_manifest_row_names_file_and_line(tmp_path, varied):
         ImageCaptionDataset(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="unknown format 'tfrecord'"):
         ImageCaptionDataset(varied, format="tfrecord")
+
+
+def test_unreadable_images_fail_clearly_or_are_skipped_and_reported(varied, tmp_path):
+    from captionary.loader import preview
+
+    bad = varied / "dog" / "99.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    buckets = {"bucket_no_upscale": True}
+    with pytest.raises(ConfigError, match=r"dog/99\.jpg: cannot read the image header.*on_error='skip'"):
+        ImageCaptionDataset(varied, buckets=buckets)
+    tiny = varied / "cat" / "tiny.png"
+    Image.new("RGB", (40, 400)).save(tiny)
+    dataset = ImageCaptionDataset(varied, buckets=buckets, on_error="skip")
+    assert len(dataset) == 10
+    reasons = dict(dataset.skipped)
+    assert "cannot read the image header" in reasons[str(bad)]
+    assert "smaller than one bucket step (64 px)" in reasons[str(tiny)]
+    result = preview(varied, tmp_path / "p.png", batch_size=2, buckets=buckets)
+    assert "2 image(s) skipped" in result.report and str(bad) in result.report

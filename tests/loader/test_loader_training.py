@@ -171,3 +171,29 @@ def test_collate_refuses_mixed_buckets(varied):
     a, b = list(shapes.values())[:2]
     with pytest.raises(ValueError, match="cannot stack 'pixel_values': shapes differ"):
         collate([dataset[a], dataset[b]])
+
+
+def test_spawned_workers_get_a_pickled_dataset(varied):
+    """With the spawn start method (macOS, Windows, CUDA setups) the dataset itself crosses processes."""
+    dataset = ImageCaptionDataset(varied, image=RANDOM, buckets=BUCKETS, seed=2)
+    sampler = BucketBatchSampler(dataset, batch_size=2, seed=2)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, num_workers=2, multiprocessing_context="spawn"
+    )
+    spawned = list(loader)
+    local = epoch_batches(dataset, sampler, 0, workers=0)
+    assert [b["id"] for b in spawned] == [b["id"] for b in local]
+    for a, b in zip(spawned, local):
+        assert torch.equal(a["pixel_values"], b["pixel_values"]) and a["caption"] == b["caption"]
+
+
+def test_importing_the_loader_does_not_import_torch():
+    import subprocess
+    import sys
+
+    heavy = "('torch', 'transformers', 'diffusers', 'safetensors')"
+    code = (
+        f"import sys, captionary.loader; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

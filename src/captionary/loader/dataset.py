@@ -56,6 +56,7 @@ class ImageCaptionDataset:
         text_cache: Any = None,
         seed: int = 0,
         cache_dir: str | Path | None = None,
+        on_error: str = "raise",
         probe_threads: int = 8,
         **reader_options: Any,
     ):
@@ -77,24 +78,45 @@ class ImageCaptionDataset:
         self.latents = latents
         self.seed = seed
         self.epoch = 0
-        self.sizes = self._probe(probe_threads)
+        if on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error must be 'raise' or 'skip'; got {on_error!r}")
         self.bucketer = Buckets(self.bucket_config)
-        self.choices: list[BucketChoice] = [self._choose(r, s) for r, s in zip(self.records, self.sizes)]
+        self.skipped: list[tuple[str, str]] = []  # (where, why) of images left out (on_error="skip")
+        self.sizes: list[tuple[int, int]] = []
+        self.choices: list[BucketChoice] = []
+        self._measure(probe_threads, on_error == "skip")
+        if not self.records:
+            raise ConfigError(f"{source}: no readable images ({len(self.skipped)} skipped)")
         if latents is not None:
             latents.check(self.image_transform)
         self.text_cache = text_cache
         if text_cache is not None:
             text_cache.check(self.caption_transform)
 
-    def _probe(self, threads: int) -> list[tuple[int, int]]:
-        with ThreadPoolExecutor(max(1, threads)) as pool:
-            return list(pool.map(lambda r: probe_size(r, self.downloads), self.records))
+    def _measure(self, threads: int, skip: bool) -> None:
+        """Every image's size (headers only, in threads) and bucket; a bad one raises or is skipped."""
 
-    def _choose(self, record: Record, size: tuple[int, int]) -> BucketChoice:
-        try:
-            return self.bucketer.select(*size)
-        except ValueError as exc:
-            raise ConfigError(f"{record.where or record.id}: {exc}") from None
+        def measure(record: Record) -> tuple[tuple[int, int], BucketChoice] | str:
+            try:
+                size = probe_size(record, self.downloads)
+                return size, self.bucketer.select(*size)
+            except ValueError as exc:
+                message = str(exc)
+                where = record.where or record.id
+                return message if message.startswith(where) else f"{where}: {message}"
+
+        kept = []
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for record, result in zip(self.records, pool.map(measure, self.records)):
+                if isinstance(result, str):
+                    if not skip:
+                        raise ConfigError(f"{result} (pass on_error='skip' to leave such images out)")
+                    self.skipped.append((record.where or record.id, result))
+                    continue
+                kept.append(record)
+                self.sizes.append(result[0])
+                self.choices.append(result[1])
+        self.records = kept
 
     def __len__(self) -> int:
         return len(self.records)

@@ -33,6 +33,7 @@ def preview(
     from captionary.loader.image_transforms import to_pil
     from captionary.loader.sampler import BucketBatchSampler
 
+    dataset_options.setdefault("on_error", "skip")  # a preview reports bad images rather than stopping
     dataset = ImageCaptionDataset(source, seed=seed, **dataset_options)
     sampler = BucketBatchSampler(dataset, batch_size, seed=seed, drop_last=drop_last)
     sampler.set_epoch(epoch)
@@ -45,7 +46,11 @@ def preview(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _grid(images, captions, buckets, [s["flipped"] for s in samples]).save(out, format="PNG")
-    return Preview(out, sampler.report(), captions, buckets)
+    report = sampler.report()
+    if dataset.skipped:
+        lines = [f"  {why}" for _, why in dataset.skipped]
+        report += f"\n{len(dataset.skipped)} image(s) skipped (unreadable or too small):\n" + "\n".join(lines)
+    return Preview(out, report, captions, buckets)
 
 
 def _grid(images: list[Any], captions: list[str], buckets: list[tuple[int, int]], flips: list[bool]) -> Any:
