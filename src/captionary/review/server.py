@@ -49,7 +49,7 @@ def create_app(workspace: Path, token: str) -> Any:
 
     cookie = COOKIE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:12]
 
-    def authorize(request: Request) -> None:
+    async def authorize(request: Request) -> None:  # async: no thread hand-off per request
         given = request.query_params.get("token") or request.cookies.get(cookie) or ""
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
@@ -138,7 +138,9 @@ def create_app(workspace: Path, token: str) -> Any:
         }
 
     @app.put("/api/tasks/{name}/items/{item}")
-    def decide(name: str, item: str, value: Annotated[Any, Body(embed=True)]) -> dict[str, Any]:
+    async def decide(name: str, item: str, value: Annotated[Any, Body(embed=True)]) -> dict[str, Any]:
+        # inline, not in the thread pool: a commit takes about a millisecond, and a thread hand-off
+        # under load took several (benchmarks/review.py)
         step = task_step(name)
         if not ITEM_ID.match(item) or store.item(name, item) is None:
             raise HTTPException(404, f"item {item!r} is not part of task {name!r}")
@@ -150,7 +152,7 @@ def create_app(workspace: Path, token: str) -> Any:
         return {"saved": True, "item": item, "value": value, "decided_at": decided_at}
 
     @app.delete("/api/tasks/{name}/items/{item}")
-    def undo(name: str, item: str) -> dict[str, Any]:
+    async def undo(name: str, item: str) -> dict[str, Any]:
         task_step(name)
         if not ITEM_ID.match(item) or store.item(name, item) is None:
             raise HTTPException(404, f"item {item!r} is not part of task {name!r}")
