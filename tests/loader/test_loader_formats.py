@@ -167,6 +167,8 @@ def test_bad_manifest_row_names_file_and_line(tmp_path, varied):
         ImageCaptionDataset(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="unknown format 'tfrecord'"):
         ImageCaptionDataset(varied, format="tfrecord")
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['caption_colum'\]"):
+        ImageCaptionDataset(varied, caption_colum="text")
 
 
 def test_unreadable_images_fail_clearly_or_are_skipped_and_reported(varied, tmp_path):

@@ -40,6 +40,7 @@ READERS: dict[str, Callable[..., list[Record]]] = {
     "files": read_files,
 }
 FORMATS = (*READERS, "webdataset")
+OPTIONS = ("image_column", "caption_column", "caption_ext", "image_dir", "split", "delimiter")
 SUFFIXES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -98,6 +99,9 @@ def read_records(source: Any, format: str | None = None, **options: Any) -> list
     fmt = format or detect_format(source)
     if fmt not in READERS:
         raise ConfigError(f"unknown format {fmt!r}; valid: {_names()}")
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown}; readers take {', '.join(OPTIONS)}")
     if fmt == "files":
         return read_files(glob.glob(str(source), recursive=True))
     if fmt != "huggingface":
