@@ -188,3 +188,14 @@ def test_unreadable_images_fail_clearly_or_are_skipped_and_reported(varied, tmp_
     assert "smaller than one bucket step (64 px)" in reasons[str(tiny)]
     result = preview(varied, tmp_path / "p.png", batch_size=2, buckets=buckets)
     assert "2 image(s) skipped" in result.report and str(bad) in result.report
+
+
+def test_globs_and_brace_patterns(export, varied):
+    dogs = ImageCaptionDataset(str(varied / "dog" / "*.jpg"), **NO_AUGMENT)
+    assert dogs.format == "files"
+    want = [row for row in expected(varied) if row[0][0].startswith("sks dog")]
+    assert read_back(dogs) == sorted(want)
+    out = export("webdataset", shard_size=4)
+    shards = ImageCaptionDataset(str(out / "shard-{000000..000001}.tar"), **NO_AUGMENT)
+    assert len(shards.urls) == 2
+    assert len(list(shards.records())) == 8
