@@ -11,6 +11,11 @@ with the ratio to the direct loop.
 openai: a local OpenAI-compatible server in this process answers every request after a fixed
 `--latency` (default 0.1 s, like a fast hosted API) with `--tokens` words; images go as 512 px JPEG
 data URLs; 8 concurrent requests both ways.
+
+transformers: the tests' tiny random-weight LLaVA (built offline, set to write exactly `--tokens`
+tokens) on CPU, so the model's work is small and captionary's own overhead shows: `model.generate`
+called directly on batches of the same 512 px images (with torch's default threads and with one
+thread; the faster is the baseline) vs the `caption` step.
 """
 
 from __future__ import annotations
@@ -135,6 +140,72 @@ def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> list[Row
     return rows
 
 
+# --- transformers ------------------------------------------------------------------------------------
+def tiny_llava(root: Path, tokens: int) -> Path:
+    """The tests' tiny random-weight LLaVA, set to write exactly `tokens` tokens per caption."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests" / "backends"))
+    from tiny_models import build_llava
+
+    folder = build_llava(root / "tiny-llava")
+    config = json.loads((folder / "generation_config.json").read_text())
+    config["min_new_tokens"] = tokens
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def bench_transformers(photos: Path, root: Path, args: argparse.Namespace) -> list[Row]:
+    """The tiny LLaVA on CPU: what captionary adds (cache, batching, decode) to the model's own work."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    folder = tiny_llava(root, args.tokens)
+    paths = photos_in(photos)
+    processor = AutoProcessor.from_pretrained(folder)
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    messages = [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}
+    ]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+    warm = processor(images=[thumbnail(paths[0])], text=[prompt], return_tensors="pt")
+    with torch.inference_mode():  # untimed: the first calls of a fresh model are slow
+        model.generate(**warm, max_new_tokens=args.tokens, do_sample=False)
+
+    def direct() -> tuple[float, int]:
+        start, tokens = time.perf_counter(), 0
+        for first in range(0, len(paths), BATCH):
+            batch = [thumbnail(p) for p in paths[first : first + BATCH]]
+            inputs = processor(images=batch, text=[prompt] * len(batch), padding=True, return_tensors="pt")
+            with torch.inference_mode():
+                out = model.generate(**inputs, max_new_tokens=args.tokens, do_sample=False)
+            new = out[:, inputs["input_ids"].shape[1] :]
+            processor.batch_decode(new, skip_special_tokens=True)
+            tokens += int(new.numel())
+        return time.perf_counter() - start, tokens
+
+    threads = torch.get_num_threads()
+    runs = {f"generate() x{BATCH}, {threads} threads": direct()}
+    torch.set_num_threads(1)  # on a busy machine torch's threads wait for each other: try one too
+    runs[f"generate() x{BATCH}, 1 thread"] = direct()
+    torch.set_num_threads(threads)
+    best = min(runs.values())
+    step = Caption(
+        backend="transformers",
+        model=str(folder),
+        max_image_edge=EDGE,
+        batch_size=BATCH,
+        prompt="Describe the image.",
+        max_tokens=args.tokens,
+    )
+    rows = [
+        Row(label + (" (baseline)" if run is best else ""), run[0], len(paths), run[1])
+        for label, run in runs.items()
+    ]
+    return rows + run_captionary(step, photos, root / "ws-transformers")
+
+
 # --- shared ------------------------------------------------------------------------------------------
 def run_captionary(step: Caption, photos: Path, ws_path: Path) -> list[Row]:
     """captionary's first run and cached re-run of `load >> step`, then the step with a new prompt
@@ -156,7 +227,10 @@ def run_captionary(step: Caption, photos: Path, ws_path: Path) -> list[Row]:
     return rows
 
 
-BENCHMARKS: dict[str, Callable[[Path, Path, argparse.Namespace], list[Row]]] = {"openai": bench_openai}
+BENCHMARKS: dict[str, Callable[[Path, Path, argparse.Namespace], list[Row]]] = {
+    "openai": bench_openai,
+    "transformers": bench_transformers,
+}
 """Backend name -> benchmark; each returns its rows, the baseline marked `(baseline)`."""
 
 
