@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from captionary.core.blobstore import BlobStore
+from captionary.errors import CaptionaryError
 from captionary.review.browse import browse, details
 from captionary.review.decisions import DecisionStore
 from captionary.review.thumbnails import SIZES, Thumbnails
@@ -39,9 +40,10 @@ def create_app(workspace: Path, token: str) -> Any:
     from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
     from fastapi.responses import JSONResponse
 
-    store = DecisionStore(Path(workspace) / "captionary.db")
+    store = DecisionStore(Path(workspace) / "captionary.db")  # decisions: fsynced, never behind a long read
+    bulk = DecisionStore(Path(workspace) / "captionary.db", durable=False)  # item lists, renditions, browse
     blobs = BlobStore(Path(workspace) / "objects")
-    thumbs = Thumbnails(store, blobs)
+    thumbs = Thumbnails(bulk, blobs)
     static = {
         name: resources.files("captionary.review").joinpath("static", name).read_bytes() for name in STATIC
     }
@@ -63,6 +65,7 @@ def create_app(workspace: Path, token: str) -> Any:
 
     def close() -> None:
         thumbs.close()
+        bulk.close()
         store.close()
 
     app.state.close = close
@@ -77,7 +80,10 @@ def create_app(workspace: Path, token: str) -> Any:
             from captionary.pipeline.registry import STEPS
 
             step_name = described.pop("step")
-            steps[key] = STEPS.get(step_name)(**described)
+            try:
+                steps[key] = STEPS.get(step_name)(**described)
+            except CaptionaryError as exc:  # e.g. a custom human step this process cannot import
+                raise HTTPException(500, f"task {name!r}: cannot rebuild its step: {exc}") from None
         return steps[key]
 
     @app.get("/")
@@ -98,18 +104,18 @@ def create_app(workspace: Path, token: str) -> Any:
 
     @app.get("/api/tasks")
     def tasks() -> list[dict[str, Any]]:
-        return store.tasks()
+        return bulk.tasks()
 
     @app.get("/api/tasks/{name}")
     def task(name: str, after: int = -1, at: int | None = None) -> dict[str, Any]:
         """The task's items after position `after`; thumbnails of those ahead of `at` are made now."""
-        found = store.task(name)
+        found = bulk.task(name)
         if found is None:
             raise HTTPException(404, f"no review task {name!r}")
-        items = store.items(name, after)
-        decided = store.decisions(name, [it.item for it in items])
-        near = items if at is None else store.items(name, at - 1, 2 * WARM_AHEAD)
-        near_decided = decided if at is None else store.decisions(name, [it.item for it in near])
+        items = bulk.items(name, after)
+        decided = bulk.decisions(name, [it.item for it in items])
+        near = items if at is None else bulk.items(name, at - 1, 2 * WARM_AHEAD)
+        near_decided = decided if at is None else bulk.decisions(name, [it.item for it in near])
         ahead = [it for it in near if it.item not in near_decided][:WARM_AHEAD]
         thumbs.warm([(it.item, it.image, it.base, it.recipe) for it in ahead])
         known = set(found["config"].get("tags", []))
@@ -163,7 +169,7 @@ def create_app(workspace: Path, token: str) -> Any:
     def image(item: str, image: str, size: str = "thumb") -> Response:
         if size not in SIZES or not ITEM_ID.match(item) or not IMAGE_ID.match(image):
             raise HTTPException(404, "no such image")
-        rows = store.read(
+        rows = bulk.read(
             "SELECT base, recipe FROM task_items WHERE item = ? AND image = ? "
             "UNION ALL SELECT base, recipe FROM item_state WHERE item = ? AND image = ? "
             "UNION ALL SELECT id, NULL FROM items WHERE id = ? AND id = ? LIMIT 1",
@@ -180,13 +186,13 @@ def create_app(workspace: Path, token: str) -> Any:
     @app.get("/api/browse")
     def browse_items(q: str = "", limit: int = 200_000) -> dict[str, Any]:
         try:
-            return browse(store, q, limit)
+            return browse(bulk, q, limit)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
 
     @app.get("/api/browse/{item}")
     def browse_item(item: str) -> dict[str, Any]:
-        found = details(store, item) if ITEM_ID.match(item) else None
+        found = details(bulk, item) if ITEM_ID.match(item) else None
         if found is None:
             raise HTTPException(404, f"no item {item!r}")
         return found
