@@ -119,6 +119,10 @@ def test_arrow_keys_inside_the_caption_box_do_not_change_the_image(browser, tmp_
         page = browser.new_page()
         page.goto(served.url + "#/task/human_caption")
         showing(page, items[0]["id"])
+        page.keyboard.press("?")  # the keys, shown and hidden again
+        assert page.is_visible("#help") and "undo the last decision" in page.inner_text("#help")
+        page.keyboard.press("Escape")
+        assert not page.is_visible("#help")
         page.click("#caption")
         for key in [
             "ArrowLeft",

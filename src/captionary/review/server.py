@@ -61,7 +61,6 @@ def create_app(workspace: Path, token: str) -> Any:
 
     app = FastAPI(title="captionary review", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.dependencies.append(Depends(authorize))
-    app.state.store, app.state.thumbnails = store, thumbs
 
     def close() -> None:
         thumbs.close()
