@@ -8,7 +8,7 @@ CLIP is a randomly initialised ViT-B/32-sized model (no hub here): the compute i
 are not. aesthetic uses the LAION MLP layout (512-d input to match it). faces runs on fewer images
 (dlib's CNN takes seconds per image).
 
-    python benchmarks/scores.py              # 32 images, about 3 minutes on 2 cores
+    python benchmarks/scores.py              # 16 images, about 3 minutes on 2 cores
     python benchmarks/scores.py --n 16 --steps nsfw,text_area
 """
 
@@ -117,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n", type=int, default=32)
+    parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--steps", default=",".join(STEPS))
     args = parser.parse_args()
     wanted = args.steps.split(",")

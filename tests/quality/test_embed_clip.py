@@ -135,6 +135,18 @@ def test_siglip_model_embeds_too(photos, ws_path, tmp_path):
         np.testing.assert_allclose(got, reference_embeddings(folder, items), atol=2e-5)
 
 
+def test_siglip_scores_prompts_with_its_own_padding(photos, ws_path, tmp_path):
+    folder = str(build_siglip(tmp_path / "siglip"))
+    score = ClipScore(prompts=["a photo of a dog"], negatives=["a drawing"], model=folder, device="cpu")
+    with Workspace(ws_path) as ws:
+        summary = ws.run(Load(photos) >> ClipEmbed(model=folder, device="cpu") >> score, progress=False)
+        items = list(ws.items())
+    assert not summary.errors
+    assert all(
+        0 <= i["clip_match"] <= 1 and i["clip_label"] in ("a photo of a dog", "a drawing") for i in items
+    )
+
+
 def test_unloadable_model_fails_each_item_with_the_reason(photos, ws_path, tmp_path):
     (tmp_path / "empty").mkdir()
     with Workspace(ws_path) as ws:

@@ -55,8 +55,11 @@ class ClipModel:
         """(n, d) float32, unit length (SigLIP pads to its trained length, as it expects)."""
         import torch
 
-        padding: Any = "max_length" if self.kind == "siglip" else True
-        inputs = self.processor(text=list(texts), return_tensors="pt", padding=padding, truncation=True)
+        options: dict[str, Any] = {"padding": True, "truncation": True}
+        if self.kind == "siglip":  # trained on texts padded to the full length
+            length = getattr(self.model.config.text_config, "max_position_embeddings", 64)
+            options.update(padding="max_length", max_length=length)
+        inputs = self.processor(text=list(texts), return_tensors="pt", **options)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
             features = _features(self.model.get_text_features(**inputs))
