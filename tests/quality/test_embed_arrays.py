@@ -99,6 +99,27 @@ def test_store_and_load_round_trip_with_checks(ws_path):
             load_matrix(ws.blobs, [refs[0], store_array(ws.blobs, np.zeros(5))])
 
 
+def test_load_matrix_fast_path_checks_every_blob(ws_path):
+    rng = np.random.default_rng(0)
+    with Workspace(ws_path) as ws:
+        arrays = [rng.standard_normal(8).astype(np.float32) for _ in range(50)]
+        refs = [store_array(ws.blobs, a) for a in arrays]
+        refs.append(store_array(ws.blobs, np.arange(8, dtype=np.float16)))  # another dtype, converted
+        matrix = load_matrix(ws.blobs, refs)
+        assert matrix.dtype == np.float32 and matrix.shape == (51, 8)
+        np.testing.assert_array_equal(matrix[:50], np.stack(arrays))
+        np.testing.assert_array_equal(matrix[50], np.arange(8))
+
+        lying = {**refs[0], "dtype": "float64"}  # the blob holds float32: the header does not match
+        with pytest.raises(ItemError, match=r"holds float32\[8\], the reference says float64\[8\]"):
+            load_matrix(ws.blobs, [refs[1], lying])
+        with pytest.raises(ItemError, match="missing from the workspace"):
+            load_matrix(ws.blobs, [refs[1], {**refs[0], "array": "f" * 64}])
+        truncated = ws.blobs.put(ws.blobs.get(refs[2]["array"])[:-4])
+        with pytest.raises(ItemError, match="not a readable"):
+            load_matrix(ws.blobs, [{**refs[2], "array": truncated}])
+
+
 def test_externalize_replaces_only_numpy_values(ws_path):
     with Workspace(ws_path) as ws:
         props = {"caption": "a dog", "score": np.float64(0.5), "vec": np.ones(3, dtype=np.float32)}
