@@ -82,7 +82,7 @@ class ImageTransform:
         import numpy as np
         import torch
 
-        array = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        array = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # one copy, writable
         if self.normalize:
             return array.float().div_(127.5).sub_(1.0)
         return array.float().div_(255.0)
