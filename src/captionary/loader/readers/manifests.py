@@ -77,10 +77,8 @@ def read_kohya_json(path: Path, *, image_dir: str | Path | None = None, **_: Any
         captions = captions_of(entry.get("caption"))
         if not captions and entry.get("tags"):
             captions = captions_of(entry["tags"])
-        size = tuple(entry["train_resolution"]) if "train_resolution" in entry else None
-        records.append(
-            Record(key, str(image), captions, None if size is None else size, f"{path}: {key}", entry)
-        )
+        # kohya's `train_resolution` is the bucket, not the image size: the header is read instead
+        records.append(Record(key, str(image), captions, None, f"{path}: {key}", entry))
     return records
 
 
