@@ -75,6 +75,22 @@ def build_siglip(folder: Path) -> Path:
     return folder
 
 
+def build_siglip2(folder: Path) -> Path:
+    """SigLIP 2 (NaFlex: variable patch counts with an attention mask)."""
+    from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Processor
+
+    tok = tokenizer()
+    config = tiny_text_vision(len(tok))
+    config["vision_config"].pop("image_size")
+    config["vision_config"].update(num_patches=16, patch_size=16)
+    torch.manual_seed(2)
+    model = Siglip2Model(Siglip2Config(**config)).eval()
+    processor = Siglip2Processor(image_processor=Siglip2ImageProcessor(max_num_patches=16), tokenizer=tok)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory) -> Path:
     return build_clip(tmp_path_factory.mktemp("tiny-clip"))
@@ -145,6 +161,18 @@ def test_siglip_scores_prompts_with_its_own_padding(photos, ws_path, tmp_path):
     assert all(
         0 <= i["clip_match"] <= 1 and i["clip_label"] in ("a photo of a dog", "a drawing") for i in items
     )
+
+
+def test_siglip2_with_its_patch_masks(photos, ws_path, tmp_path):
+    folder = build_siglip2(tmp_path / "siglip2")
+    score = ClipScore(prompts=["a photo of a cat"], negatives=["a drawing"], model=str(folder), device="cpu")
+    with Workspace(ws_path) as ws:
+        summary = ws.run(Load(photos) >> ClipEmbed(model=str(folder), device="cpu") >> score, progress=False)
+        items = sorted(ws.items(), key=lambda i: i.name)
+    assert not summary.errors
+    got = np.stack([item.array("clip_embedding") for item in items])
+    np.testing.assert_allclose(got, reference_embeddings(folder, items), atol=2e-5)
+    assert all(0 <= i["clip_match"] <= 1 for i in items)
 
 
 def test_unloadable_model_fails_each_item_with_the_reason(photos, ws_path, tmp_path):

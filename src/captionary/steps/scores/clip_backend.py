@@ -45,10 +45,13 @@ class ClipModel:
         """(n, d) float32, unit length."""
         import torch
 
-        inputs = self.processor(images=list(images), return_tensors="pt")
-        pixels = inputs["pixel_values"].to(self.device, self.dtype)
+        inputs = dict(self.processor(images=list(images), return_tensors="pt"))  # SigLIP 2 adds masks
+        inputs = {
+            k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+            for k, v in inputs.items()
+        }
         with torch.inference_mode():
-            features = _features(self.model.get_image_features(pixel_values=pixels))
+            features = _features(self.model.get_image_features(**inputs))
         return unit_rows(features.float().cpu().numpy())
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
