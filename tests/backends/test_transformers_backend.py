@@ -117,6 +117,32 @@ def test_text_only_llm_uses_its_chat_template(models_root):
     assert all(r.texts and r.completion_tokens >= 1 for r in results)
 
 
+def test_text_only_and_two_image_requests_to_a_vlm(models_root):
+    short = GenerationParams(max_tokens=4)
+    with backend(tiny_model("llava", models_root)) as b:
+        assert b.prompt(Request("Compare.", photos(2))).count("<image>") == 2
+        text_only = b.generate(
+            [Request("Rewrite: a dog", params=short), Request("Rewrite: a cat", params=short)]
+        )
+        pair = Request("Compare.", photos(2), params=short)
+        pairs = b.generate([pair, Request("Compare.", photos(3)[1:], params=short)])
+        alone = b.generate([pair])
+    assert all(r.texts[0] and r.error is None for r in text_only + pairs)
+    assert alone[0].texts == pairs[0].texts
+
+
+def test_requests_a_model_cannot_take_fail_alone(models_root):
+    short = GenerationParams(max_tokens=4)  # the tiny models' positions end at 256
+    with backend(tiny_model("blip2", models_root)) as b:
+        no_image, fine = b.generate(
+            [Request("a photo of", params=short), Request("a photo of", photos(1), params=short)]
+        )
+    assert no_image.error == "blip-2 needs an image in every prompt" and fine.texts[0]
+    with backend(tiny_model("llama_text", models_root)) as b:
+        (refused,) = b.generate([Request("Describe.", photos(1))])
+    assert "is a text model (llama); it reads no images" in refused.error
+
+
 def test_dtype_is_configurable(models_root):
     import torch
 

@@ -27,6 +27,8 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 SELF_PLACING = frozenset({"blip-2", "florence2", "instructblip"})
 """Model types whose processor inserts the image tokens itself when the prompt has none."""
+NEEDS_IMAGE = frozenset({"blip-2", "paligemma", "instructblip"})
+"""Model types that cannot generate without an image."""
 IMAGE_SEPARATOR = {"paligemma": ""}
 """What follows the image tokens in a plain (template-less) prompt; default a newline."""
 TASK_TOKEN = re.compile(r"^<[A-Z_]+>$")
@@ -123,6 +125,9 @@ class TransformersBackend(Backend):
         results: list[Result | None] = [None] * len(requests)
         groups: dict[tuple[GenerationParams, int, str | None], list[int]] = {}
         for i, request in enumerate(requests):
+            if (refused := self.refuse(request)) is not None:
+                results[i] = Result(error=refused)
+                continue
             groups.setdefault((request.params, len(request.images), request.system), []).append(i)
         for (params, _, _), indices in groups.items():
             for i, result in zip(indices, self._generate_group([requests[i] for i in indices], params)):
@@ -133,12 +138,13 @@ class TransformersBackend(Backend):
         import torch
 
         texts = [self.prompt(r) for r in requests]
-        images = [img.convert("RGB") for r in requests for img in r.images]
-        if self.is_vlm:
-            nested = (
-                images if all(len(r.images) == 1 for r in requests) else [list(r.images) for r in requests]
-            )
-            inputs = self.processor(text=texts, images=nested or None, padding=True, return_tensors="pt")
+        per_request = [[img.convert("RGB") for img in r.images] for r in requests]
+        if self.is_vlm and any(per_request):
+            one_each = all(len(images) == 1 for images in per_request)
+            images = [group[0] for group in per_request] if one_each else per_request
+            inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        elif self.is_vlm:  # text only, e.g. compose_caption with a VLM
+            inputs = self.processor(text=texts, padding=True, return_tensors="pt")
         else:
             inputs = self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
         inputs = inputs.to(self.device)
@@ -170,6 +176,16 @@ class TransformersBackend(Backend):
                 result.completion_tokens += used
             results.append(result)
         return results
+
+    def refuse(self, request: Request) -> str | None:
+        """Why this model cannot take this request, if it cannot."""
+        if request.images and not self.is_vlm:
+            return f"{self.config.model} is a text model ({self.model_type}); it reads no images"
+        if self.model_type == "florence2" and len(request.images) != 1:
+            return f"Florence-2 takes exactly one image per prompt, got {len(request.images)}"
+        if self.model_type in NEEDS_IMAGE and not request.images:
+            return f"{self.model_type} needs an image in every prompt"
+        return None
 
     def prompt(self, request: Request) -> str:
         """The prompt text: the chat template's rendering when there is one, else the family's form."""
