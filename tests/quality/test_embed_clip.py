@@ -227,6 +227,11 @@ def test_clip_score_refuses_embeddings_of_another_model(photos, ws_path, clip_di
     assert summary.step("clip_score").failed == 12
     assert all("clip_embedding was computed by" in e["reason"] for e in summary.errors)
 
+    with Workspace(ws_path) as ws:  # no clip_embed before it
+        summary = ws.run(Load(photos) >> ClipScore(prompts=["a dog"], model=str(other)), progress=False)
+    assert summary.step("clip_score").failed == 12
+    assert "no property 'clip_embedding' (run the step that computes it first)" in summary.errors[0]["reason"]
+
 
 def laion_layout_mlp(dims: list[int], relu: bool = False):
     """The improved-aesthetic-predictor layout (Linear/Dropout alternating, last two Linear back to

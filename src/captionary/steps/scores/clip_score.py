@@ -74,14 +74,14 @@ class ClipScore(BatchStep):
 
         clip, texts = self.texts()
         expected = self.model_id()
+        images = np.stack([item_array(item, "clip_embedding") for item in items]).astype(np.float32)
         for item in items:
-            made_by = (item.get("clip_embedding") or {}).get("model")
+            made_by = item["clip_embedding"].get("model")
             if made_by != expected:
                 raise ItemError(
                     f"{item.name}: clip_embedding was computed by {made_by!r}, "
                     f"but clip_score uses {expected!r} (give both steps the same model)"
                 )
-        images = np.stack([item_array(item, "clip_embedding") for item in items]).astype(np.float32)
         cosine = images @ texts.T
         labels = [*self.prompts, *self.negatives]
         n = len(self.prompts)
