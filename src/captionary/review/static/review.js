@@ -78,8 +78,9 @@ views.review = (taskName) => {
       requestAnimationFrame(() => setTimeout(() => window.captionaryTimings.push(performance.now() - pressed), 0));
     }
     renderMeta(item);
-    renderStrip();
     preload();
+    // The strip's small images are decoded after the main image is on screen, not in its frame.
+    requestAnimationFrame(() => setTimeout(renderStrip, 0));
   }
 
   function renderMeta(item) {
