@@ -12,7 +12,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from captionary import Load, Workspace  # noqa: E402
+from captionary import ItemError, Load, Workspace  # noqa: E402
 from captionary.core.arrays import is_array_ref  # noqa: E402
 from captionary.steps.scores.aesthetic import Aesthetic  # noqa: E402
 from captionary.steps.scores.clip_embed import ClipEmbed  # noqa: E402
@@ -181,6 +181,20 @@ def test_unloadable_model_fails_each_item_with_the_reason(photos, ws_path, tmp_p
         summary = ws.run(Load(photos) >> ClipEmbed(model=str(tmp_path / "empty")), progress=False)
     assert summary.step("clip_embed").failed == 12
     assert all("cannot load" in e["reason"] and "empty" in e["reason"] for e in summary.errors)
+
+
+def test_images_prefetched_for_a_failed_batch_are_not_kept(photos, ws_path, tmp_path):
+    (tmp_path / "empty").mkdir()
+    step = ClipEmbed(model=str(tmp_path / "empty"), batch_size=4)
+    with Workspace(ws_path) as ws:
+        ws.run(Load(photos), progress=False)
+        items = list(ws.items())[:4]
+        step.prefetch(items)  # as the batch stage does when it queues a batch
+        assert len(step.__dict__["_queued"]) == 4
+        with pytest.raises(ItemError, match="cannot load the model"):
+            step.compute_batch(items)
+        assert step.__dict__["_queued"] == {}
+        step.teardown()
 
 
 def test_clip_score_against_prompts_matches_a_direct_computation(photos, ws_path, clip_dir):

@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from captionary.core.item import Item, decode_image
-from captionary.pipeline.step import BatchStep
+from captionary.pipeline.step import BatchStep, Outcome
 from captionary.steps.scores.models import release, to_rgb
 
 if TYPE_CHECKING:
@@ -47,6 +47,16 @@ class ImageBatchStep(BatchStep):
             entry = queued.pop(id(item), None)
             futures.append(entry[1] if entry else pool.submit(self._decode, item))
         return [future.result() for future in futures]
+
+    def compute_batch(self, items: Sequence[Item]) -> list[Outcome]:
+        try:
+            return super().compute_batch(items)
+        finally:  # a batch that failed before taking its images (model not loaded) must not keep them
+            queued = self.__dict__.get("_queued")
+            for item in items if queued else ():
+                entry = queued.pop(id(item), None)
+                if entry is not None:
+                    entry[1].cancel()
 
     def teardown(self) -> None:
         release(self)
