@@ -82,6 +82,7 @@ class TransformersBackend(Backend):
         if self.model is not None:
             return
         import transformers
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
         from captionary.backends.hf_processors import load_processor
 
@@ -93,7 +94,7 @@ class TransformersBackend(Backend):
         }
         config = transformers.AutoConfig.from_pretrained(self.config.model, **common)
         self.model_type = str(getattr(config, "model_type", ""))
-        self.is_vlm = type(config) in transformers.AutoModelForImageTextToText._model_mapping
+        self.is_vlm = self.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
         auto = transformers.AutoModelForImageTextToText if self.is_vlm else transformers.AutoModelForCausalLM
         kwargs = {"dtype": pick_dtype(str(self.settings["dtype"]), self.device), **common}
         if self.settings["attn_implementation"]:
@@ -139,10 +140,8 @@ class TransformersBackend(Backend):
 
         texts = [self.prompt(r) for r in requests]
         per_request = [[img.convert("RGB") for img in r.images] for r in requests]
-        if self.is_vlm and any(per_request):
-            one_each = all(len(images) == 1 for images in per_request)
-            images = [group[0] for group in per_request] if one_each else per_request
-            inputs = self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+        if self.is_vlm and any(per_request):  # a list of images per prompt: unambiguous for every processor
+            inputs = self.processor(text=texts, images=per_request, padding=True, return_tensors="pt")
         elif self.is_vlm:  # text only, e.g. compose_caption with a VLM
             inputs = self.processor(text=texts, padding=True, return_tensors="pt")
         else:
