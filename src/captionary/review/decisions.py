@@ -143,13 +143,8 @@ class DecisionStore:
         )
         return [TaskItem(i, p, img, n, json.loads(props or "{}"), b, r) for i, p, img, n, props, b, r in rows]
 
-    def item(self, task: str, item: str) -> TaskItem | None:
-        rows = self.read(
-            "SELECT item, position, image, name, props, base, recipe FROM task_items "
-            "WHERE task = ? AND item = ?",
-            (task, item),
-        )
-        return TaskItem(*rows[0][:4], json.loads(rows[0][4] or "{}"), *rows[0][5:]) if rows else None
+    def has_item(self, task: str, item: str) -> bool:
+        return bool(self.read("SELECT 1 FROM task_items WHERE task = ? AND item = ?", (task, item)))
 
     # --- decisions ---------------------------------------------------------------------------------
     def decide(self, task: str, item: str, value: Any) -> float:

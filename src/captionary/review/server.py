@@ -70,14 +70,15 @@ def create_app(workspace: Path, token: str) -> Any:
     app.state.close = close
 
     def task_step(name: str) -> Any:
-        task = store.task(name)
-        if task is None:
+        """The human step behind a task, rebuilt from its stored description (once per config)."""
+        rows = store.read("SELECT config FROM tasks WHERE name = ?", (name,))
+        if not rows:
             raise HTTPException(404, f"no review task {name!r}")
-        described = dict(task["config"]["step"])
-        key = json.dumps(described, sort_keys=True)
+        key = rows[0][0]
         if key not in steps:
             from captionary.pipeline.registry import STEPS
 
+            described = dict(json.loads(key)["step"])
             step_name = described.pop("step")
             try:
                 steps[key] = STEPS.get(step_name)(**described)
@@ -147,7 +148,7 @@ def create_app(workspace: Path, token: str) -> Any:
         # inline, not in the thread pool: a commit takes about a millisecond, and a thread hand-off
         # under load took several (benchmarks/review.py)
         step = task_step(name)
-        if not ITEM_ID.match(item) or store.item(name, item) is None:
+        if not ITEM_ID.match(item) or not store.has_item(name, item):
             raise HTTPException(404, f"item {item!r} is not part of task {name!r}")
         try:
             value = step.check(value)
@@ -159,7 +160,7 @@ def create_app(workspace: Path, token: str) -> Any:
     @app.delete("/api/tasks/{name}/items/{item}")
     async def undo(name: str, item: str) -> dict[str, Any]:
         task_step(name)
-        if not ITEM_ID.match(item) or store.item(name, item) is None:
+        if not ITEM_ID.match(item) or not store.has_item(name, item):
             raise HTTPException(404, f"item {item!r} is not part of task {name!r}")
         store.undo(name, item)
         return {"saved": True, "item": item, "value": None}
