@@ -45,6 +45,8 @@ from captionary.steps.captions.map_caption import MapCaption
 from captionary.steps.captions.set_caption import SetCaption
 from captionary.steps.captions.tags import AddTags, RemoveTags, RewriteTags
 from captionary.steps.custom.where import Apply, FilterWhere
+from captionary.steps.dedup.dedup import Dedup, ExactDedup
+from captionary.steps.dedup.phash import PerceptualHash
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
@@ -56,7 +58,9 @@ from captionary.steps.scores.aesthetic import Aesthetic
 from captionary.steps.scores.clip_embed import ClipEmbed
 from captionary.steps.scores.clip_score import ClipScore
 from captionary.steps.scores.faces import Faces
+from captionary.steps.scores.filter_by_score import FilterByScore
 from captionary.steps.scores.nsfw import Nsfw
+from captionary.steps.scores.sharpness import Sharpness
 from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
 from captionary.steps.select.shuffle import Shuffle
@@ -86,9 +90,12 @@ __all__ = [
     "ConfigError",
     "Convert",
     "CropToAspect",
+    "Dedup",
+    "ExactDedup",
     "Faces",
     "Filter",
     "FilterByAspectRatio",
+    "FilterByScore",
     "FilterBySize",
     "FilterMonochrome",
     "FilterWhere",
@@ -109,6 +116,7 @@ __all__ = [
     "Nsfw",
     "Outcome",
     "ParamError",
+    "PerceptualHash",
     "Pipeline",
     "RegistryError",
     "RemoveTags",
@@ -118,8 +126,9 @@ __all__ = [
     "RunSummary",
     "Save",
     "SetCaption",
-    "Sink",
+    "Sharpness",
     "Shuffle",
+    "Sink",
     "SmartFilter",
     "Source",
     "Step",

@@ -1,0 +1,1 @@
+"""Deduplication: exact (same pixels), perceptual-hash near duplicates, and semantic (embeddings)."""

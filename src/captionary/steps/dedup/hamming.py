@@ -1,0 +1,177 @@
+"""Near-duplicate search over 64-bit perceptual hashes: multi-index hashing, never all pairs.
+
+Two hashes within Hamming distance `t` agree, in at least one of `m` bands (disjoint bit ranges), to
+within `r_j` bits, whenever sum(r_j + 1) > t (pigeonhole; Norouzi et al., "Fast Search in Hamming
+Space with Multi-Index Hashing", CVPR 2012). So for each band and each flip mask of at most `r_j`
+bits, every item looks up the bucket of its band value XOR the mask, and only the items found there
+are compared. The result is exact: the same pairs as comparing every pair. The number of bands comes
+from a cost model (bucket probes vs. candidates to check); the probes are split over processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import TYPE_CHECKING
+
+from captionary.steps.dedup.pairs import Pairs
+
+if TYPE_CHECKING:
+    import numpy as np
+
+BITS = 64
+CANDIDATE_COST = 5.0  # checking one candidate pair costs about 5 bucket probes (measured)
+POOL_FROM = 100_000  # fewer hashes are searched in this process (starting workers costs more)
+
+Band = tuple[int, int, int]
+"""(first bit, width in bits, search radius in bits)."""
+
+
+def hamming_pairs(hashes: np.ndarray, threshold: int, *, workers: int | None = None) -> Pairs:
+    """Every pair (i < j) of `hashes` (uint64) within Hamming distance `threshold` (0..63)."""
+    import numpy as np
+
+    codes = np.ascontiguousarray(hashes, dtype=np.uint64)
+    if len(codes) < 2:
+        return Pairs.empty()
+    tasks = [
+        (band, first, last)
+        for band in band_plan(len(codes), threshold)
+        for first, last in _split(_n_masks(band), 16)
+    ]
+    workers = min(len(tasks), workers or cpu_count())
+    if workers > 1 and len(codes) >= POOL_FROM:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            chunks = [tasks[i::workers] for i in range(workers)]
+            found = list(pool.map(_search, [codes] * workers, [threshold] * workers, chunks))
+    else:
+        found = [_search(codes, threshold, tasks)]
+    return Pairs.unique(*(np.concatenate([f[k] for f in found]) for k in range(3)))
+
+
+def band_plan(n: int, threshold: int) -> list[Band]:
+    """Bands that guarantee every pair within `threshold` is found, with the least estimated work
+    for `n` uniformly spread hashes."""
+    if not 0 <= threshold < BITS:
+        raise ValueError(f"Hamming threshold must be 0..{BITS - 1}; got {threshold}")
+    best: tuple[float, list[Band]] | None = None
+    for m in range(1, 9):
+        widths = [BITS // m + (1 if j < BITS % m else 0) for j in range(m)]
+        quota, extra = divmod(threshold + 1, m)  # the radii + 1 must add up to threshold + 1
+        radii = [quota - 1 + (1 if j < extra else 0) for j in range(m)]
+        if max(widths) > 32:
+            continue  # bucket tables of more than 2**32 entries
+        cost = sum(
+            _n_masks((0, w, r)) * n * (1.0 + CANDIDATE_COST * n / 2.0**w) + 2.0**w
+            for w, r in zip(widths, radii)
+            if r >= 0  # more bands than threshold + 1: the others need not be searched
+        )
+        if best is None or cost < best[0]:
+            starts = itertools.accumulate([0, *widths[:-1]])
+            best = (cost, [band for band in zip(starts, widths, radii) if band[2] >= 0])
+    assert best is not None  # m = 2 always fits
+    return best[1]
+
+
+def _search(codes: np.ndarray, threshold: int, tasks: list[tuple[Band, int, int]]) -> tuple:
+    """The pairs found by masks `first..last` (in `_masks` order) of each task's band."""
+    import numpy as np
+
+    lefts, rights, dists = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.uint8)]
+    table: _BandTable | None = None
+    for band, first, last in tasks:
+        if table is None or table.band != band:  # tasks arrive grouped by band
+            table = _BandTable(codes, band)
+        for mask in itertools.islice(_masks(band), first, last):
+            found = table.probe(mask)
+            if found is None:
+                continue
+            query, match = found
+            distance = np.bitwise_count(codes[query] ^ codes[match])
+            close = distance <= threshold
+            lefts.append(np.minimum(query, match)[close])
+            rights.append(np.maximum(query, match)[close])
+            dists.append(distance[close])
+    return np.concatenate(lefts), np.concatenate(rights), np.concatenate(dists)
+
+
+class _BandTable:
+    """One band's bucket table: items sorted by band value, and per value its bucket's size and start.
+
+    A pair whose band values differ by mask M is found once, from the item whose value lacks M's
+    highest bit, so each probe with M != 0 looks up only half of the items.
+    """
+
+    def __init__(self, codes: np.ndarray, band: Band):
+        import numpy as np
+
+        self.band = band
+        start, width, _ = band
+        index = np.int32 if len(codes) < 2**31 else np.int64
+        values = (codes >> np.uint64(start)) & np.uint64((1 << width) - 1)
+        self.values = values.astype(np.int32 if width < 31 else np.int64)
+        self.order = np.argsort(self.values, kind="stable").astype(index)
+        sizes = np.bincount(self.values, minlength=1 << width)
+        self.offsets = (np.cumsum(sizes) - sizes).astype(index)
+        top = int(sizes.max())
+        self.sizes = sizes.astype(np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int64)
+        self.index = index
+        self._lacking: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def probe(self, mask: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(query, match) item indices whose band values differ by exactly `mask`."""
+        import numpy as np
+
+        if mask:
+            items, values = self.lacking(mask.bit_length() - 1)
+            keys = values ^ mask
+        else:
+            items, keys = None, self.values
+        found = self.sizes[keys]
+        queries = np.flatnonzero(found)
+        if len(queries) == 0:
+            return None
+        sizes = found[queries].astype(np.int64)
+        ends = np.cumsum(sizes)
+        within = np.arange(int(ends[-1]), dtype=np.int64) - np.repeat(ends - sizes, sizes)
+        match = self.order[np.repeat(self.offsets[keys[queries]], sizes) + within]
+        query = np.repeat(queries if items is None else items[queries], sizes)
+        if not mask:
+            keep = query < match  # a bucket's pairs, each once
+            return query[keep], match[keep]
+        return query, match
+
+    def lacking(self, bit: int) -> tuple[np.ndarray, np.ndarray]:
+        """The items whose band value has `bit` clear, and those values."""
+        import numpy as np
+
+        if bit not in self._lacking:
+            items = np.flatnonzero((self.values >> bit) & 1 == 0).astype(self.index)
+            self._lacking[bit] = (items, self.values[items])
+        return self._lacking[bit]
+
+
+def _masks(band: Band):
+    """Every mask of the band's width with at most its radius bits set, 0 first."""
+    _, width, radius = band
+    for k in range(radius + 1):
+        for bits in itertools.combinations(range(width), k):
+            yield sum(1 << b for b in bits)
+
+
+def _n_masks(band: Band) -> int:
+    _, width, radius = band
+    return sum(math.comb(width, k) for k in range(radius + 1))
+
+
+def _split(total: int, parts: int) -> list[tuple[int, int]]:
+    step = max(1, math.ceil(total / parts))
+    return [(i, min(total, i + step)) for i in range(0, total, step)]
+
+
+def cpu_count() -> int:
+    """Cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
