@@ -93,6 +93,7 @@ def _save(out: Path, model: Any, processor: Any) -> Path:
     tok = getattr(processor, "tokenizer", processor)
     # random weights would often emit only special tokens (<unk>, <loc_*>); a real checkpoint emits words
     model.generation_config.suppress_tokens = [i for i in tok.all_special_ids if i != tok.eos_token_id]
+    model.generation_config.min_new_tokens = 1  # never an empty caption, whatever the CPU's rounding
     model.generation_config.do_sample = False
     model.save_pretrained(out)
     processor.save_pretrained(out)
