@@ -91,3 +91,30 @@ def test_binds_localhost_by_default_and_a_port_in_use_is_a_clear_error(tmp_path)
         taken.listen()
         with pytest.raises(ConfigError, match=f"127.0.0.1:{taken.getsockname()[1]}"):
             ReviewServer(tmp_path / "ws", port=taken.getsockname()[1])
+
+
+def test_stopping_a_run_that_waits_for_the_person_keeps_every_decision(tmp_path):
+    import signal
+    import sqlite3
+
+    make_photos(tmp_path / "photos", 3)
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text("workspace: ws\nsteps:\n  - load: {path: photos}\n  - human_filter: {}\n")
+    command = [sys.executable, "-m", "captionary.cli", "run", str(pipeline), "--port", "0", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().removeprefix("Review: ").strip()
+        with client_for(url) as client:
+            deadline = time.monotonic() + 30
+            while len(items := client.get("/api/tasks/human_filter").json()["items"]) < 3:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            client.put(f"/api/tasks/human_filter/items/{items[0]['id']}", json={"value": "reject"})
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and "interrupted" in out, err
+    db = sqlite3.connect(tmp_path / "ws" / "captionary.db")
+    assert db.execute("SELECT item, value FROM decisions").fetchall() == [(items[0]["id"], '"reject"')]
