@@ -97,11 +97,12 @@ class VllmBackend(Backend):
         )
         template = self.settings["chat_template"]
         if len(groups) <= 1:
-            self.engines = [LocalEngine(kwargs, template)]
+            self.engines = [LocalEngine(kwargs, template, self.settings["sampling_options"])]
         else:
             from captionary.backends.vllm_pool import EngineProcess
 
-            self.engines = [EngineProcess(group, kwargs, template) for group in groups]
+            extra = self.settings["sampling_options"]
+            self.engines = [EngineProcess(group, kwargs, template, extra) for group in groups]
             for engine in self.engines:
                 engine.wait_ready()
 
@@ -128,12 +129,15 @@ class VllmBackend(Backend):
 class LocalEngine:
     """One `vllm.LLM` in this process."""
 
-    def __init__(self, kwargs: dict[str, Any], chat_template: str | None = None):
+    def __init__(
+        self, kwargs: dict[str, Any], chat_template: str | None = None, sampling: dict[str, Any] | None = None
+    ):
         import vllm
 
         self.vllm = vllm
         self.llm = vllm.LLM(**kwargs)
         self.chat_template = chat_template
+        self.sampling = dict(sampling or {})
         self.use_chat: bool | None = None  # decided on the first batch: does the model have a template?
         self._pending: list[Request] = []
 
@@ -145,7 +149,9 @@ class LocalEngine:
         return run_isolated(requests, self.run)
 
     def run(self, requests: Sequence[Request]) -> list[Result]:
-        sampling = [self.vllm.SamplingParams(**sampling_kwargs(r.params)) for r in requests]
+        sampling = [
+            self.vllm.SamplingParams(**{**sampling_kwargs(r.params), **self.sampling}) for r in requests
+        ]
         if self.use_chat is not False:
             try:
                 outputs = self.llm.chat(

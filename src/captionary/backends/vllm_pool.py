@@ -24,14 +24,20 @@ START_TIMEOUT = 1800.0
 class EngineProcess:
     """A `LocalEngine` in a child process bound to `gpus`."""
 
-    def __init__(self, gpus: Sequence[str], kwargs: dict[str, Any], chat_template: str | None = None):
+    def __init__(
+        self,
+        gpus: Sequence[str],
+        kwargs: dict[str, Any],
+        chat_template: str | None = None,
+        sampling: dict[str, Any] | None = None,
+    ):
         context = multiprocessing.get_context("spawn")
         self.gpus = ",".join(gpus)
         self.inbox: Any = context.Queue()
         self.outbox: Any = context.Queue()
         self.process = context.Process(
             target=serve,
-            args=(self.gpus, kwargs, chat_template, self.inbox, self.outbox),
+            args=(self.gpus, kwargs, chat_template, sampling, self.inbox, self.outbox),
             name=f"captionary-vllm-{self.gpus}",
             daemon=True,
         )
@@ -76,14 +82,21 @@ class EngineProcess:
             self.process.join(timeout=10)
 
 
-def serve(gpus: str, kwargs: dict[str, Any], chat_template: str | None, inbox: Any, outbox: Any) -> None:
+def serve(
+    gpus: str,
+    kwargs: dict[str, Any],
+    chat_template: str | None,
+    sampling: dict[str, Any] | None,
+    inbox: Any,
+    outbox: Any,
+) -> None:
     """The child's loop: load the engine, then answer each list of requests until told to stop."""
     os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     from captionary.backends.base import is_out_of_memory
     from captionary.backends.vllm import LocalEngine
 
     try:
-        engine = LocalEngine(kwargs, chat_template)
+        engine = LocalEngine(kwargs, chat_template, sampling)
     except Exception as exc:
         outbox.put(("error", f"could not start: {type(exc).__name__}: {exc}"))
         return
