@@ -85,7 +85,7 @@ def _clustered(x: np.ndarray, threshold: float, nprobe: int, seed: int) -> list[
     import numpy as np
 
     n, dim = x.shape
-    nlist = max(2, int(4 * math.sqrt(n)))
+    nlist = max(2, min(int(4 * math.sqrt(n)), n // TRAIN_PER_CLUSTER))
     rng = np.random.default_rng(seed)
     sample = rng.choice(n, min(n, TRAIN_PER_CLUSTER * nlist), replace=False)
     reduced_dim = min(PCA_DIM, dim)
