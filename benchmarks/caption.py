@@ -16,14 +16,20 @@ transformers: the tests' tiny random-weight LLaVA (built offline, set to write e
 tokens) on CPU, so the model's work is small and captionary's own overhead shows: `model.generate`
 called directly on batches of the same 512 px images (with torch's default threads and with one
 thread; the faster is the baseline) vs the `caption` step.
+
+vllm (a CUDA GPU and `pip install vllm`): a LLaVA-1.5-7B-shaped model with random weights
+(`load_format="dummy"`, its config written locally: no download), every caption exactly `--tokens`
+tokens, on `--copies` variants of each photo: `LLM.chat` on batches of 48 vs the caption step.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -141,14 +148,15 @@ def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> list[Row
 
 
 # --- transformers ------------------------------------------------------------------------------------
+def tiny_models() -> Any:
+    """The tests' model builders (tests/backends/tiny_models.py)."""
+    sys.path.insert(0, str(REPO / "tests" / "backends"))
+    return importlib.import_module("tiny_models")
+
+
 def tiny_llava(root: Path, tokens: int) -> Path:
     """The tests' tiny random-weight LLaVA, set to write exactly `tokens` tokens per caption."""
-    import sys
-
-    sys.path.insert(0, str(REPO / "tests" / "backends"))
-    from tiny_models import build_llava
-
-    folder = build_llava(root / "tiny-llava")
+    folder = tiny_models().build_llava(root / "tiny-llava")
     config = json.loads((folder / "generation_config.json").read_text())
     config["min_new_tokens"] = tokens
     (folder / "generation_config.json").write_text(json.dumps(config))
@@ -206,6 +214,126 @@ def bench_transformers(photos: Path, root: Path, args: argparse.Namespace) -> li
     return rows + run_captionary(step, photos, root / "ws-transformers")
 
 
+# --- vllm (GPU) --------------------------------------------------------------------------------------
+class Unavailable(Exception):
+    """This machine cannot run the benchmark (printed instead of a table)."""
+
+
+def llava_7b_folder(root: Path) -> Path:
+    """A LLaVA-1.5-7B-shaped checkpoint without weights (vLLM's `load_format="dummy"` makes random
+    ones): CLIP ViT-L/14 at 336 px (576 image tokens) + a 32-layer 4096-wide Llama. The tokenizer is the
+    tests' small word-level one, so the vocabulary (and the output layer) is smaller than the real 32k."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor
+
+    tok = tiny_models().word_tokenizer(
+        ["<image>"], extra={"extra_special_tokens": {"image_token": "<image>"}}
+    )
+    ids = {
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    vision = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        **ids,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_seq_length=576,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
+    folder = root / "llava-7b-dummy"
+    config.save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=tiny_models().LLAVA_CHAT,
+    ).save_pretrained(folder)
+    return folder
+
+
+def variants(photos: Path, folder: Path, copies: int) -> Path:
+    """`copies` distinct JPEGs per photo (mirrored, cropped a little more each time): enough images to
+    keep a GPU busy, none a duplicate the cache would skip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(photos_in(photos)):
+        image = thumbnail(path)
+        for k in range(copies):
+            margin = k // 2 * 4
+            copy = image.crop((margin, margin, image.width - margin, image.height - margin))
+            if k % 2:
+                copy = copy.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            copy.save(folder / f"{i:04d}_{k:03d}.jpg", quality=90)
+    return folder
+
+
+def bench_vllm(photos: Path, root: Path, args: argparse.Namespace) -> list[Row]:
+    """vLLM on a GPU, full-size random weights, fixed output length: `LLM.chat` on batches of 48
+    (decode, downscale, generate, in turn) vs the `caption` step on the vllm backend."""
+    try:
+        import torch
+        import vllm
+    except ImportError as exc:
+        raise Unavailable(f"needs vllm and torch ({exc})") from None
+    if not torch.cuda.is_available():
+        raise Unavailable("needs a CUDA GPU")
+    from captionary.backends.vllm import conversation
+
+    folder = llava_7b_folder(root)
+    images = variants(photos, root / "vllm-photos", args.copies)
+    paths = photos_in(images)
+    engine = {
+        "load_format": "dummy",
+        "dtype": "bfloat16",
+        "max_model_len": 2048,
+        "gpu_memory_utilization": 0.4,  # the baseline's engine and captionary's share the GPU
+        "limit_mm_per_prompt": {"image": 1},
+    }
+    fixed = {"min_tokens": args.tokens, "ignore_eos": True}
+    llm = vllm.LLM(model=str(folder), **engine)
+    sampling = vllm.SamplingParams(max_tokens=args.tokens, temperature=0.0, **fixed)
+    llm.chat([conversation(Request("Describe the image.", [thumbnail(paths[0])]))], sampling, use_tqdm=False)
+    start, tokens = time.perf_counter(), 0
+    for first in range(0, len(paths), 48):
+        batch = [
+            conversation(Request("Describe the image.", [thumbnail(p)])) for p in paths[first : first + 48]
+        ]
+        tokens += sum(len(o.outputs[0].token_ids) for o in llm.chat(batch, sampling, use_tqdm=False))
+    rows = [Row("LLM.chat, batches of 48 (baseline)", time.perf_counter() - start, len(paths), tokens)]
+    step = Caption(
+        backend="vllm",
+        model=str(folder),
+        max_image_edge=EDGE,
+        batch_size=args.vllm_batch,
+        prompt="Describe the image.",
+        max_tokens=args.tokens,
+        options={**engine, "data_parallel": 1, "sampling_options": fixed},
+    )
+    return rows + run_captionary(step, images, root / "ws-vllm")
+
+
 # --- shared ------------------------------------------------------------------------------------------
 def run_captionary(step: Caption, photos: Path, ws_path: Path) -> list[Row]:
     """captionary's first run and cached re-run of `load >> step`, then the step with a new prompt
@@ -230,6 +358,7 @@ def run_captionary(step: Caption, photos: Path, ws_path: Path) -> list[Row]:
 BENCHMARKS: dict[str, Callable[[Path, Path, argparse.Namespace], list[Row]]] = {
     "openai": bench_openai,
     "transformers": bench_transformers,
+    "vllm": bench_vllm,
 }
 """Backend name -> benchmark; each returns its rows, the baseline marked `(baseline)`."""
 
@@ -254,13 +383,18 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BENCHMARKS))
     parser.add_argument("--latency", type=float, default=0.1, help="openai: seconds per answer")
     parser.add_argument("--tokens", type=int, default=40, help="output tokens per caption")
+    parser.add_argument("--copies", type=int, default=40, help="vllm: distinct variants of each photo")
+    parser.add_argument("--vllm-batch", type=int, default=256, help="vllm: the caption step's batch_size")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="captionary-caption-"))
     try:
         print(f"{len(photos_in(args.photos))} photos from {args.photos}")
         for name in args.backends.split(","):
             print()
-            print(table(name, BENCHMARKS[name](args.photos, root, args)))
+            try:
+                print(table(name, BENCHMARKS[name](args.photos, root, args)))
+            except Unavailable as exc:
+                print(f"{name}: skipped, {exc}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
