@@ -31,10 +31,10 @@ class HumanStage(Stage):
         self.step = step
         self.stats = ctx.stats[index]
         self.task = step.task_name()
-        self.store = DecisionStore(ctx.ws.db_path)
+        self.store = DecisionStore(ctx.ws.db_path, durable=False)  # task items only: never decisions
         self.store.register_task(self.task, step.task_kind, {"step": step.describe(), **step.task_config()})
-        self.known = {
-            item: (image, props)
+        self.known = {  # item -> hash of (image, properties) as the app shows them (small in memory)
+            item: hash((image, props))
             for item, image, props in self.store.read(
                 "SELECT item, image, props FROM task_items WHERE task = ?", (self.task,)
             )
@@ -106,11 +106,11 @@ class HumanStage(Stage):
         the others only stamped with this run)."""
         rows, seen = [], []
         for item in items:
-            props = canonical_json(item.props)
-            if self.known.get(item.id) == (item.image_hash, props):
+            state = hash((item.image_hash, canonical_json(item.props)))
+            if self.known.get(item.id) == state:
                 seen.append(item.id)
             else:
-                self.known[item.id] = (item.image_hash, props)
+                self.known[item.id] = state
                 rows.append(
                     TaskItem(
                         item.id,
