@@ -120,6 +120,41 @@ def test_load_matrix_fast_path_checks_every_blob(ws_path):
             load_matrix(ws.blobs, [{**refs[2], "array": truncated}])
 
 
+def test_arrays_of_a_batch_share_blobs_by_rows(ws_path, monkeypatch):
+    import captionary.core.arrays as arrays
+
+    monkeypatch.setattr(arrays, "ROWS_PER_BLOB", 4)
+    rng = np.random.default_rng(1)
+    with Workspace(ws_path) as ws:
+        batch = [
+            {"vec": rng.standard_normal(6).astype(np.float32), "n": np.int64(i), "tag": "x"}
+            for i in range(10)
+        ]
+        batch.insert(3, {"tag": "no arrays"})
+        batch.insert(5, None)
+        out = arrays.externalize_many(batch, ws.blobs, "m")
+        assert out[3] is batch[3] and out[5] is None and isinstance(batch[0]["vec"], np.ndarray)
+        refs = [o["vec"] for o in out if o and "vec" in o]
+        assert [r.get("row") for r in refs] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]  # blobs of 4, 4 and 2 rows
+        assert len({r["array"] for r in refs}) == 3
+        assert [o["n"] for o in out if o and "n" in o] == list(range(10)) and type(out[0]["n"]) is int
+        originals = [b["vec"] for b in batch if b and "vec" in b]
+        np.testing.assert_array_equal(load_matrix(ws.blobs, refs), np.stack(originals))
+        np.testing.assert_array_equal(load_array(ws.blobs, refs[6]), originals[6])
+        single = store_array(ws.blobs, originals[0])
+        np.testing.assert_array_equal(
+            load_matrix(ws.blobs, [refs[9], single]), np.stack([originals[9], originals[0]])
+        )
+
+        first = load_array(ws.blobs, refs[1])
+        first[:] = 0  # a copy: the recently-read blob cache is not changed
+        np.testing.assert_array_equal(load_array(ws.blobs, refs[1]), originals[1])
+        with pytest.raises(ItemError, match=r"row 4 of float32\[6\]"):
+            load_array(ws.blobs, {**refs[0], "row": 4})
+        with pytest.raises(ItemError, match=r"holds float32\[4, 6\], the reference says row 0 of float64"):
+            load_matrix(ws.blobs, [{**refs[0], "dtype": "float64"}])
+
+
 def test_externalize_replaces_only_numpy_values(ws_path):
     with Workspace(ws_path) as ws:
         props = {"caption": "a dog", "score": np.float64(0.5), "vec": np.ones(3, dtype=np.float32)}
@@ -151,7 +186,24 @@ def test_batch_step_arrays_are_blobs_cached_and_read_by_a_global_step(photos, ws
         db = sqlite3.connect(ws_path / "captionary.db")
         rows = db.execute("SELECT props FROM results WHERE step = 't_arrays_embed'")
         props = [json.loads(p) for (p,) in rows]
-        assert all(set(p["vec"]) == {"array", "dtype", "shape", "model"} for p in props)
+        assert all(set(p["vec"]) == {"array", "dtype", "shape", "model", "row"} for p in props)
+        # one blob per batch of 4 (a (4, 3) matrix), each item's reference naming its row
+        blobs = {p["vec"]["array"] for p in props}
+        assert len(blobs) == 3 and sorted(p["vec"]["row"] for p in props) == [
+            0,
+            0,
+            0,
+            1,
+            1,
+            1,
+            2,
+            2,
+            2,
+            3,
+            3,
+            3,
+        ]
+        assert all(np.load(ws.blobs.path(b), allow_pickle=False).shape == (4, 3) for b in blobs)
 
         CALLS.clear()
         again = ws.run(pipeline, progress=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from captionary.core.arrays import externalize
+from captionary.core.arrays import externalize_many
 from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, result_row
 from captionary.core.item import Item
 from captionary.executors.context import RunContext
@@ -86,21 +86,23 @@ class BatchStage(Stage):
         """Runs in the batch thread."""
         items = [item for item, _ in batch]
         try:
-            outcomes: list[Outcome | str] = [self.stored(o) for o in self.step.compute_batch(items)]
+            outcomes: list[Outcome | str] = list(self.stored(self.step.compute_batch(items)))
         except Exception:
             outcomes = [self._one(item) for item in items]  # isolate the item that breaks the batch
         return [(item, key, outcome) for (item, key), outcome in zip(batch, outcomes)]
 
     def _one(self, item: Item) -> Outcome | str:
         try:
-            return self.stored(self.step.compute_batch([item])[0])
+            return self.stored(self.step.compute_batch([item]))[0]
         except Exception as exc:
             return describe_error(exc)
 
-    def stored(self, outcome: Outcome) -> Outcome:
-        """Numpy arrays among the properties become blobs (references in the properties)."""
-        outcome.props = externalize(outcome.props, self.ctx.ws.blobs, self.step.model_id())
-        return outcome
+    def stored(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Numpy arrays among the properties become blobs, one per property name for the batch."""
+        props = externalize_many([o.props for o in outcomes], self.ctx.ws.blobs, self.step.model_id())
+        for outcome, updated in zip(outcomes, props):
+            outcome.props = updated
+        return outcomes
 
     def collect(self, result: list[tuple[Item, bytes, Outcome | str]]) -> list[Item]:
         ready, rows = [], []

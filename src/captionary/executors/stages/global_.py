@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from captionary.core.arrays import externalize
+from captionary.core.arrays import externalize_many
 from captionary.core.cache import INSERT_RESULT, apply, item_key, lookup_one
 from captionary.core.hashing import cache_key, canonical_json
 from captionary.core.item import Item, order_key
@@ -67,10 +67,8 @@ class GlobalStage(Stage):
             if len(computed) != len(items):
                 raise ValueError(f"apply_all returned {len(computed)} outcomes for {len(items)} items")
             model, blobs = self.step.model_id(), self.ctx.ws.blobs
-            table = {
-                item.id: [externalize(o.props, blobs, model), o.image, o.dropped]
-                for item, o in zip(items, computed)
-            }
+            props_list = externalize_many([o.props for o in computed], blobs, model)
+            table = {item.id: [p, o.image, o.dropped] for item, o, p in zip(items, computed, props_list)}
             props = canonical_json(table)
         except Exception as exc:
             return self.failed(items, exc)

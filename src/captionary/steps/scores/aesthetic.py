@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from captionary.core.arrays import item_array
+from captionary.core.arrays import items_matrix
 from captionary.core.item import Item
 from captionary.errors import ConfigError, ItemError
 from captionary.pipeline.step import BatchStep, require
@@ -64,10 +64,9 @@ class Aesthetic(BatchStep):
         return loaded(self, lambda: Mlp.load(Path(self.checkpoint), self.activation))
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-        import numpy as np
 
         mlp = self.mlp()
-        embeddings = unit_rows(np.stack([item_array(item, "clip_embedding") for item in items]))
+        embeddings = unit_rows(items_matrix(items, "clip_embedding"))
         if embeddings.shape[1] != mlp.input_size:
             model = (items[0].get("clip_embedding") or {}).get("model")
             raise ItemError(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import field
 from typing import Any, ClassVar
 
-from captionary.core.arrays import item_array
+from captionary.core.arrays import items_matrix
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ItemError
@@ -70,11 +70,10 @@ class ClipScore(BatchStep):
         return loaded(self, load)
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-        import numpy as np
 
         clip, texts = self.texts()
         expected = self.model_id()
-        images = np.stack([item_array(item, "clip_embedding") for item in items]).astype(np.float32)
+        images = items_matrix(items, "clip_embedding")
         for item in items:
             made_by = item["clip_embedding"].get("model")
             if made_by != expected:

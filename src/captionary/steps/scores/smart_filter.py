@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from captionary.core.arrays import item_array
+from captionary.core.arrays import items_matrix
 from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
@@ -95,7 +95,7 @@ class SmartFilter(GlobalStep):
                 f"smart_filter needs at least {self.min_per_class} decided items of each class; "
                 f"it has {counts['keep']} keep and {counts['reject']} reject"
             )
-        matrix = np.stack([item_array(item, self.embedding) for item in items]).astype(np.float32)
+        matrix = items_matrix(items, self.embedding)
         decided = np.array([item.id in labels for item in items])
         target = np.array([labels.get(item.id, False) for item in items])
         if self.regularization is None:  # chosen for calibrated probabilities (log loss), by cross-validation
