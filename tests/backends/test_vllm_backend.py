@@ -12,12 +12,15 @@ import pytest
 from PIL import Image
 
 from captionary.backends import BackendConfig, GenerationParams, OutOfMemory, Request, Result, make_backend
+from captionary.backends.base import settings
 from captionary.backends.vllm import (
     conversation,
+    dispatch,
     engine_kwargs,
     gpu_groups,
     over_limit,
     plain_prompt,
+    plan_engines,
     run_isolated,
     sampling_kwargs,
     split_evenly,
@@ -56,6 +59,53 @@ def test_engine_arguments_come_from_the_options():
         "load_format": "dummy",
         "max_num_batched_tokens": 8192,
     }
+
+
+def test_the_engine_plan_from_default_and_given_options():
+    config = BackendConfig("vllm", "llava-hf/llava-1.5-7b-hf")
+    plan = plan_engines(config, settings(config), ["0", "1"])
+    assert plan.groups == [["0"], ["1"]] and not plan.in_process
+    assert plan.kwargs == {
+        "model": "llava-hf/llava-1.5-7b-hf",
+        "tensor_parallel_size": 1,
+        "gpu_memory_utilization": 0.9,
+        "limit_mm_per_prompt": {"image": 1},
+        "dtype": "auto",
+        "enforce_eager": False,
+        "load_format": "auto",
+        "trust_remote_code": False,
+        "seed": 0,
+    }
+    options = {"tensor_parallel_size": 2, "engine_process": False, "sampling_options": {"top_k": 20}}
+    config = BackendConfig("vllm", "m", options=options)
+    plan = plan_engines(config, settings(config), ["0", "1"])
+    assert plan.groups == [["0", "1"]] and plan.in_process and plan.sampling == {"top_k": 20}
+
+
+class ListEngine:
+    """An engine that answers each prompt with itself, recording what it was sent."""
+
+    def __init__(self, name: str):
+        self.name, self.sent, self.queued = name, [], []
+
+    def submit(self, requests):
+        self.queued = list(requests)
+        self.sent.append([r.prompt for r in requests])
+
+    def collect(self):
+        return [Result(texts=[f"{self.name}:{r.prompt}"], finish_reasons=["stop"]) for r in self.queued]
+
+
+def test_a_batch_is_split_among_engines_and_comes_back_in_order():
+    engines = [ListEngine("a"), ListEngine("b"), ListEngine("c")]
+    requests = [Request(f"p{i}", images(1)) for i in range(7)]
+    requests[3] = Request("p3", images(2))  # over the limit of one image: fails before any engine
+    results = dispatch(requests, engines, image_limit=1)
+    assert [e.sent for e in engines] == [[["p0", "p1"]], [["p2", "p4"]], [["p5", "p6"]]]
+    texts = [r.texts[0] if r.texts else None for r in results]
+    assert texts == ["a:p0", "a:p1", "b:p2", None, "b:p4", "c:p5", "c:p6"]
+    assert "2 images in one prompt" in results[3].error
+    assert dispatch(requests[:1], engines[:1], image_limit=1)[0].texts == ["a:p0"]
 
 
 @pytest.mark.parametrize(

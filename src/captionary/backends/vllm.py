@@ -4,7 +4,9 @@ Requests go to `LLM.chat` (the model's own chat template places the images) or, 
 chat template (BLIP-2, Florence-2), to `LLM.generate` with the prompt and its `multi_modal_data`; vLLM
 batches them continuously. `tensor_parallel_size` splits one model over GPUs; when more GPUs are
 visible than one engine uses, one engine runs per group of GPUs, each in a process of its own (data
-parallel), and each batch is split among them. Images per prompt are bounded by `limit_mm_per_prompt`
+parallel), and each batch is split among them. Engines run in child processes by default (vLLM
+versions before 0.10.2 refuse to start outside the main thread, and only a process that exits is sure
+to give back all GPU memory when the step is done). Images per prompt are bounded by `limit_mm_per_prompt`
 and their size by `max_image_edge` (the step downscales) and `mm_processor_kwargs` (e.g. Qwen's
 `max_pixels`). A request the engine rejects (a bad image, a prompt too long) is isolated by splitting
 the batch and retrying the halves, so it fails alone.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from captionary.backends.base import (
@@ -69,12 +72,15 @@ class VllmBackend(Backend):
         "seed": 0,
         "engine_options": {},  # any other vllm.LLM argument
         "chat_template": None,  # a Jinja template overriding the model's
+        "sampling_options": {},  # other vllm.SamplingParams fields, e.g. {top_k: 50, repetition_penalty: 1.1}
+        "engine_process": True,  # run the engine in a child process (frees all GPU memory on close)
     }
     cache_options: ClassVar[tuple[str, ...]] = (
         "mm_processor_kwargs",
         "dtype",
         "load_format",
         "chat_template",
+        "sampling_options",
     )
     default_max_image_edge: ClassVar[int | None] = 1024
 
@@ -91,20 +97,15 @@ class VllmBackend(Backend):
     def load(self) -> None:
         if self.engines:
             return
-        kwargs = engine_kwargs(self.config, self.settings)
-        groups = gpu_groups(
-            visible_gpus(), self.settings["tensor_parallel_size"], self.settings["data_parallel"]
-        )
-        template = self.settings["chat_template"]
-        if len(groups) <= 1:
-            self.engines = [LocalEngine(kwargs, template, self.settings["sampling_options"])]
-        else:
-            from captionary.backends.vllm_pool import EngineProcess
+        plan = plan_engines(self.config, self.settings, visible_gpus())
+        if plan.in_process:
+            self.engines = [LocalEngine(plan.kwargs, plan.chat_template, plan.sampling)]
+            return
+        from captionary.backends.vllm_pool import EngineProcess
 
-            extra = self.settings["sampling_options"]
-            self.engines = [EngineProcess(group, kwargs, template, extra) for group in groups]
-            for engine in self.engines:
-                engine.wait_ready()
+        self.engines = [EngineProcess(g, plan.kwargs, plan.chat_template, plan.sampling) for g in plan.groups]
+        for engine in self.engines:
+            engine.wait_ready()
 
     def close(self) -> None:
         engines, self.engines = self.engines, []
@@ -114,16 +115,7 @@ class VllmBackend(Backend):
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         self.load()
         limit = int((self.settings["limit_mm_per_prompt"] or {}).get("image", 1))
-        results: list[Result | None] = [over_limit(r, limit) for r in requests]
-        todo = [i for i, r in enumerate(results) if r is None]
-        shards = split_evenly(todo, len(self.engines))
-        pending = [(engine, shard) for engine, shard in zip(self.engines, shards) if shard]
-        for engine, shard in pending:  # a process engine starts work at once; a local one runs here
-            engine.submit([requests[i] for i in shard])
-        for engine, shard in pending:
-            for i, result in zip(shard, engine.collect()):
-                results[i] = result
-        return [r if r is not None else Result(error="no result") for r in results]
+        return dispatch(requests, self.engines, limit)
 
 
 class LocalEngine:
@@ -195,6 +187,43 @@ def engine_kwargs(config: BackendConfig, settings: dict[str, Any]) -> dict[str, 
         if value is not None and value != {}:
             kwargs[name] = value
     return kwargs | dict(settings.get("engine_options") or {})
+
+
+@dataclass
+class EnginePlan:
+    """What `load` starts: `vllm.LLM` arguments, GPU groups (one engine each), and how."""
+
+    kwargs: dict[str, Any]
+    groups: list[list[str]]
+    in_process: bool
+    chat_template: str | None
+    sampling: dict[str, Any]
+
+
+def plan_engines(config: BackendConfig, settings: dict[str, Any], gpus: Sequence[str]) -> EnginePlan:
+    groups = gpu_groups(gpus, settings["tensor_parallel_size"], settings["data_parallel"])
+    return EnginePlan(
+        kwargs=engine_kwargs(config, settings),
+        groups=groups,
+        in_process=len(groups) <= 1 and not settings["engine_process"],
+        chat_template=settings["chat_template"],
+        sampling=dict(settings["sampling_options"] or {}),
+    )
+
+
+def dispatch(requests: Sequence[Request], engines: Sequence[Any], image_limit: int) -> list[Result]:
+    """One result per request, in order: requests over the image limit fail at once, the others are
+    split evenly among the engines (each with `submit(requests)` then `collect() -> results`; all are
+    submitted before any is collected, so engines in other processes work at the same time)."""
+    results: list[Result | None] = [over_limit(r, image_limit) for r in requests]
+    todo = [i for i, r in enumerate(results) if r is None]
+    pending = [(e, shard) for e, shard in zip(engines, split_evenly(todo, len(engines))) if shard]
+    for engine, shard in pending:
+        engine.submit([requests[i] for i in shard])
+    for engine, shard in pending:
+        for i, result in zip(shard, engine.collect()):
+            results[i] = result
+    return [r if r is not None else Result(error="no result") for r in results]
 
 
 def visible_gpus() -> list[str]:

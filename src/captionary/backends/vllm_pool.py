@@ -1,5 +1,5 @@
-"""Data parallelism for the vllm backend: one engine per group of GPUs, each in a process of its own
-(started with `spawn`, `CUDA_VISIBLE_DEVICES` set to its group before vLLM is imported).
+"""vLLM engines in child processes: one per group of GPUs (data parallelism), each started with
+`spawn` and `CUDA_VISIBLE_DEVICES` set to its group before vLLM is imported.
 
 The parent sends a list of requests (prompts, PIL images, settings: all picklable) and receives the
 results; the worker isolates rejected requests itself, so one bad image costs one retry there, not a
@@ -91,7 +91,8 @@ def serve(
     outbox: Any,
 ) -> None:
     """The child's loop: load the engine, then answer each list of requests until told to stop."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    if gpus:  # none visible: leave the environment alone and let vLLM say what it misses
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     from captionary.backends.base import is_out_of_memory
     from captionary.backends.vllm import LocalEngine
 
