@@ -39,7 +39,7 @@ class EngineProcess:
             target=serve,
             args=(self.gpus, kwargs, chat_template, sampling, self.inbox, self.outbox),
             name=f"captionary-vllm-{self.gpus}",
-            daemon=True,
+            daemon=False,  # vLLM starts processes of its own, which a daemon may not
         )
         self.process.start()
 
@@ -102,7 +102,7 @@ def serve(
         outbox.put(("error", f"could not start: {type(exc).__name__}: {exc}"))
         return
     outbox.put(("ready", None))
-    while (requests := inbox.get()) is not None:
+    while (requests := _next(inbox)) is not None:
         try:
             engine.submit(requests)
             outbox.put(("ok", engine.collect()))
@@ -110,3 +110,16 @@ def serve(
             kind = "oom" if is_out_of_memory(exc) else "error"
             outbox.put((kind, f"{type(exc).__name__}: {exc}"))
     engine.close()
+
+
+def _next(inbox: Any) -> Any:
+    """The next job, or None when told to stop or when the parent process is gone."""
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            return inbox.get(timeout=5.0)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return None
+        except (EOFError, OSError):
+            return None
