@@ -246,6 +246,37 @@ def test_an_engine_process_that_cannot_start_says_why():
     assert not engine.process.is_alive()
 
 
+@pytest.mark.slow
+def test_engine_processes_share_a_batch_and_answer_like_the_model_in_process(tmp_path):
+    """Two engine processes (one per "GPU") running a tiny transformers model in place of vLLM: the
+    batch is split between them, images cross the pipe, results come back in order and equal the
+    same model run in this process."""
+    pytest.importorskip("transformers")
+    from tiny_models import tiny_model
+
+    from captionary.backends.vllm_pool import EngineProcess
+
+    folder = tiny_model("llava", tmp_path)
+    params = GenerationParams(max_tokens=4)
+    requests = [Request("Describe.", [image], params=params) for image in images(6)]
+    with make_backend(BackendConfig("transformers", str(folder))) as local:
+        expected = [r.texts[0] for r in local.generate(requests)]
+    engines = [
+        EngineProcess([gpu], {"model": str(folder)}, engine="hf_engine:TransformersEngine")
+        for gpu in ("0", "1")
+    ]
+    try:
+        for engine in engines:
+            engine.wait_ready()
+        results = dispatch(requests, engines, image_limit=1)
+    finally:
+        for engine in engines:
+            engine.close()
+    texts = [r.texts[0] for r in results]
+    assert texts == [f"[gpu {i // 3}] {text}" for i, text in enumerate(expected)]
+    assert all(not e.process.is_alive() for e in engines)
+
+
 @pytest.mark.gpu
 def test_vllm_engine_captions_real_photos(tmp_path, photos):
     """On a CUDA machine with vLLM: the tiny LLaVA through the caption step, batched, cached."""

@@ -8,6 +8,7 @@ round trip per split.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import queue
@@ -22,7 +23,8 @@ START_TIMEOUT = 1800.0
 
 
 class EngineProcess:
-    """A `LocalEngine` in a child process bound to `gpus`."""
+    """A `LocalEngine` (or any class with its interface, named "module:Class") in a child process
+    bound to `gpus`."""
 
     def __init__(
         self,
@@ -30,6 +32,7 @@ class EngineProcess:
         kwargs: dict[str, Any],
         chat_template: str | None = None,
         sampling: dict[str, Any] | None = None,
+        engine: str = "captionary.backends.vllm:LocalEngine",
     ):
         context = multiprocessing.get_context("spawn")
         self.gpus = ",".join(gpus)
@@ -37,7 +40,7 @@ class EngineProcess:
         self.outbox: Any = context.Queue()
         self.process = context.Process(
             target=serve,
-            args=(self.gpus, kwargs, chat_template, sampling, self.inbox, self.outbox),
+            args=(self.gpus, kwargs, chat_template, sampling, engine, self.inbox, self.outbox),
             name=f"captionary-vllm-{self.gpus}",
             daemon=False,  # vLLM starts processes of its own, which a daemon may not
         )
@@ -87,6 +90,7 @@ def serve(
     kwargs: dict[str, Any],
     chat_template: str | None,
     sampling: dict[str, Any] | None,
+    engine_class: str,
     inbox: Any,
     outbox: Any,
 ) -> None:
@@ -94,10 +98,10 @@ def serve(
     if gpus:  # none visible: leave the environment alone and let vLLM say what it misses
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     from captionary.backends.base import is_out_of_memory
-    from captionary.backends.vllm import LocalEngine
 
     try:
-        engine = LocalEngine(kwargs, chat_template, sampling)
+        module, _, name = engine_class.partition(":")
+        engine = getattr(importlib.import_module(module), name)(kwargs, chat_template, sampling)
     except Exception as exc:
         outbox.put(("error", f"could not start: {type(exc).__name__}: {exc}"))
         return
