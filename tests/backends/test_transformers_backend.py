@@ -185,3 +185,17 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error(models_root):
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="no CUDA device"):
         backend(tiny_model("llava", models_root), device="cuda").load()
+
+
+@pytest.mark.gpu
+def test_cuda_is_picked_with_bfloat16_and_batches_still_match(models_root):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    params = GenerationParams(max_tokens=5)
+    requests = [Request("Describe.", [img], params=params) for img in photos(4)]
+    with backend(tiny_model("qwen2_vl", models_root)) as b:
+        assert b.device == "cuda" and b.model.dtype in (torch.bfloat16, torch.float16)
+        batched = b.generate(requests)
+    assert all(r.texts[0] and r.completion_tokens >= 1 for r in batched)
