@@ -147,3 +147,26 @@ def test_compose_caption_with_a_text_llm(photos, ws_path, models_root):
         finals = [item["final"] for item in ws.items()]
     assert summary.step("compose_caption").computed == 12
     assert all(finals)
+
+
+def test_caption_variations_sample_n_texts_with_a_text_llm(photos, ws_path, models_root):
+    from captionary import CaptionVariations
+
+    def step():
+        return CaptionVariations(
+            backend="transformers",
+            model=str(tiny_model("llama_text", models_root)),
+            n=3,
+            seed=5,
+            max_tokens=5,
+            batch_size=4,
+        )
+
+    with Workspace(ws_path) as ws:
+        ws.run(Load(photos) >> step(), progress=False)  # only the three dog photos have captions
+        first = {item.name: item.get("caption_variations") for item in ws.items()}
+        again = ws.run(Load(photos) >> step(), progress=False)
+    worded = {name: texts for name, texts in first.items() if texts is not None}
+    assert len(worded) == 3 and all(len(texts) == 3 for texts in worded.values())
+    assert any(len(set(texts)) > 1 for texts in worded.values())  # sampled, not three greedy copies
+    assert again.step("caption_variations").computed == 0
