@@ -86,19 +86,23 @@ class BatchStage(Stage):
         """Runs in the batch thread."""
         items = [item for item, _ in batch]
         try:
-            outcomes: list[Outcome | str] = list(self.stored(self.step.compute_batch(items)))
+            outcomes: list[Outcome | str] = list(self.stored_all(self.step.compute_batch(items)))
         except Exception:
             outcomes = [self._one(item) for item in items]  # isolate the item that breaks the batch
         return [(item, key, outcome) for (item, key), outcome in zip(batch, outcomes)]
 
     def _one(self, item: Item) -> Outcome | str:
         try:
-            return self.stored(self.step.compute_batch([item]))[0]
+            return self.stored(self.step.compute_batch([item])[0])
         except Exception as exc:
             return describe_error(exc)
 
-    def stored(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """Numpy arrays among the properties become blobs, one per property name for the batch."""
+    def stored(self, outcome: Outcome) -> Outcome:
+        """One outcome's numpy arrays become blobs (references in its properties)."""
+        return self.stored_all([outcome])[0]
+
+    def stored_all(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Numpy arrays among a batch's properties become blobs, one per property name for the batch."""
         props = externalize_many([o.props for o in outcomes], self.ctx.ws.blobs, self.step.model_id())
         for outcome, updated in zip(outcomes, props):
             outcome.props = updated
