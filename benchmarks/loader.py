@@ -2,7 +2,9 @@
 
 Three paths in the same run, on the same files, with the same DataLoader settings (2 workers):
   plain     a torchvision-free Pillow Dataset written by hand (the baseline): decode, resize to cover
-            1024x1024, center crop, to a [-1, 1] tensor; default collate
+            1024x1024, center crop, to a [-1, 1] tensor; default collate. Scaling the shorter edge to
+            1024 enlarges a 16:9 image to 1820x1024 before the crop, where a bucket keeps the area near
+            1024^2: that is part of the difference to the next row.
   decode    captionary.loader: ImageCaptionDataset (kohya buckets at 1024, center crop) +
             BucketBatchSampler + collate: decode, resize to the bucket, crop, to tensor, captions
   latents   the same dataset with a LatentCache: each sample reads its safetensors file
