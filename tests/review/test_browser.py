@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
-from review_helpers import CHROMIUM, CHROMIUM_ARGS, Served, make_photos, prepare_task
+from review_helpers import CHROMIUM, CHROMIUM_ARGS, BackgroundRun, Served, make_photos, prepare_task
 
-from captionary import HumanCaption, HumanFilter, HumanTag, Load
+from captionary import HumanCaption, HumanFilter, HumanTag, Load, Save, SetCaption
 
 pytestmark = [
     pytest.mark.browser,
@@ -270,3 +271,29 @@ def test_a_failed_save_is_shown_and_retried_until_committed(browser, tmp_path):
         assert len(failures) == 2
         assert decisions(tmp_path / "ws", "human_filter") == {items[0]["id"]: '"keep"'}
         page.close()
+
+
+def test_a_running_pipeline_in_the_browser_streams_decided_items_to_the_sink(browser, tmp_path):
+    photos = make_photos(tmp_path / "photos", 4)
+    out = tmp_path / "out"
+    pipeline = Load(photos) >> HumanFilter() >> SetCaption(template="ohwx, {caption}") >> Save(out)
+    run = BackgroundRun(tmp_path / "ws", pipeline)
+    page = browser.new_page()
+    page.goto(run.url())
+    page.wait_for_selector("#stage img.current")
+    page.keyboard.press("d")
+    page.keyboard.press("a")
+    page.wait_for_selector("#run:has-text('save 1')", timeout=15000)  # the app shows the run's progress
+    deadline = time.monotonic() + 15
+    while len(list(out.glob("*.txt"))) < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert run.thread.is_alive()  # two images are still undecided
+    [written] = out.glob("*.txt")
+    assert written.read_text().startswith("ohwx, caption")
+    page.keyboard.press("d")
+    page.keyboard.press("d")
+    summary = run.join()
+    assert (summary.steps[1].n_out, summary.steps[1].dropped) == (3, 1)
+    assert len(list(out.glob("*.jpg"))) == 3
+    page.close()

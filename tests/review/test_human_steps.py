@@ -50,6 +50,11 @@ def test_decided_items_reach_machine_step_and_sink_before_the_human_finishes(tmp
     expected = {item["name"] + ".txt" for item in kept}
     wait_for(lambda: {p.name for p in out.rglob("*.txt")} == expected)
     assert run.thread.is_alive()  # the human has not finished: the last item is undecided
+
+    def counted() -> dict[str, int]:  # the app's run line: the sink's count follows its writes
+        return {step["name"]: step["out"] for step in client.get("/api/run").json()["steps"]}
+
+    wait_for(lambda: counted() == {"load": 6, "human_filter": 3, "set_caption": 3, "save": 3})
     assert (out / f"{items[0]['name']}.txt").read_text().startswith("sks, caption")
 
     client.put(f"/api/tasks/human_filter/items/{items[5]['id']}", json={"value": "keep"})

@@ -8,6 +8,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,20 @@ class ReviewServer:
 
     host: 127.0.0.1 by default; `0.0.0.0` opens it to the LAN (to review on a phone). Every request
     needs the random token in `url` either way. port: None tries 8765 and falls back to a free port;
-    0 picks a free port; any other number must be free.
+    0 picks a free port; any other number must be free. progress: the serving run's step counts.
     """
 
-    def __init__(self, workspace: str | Path, host: str = "127.0.0.1", port: int | None = None):
+    def __init__(
+        self,
+        workspace: str | Path,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        progress: Callable[[], list[dict[str, Any]]] | None = None,
+    ):
         require("fastapi", "review")
         require("uvicorn", "review")
         self.workspace = Path(workspace)
+        self.progress = progress  # the run's per-step counts, when a run serves the app
         self.host = host
         self.token = secrets.token_urlsafe(24)
         self.sock = _bind(host, port)
@@ -49,7 +57,7 @@ class ReviewServer:
 
         from captionary.review.server import create_app
 
-        self.app = create_app(self.workspace, self.token)
+        self.app = create_app(self.workspace, self.token, self.progress)
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
         return self.server

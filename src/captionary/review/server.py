@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,8 +36,9 @@ CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-
 WARM_AHEAD = 24
 
 
-def create_app(workspace: Path, token: str) -> Any:
-    """The ASGI app for one workspace; `token` is required on every request."""
+def create_app(workspace: Path, token: str, progress: Callable[[], Any] | None = None) -> Any:
+    """The ASGI app for one workspace; `token` is required on every request. `progress` gives the
+    serving run's per-step counts (`GET /api/run`)."""
     from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
     from fastapi.responses import JSONResponse
 
@@ -101,6 +103,10 @@ def create_app(workspace: Path, token: str) -> Any:
         if name not in STATIC:
             raise HTTPException(404, "not found")
         return Response(static[name], media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/run")
+    async def run() -> dict[str, Any]:
+        return {"running": progress is not None, "steps": progress() if progress is not None else []}
 
     @app.get("/api/tasks")
     def tasks() -> list[dict[str, Any]]:

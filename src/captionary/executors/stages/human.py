@@ -3,6 +3,7 @@ served, and go on one by one as the person decides them. The stage is done when 
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from typing import Any
@@ -12,6 +13,7 @@ from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
 from captionary.executors.context import RunContext, recipe_json
 from captionary.executors.stages.base import Stage
+from captionary.executors.summary import StepStats
 from captionary.review.decisions import DecisionStore, TaskItem
 from captionary.steps.human.base import HumanStep
 
@@ -132,7 +134,8 @@ class HumanStage(Stage):
 
         options = dict(getattr(self.ctx, "review_options", None) or {})
         announce = options.pop("announce", None) or _announce
-        server = ReviewServer(self.ctx.ws.path, **options).start()
+        counts = functools.partial(_counts, self.ctx.stats)
+        server = ReviewServer(self.ctx.ws.path, progress=counts, **options).start()
         self.ctx.review_server = server  # type: ignore[attr-defined]
         announce(f"{server.url}#/task/{quote(self.task)}")
 
@@ -142,6 +145,11 @@ class HumanStage(Stage):
             server.stop()
             self.ctx.review_server = None  # type: ignore[attr-defined]
         self.store.close()
+
+
+def _counts(stats: list[StepStats]) -> list[dict[str, Any]]:
+    """The run's per-step counts, for the review app's run line."""
+    return [{"name": s.name, "in": s.n_in, "out": s.n_out, "failed": s.failed} for s in stats]
 
 
 def _announce(url: str) -> None:

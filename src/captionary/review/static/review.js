@@ -17,6 +17,7 @@ views.review = (taskName) => {
   const meta = el("div", { class: "meta", id: "meta" });
   const controls = el("div", { class: "controls", id: "controls" });
   const strip = el("div", { class: "strip", id: "strip" });
+  const runLine = el("div", { class: "run muted", id: "run" });
   const seek = el("input", { type: "range", id: "seek", min: "0", value: "0", "aria-label": "go to image" });
   seek.addEventListener("input", () => go(Number(seek.value)));
 
@@ -266,8 +267,18 @@ views.review = (taskName) => {
   stage.addEventListener("touchmove", onTouchMove, { passive: false });
   stage.addEventListener("touchend", onTouchEnd);
 
-  // --- new items while a run streams them in -------------------------------------------------------
+  // --- new items while a run streams them in, and the run's progress ---------------------------------
+  async function showRun() {
+    try {
+      const run = await api("GET", "/api/run");
+      runLine.textContent = run.running
+        ? "run: " + run.steps.map((s) => `${s.name} ${s.out}${s.failed ? ` (${s.failed} failed)` : ""}`).join(" → ")
+        : "";
+    } catch (error) { runLine.textContent = "the review server is not answering (the run may be over)"; }
+  }
+
   async function refresh() {
+    showRun();
     const last = state.items.length ? state.items[state.items.length - 1].position : -1;
     try {
       const here = state.items[state.index];
@@ -289,10 +300,11 @@ views.review = (taskName) => {
     state.decisions = task.decisions;
     state.known = task.known_tags;
     $("#title").textContent = `${task.name} (${task.kind})`;
-    view.replaceChildren(el("section", { class: `review ${task.kind}` }, stage, meta, controls, strip, seek));
+    view.replaceChildren(el("section", { class: `review ${task.kind}` }, stage, meta, controls, strip, seek, runLine));
     view.dataset.task = task.name;
     state.index = firstUndecided();
     show();
+    showRun();
     state.poll = setInterval(refresh, 2000);
   }).catch((error) => view.replaceChildren(el("p", { class: "error", text: error.message })));
 
