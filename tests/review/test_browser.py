@@ -9,7 +9,15 @@ import time
 from pathlib import Path
 
 import pytest
-from review_helpers import CHROMIUM, CHROMIUM_ARGS, BackgroundRun, Served, make_photos, prepare_task
+from review_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    BackgroundRun,
+    Served,
+    client_for,
+    make_photos,
+    prepare_task,
+)
 
 from captionary import HumanCaption, HumanFilter, HumanTag, Load, Save, SetCaption
 
@@ -297,3 +305,18 @@ def test_a_running_pipeline_in_the_browser_streams_decided_items_to_the_sink(bro
     assert (summary.steps[1].n_out, summary.steps[1].dropped) == (3, 1)
     assert len(list(out.glob("*.jpg"))) == 3
     page.close()
+
+
+def test_decisions_made_on_another_device_appear(browser, tmp_path):
+    photos = make_photos(tmp_path / "photos", 3)
+    items = prepare_task(tmp_path / "ws", Load(photos) >> HumanFilter(), "human_filter", 3)
+    with Served(tmp_path / "ws") as served, client_for(served.url) as phone:
+        page = browser.new_page()
+        page.goto(served.url)
+        showing(page, items[0]["id"])
+        phone.put(f"/api/tasks/human_filter/items/{items[1]['id']}", json={"value": "reject"})
+        page.wait_for_selector("#progress:has-text('1 / 3 decided')", timeout=15000)
+        page.keyboard.press("]")
+        showing(page, items[1]["id"])
+        assert page.get_attribute("#decision", "data-value") == '"reject"'
+        page.close()

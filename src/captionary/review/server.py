@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -113,8 +114,10 @@ def create_app(workspace: Path, token: str, progress: Callable[[], Any] | None =
         return bulk.tasks()
 
     @app.get("/api/tasks/{name}")
-    def task(name: str, after: int = -1, at: int | None = None) -> dict[str, Any]:
-        """The task's items after position `after`; thumbnails of those ahead of `at` are made now."""
+    def task(name: str, after: int = -1, at: int | None = None, since: float | None = None) -> dict[str, Any]:
+        """The task's items after position `after` and their decisions; decisions made since `since`
+        (elsewhere: another device or tab); thumbnails of the items ahead of `at` are made now."""
+        now = time.time()
         found = bulk.task(name)
         if found is None:
             raise HTTPException(404, f"no review task {name!r}")
@@ -146,6 +149,8 @@ def create_app(workspace: Path, token: str, progress: Callable[[], Any] | None =
                 for it in items
             ],
             "decisions": decided,
+            "changed": {} if since is None else {i: v for i, v, _ in bulk.decided_since(name, since)},
+            "now": now,
             "known_tags": sorted(t for t in known if isinstance(t, str)),
         }
 

@@ -84,13 +84,19 @@ views.review = (taskName) => {
     requestAnimationFrame(() => setTimeout(renderStrip, 0));
   }
 
-  function renderMeta(item) {
+  function updateBadge() {
+    const item = state.items[state.index];
+    const badge = $("#decision");
+    if (!item || !badge) return;
     const decided = state.decisions[item.id];
-    const kind = state.task.kind;
-    const badge = el("span", { class: "badge", id: "decision" });
-    badge.textContent = decided === undefined ? "undecided" : Array.isArray(decided) ? decided.join(", ") || "(no tags)" : kind === "caption" ? "captioned" : decided;
+    badge.textContent = decided === undefined ? "undecided" : Array.isArray(decided) ? decided.join(", ") || "(no tags)" : state.task.kind === "caption" ? "captioned" : decided;
     badge.dataset.value = decided === undefined ? "" : JSON.stringify(decided);
-    meta.replaceChildren(el("span", { class: "name", text: item.name }), badge);
+  }
+
+  function renderMeta(item) {
+    const kind = state.task.kind;
+    meta.replaceChildren(el("span", { class: "name", text: item.name }), el("span", { class: "badge", id: "decision" }));
+    updateBadge();
     if (kind === "filter") {
       if (item.caption) meta.append(el("p", { class: "caption", text: item.caption }));
       controls.replaceChildren(
@@ -283,7 +289,18 @@ views.review = (taskName) => {
     try {
       const here = state.items[state.index];
       const at = here ? `&at=${here.position}` : "";  // the server makes thumbnails ahead of the person
-      const fresh = await api("GET", `/api/tasks/${encodeURIComponent(taskName)}?after=${last}${at}`);
+      const since = `&since=${state.since - 5}`;  // decisions made elsewhere (another device or tab)
+      const fresh = await api("GET", `/api/tasks/${encodeURIComponent(taskName)}?after=${last}${at}${since}`);
+      state.since = fresh.now;
+      const mine = new Set(saves.queue.map((save) => save.item));  // not yet saved here: ours wins
+      let changed = false;
+      for (const [id, value] of Object.entries(fresh.changed)) {
+        if (!mine.has(id) && JSON.stringify(state.decisions[id]) !== JSON.stringify(value)) {
+          state.decisions[id] = value;
+          changed = true;
+        }
+      }
+      if (changed && !fresh.items.length) { progress(); renderStrip(); updateBadge(); }
       if (fresh.items.length) {
         const wasDone = state.index >= state.items.length;
         state.items.push(...fresh.items);
@@ -299,6 +316,7 @@ views.review = (taskName) => {
     state.items = task.items;
     state.decisions = task.decisions;
     state.known = task.known_tags;
+    state.since = task.now;
     $("#title").textContent = `${task.name} (${task.kind})`;
     view.replaceChildren(el("section", { class: `review ${task.kind}` }, stage, meta, controls, strip, seek, runLine));
     view.dataset.task = task.name;
