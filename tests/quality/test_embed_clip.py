@@ -322,6 +322,23 @@ def test_aesthetic_relu_variant_and_a_dimension_mismatch(photos, ws_path, clip_d
     assert "takes 768-d embeddings, but clip_embedding has 16" in summary.errors[0]["reason"]
 
 
+def test_unreadable_or_wrong_checkpoints_name_the_file(photos, ws_path, clip_dir, tmp_path):
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    conv = tmp_path / "conv.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"layers.0.weight": torch.zeros(4, 16, 3, 3), "layers.0.bias": torch.zeros(4)}, str(conv))
+    embed = ClipEmbed(model=str(clip_dir), device="cpu")
+    with Workspace(ws_path) as ws:
+        bad = ws.run(Load(photos) >> embed >> Aesthetic(checkpoint=str(garbage)), progress=False)
+        wrong = ws.run(Load(photos) >> embed >> Aesthetic(checkpoint=str(conv)), progress=False)
+    assert bad.step("aesthetic").failed == 12
+    assert f"cannot read MLP checkpoint {garbage}" in bad.errors[0]["reason"]
+    assert wrong.step("aesthetic").failed == 12
+    assert "layers.0.weight has shape [4, 16, 3, 3], not a Linear layer" in wrong.errors[0]["reason"]
+
+
 def test_aesthetic_checks_its_checkpoint_when_built(tmp_path):
     from captionary import ParamError
 
