@@ -145,3 +145,23 @@ def test_the_app_shows_the_items_of_the_latest_run(tmp_path):
     for item in shown[2:]:
         client.put(f"/api/tasks/human_filter/items/{item['id']}", json={"value": "reject"})
     assert second.join().steps[2].dropped == 2
+
+
+def test_a_stored_decision_the_step_now_refuses_fails_its_item_with_the_reason(tmp_path):
+    from captionary.review.decisions import DecisionStore
+
+    photos = make_photos(tmp_path / "photos", 2)
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(photos), progress=False)
+        ids = sorted(item.id for item in ws.items())
+        store = DecisionStore(ws.db_path)
+        store.decide("tags", ids[0], ["red"])
+        store.decide("tags", ids[1], ["sunset"])  # a free tag, allowed when it was given
+        store.close()
+        step = HumanTag(tags=["red", "blue"], free_tags=False, task="tags")
+        summary = ws.run(Load(photos) >> step, progress=False)
+    stats = summary.steps[1]
+    assert (stats.n_in, stats.cached, stats.failed, stats.n_out) == (2, 1, 1, 1)
+    [error] = summary.errors
+    assert error["item"] == ids[1] and "bad decision in task 'tags'" in error["reason"]
+    assert "sunset" in error["reason"]

@@ -52,8 +52,7 @@ class HumanStage(Stage):
         ready = []
         for item in items:
             if item.id in decided:
-                self.stats.cached += 1
-                ready.extend(self.settle(item, decided[item.id]))
+                ready.extend(self.settle(item, decided[item.id], cached=True))
             else:
                 self.waiting[item.id] = item
         if self.waiting:
@@ -74,8 +73,7 @@ class HumanStage(Stage):
         for item_id, value, _ in self.store.decided_since(self.task, self.since):
             item = self.waiting.pop(item_id, None)
             if item is not None:
-                self.stats.computed += 1
-                ready.extend(self.settle(item, value))
+                ready.extend(self.settle(item, value, cached=False))
         self.since = looked - CLOCK_MARGIN
         return ready
 
@@ -90,12 +88,18 @@ class HumanStage(Stage):
     def pending(self) -> int:
         return len(self.waiting)
 
-    def settle(self, item: Item, value: Any) -> list[Item]:
+    def settle(self, item: Item, value: Any, cached: bool) -> list[Item]:
+        """Apply a decision (made before this run: `cached`); a stored value the step refuses (its
+        tag list changed, say) fails the item."""
         try:
             outcome = self.step.outcome(item, self.step.check(value))
         except ValueError as exc:
             self.ctx.fail(self.index, item, f"bad decision in task {self.task!r}: {exc}")
             return []
+        if cached:
+            self.stats.cached += 1
+        else:
+            self.stats.computed += 1
         if outcome.dropped is not None:
             self.stats.dropped += 1
             self.ctx.drop(self.index, item, outcome.dropped)
