@@ -347,11 +347,12 @@ def build_paligemma(out: Path, seed: int = 0) -> Path:
     return _save(out, PaliGemmaForConditionalGeneration(cfg).eval(), proc)
 
 
-def build_qwen2_vl(out: Path, seed: int = 0) -> Path:
-    """Qwen2-VL. Without torchvision its processor cannot be built (video processor), so the folder gets
-    the tokenizer and an image-processor config; the backend assembles the processor from those."""
+def build_qwen2_vl(out: Path, seed: int = 0, version: str = "2") -> Path:
+    """Qwen2-VL (`version="2.5"`: Qwen2.5-VL, windowed vision attention). Without torchvision their
+    processor cannot be built (video processor), so the folder gets the tokenizer and an
+    image-processor config; the backend assembles the processor from those."""
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    import transformers
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     torch.manual_seed(seed)
@@ -371,17 +372,15 @@ def build_qwen2_vl(out: Path, seed: int = 0) -> Path:
         rope_parameters=rope,
         **_text_ids(tok),
     )
-    vision = dict(
-        depth=2,
-        embed_dim=32,
-        hidden_size=32,
-        num_heads=2,
-        mlp_ratio=2,
-        patch_size=4,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
+    vision: dict[str, Any] = dict(
+        depth=2, hidden_size=32, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2
     )
-    cfg = Qwen2VLConfig(
+    if version == "2.5":  # window attention in block 0, full attention in block 1
+        vision |= dict(intermediate_size=64, window_size=16, out_hidden_size=32, fullatt_block_indexes=[1])
+    else:
+        vision |= dict(embed_dim=32, mlp_ratio=2)
+    prefix = "Qwen2_5_VL" if version == "2.5" else "Qwen2VL"
+    cfg = getattr(transformers, f"{prefix}Config")(
         vision_config=vision,
         text_config=text,
         image_token_id=ids["<|image_pad|>"],
@@ -395,7 +394,7 @@ def build_qwen2_vl(out: Path, seed: int = 0) -> Path:
         temporal_patch_size=2,
         size={"shortest_edge": 32 * 32, "longest_edge": 64 * 64},
     )
-    model = Qwen2VLForConditionalGeneration(cfg).eval()
+    model = getattr(transformers, f"{prefix}ForConditionalGeneration")(cfg).eval()
     _save(out, model, tok)
     ip.save_pretrained(out)
     config = json.loads((out / "preprocessor_config.json").read_text())
@@ -432,6 +431,7 @@ BUILDERS: dict[str, Callable[..., Path]] = {
     "idefics3": build_idefics3,
     "paligemma": build_paligemma,
     "qwen2_vl": build_qwen2_vl,
+    "qwen2_5_vl": lambda out, seed=0: build_qwen2_vl(out, seed, version="2.5"),
     "llama_text": build_llama_text,
 }
 
