@@ -88,6 +88,8 @@ def test_filter_30_images_with_the_keyboard_only_then_undo(browser, tmp_path):
         page.fill("#seek", "10")  # the slider reaches any image
         showing(page, items[10]["id"])
         assert page.get_attribute("#decision", "data-value") == expected[items[10]["id"]]
+        page.keyboard.press("]")  # and the keys work again after it
+        showing(page, items[11]["id"])
         page.close()
 
 

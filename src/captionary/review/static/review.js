@@ -20,6 +20,7 @@ views.review = (taskName) => {
   const runLine = el("div", { class: "run muted", id: "run" });
   const seek = el("input", { type: "range", id: "seek", min: "0", value: "0", "aria-label": "go to image" });
   seek.addEventListener("input", () => go(Number(seek.value)));
+  seek.addEventListener("change", () => seek.blur());  // let go of it: the keys work again
 
   function isDecided(item) { return Object.prototype.hasOwnProperty.call(state.decisions, item.id); }
 
