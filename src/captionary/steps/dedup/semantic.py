@@ -5,8 +5,10 @@ vectors are clustered with k-means (faiss) on a PCA projection, each vector is l
 nearest centroid, and each vector is compared, at full dimension, only with the vectors listed under
 its `nprobe` nearest centroids (as in an inverted-file index, or SemDeDup's per-cluster comparison).
 Near duplicates sit in the same or a neighbouring cluster, so few pairs are missed (the benchmark
-measures how many against the exact search) and the work grows about as n^1.5, not n^2. Similarities
-are matrix products (BLAS), which is several times faster here than scanning an index vector by vector.
+measures how many against the exact search) and the work grows about as n^1.5, not n^2. Within a
+cluster, candidates are picked by distance in the projection (exact: it never drops a pair that is
+close enough) and only those are compared at full dimension. Similarities are matrix products (BLAS),
+several times faster here than scanning an index vector by vector.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def _clustered(x: np.ndarray, threshold: float, nprobe: int, seed: int) -> list[
     centred -= mean
     _, vectors = np.linalg.eigh(centred.T @ centred)  # principal axes, ascending variance
     projection = np.ascontiguousarray(vectors[:, ::-1][:, :reduced_dim])
-    reduced = np.ascontiguousarray((x - mean) @ projection, dtype=np.float32)
+    reduced = np.ascontiguousarray(x @ projection - mean @ projection, dtype=np.float32)
     kmeans = faiss.Kmeans(reduced_dim, nlist, niter=10, seed=seed, max_points_per_centroid=10**9)
     kmeans.train(reduced[sample])
     _, nearest = kmeans.index.search(reduced, min(nprobe, nlist))
@@ -102,11 +104,39 @@ def _clustered(x: np.ndarray, threshold: float, nprobe: int, seed: int) -> list[
     members_of = _groups(home, nlist)
     probes = nearest.ravel()
     queries_of = _groups(probes, nlist, owners=np.repeat(np.arange(n), nearest.shape[1]))
+    squares = np.einsum("ij,ij->i", reduced, reduced)
     return [
-        _block_pairs(x, queries_of[c], members_of[c], threshold)
+        _cluster_pairs(x, reduced, squares, queries_of[c], members_of[c], threshold)
         for c in range(nlist)
         if len(members_of[c]) and len(queries_of[c])
     ]
+
+
+def _cluster_pairs(
+    x: np.ndarray,
+    reduced: np.ndarray,
+    squares: np.ndarray,
+    queries: np.ndarray,
+    members: np.ndarray,
+    threshold: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (query, member), low < high, with similarity >= threshold. Unit vectors with cosine >= t
+    are within sqrt(2 - 2t) of each other, and an orthogonal projection never lengthens a distance,
+    so candidates are first picked in the projection (8x cheaper) without losing any pair."""
+    import numpy as np
+
+    gram = reduced[queries] @ reduced[members].T
+    near = squares[queries][:, None] + squares[members][None, :] - 2.0 * gram <= 2.0 - 2.0 * threshold + 1e-4
+    if np.count_nonzero(near) * 8 > near.size:  # many candidates: one full product costs less
+        full = x[queries] @ x[members].T
+        q, m = np.nonzero(full >= threshold)
+        a, b, sim = queries[q], members[m], full[q, m]
+    else:
+        q, m = np.nonzero(near)
+        a, b = queries[q], members[m]
+        sim = np.einsum("ij,ij->i", x[a], x[b])
+    close = (sim >= threshold) & (a != b)
+    return np.minimum(a, b)[close], np.maximum(a, b)[close], sim[close]
 
 
 def _groups(labels: np.ndarray, k: int, owners: np.ndarray | None = None) -> list[np.ndarray]:
