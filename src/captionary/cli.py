@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a pipeline file")
     run.add_argument("pipeline", type=Path, help="pipeline YAML file")
-    run.add_argument("--executor", default="local", help="where to run (default: local)")
+    run.add_argument("--executor", default="local", help="where to run: local (default) or ray")
+    run.add_argument("--address", help="the Ray cluster to join (--executor ray; default: start a local one)")
     run.add_argument("--workspace", type=Path, help="override the file's workspace folder")
     run.add_argument(
         "--max-errors",
@@ -65,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     steps.add_argument("--json", action="store_true")
     steps.set_defaults(func=_steps)
 
+    serve = commands.add_parser("serve", help="open the review app (tasks and browse) on a workspace")
+    serve.add_argument("workspace", type=Path)
+    serve.add_argument("--port", type=int, default=None, help=PORT_HELP)
+    serve.add_argument("--host", default="127.0.0.1", help=HOST_HELP)
+    serve.set_defaults(func=_serve)
+
     preview = commands.add_parser("preview", help="PNG grid of one augmented training batch + bucket stats")
     preview.add_argument("dataset", help="an exported dataset (folder, file, glob, URL) or a workspace")
     preview.add_argument("--format", help="the dataset's format (default: detected)")
@@ -76,12 +83,6 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--epoch", type=int, default=0)
     preview.add_argument("--drop-last", action="store_true", help="leave out buckets' smaller last batches")
     preview.set_defaults(func=_preview)
-
-    serve = commands.add_parser("serve", help="open the review app (tasks and browse) on a workspace")
-    serve.add_argument("workspace", type=Path)
-    serve.add_argument("--port", type=int, default=None, help=PORT_HELP)
-    serve.add_argument("--host", default="127.0.0.1", help=HOST_HELP)
-    serve.set_defaults(func=_serve)
 
     gc = commands.add_parser("gc", help="delete blobs nothing refers to")
     gc.add_argument("workspace", type=Path)
@@ -96,6 +97,8 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_pipeline(args.pipeline)  # every config error surfaces here, before any work
     signal.signal(signal.SIGTERM, _interrupt)
     options = {"max_errors": args.max_errors, "workers": args.workers, "progress": not args.no_progress}
+    if args.address:
+        options["address"] = args.address
     options = {k: v for k, v in options.items() if v is not None}
     if any(step.kind == "human" for step in spec.pipeline):
         options["review"] = {"host": args.host, "port": args.port}
@@ -177,6 +180,21 @@ def _steps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from captionary.core.workspace import DB_NAME, Workspace
+    from captionary.review.serve import ReviewServer
+
+    if not (args.workspace / DB_NAME).exists():
+        raise ConfigError(f"{args.workspace} is not a captionary workspace (no {DB_NAME})")
+    Workspace(args.workspace).close()  # brings the schema up to date
+    server = ReviewServer(args.workspace, host=args.host, port=args.port)
+    print(f"Review: {server.url}", flush=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
 def _preview(args: argparse.Namespace) -> int:
     from captionary.loader.config import load_yaml
     from captionary.loader.preview import preview
@@ -200,21 +218,6 @@ def _preview(args: argparse.Namespace) -> int:
     print(f"wrote {result.path}: {len(result.captions)} images of bucket {width}x{height}")
     for caption in result.captions:
         print(f"  {caption or '(empty caption)'}")
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from captionary.core.workspace import DB_NAME, Workspace
-    from captionary.review.serve import ReviewServer
-
-    if not (args.workspace / DB_NAME).exists():
-        raise ConfigError(f"{args.workspace} is not a captionary workspace (no {DB_NAME})")
-    Workspace(args.workspace).close()  # brings the schema up to date
-    server = ReviewServer(args.workspace, host=args.host, port=args.port)
-    print(f"Review: {server.url}", flush=True)
-    signal.signal(signal.SIGTERM, _interrupt)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
     return 0
 
 

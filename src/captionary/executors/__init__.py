@@ -8,7 +8,10 @@ from typing import Any
 
 from captionary.errors import ConfigError
 
-EXECUTORS: dict[str, str] = {"local": "captionary.executors.local:LocalExecutor"}
+EXECUTORS: dict[str, str] = {
+    "local": "captionary.executors.local:LocalExecutor",
+    "ray": "captionary.executors.ray_executor:RayExecutor",
+}
 """Executor name -> "module:class", imported only when chosen."""
 
 

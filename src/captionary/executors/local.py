@@ -69,6 +69,8 @@ class LocalExecutor:
     review: options of the review app a human step serves (`host`, `port`, `announce(url)`).
     """
 
+    name = "local"
+
     def __init__(
         self,
         workers: int | None = None,
@@ -92,8 +94,8 @@ class LocalExecutor:
     def _run(self, ws: Workspace, pipeline: Pipeline) -> RunSummary:
         started = time.time()
         run_id = ws.db.execute(
-            "INSERT INTO runs (started, status, pipeline, executor) VALUES (?, 'running', ?, 'local')",
-            (started, json.dumps(pipeline.describe(), default=str)),
+            "INSERT INTO runs (started, status, pipeline, executor) VALUES (?, 'running', ?, ?)",
+            (started, json.dumps(pipeline.describe(), default=str), self.name),
         ).lastrowid
         stats = [StepStats(name, step.kind) for name, step in zip(_unique_names(pipeline), pipeline)]
         writer = DbWriter(connect(ws.db_path))
@@ -158,7 +160,7 @@ class LocalExecutor:
         steps = list(pipeline)
         chains: list[list[PerItemStep]] = []
         stages: list[Stage] = []
-        pool = LazyPool(max(1, self.workers), ctx.ws, chains)
+        pool = self._pool(ctx, chains)
         index = 1
         while index < len(steps):
             step = steps[index]
@@ -174,12 +176,19 @@ class LocalExecutor:
                 chains.append(chain)
                 index = end
                 continue
-            stages.append(STAGES[step.kind](ctx, index, step))
+            stages.append(self._stage(ctx, index, step))
             index += 1
         for chain, following in itertools.pairwise(stages):
             if isinstance(chain, ChainStage) and isinstance(following, SinkStage):
                 chain.render = following.step.renderer()
         return SourceStage(ctx, 0, steps[0]), stages, pool
+
+    def _pool(self, ctx: RunContext, chains: list[list[PerItemStep]]) -> LazyPool:
+        """Where `parallel` chain steps run (another executor may put them elsewhere)."""
+        return LazyPool(max(1, self.workers), ctx.ws, chains)
+
+    def _stage(self, ctx: RunContext, index: int, step) -> Stage:
+        return STAGES[step.kind](ctx, index, step)
 
 
 STAGES = {"batch": BatchStage, "global": GlobalStage, "sink": SinkStage, "human": HumanStage}

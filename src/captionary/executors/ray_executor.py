@@ -1,0 +1,244 @@
+"""The Ray executor: the local executor's plan and driver, with the heavy work on a Ray cluster.
+
+The driver (this process) still reads the source, filters cache hits against the workspace and commits
+every result as it arrives, so a killed driver loses only the batches in flight. What moves to Ray:
+
+- chains of `parallel` per-item steps (decode, resize, ...) run in a pool of CPU actors, a few items
+  per task, each actor holding the chains and a read-only view of the workspace (`ChainActors`);
+- batch (model) steps run in a pool of model actors that load the model once each and keep it until
+  the step has seen its last item; with GPUs in the cluster each actor takes one (`ModelActors`).
+
+Ray core actors rather than Ray Data: the plan's per-step cache filtering and streaming commit map
+onto futures directly, and cached items never leave the driver. Workers read blobs and the database
+by path, so the workspace must be on a file system every node mounts.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from captionary.core import optional
+from captionary.core.item import Item
+from captionary.core.workspace import Workspace
+from captionary.executors.context import RunContext
+from captionary.executors.local import LocalExecutor
+from captionary.executors.stages.base import Stage
+from captionary.executors.stages.batch import BatchStage
+from captionary.executors.worker import describe_error, init_worker, run_task
+from captionary.pipeline.step import BatchStep, Outcome, PerItemStep
+
+
+class RayExecutor(LocalExecutor):
+    """Runs a pipeline with its heavy steps on Ray.
+
+    address: the cluster to join (`ray.init(address=...)`, e.g. "auto" or "ray://host:10001"); None
+      starts a local Ray with `num_cpus` (default: all cores). An already initialised Ray is reused.
+    workers: CPU actors for image steps (default: the cluster's CPUs).
+    model_actors: actors per batch (model) step (default: one per GPU, or 1 without GPUs).
+    gpus_per_model_actor: GPUs each model actor reserves (default: 1 when the cluster has GPUs, else 0).
+    Other options as for `local` (`max_errors`, `progress`, `chunk_size`).
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        workers: int | None = None,
+        model_actors: int | None = None,
+        gpus_per_model_actor: float | None = None,
+        **options: Any,
+    ):
+        self.ray = optional.require("ray", "ray")
+        if not self.ray.is_initialized():
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+            if address is None:
+                kwargs["num_cpus"] = num_cpus or os.cpu_count()
+            self.ray.init(address=address, **kwargs)
+        resources = self.ray.cluster_resources()
+        cpus, gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
+        super().__init__(workers=cpus if workers is None else workers, **options)
+        self.gpus_per_model_actor = (
+            (1.0 if gpus else 0.0) if gpus_per_model_actor is None else gpus_per_model_actor
+        )
+        default_actors = max(1, int(gpus // self.gpus_per_model_actor)) if self.gpus_per_model_actor else 1
+        self.model_actors = default_actors if model_actors is None else model_actors
+
+    def _pool(self, ctx: RunContext, chains: list[list[PerItemStep]]) -> ChainActors:
+        return ChainActors(self.ray, max(1, self.workers), ctx.ws, chains)
+
+    def _stage(self, ctx: RunContext, index: int, step) -> Stage:
+        if isinstance(step, BatchStep):
+            return RayBatchStage(
+                ctx, index, step, ModelActors(self.ray, step, self.model_actors, self.gpus_per_model_actor)
+            )
+        return super()._stage(ctx, index, step)
+
+
+class ChainActors:
+    """A pool of CPU actors running chain tasks; `pool().submit(run_task, ...)` as with a process pool."""
+
+    def __init__(self, ray: Any, workers: int, ws: Workspace, chains: list[list[PerItemStep]]):
+        self.ray = ray
+        self.workers = workers
+        self.ws = ws
+        self.chains = chains
+        self.actors: list[Any] = []
+        self.in_flight: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self) -> ChainActors:
+        if not self.actors:  # started on first use: a cached re-run starts none
+            actor_class = self.ray.remote(num_cpus=1)(ChainWorker)
+            self.actors = [
+                actor_class.remote(self.ws.blobs.root, self.ws.db_path, self.chains)
+                for _ in range(self.workers)
+            ]
+            self.in_flight = [0] * self.workers
+        return self
+
+    def submit(self, fn: Callable, *args: Any) -> Future:
+        if fn is not run_task:
+            raise TypeError(f"chain actors run chain tasks only, not {fn!r}")
+        with self.lock:
+            slot = min(range(len(self.actors)), key=self.in_flight.__getitem__)
+            self.in_flight[slot] += 1
+        future = self.actors[slot].run_task.remote(*args).future()
+        future.add_done_callback(lambda _: self._done(slot))
+        return future
+
+    def _done(self, slot: int) -> None:
+        with self.lock:
+            self.in_flight[slot] -= 1
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+
+
+class ChainWorker:
+    """A Ray actor doing what a local pool process does (see executors/worker.py)."""
+
+    def __init__(self, objects, db_path, chains):
+        init_worker(objects, db_path, chains)
+
+    def run_task(self, chain: int, batch: list, render: Any = None) -> list:
+        return run_task(chain, batch, render)
+
+
+class ModelWorker:
+    """A Ray actor holding one batch step's model: loaded once, used for every batch sent to it."""
+
+    def __init__(self, step: BatchStep, objects):
+        from captionary.core.blobstore import BlobStore
+
+        self.step = step
+        self.store = BlobStore(objects)
+        step.setup()
+
+    def compute(self, items: list[Item]) -> list[Outcome | str]:
+        """Outcomes of a batch; a batch that raises is retried item by item, so one bad image fails alone."""
+        for item in items:
+            item.attach(self.store)
+        try:
+            return list(self.step.compute_batch(items))
+        except Exception:
+            outcomes: list[Outcome | str] = []
+            for item in items:
+                try:
+                    outcomes.append(self.step.compute_batch([item])[0])
+                except Exception as exc:
+                    outcomes.append(describe_error(exc))
+            return outcomes
+
+    def usage(self) -> dict:
+        return dict(self.step.usage()) if hasattr(self.step, "usage") else {}
+
+    def teardown(self) -> None:
+        self.step.teardown()
+
+
+class ModelActors:
+    """The actors of one batch step (up to `count`), each created when a batch finds none idle."""
+
+    def __init__(self, ray: Any, step: BatchStep, count: int, gpus: float):
+        self.ray = ray
+        self.step = step
+        self.count = max(1, count)
+        self.gpus = gpus
+        self.idle: list[Any] = []
+        self.all: list[Any] = []
+        self.available = threading.Condition()
+
+    def start(self, objects) -> None:
+        # no CPU reserved: the chain actors hold the CPUs, and a model actor waits on its device (or,
+        # without GPUs, shares the cores as the local executor's batch thread does)
+        self.actor_class = self.ray.remote(num_cpus=0, num_gpus=self.gpus)(ModelWorker)
+        self.objects = objects
+
+    def compute(self, items: Sequence[Item]) -> list[Outcome | str]:
+        """Run one batch on an idle actor (blocks the calling thread until one is free)."""
+        with self.available:
+            if not self.idle and len(self.all) < self.count:  # one more model, only when needed
+                self.all.append(self.actor_class.remote(self.step, self.objects))
+                self.idle.append(self.all[-1])
+            self.available.wait_for(lambda: bool(self.idle))
+            actor = self.idle.pop()
+        try:
+            return self.ray.get(actor.compute.remote(list(items)))
+        finally:
+            with self.available:
+                self.idle.append(actor)
+                self.available.notify()
+
+    def close(self) -> dict:
+        """Tear every model down (frees its GPU); return the summed usage counters."""
+        usage: dict = {}
+        for actor in self.all:
+            for name, value in self.ray.get(actor.usage.remote()).items():
+                usage[name] = usage.get(name, 0) + value
+            self.ray.get(actor.teardown.remote())
+            self.ray.kill(actor)
+        self.all = self.idle = []
+        return usage
+
+
+class RayBatchStage(BatchStage):
+    """A batch stage whose batches run on model actors; this process only stores and commits results."""
+
+    def __init__(self, ctx: RunContext, index: int, step: BatchStep, actors: ModelActors):
+        super().__init__(ctx, index, step)
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.actors = actors
+        self.thread.shutdown()
+        self.thread = ThreadPoolExecutor(actors.count, thread_name_prefix=f"captionary-ray-{step.name}")
+        self.max_pending = 2 * actors.count
+
+    def submit(self, batch: list[tuple[Item, bytes]]) -> None:
+        if not self.loaded:
+            self.actors.start(self.ctx.ws.blobs.root)
+            self.loaded = True
+        self.futures.append(self.thread.submit(self.compute, batch))
+
+    def compute(self, batch: list[tuple[Item, bytes]]) -> list[tuple[Item, bytes, Outcome | str]]:
+        items = [item for item, _ in batch]
+        try:
+            outcomes = self.actors.compute(items)
+        except Exception as exc:  # the actor died (out of memory, node lost): these items fail
+            outcomes = [describe_error(exc)] * len(items)
+        stored = [o if isinstance(o, str) else self.stored(o) for o in outcomes]
+        return [(item, key, outcome) for (item, key), outcome in zip(batch, stored)]
+
+    def close(self, complete: bool) -> None:
+        if self.loaded:
+            self.stats.usage = self.actors.close()
+        self.thread.shutdown(cancel_futures=True)
+        self.db.close()

@@ -1,0 +1,114 @@
+"""The Ray executor: the same plan on a (local, 2-CPU) Ray cluster gives the same results."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from captionary import FilterBySize, Load, Resize, Save, SetCaption, Workspace
+from conftest import REPO, tree
+from steps_for_ray import TRayMeanColour
+from test_crash import check_finished, command, committed_results, wait_for, write_project
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    tests = str(Path(__file__).parent)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, str(REPO / "src")])}},
+    )
+    yield
+    ray.shutdown()
+
+
+def pipeline(photos: Path, out: Path, log: Path):
+    return (
+        Load(photos)
+        >> FilterBySize(min_edge=64)
+        >> Resize(max_edge=96)
+        >> TRayMeanColour(log=str(log))
+        >> SetCaption(template="a photo, mean {mean}")
+        >> Save(out, json_sidecar=True)
+    )
+
+
+def cache_rows(ws_path: Path) -> set[tuple]:
+    con = sqlite3.connect(ws_path / "captionary.db")
+    try:
+        return set(con.execute("SELECT key, step, item, props, image, dropped FROM results"))
+    finally:
+        con.close()
+
+
+def test_local_and_ray_give_identical_outputs_and_cache(photos, tmp_path):
+    summaries = {}
+    for executor in ("local", "ray"):
+        with Workspace(tmp_path / f"ws-{executor}") as ws:
+            summaries[executor] = ws.run(
+                pipeline(photos, tmp_path / f"out-{executor}", tmp_path / "setups.log"),
+                executor=executor,
+                progress=False,
+            )
+    assert tree(tmp_path / "out-local") == tree(tmp_path / "out-ray")
+    assert len(tree(tmp_path / "out-ray")) == 2 * 11 + 11  # 11 images (one breaks the model) + .txt + .json
+    assert cache_rows(tmp_path / "ws-local") == cache_rows(tmp_path / "ws-ray")
+    for name in ("local", "ray"):
+        model = summaries[name].step("t_ray_mean_colour")
+        assert (model.computed, model.failed) == (11, 1)
+        assert [e["reason"] for e in summaries[name].errors] == ["ValueError: this image breaks the model"]
+
+
+def test_model_loads_once_per_actor_and_a_cached_rerun_starts_none(photos, tmp_path):
+    log = tmp_path / "setups.log"
+    with Workspace(tmp_path / "ws") as ws:
+        first = ws.run(
+            pipeline(photos, tmp_path / "out", log), executor="ray", model_actors=2, progress=False
+        )
+        loads = log.read_text().count("setup")
+        assert 1 <= loads <= 2  # three batches, at most one model per actor
+        again = ws.run(
+            pipeline(photos, tmp_path / "out", log), executor="ray", model_actors=2, progress=False
+        )
+        runs = ws.query("SELECT executor FROM runs ORDER BY id")
+    assert first.step("t_ray_mean_colour").computed == 11
+    assert again.step("t_ray_mean_colour").cached == 11
+    assert again.step("resize").computed == 0
+    assert log.read_text().count("setup") == loads + 1  # cat/04 (failed, so not cached) needs one model
+    assert [r[0] for r in runs] == ["ray", "ray"]
+
+
+def test_killed_driver_resumes_without_recomputing_committed_work(photos, tmp_path):
+    pipeline_file = write_project(tmp_path, photos)
+    db = tmp_path / "ws" / "captionary.db"
+    spec = command(pipeline_file)
+    spec["args"] = [*spec["args"], "--executor", "ray"]
+    process = subprocess.Popen(**spec, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: committed_results(db, "t_crash_slow") >= 3, timeout=120)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = committed_results(db, "t_crash_slow")
+    assert 3 <= before < 12
+
+    rerun = subprocess.run(**spec, capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    with Workspace(tmp_path / "ws") as ws:
+        (run,) = ws.query("SELECT id, executor, status FROM runs ORDER BY id DESC LIMIT 1")
+        slow = ws.query(
+            "SELECT computed, cached FROM run_steps WHERE run = ? AND name = 't_crash_slow'", (run[0],)
+        )
+    assert run[1:] == ("ray", "completed")
+    assert slow == [(12 - before, before)]  # nothing committed is computed again
+    check_finished(tmp_path, rerun)
