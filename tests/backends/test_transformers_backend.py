@@ -17,7 +17,7 @@ from captionary.backends.base import is_out_of_memory
 from captionary.errors import ConfigError
 
 PHOTOS = sorted((Path(__file__).resolve().parents[2] / "examples" / "photos").rglob("*.jpg"))
-FAMILIES = ["llava", "florence2", "blip2", "idefics3", "paligemma", "qwen2_vl", "qwen2_5_vl"]
+FAMILIES = ["llava", "florence2", "blip2", "idefics3", "paligemma", "qwen2_vl", "qwen2_5_vl", "gemma3"]
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,12 @@ QWEN_CHAT = (
     "<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
     "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+GEMMA_CHAT = (
+    "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}"
+    "{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<start_of_image>{% else %}"
+    "{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
 IDEFICS_CHAT = (
     "<|begin_of_text|>{% for m in messages %}{{ m['role'] | capitalize }}:{% if m['content'] is string %}"
     "{{ m['content'] }}{% else %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>"
@@ -403,6 +409,57 @@ def build_qwen2_vl(out: Path, seed: int = 0, version: str = "2") -> Path:
     return out
 
 
+def build_gemma3(out: Path, seed: int = 0) -> Path:
+    """Gemma 3: SigLIP + Gemma 3 text (sliding-window layers), 4 soft tokens per image."""
+    import torch
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
+
+    torch.manual_seed(seed)
+    special = ["<start_of_image>", "<end_of_image>", "<image_soft_token>", "<start_of_turn>"]
+    names = {
+        "boi_token": "<start_of_image>",
+        "eoi_token": "<end_of_image>",
+        "image_token": "<image_soft_token>",
+    }
+    tok = word_tokenizer(special, eos="<end_of_turn>", extra={"extra_special_tokens": names})
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=512,
+        sliding_window=64,
+        **_text_ids(tok),
+    )
+    vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+    )
+    cfg = Gemma3Config(
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=4,
+        boi_token_index=tok.convert_tokens_to_ids("<start_of_image>"),
+        eoi_token_index=tok.convert_tokens_to_ids("<end_of_image>"),
+        image_token_index=tok.convert_tokens_to_ids("<image_soft_token>"),
+    )
+    ip = Gemma3ImageProcessor(size={"height": 32, "width": 32})
+    proc = Gemma3Processor(image_processor=ip, tokenizer=tok, chat_template=GEMMA_CHAT, image_seq_length=4)
+    return _save(out, Gemma3ForConditionalGeneration(cfg).eval(), proc)
+
+
 def build_llama_text(out: Path, seed: int = 0) -> Path:
     """A text-only causal LM with a chat template (for `compose_caption` on the transformers backend)."""
     import torch
@@ -432,6 +489,7 @@ BUILDERS: dict[str, Callable[..., Path]] = {
     "paligemma": build_paligemma,
     "qwen2_vl": build_qwen2_vl,
     "qwen2_5_vl": lambda out, seed=0: build_qwen2_vl(out, seed, version="2.5"),
+    "gemma3": build_gemma3,
     "llama_text": build_llama_text,
 }
 
