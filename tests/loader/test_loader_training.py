@@ -197,3 +197,26 @@ def test_importing_the_loader_does_not_import_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_large_jpegs_decode_at_reduced_scale_with_the_same_picture(tmp_path):
+    folder = tmp_path / "large"
+    folder.mkdir()
+    with Image.open(loader_fixtures.SAMPLES / "dog" / "00.jpg") as photo:
+        photo.convert("RGB").resize((2048, 1536), Image.Resampling.LANCZOS).save(
+            folder / "dog.jpg", quality=95
+        )
+    (folder / "dog.txt").write_text("sks dog\n")
+    dataset = ImageCaptionDataset(folder, buckets=BUCKETS)
+    geometry = dataset.geometry(0, 0)
+    # 4:3 is 1/3 from both 1:1 and 5:3; in floating point 1:1 is a hair closer (as in kohya's numpy):
+    # 256x256, the image scaled to height 256 (341x256). Twice that (682x512) is the 1/2 DCT scale.
+    assert geometry["resized_size"] == (341, 256) and geometry["bucket"] == (256, 256)
+    from captionary.loader.records import open_image
+
+    assert open_image(dataset.records[0], min_size=geometry["resized_size"]).size == (1024, 768)  # 1/2 scale
+    with Image.open(folder / "dog.jpg") as full:
+        reference = dataset.image_transform.to_tensor(
+            dataset.image_transform.pixels(full.convert("RGB"), geometry)
+        )
+    assert (dataset[0]["pixel_values"] - reference).abs().mean() < 0.01

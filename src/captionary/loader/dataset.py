@@ -138,7 +138,7 @@ class ImageCaptionDataset:
 
     def pixels(self, index: int, geometry: dict[str, Any]) -> Any:
         """The training tensor of sample `index` with the given crop and flip."""
-        image = open_image(self.records[index], self.downloads)
+        image = open_image(self.records[index], self.downloads, min_size=geometry["resized_size"])
         return self.image_transform.to_tensor(self.image_transform.pixels(image, geometry))
 
     def caption(self, index: int, epoch: int) -> str:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from captionary.loader.dataset import ImageCaptionDataset
     from captionary.loader.image_transforms import ImageTransform
 
-VERSION = 1
+VERSION = 2  # 2: JPEGs far above the bucket are decoded at a reduced DCT scale
 
 
 class LatentCache:

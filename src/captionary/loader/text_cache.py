@@ -67,15 +67,19 @@ class TextEmbeddingCache:
             self._store([caption])
         return load_file(path)
 
-    def prepare(self, dataset: ImageCaptionDataset, batch_size: int = 32) -> int:
+    def prepare(self, dataset: ImageCaptionDataset, batch_size: int = 32, progress: bool = True) -> int:
         """Encode every caption text the dataset can produce (and the empty one); returns how many."""
+        from tqdm import tqdm
+
         texts = {""}
         transform = dataset.caption_transform
         for record in dataset.records:
             texts.update(transform.variants(record.captions))
         todo = sorted(t for t in texts if not self.path(t).exists())
-        for start in range(0, len(todo), batch_size):
-            self._store(todo[start : start + batch_size])
+        with tqdm(total=len(todo), desc="text embeddings", disable=not progress or not todo) as bar:
+            for start in range(0, len(todo), batch_size):
+                self._store(todo[start : start + batch_size])
+                bar.update(len(todo[start : start + batch_size]))
         return len(todo)
 
     def _store(self, captions: Iterable[str]) -> None:
