@@ -75,3 +75,13 @@ def test_preview_command_prints_bucket_statistics(export, tmp_path, capsys):
 def test_preview_of_a_missing_dataset_is_a_clear_error(tmp_path, capsys):
     assert main(["preview", str(tmp_path / "nothing")]) == 2
     assert "dataset not found" in capsys.readouterr().err
+
+
+def test_preview_of_webdataset_shards(export, tmp_path, capsys):
+    out = export("webdataset", shard_size=4)
+    png = tmp_path / "wds.png"
+    assert main(["preview", str(out), "--out", str(png), "--resolution", "256", "--batch-size", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "10 image(s), batch size 2" in printed
+    with Image.open(png) as grid:
+        assert grid.size == (2 * TILE, TILE + 96)  # a full batch of the first bucket that fills

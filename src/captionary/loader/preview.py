@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from captionary.loader.records import probe_size
+
 TILE = 256
 
 
@@ -32,13 +34,24 @@ def preview(
     from captionary.loader.dataset import ImageCaptionDataset
     from captionary.loader.image_transforms import to_pil
     from captionary.loader.sampler import BucketBatchSampler
+    from captionary.loader.webdataset import WebDatasetImageCaptions
 
-    dataset_options.setdefault("on_error", "skip")  # a preview reports bad images rather than stopping
+    stream = isinstance(source, (str, Path)) and _is_stream(source, dataset_options.get("format"))
+    if not stream:
+        dataset_options.setdefault("on_error", "skip")  # a preview reports bad images rather than stopping
     dataset = ImageCaptionDataset(source, seed=seed, **dataset_options)
-    sampler = BucketBatchSampler(dataset, batch_size, seed=seed, drop_last=drop_last)
-    sampler.set_epoch(epoch)
-    keys = next(iter(sampler))
-    samples = [dataset[key] for key in keys]
+    if isinstance(dataset, WebDatasetImageCaptions):  # a stream: its first bucketed batch; sizes from headers
+        dataset.batch_size = batch_size
+        dataset.set_epoch(epoch)
+        samples = next(iter(dataset))
+        buckets_of = [dataset.bucketer.select(*probe_size(r)).reso for r in dataset.records()]
+        sampler = BucketBatchSampler(buckets_of, batch_size, seed=seed, drop_last=drop_last)
+        skipped: list[tuple[str, str]] = []
+    else:
+        sampler = BucketBatchSampler(dataset, batch_size, seed=seed, drop_last=drop_last)
+        sampler.set_epoch(epoch)
+        samples = [dataset[key] for key in next(iter(sampler))]
+        skipped = dataset.skipped
     normalized = dataset.image_transform.normalize
     images = [to_pil(s["pixel_values"], normalized) for s in samples]
     captions = [s["caption"] for s in samples]
@@ -47,10 +60,16 @@ def preview(
     out.parent.mkdir(parents=True, exist_ok=True)
     _grid(images, captions, buckets, [s["flipped"] for s in samples]).save(out, format="PNG")
     report = sampler.report()
-    if dataset.skipped:
-        lines = [f"  {why}" for _, why in dataset.skipped]
-        report += f"\n{len(dataset.skipped)} image(s) skipped (unreadable or too small):\n" + "\n".join(lines)
+    if skipped:
+        lines = [f"  {why}" for _, why in skipped]
+        report += f"\n{len(skipped)} image(s) skipped (unreadable or too small):\n" + "\n".join(lines)
     return Preview(out, report, captions, buckets)
+
+
+def _is_stream(source: str | Path, format: str | None) -> bool:
+    from captionary.loader.readers import detect_format
+
+    return (format or detect_format(source)) == "webdataset"
 
 
 def _grid(images: list[Any], captions: list[str], buckets: list[tuple[int, int]], flips: list[bool]) -> Any:
