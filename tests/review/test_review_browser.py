@@ -120,6 +120,11 @@ def test_tag_with_digit_keys_and_a_free_tag(browser, tmp_path):
             items[0]["id"]: '["red","blue"]',
             items[1]["id"]: '["green","sunset"]',
         }
+        with client_for(served.url) as client:  # the free tag is offered for autocompletion from now on
+            assert "sunset" in client.get("/api/tasks/human_tag").json()["known_tags"]
+        page.reload()
+        showing(page, items[2]["id"])
+        assert page.locator('#known-tags option[value="sunset"]').count() == 1
         page.close()
 
 

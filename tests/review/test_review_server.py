@@ -146,3 +146,20 @@ def test_browse_filters_by_properties_and_decisions(client, workspace):
     assert bad.status_code == 400
     info = client.get(f"/api/browse/{items[0]['id']}").json()
     assert info["props"]["caption"] == "caption 000" and info["props"]["width"] == 700
+
+
+def test_browse_finds_the_items_that_failed_in_the_latest_run(tmp_path):
+    from captionary import SetCaption, Workspace
+
+    photos = make_photos(tmp_path / "photos", 3)
+    (photos / "p001.txt").unlink()  # p001 has no caption: the template below fails on it
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(photos), progress=False)
+        ws.run(Load(photos) >> SetCaption(template="a photo: {caption}"), progress=False)
+    with Served(tmp_path / "ws") as served, client_for(served.url) as client:
+        failed = client.get("/api/browse", params={"q": "error != None"}).json()
+        assert [item["name"] for item in failed["items"]] == ["p001"]
+        [error] = client.get(f"/api/browse/{failed['items'][0]['id']}").json()["errors"]
+        assert error["step"] == "set_caption" and "caption" in error["reason"]
+        fine = client.get("/api/browse", params={"q": "error == None and 'a photo' in caption"}).json()
+        assert [item["name"] for item in fine["items"]] == ["p000", "p002"]
