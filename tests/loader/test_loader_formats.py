@@ -10,6 +10,7 @@ import loader_fixtures
 import pytest
 from PIL import Image
 
+from captionary import Load, Save, Workspace, step
 from captionary.errors import ConfigError
 from captionary.loader import ImageCaptionDataset, detect_format, read_records
 from captionary.loader.records import open_image
@@ -199,3 +200,23 @@ def test_globs_and_brace_patterns(export, varied):
     shards = ImageCaptionDataset(str(out / "shard-{000000..000001}.tar"), **NO_AUGMENT)
     assert len(shards.urls) == 2
     assert len(list(shards.records())) == 8
+
+
+@step(reads=("caption",), writes=("caption",), reads_image=False)
+def two_captions(item):
+    """Several captions per image, as caption_variations writes them."""
+    first = str(item.get("caption", "")).splitlines()[0]
+    return {"caption": [first, f"{first}, variant"]}
+
+
+@pytest.mark.parametrize("fmt", ["kohya", "jsonl", "parquet", "imagefolder", "webdataset"])
+def test_several_captions_per_image_round_trip(varied, tmp_path, fmt):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / fmt
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(varied) >> two_captions() >> Save(out, format=fmt), progress=False)
+    dataset = ImageCaptionDataset(out, **NO_AUGMENT)
+    records = list(dataset.records()) if fmt == "webdataset" else dataset.records
+    assert len(records) == 10
+    for record in records:
+        assert len(record.captions) == 2 and record.captions[1] == f"{record.captions[0]}, variant"
