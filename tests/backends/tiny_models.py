@@ -55,6 +55,10 @@ IDEFICS_CHAT = (
 )
 
 
+SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+"""The size of every tiny transformer (vision and text)."""
+
+
 def word_tokenizer(special: list[str], *, eos: str = "</s>", extra: dict[str, Any] | None = None) -> Any:
     """A word-level fast tokenizer over CORPUS with `special` tokens (ids right after the 4 basics)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -88,6 +92,12 @@ def _text_ids(tok: Any) -> dict[str, int]:
     }
 
 
+def _text(tok: Any, **changes: Any) -> dict[str, Any]:
+    """A tiny decoder's config for `tok` (Llama-style names), with `changes`."""
+    base = {"vocab_size": len(tok), **SMALL, "num_key_value_heads": 2, "max_position_embeddings": 256}
+    return {**base, **_text_ids(tok), **changes}
+
+
 def _save(out: Path, model: Any, processor: Any) -> Path:
     import torch
 
@@ -119,25 +129,8 @@ def build_llava(out: Path, seed: int = 2) -> Path:
 
     torch.manual_seed(seed)
     tok = word_tokenizer(["<image>"], extra={"extra_special_tokens": {"image_token": "<image>"}})
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=32,
-    )
-    text = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        **_text_ids(tok),
-    )
+    vision = CLIPVisionConfig(**SMALL, image_size=32, patch_size=8, projection_dim=32)
+    text = LlamaConfig(**_text(tok))
     cfg = LlavaConfig(
         vision_config=vision,
         text_config=text,
@@ -223,22 +216,8 @@ def build_blip2(out: Path, seed: int = 0) -> Path:
     ip = BlipImageProcessor(size={"height": 32, "width": 32})
     proc = Blip2Processor(image_processor=ip, tokenizer=tok, num_query_tokens=4)
     tok = proc.tokenizer
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
-    qformer = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        encoder_hidden_size=32,
-        vocab_size=len(tok),
-    )
+    vision = dict(**SMALL, image_size=32, patch_size=8)
+    qformer = dict(**SMALL, encoder_hidden_size=32, vocab_size=len(tok))
     text = OPTConfig(
         vocab_size=len(tok),
         hidden_size=32,
@@ -277,24 +256,8 @@ def build_idefics3(out: Path, seed: int = 0) -> Path:
         "<|begin_of_text|>",
     ]
     tok = word_tokenizer(special, extra={"extra_special_tokens": {"image_token": "<image>"}})
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
-    text = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        **_text_ids(tok),
-    )
+    vision = dict(**SMALL, image_size=32, patch_size=8)
+    text = _text(tok, max_position_embeddings=512)
     cfg = Idefics3Config(
         vision_config=vision,
         text_config=text,
@@ -321,26 +284,8 @@ def build_paligemma(out: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     tok = word_tokenizer(["<image>"], extra={"extra_special_tokens": {"image_token": "<image>"}})
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        projection_dim=32,
-    )
-    text = GemmaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=256,
-        **_text_ids(tok),
-    )
+    vision = dict(**SMALL, image_size=32, patch_size=8, projection_dim=32)
+    text = GemmaConfig(**_text(tok, num_key_value_heads=1, head_dim=16))
     cfg = PaliGemmaConfig(
         vision_config=vision,
         text_config=text.to_dict(),
@@ -367,17 +312,7 @@ def build_qwen2_vl(out: Path, seed: int = 0, version: str = "2") -> Path:
     tok.chat_template = QWEN_CHAT
     ids = {s: tok.convert_tokens_to_ids(s) for s in special}
     rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
-    text = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        rope_parameters=rope,
-        **_text_ids(tok),
-    )
+    text = _text(tok, max_position_embeddings=512, rope_parameters=rope)
     vision: dict[str, Any] = dict(
         depth=2, hidden_size=32, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2
     )
@@ -427,26 +362,8 @@ def build_gemma3(out: Path, seed: int = 0) -> Path:
         "image_token": "<image_soft_token>",
     }
     tok = word_tokenizer(special, eos="<end_of_turn>", extra={"extra_special_tokens": names})
-    text = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=512,
-        sliding_window=64,
-        **_text_ids(tok),
-    )
-    vision = dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
+    text = _text(tok, num_key_value_heads=1, head_dim=16, max_position_embeddings=512, sliding_window=64)
+    vision = dict(**SMALL, image_size=32, patch_size=8)
     cfg = Gemma3Config(
         text_config=text,
         vision_config=vision,
@@ -468,17 +385,7 @@ def build_llama_text(out: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     tok = word_tokenizer([])
     tok.chat_template = LLAVA_CHAT
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        **_text_ids(tok),
-    )
-    return _save(out, LlamaForCausalLM(cfg).eval(), tok)
+    return _save(out, LlamaForCausalLM(LlamaConfig(**_text(tok))).eval(), tok)
 
 
 BUILDERS: dict[str, Callable[..., Path]] = {
