@@ -130,7 +130,7 @@ def test_small_buckets_are_kept_or_dropped_out_loud():
     assert "1 (kept)" in kept.report() and "3 (kept)" in kept.report()
     with pytest.warns(UserWarning, match=r"5 image\(s\) left out .* 768x320 \(1\)"):
         dropped = BucketBatchSampler(bucket_of, batch_size=4, drop_last=True)
-    assert "1 (drop_last: fewer than 4)" in dropped.report()
+    assert "1 (drop_last: short of a batch of 4)" in dropped.report()
     seen = {key.index for batch in dropped for key in batch}
     assert len(seen) == len(bucket_of) - 5
     assert all(len(batch) == 4 for batch in dropped)

@@ -67,7 +67,7 @@ def test_preview_command_prints_bucket_statistics(export, tmp_path, capsys):
     printed = capsys.readouterr()
     assert code == 0
     assert png.is_file()
-    assert "1 (drop_last: fewer than 2)" in printed.out
+    assert "1 (drop_last: short of a batch of 2)" in printed.out
     assert "10 image(s), batch size 2" in printed.out
     assert f"wrote {png}" in printed.out and "ohwx, " in printed.out
 

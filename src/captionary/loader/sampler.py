@@ -63,12 +63,13 @@ class BucketBatchSampler:
         self.groups: dict[tuple[int, int], list[int]] = {}
         for index, bucket in enumerate(self.bucket_of):
             self.groups.setdefault(bucket, []).append(index)
-        dropped = sum(s.dropped for s in self.stats())
-        if dropped:
-            small = [f"{w}x{h} ({s.dropped})" for s in self.stats() if s.dropped for w, h in [s.bucket]]
+        short = [s for s in self.stats() if s.dropped]
+        if short:
+            where = ", ".join(f"{s.bucket[0]}x{s.bucket[1]} ({s.dropped})" for s in short)
             warnings.warn(
-                f"drop_last: {dropped} image(s) left out of every epoch, in bucket(s) {', '.join(small)} "
-                f"(not enough for a batch of {batch_size}); pass drop_last=False to keep smaller batches",
+                f"drop_last: {sum(s.dropped for s in short)} image(s) left out of every epoch, in bucket(s) "
+                f"{where} (what is left after full batches of {batch_size}); pass drop_last=False to keep "
+                "smaller batches",
                 stacklevel=2,
             )
 
@@ -96,7 +97,7 @@ class BucketBatchSampler:
         lines = [f"{'bucket':>11}  {'images':>6}  {'batches':>7}  {'last batch':>10}  dropped"]
         for s in self.stats():
             last = f"{s.partial} (kept)" if s.partial else "-"
-            why = f"{s.dropped} (drop_last: fewer than {self.batch_size})" if s.dropped else "0"
+            why = f"{s.dropped} (drop_last: short of a batch of {self.batch_size})" if s.dropped else "0"
             lines.append(
                 f"{s.bucket[0]:>5}x{s.bucket[1]:<5}  {s.images:>6}  {s.full_batches:>7}  {last:>10}  {why}"
             )
