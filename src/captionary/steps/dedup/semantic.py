@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 EXACT_UP_TO = 20_000
 PCA_DIM = 64  # dimensions for clustering only; similarities use every dimension
-TRAIN_PER_CLUSTER = 40
+TRAIN_PER_CLUSTER = 10  # k-means only partitions the space: a rough fit is enough
+LISTS_PER_ROOT = 2  # clusters = 2 sqrt(n): fewer, larger matrix products; k-means cost ~ clusters^2
 BLOCK = 4096  # rows per matrix product in the exact search
 
 
@@ -87,7 +88,7 @@ def _clustered(x: np.ndarray, threshold: float, nprobe: int, seed: int) -> list[
     import numpy as np
 
     n, dim = x.shape
-    nlist = max(2, min(int(4 * math.sqrt(n)), n // TRAIN_PER_CLUSTER))
+    nlist = max(2, min(int(LISTS_PER_ROOT * math.sqrt(n)), n // TRAIN_PER_CLUSTER))
     rng = np.random.default_rng(seed)
     sample = rng.choice(n, min(n, TRAIN_PER_CLUSTER * nlist), replace=False)
     reduced_dim = min(PCA_DIM, dim)
@@ -97,7 +98,9 @@ def _clustered(x: np.ndarray, threshold: float, nprobe: int, seed: int) -> list[
     _, vectors = np.linalg.eigh(centred.T @ centred)  # principal axes, ascending variance
     projection = np.ascontiguousarray(vectors[:, ::-1][:, :reduced_dim])
     reduced = np.ascontiguousarray(x @ projection - mean @ projection, dtype=np.float32)
-    kmeans = faiss.Kmeans(reduced_dim, nlist, niter=10, seed=seed, max_points_per_centroid=10**9)
+    kmeans = faiss.Kmeans(
+        reduced_dim, nlist, niter=8, seed=seed, max_points_per_centroid=10**9, min_points_per_centroid=1
+    )
     kmeans.train(reduced[sample])
     _, nearest = kmeans.index.search(reduced, min(nprobe, nlist))
     home = nearest[:, 0]  # each vector is listed under its nearest centroid

@@ -1,0 +1,38 @@
+"""The README's deduplication example runs as written, on the sample photos plus a re-encoded copy."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("imagehash")
+
+from captionary import Workspace, parse_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dedup_example() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Deduplication") :]
+    section = section[: section.index("\n## ")]
+    [example] = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    return example
+
+
+def test_readme_dedup_example_runs(tmp_path):
+    shutil.copytree(REPO / "examples" / "photos", tmp_path / "photos", ignore=shutil.ignore_patterns("*.md"))
+    Image.open(tmp_path / "photos" / "dog" / "00.jpg").save(tmp_path / "photos" / "dog_copy.jpg", quality=50)
+    parsed = parse_pipeline(dedup_example(), base=tmp_path)
+    with Workspace(parsed.workspace) as ws:
+        summary = ws.run(parsed.pipeline, progress=False)
+        items = {item.name: item for item in ws.items(include_dropped=True)}
+    assert not summary.errors and summary.step("dedup").dropped == 1
+    dropped = [item for item in items.values() if item.get("dropped_by") == "dedup"]
+    assert dropped[0]["dup_of"] in {items["dog/00"].id, items["dog_copy"].id}
+    assert dropped[0]["drop_reason"].endswith("; kept the sharpest)")
+    assert len(list((tmp_path / "out").rglob("*.jpg"))) == summary.steps[-1].n_out
