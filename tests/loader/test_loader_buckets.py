@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 
 import loader_fixtures
 import pytest
@@ -183,3 +184,34 @@ def test_dataset_batches_share_one_tensor_shape(varied):
         assert (batch["bucket"] == batch["bucket"][0]).all()
         shapes.add((w, h))
     assert len(shapes) >= 3  # landscape, portrait and square buckets all occur
+
+
+def test_kohya_repeat_folders(tmp_path):
+    """`3_sks dog/` (no caption files): class tokens as caption, each image 3 times per epoch, each
+    repeat with its own augmentation; `1_cat/` with a caption file: once."""
+    pytest.importorskip("torch")
+    from PIL import Image
+
+    from captionary.loader import ImageCaptionDataset
+
+    for folder, name in (("3_sks dog", "dog/00.jpg"), ("3_sks dog", "dog/01.jpg"), ("1_cat", "cat/00.jpg")):
+        target = tmp_path / "train" / folder / name.replace("/", "_")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(loader_fixtures.SAMPLES / name) as image:
+            image.convert("RGB").resize((300, 200)).save(target)
+    (tmp_path / "train" / "1_cat" / "cat_00.txt").write_text("a grey cat\n")
+    dataset = ImageCaptionDataset(
+        tmp_path / "train",
+        image={"crop": "random", "flip_p": 0.5},
+        buckets={"resolution": 256, "min_bucket_reso": 128},
+    )
+    assert dataset.repeats() == [1, 3, 3]
+    assert [r.captions for r in dataset.records] == [("a grey cat",), ("sks dog",), ("sks dog",)]
+    sampler = BucketBatchSampler(dataset, batch_size=2, seed=0)
+    keys = [key for batch in sampler for key in batch]
+    assert len(keys) == 7 == sum(s.images for s in sampler.stats())
+    assert Counter((k.index, k.repeat) for k in keys) == Counter(
+        [(0, 0), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+    )
+    geometries = {(g["crop_top_left"], g["flipped"]) for g in (dataset[k] for k in keys if k.index == 1)}
+    assert len(geometries) > 1  # the three repeats are not one frozen crop

@@ -125,15 +125,19 @@ class ImageCaptionDataset:
         """The bucket (width, height) of every sample, for `BucketBatchSampler`."""
         return [c.reso for c in self.choices]
 
+    def repeats(self) -> list[int]:
+        """How often each sample comes in an epoch (kohya's `N_name` folders; else 1)."""
+        return [r.repeats for r in self.records]
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def rng(self, index: int, epoch: int, stream: str) -> random.Random:
-        return random.Random(f"{self.seed}:{epoch}:{index}:{stream}")
+    def rng(self, index: int, epoch: int, stream: str, repeat: int = 0) -> random.Random:
+        return random.Random(f"{self.seed}:{epoch}:{index}:{stream}" + (f":{repeat}" if repeat else ""))
 
-    def geometry(self, index: int, epoch: int) -> dict[str, Any]:
+    def geometry(self, index: int, epoch: int, repeat: int = 0) -> dict[str, Any]:
         return self.image_transform.geometry(
-            self.sizes[index], self.choices[index], self.rng(index, epoch, "image")
+            self.sizes[index], self.choices[index], self.rng(index, epoch, "image", repeat)
         )
 
     def pixels(self, index: int, geometry: dict[str, Any]) -> Any:
@@ -141,16 +145,20 @@ class ImageCaptionDataset:
         image = open_image(self.records[index], self.downloads, min_size=geometry["resized_size"])
         return self.image_transform.to_tensor(self.image_transform.pixels(image, geometry))
 
-    def caption(self, index: int, epoch: int) -> str:
-        return self.caption_transform(self.records[index].captions, self.rng(index, epoch, "caption"))
+    def caption(self, index: int, epoch: int, repeat: int = 0) -> str:
+        rng = self.rng(index, epoch, "caption", repeat)
+        return self.caption_transform(self.records[index].captions, rng)
 
-    def __getitem__(self, key: int | SampleKey | tuple[int, int]) -> dict[str, Any]:
-        index, epoch = (key, self.epoch) if isinstance(key, int) else (int(key[0]), int(key[1]))
+    def __getitem__(self, key: int | SampleKey | tuple[int, ...]) -> dict[str, Any]:
+        if isinstance(key, int):
+            index, epoch, repeat = key, self.epoch, 0
+        else:
+            index, epoch, repeat = int(key[0]), int(key[1]), int(key[2]) if len(key) > 2 else 0
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} samples")
         record = self.records[index]
-        geometry = self.geometry(index, epoch)
-        sample: dict[str, Any] = {"id": record.id, "caption": self.caption(index, epoch), **geometry}
+        geometry = self.geometry(index, epoch, repeat)
+        sample: dict[str, Any] = {"id": record.id, "caption": self.caption(index, epoch, repeat), **geometry}
         if self.latents is not None:
             sample["latents"] = self.latents.get(self, index, geometry)
         else:

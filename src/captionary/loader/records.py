@@ -38,6 +38,7 @@ class Record:
     size: tuple[int, int] | None = None
     where: str = ""
     props: dict[str, Any] = field(default_factory=dict)
+    repeats: int = 1  # kohya's `N_name` folder: N times per epoch
 
 
 def captions_of(value: Any) -> tuple[str, ...]:

@@ -11,10 +11,12 @@ from typing import Any, NamedTuple
 
 
 class SampleKey(NamedTuple):
-    """What the sampler hands the dataset: the index and the epoch (which seeds the augmentation)."""
+    """What the sampler hands the dataset: the index, the epoch and (for an image kohya repeats within
+    an epoch) which repeat it is; together they seed the augmentation."""
 
     index: int
     epoch: int
+    repeat: int = 0
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class BucketStats:
 class BucketBatchSampler:
     """Same-bucket batches of `batch_size` for `torch.utils.data.DataLoader(batch_sampler=...)`.
 
-    `buckets` is the bucket of every sample (or a dataset with `.buckets()`). A bucket's last batch may
+    `buckets` is the bucket of every sample (or a dataset with `.buckets()` and `.repeats()`: kohya's
+    `N_name` folders put each of their images N times in every epoch). A bucket's last batch may
     be smaller than `batch_size`; with `drop_last` those images are left out of the epoch, and both are
     reported (`report()`, and a warning when anything is dropped). With `num_replicas` > 1 and
     `even_batches` (default), batches are repeated from the start so every rank gets as many steps
@@ -47,12 +50,18 @@ class BucketBatchSampler:
         num_replicas: int | None = None,
         rank: int | None = None,
         even_batches: bool = True,
+        repeats: Sequence[int] | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        if repeats is None and hasattr(buckets, "repeats"):
+            repeats = buckets.repeats()
         if hasattr(buckets, "buckets"):
             buckets = buckets.buckets()
         self.bucket_of = [tuple(b) for b in buckets]
+        repeats = [1] * len(self.bucket_of) if repeats is None else list(repeats)
+        if len(repeats) != len(self.bucket_of):
+            raise ValueError(f"{len(repeats)} repeats for {len(self.bucket_of)} samples")
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
@@ -60,9 +69,9 @@ class BucketBatchSampler:
         self.num_replicas, self.rank = _world(num_replicas, rank)
         self.even_batches = even_batches
         self.epoch = 0
-        self.groups: dict[tuple[int, int], list[int]] = {}
-        for index, bucket in enumerate(self.bucket_of):
-            self.groups.setdefault(bucket, []).append(index)
+        self.groups: dict[tuple[int, int], list[tuple[int, int]]] = {}  # bucket -> (index, repeat)
+        for index, (bucket, times) in enumerate(zip(self.bucket_of, repeats)):
+            self.groups.setdefault(bucket, []).extend((index, r) for r in range(times))
         short = [s for s in self.stats() if s.dropped]
         if short:
             where = ", ".join(f"{s.bucket[0]}x{s.bucket[1]} ({s.dropped})" for s in short)
@@ -94,7 +103,9 @@ class BucketBatchSampler:
 
     def report(self) -> str:
         """A table: images per bucket, full batches, the smaller last batch, what was dropped and why."""
-        lines = [f"{'bucket':>11}  {'images':>6}  {'batches':>7}  {'last batch':>10}  dropped"]
+        lines = [
+            f"{'bucket':>11}  {'images':>6}  {'batches':>7}  {'last batch':>10}  dropped"
+        ]  # with repeats
         for s in self.stats():
             last = f"{s.partial} (kept)" if s.partial else "-"
             why = f"{s.dropped} (drop_last: short of a batch of {self.batch_size})" if s.dropped else "0"
@@ -107,9 +118,9 @@ class BucketBatchSampler:
             lines.append(f"rank {self.rank} of {self.num_replicas}: {len(self)} batch(es) per epoch")
         return "\n".join(lines)
 
-    def _all_batches(self) -> list[list[int]]:
+    def _all_batches(self) -> list[list[tuple[int, int]]]:
         rng = random.Random(f"{self.seed}:{self.epoch}")
-        batches: list[list[int]] = []
+        batches: list[list[tuple[int, int]]] = []
         for bucket in sorted(self.groups):
             indices = list(self.groups[bucket])
             if self.shuffle:
@@ -129,7 +140,7 @@ class BucketBatchSampler:
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         for batch in self._all_batches()[self.rank :: self.num_replicas]:
-            yield [SampleKey(i, self.epoch) for i in batch]
+            yield [SampleKey(i, self.epoch, r) for i, r in batch]
 
     def __len__(self) -> int:
         n = 0

@@ -20,7 +20,8 @@ def image_extensions() -> frozenset[str]:
 
 def read_folder(root: Path, *, caption_ext: str | None = None, **_: object) -> list[Record]:
     """Every image under `root` (recursive, sorted); its caption file (one caption per line), or for a
-    kohya `N_class tokens` folder without caption files, the class tokens."""
+    kohya `N_class tokens` folder without caption files, the class tokens. Images of an `N_...` folder
+    are repeated N times per epoch (by `BucketBatchSampler`), as kohya does."""
     extensions = image_extensions()
     suffixes = (caption_ext,) if caption_ext else CAPTION_EXTENSIONS
     records = []
@@ -32,6 +33,7 @@ def read_folder(root: Path, *, caption_ext: str | None = None, **_: object) -> l
                 continue
             path = os.path.join(dirpath, filename)
             captions: tuple[str, ...] = ()
+            match = REPEATS_FOLDER.match(os.path.basename(dirpath)) if dirpath != str(root) else None
             for suffix in suffixes:
                 sidecar = os.path.join(dirpath, stem + suffix)
                 if os.path.isfile(sidecar):
@@ -39,11 +41,11 @@ def read_folder(root: Path, *, caption_ext: str | None = None, **_: object) -> l
                         captions = captions_of(f.read())
                     break
             else:
-                match = REPEATS_FOLDER.match(os.path.basename(dirpath))
                 if match:
-                    captions = (match.group(2),)
+                    captions = (match.group(2),)  # kohya: the class tokens when there is no caption file
             relative = Path(path).relative_to(root).as_posix()
-            records.append(Record(relative.rpartition(".")[0], path, captions, where=path))
+            repeats = max(1, int(match.group(1))) if match else 1
+            records.append(Record(relative.rpartition(".")[0], path, captions, where=path, repeats=repeats))
     return records
 
 
