@@ -50,6 +50,7 @@ def per_item(
     missing = [i for i, value in enumerate(values) if value is None]
     if missing:
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            for i, value in zip(missing, pool.map(lambda i: compute(items[i].image), missing)):
+            # decode through a copy: the item must not keep its pixels (a million of them would not fit)
+            for i, value in zip(missing, pool.map(lambda i: compute(items[i].evolve().image), missing)):
                 values[i] = value
     return values
