@@ -57,6 +57,37 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1", help=HOST_HELP)
     run.set_defaults(func=_run)
 
+    recaption = commands.add_parser(
+        "recaption",
+        help="caption WebDataset shards with a VLM; write shards with the new caption beside the old",
+    )
+    recaption.add_argument("shards", help="tar shards: a path, brace pattern, URL or pipe: command")
+    recaption.add_argument(
+        "--model", required=True, help="a preset name, Hugging Face id, local folder or API model"
+    )
+    recaption.add_argument(
+        "--backend", help="transformers, vllm or openai (default: the preset's, or transformers)"
+    )
+    recaption.add_argument("--out", type=Path, required=True, help="output folder")
+    recaption.add_argument("--format", choices=["webdataset", "parquet"], default="webdataset")
+    recaption.add_argument(
+        "--shard-size", type=int, default=1000, metavar="N", help="samples per output shard"
+    )
+    recaption.add_argument("--prompt", help="the captioning prompt (a template over the sample's properties)")
+    recaption.add_argument("--max-tokens", type=int, help="longest caption, in tokens")
+    recaption.add_argument("--batch-size", type=int, help="images per model call")
+    recaption.add_argument("--base-url", help="the server of an openai backend")
+    recaption.add_argument(
+        "--target", default="recaption", help="the new caption's property (default: recaption)"
+    )
+    recaption.add_argument(
+        "--workspace", type=Path, help="the cache that makes a re-run resume (default: OUT.workspace)"
+    )
+    recaption.add_argument("--executor", default="local", help="local (default) or ray")
+    recaption.add_argument("--address", help="the Ray cluster to join (--executor ray)")
+    recaption.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
+    recaption.set_defaults(func=_recaption)
+
     status = commands.add_parser("status", help="per-step counts and errors of the last run")
     status.add_argument("workspace", type=Path)
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -113,6 +144,46 @@ def _run(args: argparse.Namespace) -> int:
     print(summary.table())
     _print_errors(summary.errors)
     print(f"{summary.status} in {summary.seconds:.2f} s; workspace: {ws.path}")
+    return code
+
+
+def _recaption(args: argparse.Namespace) -> int:
+    from captionary.recaption import recaption
+
+    caption = {
+        "backend": args.backend,
+        "prompt": args.prompt,
+        "max_tokens": args.max_tokens,
+        "batch_size": args.batch_size,
+        "base_url": args.base_url,
+    }
+    executor_options: dict = {"progress": not args.no_progress}
+    if args.address:
+        executor_options["address"] = args.address
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        summary = recaption(
+            args.shards,
+            args.out,
+            args.model,
+            workspace=args.workspace,
+            executor=args.executor,
+            executor_options=executor_options,
+            target=args.target,
+            format=args.format,
+            shard_size=args.shard_size,
+            **{k: v for k, v in caption.items() if v is not None},
+        )
+        code = 0
+    except RunAborted as exc:
+        summary = exc.summary
+        print(f"error: {exc}", file=sys.stderr)
+        code = 130 if summary.status == "interrupted" else 1
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(summary.table())
+    _print_errors(summary.errors)
+    print(f"{summary.status} in {summary.seconds:.2f} s; output: {args.out}")
     return code
 
 
