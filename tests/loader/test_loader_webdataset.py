@@ -72,3 +72,17 @@ def test_missing_shard_and_unsupported_options(tmp_path):
     (tmp_path / "a.tar").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"WebDataset sources do not take \['latents'\]"):
         ImageCaptionDataset(tmp_path / "a.tar", latents=object())
+
+
+def test_a_bad_sample_names_its_shard_and_key_or_is_skipped(varied, tmp_path):
+    webdataset = pytest.importorskip("webdataset")
+    shard = tmp_path / "mixed.tar"
+    with webdataset.TarWriter(str(shard)) as sink:
+        sink.write({"__key__": "good", "jpg": (varied / "dog" / "00.jpg").read_bytes(), "txt": "sks dog"})
+        sink.write({"__key__": "broken", "jpg": b"\xff\xd8 truncated", "txt": "nothing"})
+        sink.write({"__key__": "also_good", "jpg": (varied / "cat" / "01.jpg").read_bytes(), "txt": "cat"})
+    with pytest.raises(ConfigError, match=r"mixed\.tar: broken: cannot read the image"):
+        list(ImageCaptionDataset(shard, buckets=BUCKETS))
+    dataset = ImageCaptionDataset(shard, buckets=BUCKETS, on_error="skip")
+    assert [s["caption"] for s in dataset] == ["sks dog", "cat"]
+    assert [where for where, _ in dataset.skipped] == [f"{shard}: broken"]

@@ -51,8 +51,11 @@ class WebDatasetImageCaptions(_base()):  # type: ignore[misc]
         num_replicas: int | None = None,
         rank: int | None = None,
         timeout: float = 60.0,
+        on_error: str = "raise",
         **unused: Any,
     ):
+        if on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error must be 'raise' or 'skip'; got {on_error!r}")
         if unused:
             raise ConfigError(f"WebDataset sources do not take {sorted(unused)}")
         from captionary.loader.dataset import _sections
@@ -69,6 +72,8 @@ class WebDatasetImageCaptions(_base()):  # type: ignore[misc]
         self.timeout = timeout
         self.epoch = 0
         self.leftovers = 0  # samples yielded in smaller batches at the end of the last pass
+        self.on_error = on_error
+        self.skipped: list[tuple[str, str]] = []  # (where, why), this process's share (on_error="skip")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -92,8 +97,21 @@ class WebDatasetImageCaptions(_base()):  # type: ignore[misc]
                     yield record
                 count += 1
 
+    def samples(self) -> Iterator[dict[str, Any]]:
+        """Transformed samples; an unreadable (or, without upscaling, too small) image raises, naming the
+        shard and key, or with `on_error="skip"` is left out and listed in `skipped`."""
+        for record in self.records():
+            try:
+                yield self._sample(record)
+            except ValueError as exc:
+                if self.on_error == "raise":
+                    raise ConfigError(
+                        f"{record.where}: {exc} (pass on_error='skip' to leave it out)"
+                    ) from None
+                self.skipped.append((record.where, str(exc)))
+
     def __iter__(self) -> Iterator[Any]:
-        samples = (self._sample(r) for r in self.records())
+        samples = self.samples()
         if self.batch_size is None:
             yield from samples
             return
