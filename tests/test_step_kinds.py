@@ -41,6 +41,32 @@ class TKindsBroken(GlobalStep):
         raise ValueError("no statistics today")
 
 
+class TKindsNoModel(BatchStep):
+    name: ClassVar[str] = "t_kinds_no_model"
+    writes: ClassVar[tuple[str, ...]] = ("label",)
+    batch_size: int = 5
+
+    def setup(self) -> None:
+        raise FileNotFoundError("weights.safetensors")
+
+    def teardown(self) -> None:
+        raise AttributeError("nothing was loaded")
+
+    def apply_batch(self, items):
+        raise AssertionError("never called without a model")
+
+
+def test_a_model_that_fails_to_load_fails_every_item_with_the_reason(photos, ws_path):
+    with Workspace(ws_path) as ws:
+        first = ws.run(Load(photos) >> TKindsNoModel(), progress=False)
+        again = ws.run(Load(photos) >> TKindsNoModel(), progress=False)
+    assert (first.step("t_kinds_no_model").failed, first.status) == (12, "completed")
+    assert {e["reason"] for e in first.errors} == {
+        "t_kinds_no_model could not load its model: FileNotFoundError: weights.safetensors"
+    }
+    assert again.step("t_kinds_no_model").failed == 12  # not cached: the next run tries again
+
+
 def test_batch_step_batches_isolates_a_bad_item_and_loads_once(photos, ws_path):
     CALLS.clear()
     with Workspace(ws_path) as ws:

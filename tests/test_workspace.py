@@ -75,10 +75,13 @@ def test_gc_removes_only_unreferenced_blobs(photos, ws_path, tmp_path):
     with Workspace(ws_path) as ws:
         ws.run(pipeline, progress=False, workers=0)
         orphan = ws.blobs.put(b"nothing refers to me")
+        thumbnail = ws.blobs.put(b"a review thumbnail")
+        ws.db.execute("INSERT INTO thumbnails VALUES (?, 512, ?, 1, 1)", ("~some-image", thumbnail))
         report = ws.gc()
         assert report.removed == 1
         assert orphan not in ws.blobs
-        assert report.kept == 12  # the originals; resized images are recomputed, not stored
+        assert thumbnail in ws.blobs
+        assert report.kept == 13  # the originals and the thumbnail; resized images are not stored
         again = ws.run(pipeline, progress=False, workers=0)
     assert again.computed == 0
 

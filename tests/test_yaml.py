@@ -382,6 +382,18 @@ def test_relative_paths_resolve_against_the_file_folder(tmp_path, photos, monkey
     assert load.path.is_absolute() and save.path.is_absolute() and spec.workspace.is_absolute()
 
 
+def test_explicitly_relative_strings_resolve_against_the_file_folder(tmp_path):
+    """`model: ./my-model` or `shards: ./shards/{0..1}.tar` mean beside the YAML, not the cwd."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for n in (0, 1):
+        (shards / f"{n}.tar").write_bytes(b"")
+    spec = parse_pipeline(
+        "workspace: w\nsteps:\n  - load_webdataset: {shards: './shards/{0..1}.tar'}\n", base=tmp_path
+    )
+    assert spec.pipeline.steps[0].shards == str(tmp_path / "shards" / "{0..1}.tar")
+
+
 def test_parse_pipeline_resolves_against_base(tmp_path, photos):
     spec = parse_pipeline("workspace: w\nsteps:\n  - load: {path: photos}\n", base=tmp_path)
     assert spec.workspace == tmp_path / "w"

@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from tiny_models import tiny_model
+
+from conftest import REPO
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 wds = pytest.importorskip("webdataset")
-
-from tiny_models import tiny_model
-
-from conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,6 @@ def test_recaption_writes_every_sample_once_with_original_bytes_and_both_caption
         assert props.get("caption") == original  # the old caption beside the new one
         assert sample["txt"].decode() == props["recaption"]
         assert props["recaption"]  # a (random-weight) caption was written
-        from PIL import Image
-
         assert Image.open(io.BytesIO(sample["jpg"])).size == (props["width"], props["height"])
 
     again = recaption(str(tmp_path / "in" / "in-{0..1}.tar"), out, llava)

@@ -171,6 +171,7 @@ class Workspace:
             "SELECT id FROM items",
             "SELECT image FROM results WHERE image IS NOT NULL AND image NOT LIKE '~%'",
             "SELECT base FROM item_state WHERE base IS NOT NULL",
+            "SELECT blob FROM thumbnails",  # the review app's, made once per image
         ):
             referenced.update(row[0] for row in self.db.execute(sql))
         for table in ("results", "item_state"):  # arrays (embeddings) referenced from properties

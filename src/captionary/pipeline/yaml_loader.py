@@ -149,6 +149,8 @@ class _Parser:
                     value = self._path(value)
                 elif isinstance(value, list) and value and all(isinstance(v, Path) for v in value):
                     value = [self._path(v) for v in value]
+                elif isinstance(value, str) and value.startswith(("./", "../")):
+                    value = str(self._path(value))  # an explicitly relative model folder, shard pattern, ...
                 kwargs[key] = value
                 param_lines[key] = _line(value_node)
         missing = [

@@ -31,6 +31,7 @@ class BatchStage(Stage):
         self.cache: StepCache | None = None  # read on first use
         self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"captionary-{step.name}")
         self.loaded = False
+        self.load_error: str | None = None
         self.waiting: list[tuple[Item, bytes]] = []
         self.last_push = time.monotonic()
 
@@ -72,18 +73,33 @@ class BatchStage(Stage):
     def release(self) -> None:
         if self.loaded:
             self.stats.usage = dict(self.thread.submit(self.step.usage).result())
-            self.thread.submit(self.step.teardown).result()
+            teardown = self.thread.submit(self.step.teardown)
+            if self.load_error is None:
+                teardown.result()
+            else:
+                teardown.exception()  # after a failed load, cleaning up is best effort
             self.loaded = False
 
     def submit(self, batch: list[tuple[Item, bytes]]) -> None:
         if not self.loaded:
-            self.thread.submit(self.step.setup)
+            self.thread.submit(self.load)
             self.loaded = True
         self.step.prefetch([item for item, _ in batch])
         self.futures.append(self.thread.submit(self.compute, batch))
 
+    def load(self) -> None:
+        """Runs in the batch thread, before the first batch: a model that fails to load fails each
+        item with the reason (not cached, so the next run tries again)."""
+        self.load_error = None
+        try:
+            self.step.setup()
+        except Exception as exc:
+            self.load_error = f"{self.step.name} could not load its model: {describe_error(exc)}"
+
     def compute(self, batch: list[tuple[Item, bytes]]) -> list[tuple[Item, bytes, Outcome | str]]:
         """Runs in the batch thread."""
+        if self.load_error is not None:
+            return [(item, key, self.load_error) for item, key in batch]
         items = [item for item, _ in batch]
         try:
             outcomes: list[Outcome | str] = list(self.stored_all(self.step.compute_batch(items)))
