@@ -86,3 +86,17 @@ def test_a_bad_sample_names_its_shard_and_key_or_is_skipped(varied, tmp_path):
     dataset = ImageCaptionDataset(shard, buckets=BUCKETS, on_error="skip")
     assert [s["caption"] for s in dataset] == ["sks dog", "cat"]
     assert [where for where, _ in dataset.skipped] == [f"{shard}: broken"]
+
+
+def test_preview_of_a_stream_reports_its_bad_samples(varied, tmp_path):
+    webdataset = pytest.importorskip("webdataset")
+    from captionary.loader import preview
+
+    shard = tmp_path / "mixed.tar"
+    with webdataset.TarWriter(str(shard)) as sink:
+        for n, name in enumerate(["dog/00.jpg", "dog/01.jpg", "cat/01.jpg"]):
+            sink.write({"__key__": f"s{n}", "jpg": (varied / name).read_bytes(), "txt": name})
+        sink.write({"__key__": "broken", "jpg": b"\xff\xd8 truncated", "txt": "nothing"})
+    result = preview(shard, tmp_path / "p.png", batch_size=1, buckets=BUCKETS)
+    assert "3 image(s), batch size 1" in result.report
+    assert "1 image(s) skipped" in result.report and f"{shard}: broken" in result.report

@@ -36,17 +36,15 @@ def preview(
     from captionary.loader.sampler import BucketBatchSampler
     from captionary.loader.webdataset import WebDatasetImageCaptions
 
-    stream = isinstance(source, (str, Path)) and _is_stream(source, dataset_options.get("format"))
-    if not stream:
-        dataset_options.setdefault("on_error", "skip")  # a preview reports bad images rather than stopping
+    dataset_options.setdefault("on_error", "skip")  # a preview reports bad images rather than stopping
     dataset = ImageCaptionDataset(source, seed=seed, **dataset_options)
     if isinstance(dataset, WebDatasetImageCaptions):  # a stream: its first bucketed batch; sizes from headers
         dataset.batch_size = batch_size
         dataset.set_epoch(epoch)
         samples = next(iter(dataset))
-        buckets_of = [dataset.bucketer.select(*probe_size(r)).reso for r in dataset.records()]
-        sampler = BucketBatchSampler(buckets_of, batch_size, seed=seed, drop_last=drop_last)
         skipped: list[tuple[str, str]] = []
+        buckets_of = [b for b in map(_bucket(dataset, skipped), dataset.records()) if b is not None]
+        sampler = BucketBatchSampler(buckets_of, batch_size, seed=seed, drop_last=drop_last)
     else:
         sampler = BucketBatchSampler(dataset, batch_size, seed=seed, drop_last=drop_last)
         sampler.set_epoch(epoch)
@@ -66,10 +64,17 @@ def preview(
     return Preview(out, report, captions, buckets)
 
 
-def _is_stream(source: str | Path, format: str | None) -> bool:
-    from captionary.loader.readers import detect_format
+def _bucket(dataset: Any, skipped: list[tuple[str, str]]) -> Any:
+    """A stream record's bucket from its header; an unusable image goes to `skipped` (None)."""
 
-    return (format or detect_format(source)) == "webdataset"
+    def bucket(record: Any) -> tuple[int, int] | None:
+        try:
+            return dataset.bucketer.select(*probe_size(record)).reso
+        except ValueError as exc:
+            skipped.append((record.where, str(exc)))
+            return None
+
+    return bucket
 
 
 def _grid(images: list[Any], captions: list[str], buckets: list[tuple[int, int]], flips: list[bool]) -> Any:
