@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json
@@ -44,6 +44,8 @@ class RunContext:
         self.stats = stats
         self.max_errors = max_errors
         self.decodes_later = False  # an image step will decode every item's pixels (set by the executor)
+        self.review_options: dict[str, Any] = {}  # host/port/announce for the review app a human step serves
+        self.review_server: Any = None  # that app, once a human step started it (one per run)
         self.errors: list[dict] = []
         self.stop = threading.Event()
         self.abort_reason: str | None = None

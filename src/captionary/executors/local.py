@@ -101,7 +101,7 @@ class LocalExecutor:
         writer = DbWriter(connect(ws.db_path))
         ctx = RunContext(ws, run_id, writer, stats, self.max_errors)
         ctx.decodes_later = any(isinstance(step, ImageMap) for step in pipeline)
-        ctx.review_options = self.review  # type: ignore[attr-defined]
+        ctx.review_options = self.review
         progress = Progress(stats, enabled=self.progress)
         source, stages, pool = self._plan(ctx, pipeline)
         status = "completed"

@@ -132,22 +132,22 @@ class HumanStage(Stage):
 
     def _serve(self) -> None:
         """Start the run's review server (one per run, shared by its human stages) and announce it."""
-        if getattr(self.ctx, "review_server", None) is not None:
+        if self.ctx.review_server is not None:
             return
         from captionary.review.serve import ReviewServer
 
-        options = dict(getattr(self.ctx, "review_options", None) or {})
+        options = dict(self.ctx.review_options)
         announce = options.pop("announce", None) or _announce
         counts = functools.partial(_counts, self.ctx.stats)
         server = ReviewServer(self.ctx.ws.path, progress=counts, **options).start()
-        self.ctx.review_server = server  # type: ignore[attr-defined]
+        self.ctx.review_server = server
         announce(f"{server.url}#/task/{quote(self.task)}")
 
     def close(self, complete: bool) -> None:
-        server = getattr(self.ctx, "review_server", None)
+        server = self.ctx.review_server
         if server is not None:
             server.stop()
-            self.ctx.review_server = None  # type: ignore[attr-defined]
+            self.ctx.review_server = None
         self.store.close()
 
 
