@@ -1,12 +1,20 @@
-"""Content-addressed blob store: `objects/ab/<sha256>`, written atomically (temp file + rename)."""
+"""Content-addressed blob store: `objects/ab/<sha256>`, written atomically (temp file + rename).
+
+A blob may also be a reference, `objects/ab/<sha256>.ref` (JSON naming a byte range of a file or
+URL, see core/locations.py): huge sources are read where they are instead of copied.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from captionary.core.atomic import remove_temp_files, write_atomic
 from captionary.core.hashing import hash_bytes
+from captionary.core.locations import Location, read_location
+
+REF_SUFFIX = ".ref"
 
 
 class BlobStore:
@@ -23,33 +31,59 @@ class BlobStore:
         return self.root / digest[:2] / digest
 
     def __contains__(self, digest: str) -> bool:
-        return self.path(digest).exists()
+        path = self.path(digest)
+        return path.exists() or path.with_name(digest + REF_SUFFIX).exists()
 
     def get(self, digest: str) -> bytes:
-        return self.path(digest).read_bytes()
+        path = self.path(digest)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            try:
+                location = json.loads(path.with_name(digest + REF_SUFFIX).read_bytes())
+            except FileNotFoundError:
+                raise FileNotFoundError(f"blob {digest} is not in {self.root}") from None
+        return read_location(location, digest)
+
+    def put_reference(self, digest: str, location: Location) -> str:
+        """Record where the bytes of `digest` live instead of copying them (a stored copy wins)."""
+        target = self.path(digest)
+        if not target.exists():
+            self._folder(digest)
+            data = json.dumps(location, sort_keys=True).encode()
+            write_atomic(str(target.with_name(digest + REF_SUFFIX)), data, self.tmp_str)
+        return digest
 
     def put(self, data: bytes, digest: str | None = None) -> str:
         """Store bytes (a copy: nothing is ever linked) and return their sha256."""
         digest = digest or hash_bytes(data)
         target = self.path(digest)
         if not target.exists():
-            folder = digest[:2]
-            if folder not in self._folders:
-                target.parent.mkdir(exist_ok=True)
-                self._folders.add(folder)
+            self._folder(digest)
             write_atomic(str(target), data, self.tmp_str)
         return digest
+
+    def _folder(self, digest: str) -> None:
+        folder = digest[:2]
+        if folder not in self._folders:
+            (self.root / folder).mkdir(exist_ok=True)
+            self._folders.add(folder)
 
     def digests(self) -> Iterator[str]:
         for folder in sorted(self.root.iterdir()):
             if len(folder.name) == 2 and folder.is_dir():
-                yield from (blob.name for blob in folder.iterdir())
+                yield from sorted({blob.name.removesuffix(REF_SUFFIX) for blob in folder.iterdir()})
 
     def delete(self, digest: str) -> int:
-        path = self.path(digest)
-        size = path.stat().st_size
-        path.unlink()
-        return size
+        """Delete a blob (and any reference to it); the bytes freed in the workspace."""
+        freed = 0
+        for path in (self.path(digest), self.path(digest).with_name(digest + REF_SUFFIX)):
+            try:
+                freed += path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        return freed
 
     def clear_tmp(self) -> None:
         """Remove temp files left by a killed process."""

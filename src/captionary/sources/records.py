@@ -9,9 +9,10 @@ from typing import Any
 
 from captionary.core.cache import decode_props
 from captionary.core.db import db_text
-from captionary.core.hashing import canonical_json
+from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.core.images import probe
 from captionary.core.item import Item
+from captionary.core.locations import Location
 from captionary.pipeline.step import Ingested
 
 VERIFIED = "|verified"
@@ -65,16 +66,25 @@ class SourceRecords:
         return self.ingest_bytes(key, data, os.path.basename(real_path), name, fingerprint, props)
 
     def ingest_bytes(
-        self, key: str, data: bytes, label: str, name: str, fingerprint: str, props: dict[str, Any]
+        self,
+        key: str,
+        data: bytes,
+        label: str,
+        name: str,
+        fingerprint: str,
+        props: dict[str, Any],
+        location: Location | None = None,
     ) -> Ingested:
-        """Check image bytes, store them, remember them under `key` (`label` names them in errors)."""
+        """Check image bytes, store them (or, given their `location`, only where they are), remember
+        them under `key` (`label` names them in errors)."""
         try:
             info = probe(data, verify=self.verify)
             canonical_json(props)
         except (ValueError, TypeError) as exc:
             return Ingested(key, error=f"cannot load {db_text(label)}: {exc}")
         props = {**props, "width": info.width, "height": info.height}
-        digest = self.ctx.ws.blobs.put(data)
+        blobs = self.ctx.ws.blobs
+        digest = blobs.put(data) if location is None else blobs.put_reference(hash_bytes(data), location)
         self.ctx.writer.write(
             INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data), time.time())
         )

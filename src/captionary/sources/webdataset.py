@@ -12,11 +12,12 @@ import os
 import subprocess
 import tarfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, ClassVar
 
 from captionary.core import optional
+from captionary.core.locations import Location
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import UPSERT_SOURCE_FILE, SourceRecords, should_verify, stat_fingerprint
 
@@ -31,6 +32,7 @@ class LoadWebDataset(Source):
     shards: str
     verify: bool | None = None
     timeout: float = 60.0
+    copy: bool = True  # False: keep uncompressed shards' images where they are (a reference per image)
 
     def validate(self) -> None:
         braceexpand = optional.require("braceexpand", "webdataset")
@@ -59,11 +61,13 @@ class LoadWebDataset(Source):
                 return
         errors = samples = 0
         try:
-            for sample_key, members in _samples(self._open(url)):
+            for sample_key, members, offsets in _samples(self._open(url)):
                 key = f"wds:{shard}#{sample_key}"
                 samples += 1
                 record = records.cached(key, _name(shard, key), fingerprint)
-                record = record or self._ingest(records, key, shard, sample_key, members, fingerprint)
+                if record is None:
+                    where = self._where(shard, offsets)
+                    record = self._ingest(records, key, shard, sample_key, members, fingerprint, where)
                 errors += record.error is not None
                 yield record
         except (OSError, tarfile.TarError, EOFError, subprocess.SubprocessError) as exc:
@@ -91,7 +95,15 @@ class LoadWebDataset(Source):
             with open(url, "rb") as f:
                 yield f
 
-    def _ingest(self, records, key, shard, sample_key, members, fingerprint) -> Ingested:
+    def _where(self, shard: str, offsets: dict[str, int]) -> Callable[[str, int], Location] | None:
+        """How to name an image member's bytes in place (`copy: false`), when the shard allows it: an
+        uncompressed tar, local or over HTTP (a pipe: or a compressed stream cannot be read at an offset)."""
+        if self.copy or shard.startswith("pipe:") or not shard.endswith(".tar"):
+            return None
+        kind = "url" if shard.startswith(("http://", "https://")) else "file"
+        return lambda extension, size: {kind: shard, "offset": offsets[extension], "size": size}
+
+    def _ingest(self, records, key, shard, sample_key, members, fingerprint, in_place=None) -> Ingested:
         image_ext = next((e for e in IMAGE_EXTENSIONS if e in members), None)
         where = f"{os.path.basename(shard)}:{sample_key}"
         if image_ext is None:
@@ -104,7 +116,9 @@ class LoadWebDataset(Source):
                 props["caption"] = members["txt"].decode("utf-8").strip()
         except (ValueError, UnicodeDecodeError) as exc:
             return Ingested(key, error=f"{where}: bad text or JSON member: {exc}")
-        record = records.ingest_bytes(key, members[image_ext], where, _name(shard, key), fingerprint, props)
+        data = members[image_ext]
+        location = in_place(image_ext, len(data)) if in_place else None
+        record = records.ingest_bytes(key, data, where, _name(shard, key), fingerprint, props, location)
         return record if record.item is None else records.unique(record.item, cached=False)
 
 
@@ -113,10 +127,11 @@ def _name(shard: str, key: str) -> str:
     return f"{stem}/{key.rpartition('#')[2]}"
 
 
-def _samples(opened) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Stream a tar: yield (key, {extension: bytes}) per run of members sharing a key."""
+def _samples(opened) -> Iterator[tuple[str, dict[str, bytes], dict[str, int]]]:
+    """Stream a tar: yield (key, {extension: bytes}, {extension: offset of the bytes in the tar}) per
+    run of members sharing a key."""
     with opened as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
-        key, members = None, {}
+        key, members, offsets = None, {}, {}
         for member in tar:
             if not member.isfile():
                 continue
@@ -126,10 +141,12 @@ def _samples(opened) -> Iterator[tuple[str, dict[str, bytes]]]:
                 continue
             sample = os.path.join(os.path.dirname(member.name), base[:dot])
             if sample != key and members:
-                yield key, members
-                members = {}
+                yield key, members, offsets
+                members, offsets = {}, {}
             key = sample
             handle = tar.extractfile(member)
-            members[base[dot + 1 :].lower()] = handle.read() if handle else b""
+            extension = base[dot + 1 :].lower()
+            members[extension] = handle.read() if handle else b""
+            offsets[extension] = member.offset_data
         if members:
-            yield key, members
+            yield key, members, offsets
