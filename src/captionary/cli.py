@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     recaption.add_argument(
         "--workspace", type=Path, help="the cache that makes a re-run resume (default: OUT.workspace)"
     )
+    recaption.add_argument(
+        "--in-place", action="store_true", help="reference the input shards' images instead of copying them"
+    )
     recaption.add_argument("--executor", default="local", help="local (default) or ray")
     recaption.add_argument("--address", help="the Ray cluster to join (--executor ray)")
     recaption.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
@@ -172,6 +175,7 @@ def _recaption(args: argparse.Namespace) -> int:
             target=args.target,
             format=args.format,
             shard_size=args.shard_size,
+            in_place=args.in_place,
             **{k: v for k, v in caption.items() if v is not None},
         )
         code = 0

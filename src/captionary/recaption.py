@@ -27,12 +27,14 @@ def recaption_pipeline(
     target: str = "recaption",
     format: Literal["webdataset", "parquet"] = "webdataset",
     shard_size: int = 1000,
+    in_place: bool = False,
     **caption: Any,
 ) -> Pipeline:
     """The pipeline `recaption` runs. `caption` holds the caption step's options (`backend`, `prompt`,
     `max_tokens`, `batch_size`, ...). The new caption is the output's caption (`key.txt`, the
     `caption` column); every original property, the old caption included, stays in `key.json` / the
-    other columns."""
+    other columns. `in_place`: the workspace keeps references to the input shards' images instead of
+    copies (uncompressed shards only; see `load_webdataset`'s `copy`)."""
     if target == "caption":
         raise ValueError("target must not be 'caption': the original caption is kept beside the new one")
     save_options: dict[str, Any] = {"format": format, "caption_property": target}
@@ -41,7 +43,9 @@ def recaption_pipeline(
     else:
         save_options["embed_images"] = True
     return (
-        LoadWebDataset(shards) >> Caption(model=model, target=target, **caption) >> Save(out, **save_options)
+        LoadWebDataset(shards, copy=not in_place)
+        >> Caption(model=model, target=target, **caption)
+        >> Save(out, **save_options)
     )
 
 

@@ -44,8 +44,8 @@ def write_shards(photos: Path, folder: Path) -> dict[str, tuple[bytes, str | Non
     return samples
 
 
-def recaption(shards: str, out: Path, model: Path) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "captionary.cli", "recaption", shards, "--model", str(model)]
+def recaption(shards: str, out: Path, model: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "captionary.cli", "recaption", shards, "--model", str(model), *extra]
     args += ["--backend", "transformers", "--out", str(out), "--shard-size", "5", "--max-tokens", "6"]
     args += ["--batch-size", "4", "--prompt", "Describe.", "--no-progress"]
     env = {"PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
@@ -55,7 +55,7 @@ def recaption(shards: str, out: Path, model: Path) -> subprocess.CompletedProces
 def test_recaption_writes_every_sample_once_with_original_bytes_and_both_captions(photos, tmp_path, llava):
     samples = write_shards(photos, tmp_path / "in")
     out = tmp_path / "out"
-    done = recaption(str(tmp_path / "in" / "in-{0..1}.tar"), out, llava)
+    done = recaption(str(tmp_path / "in" / "in-{0..1}.tar"), out, llava, "--in-place")
     assert done.returncode == 0, done.stderr
 
     urls = sorted(str(p) for p in out.glob("shard-*.tar"))
@@ -71,7 +71,9 @@ def test_recaption_writes_every_sample_once_with_original_bytes_and_both_caption
         assert props["recaption"]  # a (random-weight) caption was written
         assert Image.open(io.BytesIO(sample["jpg"])).size == (props["width"], props["height"])
 
-    again = recaption(str(tmp_path / "in" / "in-{0..1}.tar"), out, llava)
+    again = recaption(str(tmp_path / "in" / "in-{0..1}.tar"), out, llava, "--in-place")
+    workspace = tmp_path / "out.workspace" / "objects"
+    assert {p.suffix for p in workspace.rglob("*") if p.is_file() and p.parent.name != "tmp"} == {".ref"}
     assert again.returncode == 0, again.stderr
     caption_line = next(line for line in again.stdout.splitlines() if line.startswith("caption "))
     assert caption_line.split()[3:5] == ["0", "12"]  # computed 0, cached 12: a re-run resumes, never redoes
