@@ -90,11 +90,19 @@ class _Handler(BaseHTTPRequestHandler):
         with fake.lock:
             fake.active += 1
             fake.peak = max(fake.peak, fake.active)
+        self.counted = True
         try:
             self._answer(fake)
         finally:
-            with fake.lock:
-                fake.active -= 1
+            self._uncount()
+
+    def _uncount(self) -> None:
+        """The request stops counting as active just before its answer is written: once the client has
+        read it, it may rightly send the next request before this thread gets to run again."""
+        if self.counted:
+            self.counted = False
+            with self.fake.lock:
+                self.fake.active -= 1
 
     def _answer(self, fake: FakeOpenAI) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -152,6 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_raw(self, status: int, data: bytes, hit: Hit, headers: dict[str, str] | None = None) -> None:
         hit.status = status
+        self._uncount()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
