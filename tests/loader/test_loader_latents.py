@@ -138,3 +138,22 @@ def test_a_miss_without_a_vae_says_what_to_do(varied, tmp_path):
     dataset = ImageCaptionDataset(varied, buckets=BUCKETS, latents=cache)
     with pytest.raises(ConfigError, match=r"latent cache miss for .*prepare\(dataset\) first"):
         dataset[0]
+
+
+def test_a_tiny_autoencoder_works_too(varied, tmp_path):
+    torch.manual_seed(0)
+    taesd = diffusers.AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    ).eval()
+    cache = LatentCache(tmp_path / "taesd", taesd, vae_id="tiny-random-taesd")
+    dataset = ImageCaptionDataset(varied, buckets=BUCKETS, latents=cache)
+    assert cache.prepare(dataset, progress=False) == len(dataset)
+    sample = dataset[0]
+    w, h = sample["bucket"]
+    assert sample["latents"].shape == (4, h // 8, w // 8)
+    with torch.no_grad():
+        direct = taesd.encode(dataset.pixels(0, dataset.geometry(0, 0))[None]).latents[0]
+    torch.testing.assert_close(sample["latents"], direct)

@@ -28,10 +28,11 @@ VERSION = 2  # 2: JPEGs far above the bucket are decoded at a reduced DCT scale
 class LatentCache:
     """`LatentCache(folder, vae, vae_id="stabilityai/sdxl-vae")`; pass it as `ImageCaptionDataset(latents=)`.
 
-    Samples then carry `latents` (the VAE posterior mean, not scaled by `scaling_factor`) instead of
-    `pixel_values`. A miss encodes the image with `vae` (call `prepare(dataset)` first to encode
-    everything in batches in one process; DataLoader workers then only read files). Without a `vae`,
-    a miss is an error that says to prepare the cache.
+    Samples then carry `latents` (an `AutoencoderKL`'s posterior mean, or an `AutoencoderTiny`'s
+    latents; not scaled by `scaling_factor`) instead of `pixel_values`. A miss encodes the image with
+    `vae` (call `prepare(dataset)` first to encode everything in batches, pixels made in DataLoader
+    workers; training workers then only read files). Without a `vae`, a miss is an error that says
+    to prepare the cache.
     """
 
     def __init__(
@@ -168,9 +169,11 @@ class LatentCache:
 
         dtype = getattr(torch, self.dtype)
         with torch.no_grad():
-            posterior = self.vae.encode(pixels.to(self.device, dtype)).latent_dist
+            output = self.vae.encode(pixels.to(self.device, dtype))
             self.encoded += pixels.shape[0]
-            return posterior.mode().float().cpu()
+            posterior = getattr(output, "latent_dist", None)  # AutoencoderKL: the posterior's mean
+            latents = posterior.mode() if posterior is not None else output.latents  # AutoencoderTiny
+            return latents.float().cpu()
 
 
 class _Pixels:
