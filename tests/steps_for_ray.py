@@ -23,6 +23,10 @@ class TRayMeanColour(BatchStep):
         with Path(self.log).open("a") as f:
             f.write("setup\n")
 
+    def teardown(self) -> None:
+        with Path(self.log).open("a") as f:
+            f.write("teardown\n")
+
     def apply_batch(self, items):
         out = []
         for item in items:

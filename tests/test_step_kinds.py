@@ -56,6 +56,45 @@ class TKindsNoModel(BatchStep):
         raise AssertionError("never called without a model")
 
 
+EVENTS: list[str] = []
+
+
+class TKindsGpuModel(BatchStep):
+    """Pretends to hold a GPU model: logs when it loads, computes and releases."""
+
+    name: ClassVar[str] = "t_kinds_gpu_model"
+    writes: ClassVar[tuple[str, ...]] = ("labels",)
+    reads: ClassVar[tuple[str, ...]] = ("labels",)
+    label: str
+    batch_size: int = 3
+
+    def accelerator(self) -> str | None:
+        return "cuda:0"
+
+    def setup(self) -> None:
+        EVENTS.append(f"load {self.label}")
+
+    def teardown(self) -> None:
+        EVENTS.append(f"release {self.label}")
+
+    def apply_batch(self, items):
+        EVENTS.append(f"batch {self.label}")
+        return [{"labels": [*item.get("labels", []), self.label]} for item in items]
+
+
+def test_two_gpu_steps_in_a_row_never_hold_two_models(photos, ws_path):
+    EVENTS.clear()
+    with Workspace(ws_path) as ws:
+        summary = ws.run(
+            Load(photos) >> TKindsGpuModel(label="a") >> TKindsGpuModel(label="b"), progress=False
+        )
+        labels = {tuple(item["labels"]) for item in ws.items()}
+    assert summary.step("t_kinds_gpu_model").computed == summary.step("t_kinds_gpu_model#2").computed == 12
+    assert labels == {("a", "b")}
+    assert EVENTS.index("release a") < EVENTS.index("load b")  # b waited for a's model to go
+    assert EVENTS.count("load a") == EVENTS.count("load b") == 1
+
+
 def test_a_model_that_fails_to_load_fails_every_item_with_the_reason(photos, ws_path):
     with Workspace(ws_path) as ws:
         first = ws.run(Load(photos) >> TKindsNoModel(), progress=False)

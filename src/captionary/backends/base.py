@@ -161,6 +161,11 @@ class Backend:
     def close(self) -> None:
         """Release the model and its memory. The backend may be loaded again afterwards."""
 
+    def accelerator(self) -> str | None:
+        """The device `load()` puts the model on (`cuda`, `cuda:1`, `mps`), or None (CPU, a remote
+        service). Two model steps on the same kind of device never hold their models at once."""
+        return None
+
     def __enter__(self) -> Backend:
         self.load()
         return self

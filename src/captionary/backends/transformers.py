@@ -78,6 +78,10 @@ class TransformersBackend(Backend):
         if _looks_local(model) and not Path(model).expanduser().is_dir():
             raise ConfigError(f"transformers: model folder not found: {model}")
 
+    def accelerator(self) -> str | None:
+        device = pick_device(str(self.settings["device"]))
+        return None if device == "cpu" else device
+
     def load(self) -> None:
         if self.model is not None:
             return

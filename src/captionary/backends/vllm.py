@@ -94,6 +94,9 @@ class VllmBackend(Backend):
             raise ConfigError(f"vllm: data_parallel must be 'auto' or a positive integer, got {dp!r}")
         self.engines: list[Any] = []
 
+    def accelerator(self) -> str | None:
+        return "cuda"  # every GPU its engines are given
+
     def load(self) -> None:
         if self.engines:
             return

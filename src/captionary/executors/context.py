@@ -46,6 +46,7 @@ class RunContext:
         self.decodes_later = False  # an image step will decode every item's pixels (set by the executor)
         self.review_options: dict[str, Any] = {}  # host/port/announce for the review app a human step serves
         self.review_server: Any = None  # that app, once a human step started it (one per run)
+        self.devices_held: dict[int, str] = {}  # batch step index -> the accelerator its loaded model holds
         self.errors: list[dict] = []
         self.stop = threading.Event()
         self.abort_reason: str | None = None

@@ -237,8 +237,11 @@ class RayBatchStage(BatchStage):
         stored = [o if isinstance(o, str) else self.stored(o) for o in outcomes]
         return [(item, key, outcome) for (item, key), outcome in zip(batch, stored)]
 
-    def close(self, complete: bool) -> None:
+    def may_load(self) -> bool:
+        return True  # Ray gives each model actor its own GPU
+
+    def release(self) -> None:
+        """The step has seen its last item (or the run stops): tear the models down, free the GPUs."""
         if self.loaded:
             self.stats.usage = self.actors.close()
-        self.thread.shutdown(cancel_futures=True)
-        self.db.close()
+            self.loaded = False

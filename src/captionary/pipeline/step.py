@@ -257,6 +257,12 @@ class BatchStep(Step):
         """Counters for the run summary (e.g. model tokens), read once before `teardown`."""
         return {}
 
+    def accelerator(self) -> str | None:
+        """The device the model occupies once loaded (`cuda`, `cuda:1`, `mps`), or None (CPU, a remote
+        API). Asked only when the step is about to load. A step waits to load until earlier steps on
+        the same kind of device released their models, so two GPU steps never hold two models."""
+        return None
+
     def prefetch(self, items: Sequence[Item]) -> None:
         """A batch was queued (called in the driver thread; must not block): start preparing its
         inputs in the background, e.g. decoding images, so the model never waits for them."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from captionary.core.arrays import externalize_many
 from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, result_row
@@ -14,6 +15,7 @@ from captionary.executors.stages.base import Stage
 from captionary.executors.worker import describe_error
 from captionary.pipeline.step import BatchStep, Outcome
 
+_UNASKED = object()
 PARTIAL_BATCH_WAIT = 0.5
 """Seconds without new input after which a partial batch runs (keeps streaming inputs flowing)."""
 
@@ -32,6 +34,7 @@ class BatchStage(Stage):
         self.thread = ThreadPoolExecutor(1, thread_name_prefix=f"captionary-{step.name}")
         self.loaded = False
         self.load_error: str | None = None
+        self.device: Any = _UNASKED  # the step's accelerator (str or None), asked when it would load
         self.waiting: list[tuple[Item, bytes]] = []
         self.last_push = time.monotonic()
 
@@ -51,16 +54,29 @@ class BatchStage(Stage):
             if (kept := self.settle(item, outcome)) is not None:
                 ready.append(kept)
         size = max(1, self.step.size_of_batch)
-        while len(self.waiting) >= size:
+        while len(self.waiting) >= size and self.may_load():
             self.submit(self.waiting[:size])
             self.waiting = self.waiting[size:]
         return ready
 
     def poll(self, block: bool = False) -> list[Item]:
-        if self.waiting and time.monotonic() - self.last_push > PARTIAL_BATCH_WAIT:
+        if self.waiting and time.monotonic() - self.last_push > PARTIAL_BATCH_WAIT and self.may_load():
             self.submit(self.waiting)  # input paused: run what we have
             self.waiting = []
         return super().poll(block)
+
+    def may_load(self) -> bool:
+        """False while an earlier model step holds the device this step's model would load onto: its
+        items wait (in memory, as items) until that step has seen its last item and released it."""
+        if self.loaded:
+            return True
+        if self.device is _UNASKED:
+            self.device = self._accelerator()
+        if self.device is None:
+            return True
+        kind = self.device.split(":")[0]
+        held = self.ctx.devices_held
+        return not any(index < self.index and device.split(":")[0] == kind for index, device in held.items())
 
     def finish(self) -> list[Item]:
         if self.waiting:
@@ -70,7 +86,14 @@ class BatchStage(Stage):
         self.release()  # the step has seen its last item: free its model now, not at the end of the run
         return done
 
+    def _accelerator(self) -> str | None:
+        try:
+            return self.step.accelerator()
+        except Exception:  # loading will fail too, and say why for every item
+            return None
+
     def release(self) -> None:
+        self.ctx.devices_held.pop(self.index, None)
         if self.loaded:
             self.stats.usage = dict(self.thread.submit(self.step.usage).result())
             teardown = self.thread.submit(self.step.teardown)
@@ -82,6 +105,10 @@ class BatchStage(Stage):
 
     def submit(self, batch: list[tuple[Item, bytes]]) -> None:
         if not self.loaded:
+            if self.device is _UNASKED:
+                self.device = self._accelerator()
+            if self.device is not None:
+                self.ctx.devices_held[self.index] = self.device
             self.thread.submit(self.load)
             self.loaded = True
         self.step.prefetch([item for item, _ in batch])

@@ -231,6 +231,9 @@ class GenerativeStep(BatchStep):
         for item in items:
             prefetched[id(item)] = (item, decoders.submit(self._image, item))
 
+    def accelerator(self) -> str | None:
+        return self._backend_instance.accelerator()
+
     def usage(self) -> dict[str, int]:
         """Tokens and requests since the last call (for the run summary); resets the counters."""
         counts, self.__dict__["_usage"] = self.__dict__.get("_usage", {}), {}
