@@ -1,14 +1,15 @@
 """Near-duplicate search over embeddings by cosine similarity: clustered, never all pairs.
 
 Up to `EXACT_UP_TO` vectors are compared exactly (blocks of one matrix product). Beyond that the
-vectors are clustered with k-means (faiss) on a PCA projection, each vector is listed under its
-nearest centroid, and each vector is compared, at full dimension, only with the vectors listed under
-its `nprobe` nearest centroids (as in an inverted-file index, or SemDeDup's per-cluster comparison).
-Near duplicates sit in the same or a neighbouring cluster, so few pairs are missed (the benchmark
-measures how many against the exact search) and the work grows about as n^1.5, not n^2. Within a
-cluster, candidates are picked by distance in the projection (exact: it never drops a pair that is
-close enough) and only those are compared at full dimension. Similarities are matrix products (BLAS),
-several times faster here than scanning an index vector by vector.
+vectors are projected on their leading principal axes (PCA), clustered with k-means (faiss) on the
+first `CLUSTER_DIM` of them, each listed under its nearest centroid, and each vector is compared only
+with the vectors listed under its `nprobe` nearest centroids (as in an inverted-file index, or
+SemDeDup's per-cluster comparison). Near duplicates sit in the same or a neighbouring cluster, so few
+pairs are missed (the benchmark measures how many) and the work grows about as n^1.5, not n^2.
+Within a cluster, candidates are picked by distance in the `PCA_DIM` projection (exact: a projection
+never lengthens a distance, so no pair close enough is lost) and only those are compared at full
+dimension. Similarities are matrix products (BLAS), several times faster here than scanning an
+index vector by vector.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 EXACT_UP_TO = 20_000
-PCA_DIM = 64  # dimensions for clustering only; similarities use every dimension
+PCA_DIM = 128  # dimensions for picking candidates; similarities use every dimension
+CLUSTER_DIM = 32  # the leading ones, for clustering (fewer: more even clusters, cheaper k-means)
 TRAIN_PER_CLUSTER = 10  # k-means only partitions the space: a rough fit is enough
 LISTS_PER_ROOT = 2  # clusters = 2 sqrt(n): fewer, larger matrix products; k-means cost ~ clusters^2
 BLOCK = 4096  # rows per matrix product in the exact search
@@ -98,11 +100,13 @@ def _clustered(x: np.ndarray, threshold: float, nprobe: int, seed: int) -> list[
     _, vectors = np.linalg.eigh(centred.T @ centred)  # principal axes, ascending variance
     projection = np.ascontiguousarray(vectors[:, ::-1][:, :reduced_dim])
     reduced = np.ascontiguousarray(x @ projection - mean @ projection, dtype=np.float32)
+    coarse = np.ascontiguousarray(reduced[:, :CLUSTER_DIM])
     kmeans = faiss.Kmeans(
-        reduced_dim, nlist, niter=8, seed=seed, max_points_per_centroid=10**9, min_points_per_centroid=1
+        coarse.shape[1], nlist, niter=8, seed=seed, max_points_per_centroid=10**9, min_points_per_centroid=1
     )
-    kmeans.train(reduced[sample])
-    _, nearest = kmeans.index.search(reduced, min(nprobe, nlist))
+    kmeans.train(coarse[sample])
+    _, nearest = kmeans.index.search(coarse, min(nprobe, nlist))
+    del coarse
     home = nearest[:, 0]  # each vector is listed under its nearest centroid
     members_of = _groups(home, nlist)
     probes = nearest.ravel()
@@ -125,11 +129,14 @@ def _cluster_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (query, member), low < high, with similarity >= threshold. Unit vectors with cosine >= t
     are within sqrt(2 - 2t) of each other, and an orthogonal projection never lengthens a distance,
-    so candidates are first picked in the projection (8x cheaper) without losing any pair."""
+    so candidates are first picked in the projection (4x cheaper) without losing any pair."""
     import numpy as np
 
-    gram = reduced[queries] @ reduced[members].T
-    near = squares[queries][:, None] + squares[members][None, :] - 2.0 * gram <= 2.0 - 2.0 * threshold + 1e-4
+    distance2 = reduced[queries] @ reduced[members].T  # in place: these matrices are the big ones
+    distance2 *= -2.0
+    distance2 += squares[queries][:, None]
+    distance2 += squares[members][None, :]
+    near = distance2 <= 2.0 - 2.0 * threshold + 1e-4
     if np.count_nonzero(near) * 8 > near.size:  # many candidates: one full product costs less
         full = x[queries] @ x[members].T
         q, m = np.nonzero(full >= threshold)
