@@ -217,3 +217,11 @@ def test_yaml_dedup_with_a_bad_value_names_the_line(tmp_path):
         parse_pipeline(text, base=tmp_path)
     ok = parse_pipeline(text.replace("big", "largest"), base=tmp_path)
     assert [s.name for s in ok.pipeline] == ["load", "phash", "dedup"]
+
+
+def test_fewer_than_two_items_have_no_duplicates():
+    from captionary.core.item import Item
+
+    assert Dedup(method="embedding").apply_all([]) == []
+    [outcome] = ExactDedup().apply_all([Item("a" * 64, props={"width": 1, "height": 1})])
+    assert outcome.props is None and outcome.dropped is None

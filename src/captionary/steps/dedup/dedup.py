@@ -8,7 +8,8 @@ group on every member and drop the others with a reason naming the kept item.
 `keep`: `largest` (most pixels), `sharpest` (`sharpness`), `highest` (the property named by
 `score`) or `first` (first in the stable order: source path, then id). Ties go to the first.
 Members get `dup_group` (the kept item's id); dropped ones also `dup_of` and `dup_distance`.
-With `drop: false` the groups are only recorded.
+With `drop: false` the groups are only recorded. `workers`: threads or processes for the search and
+for values no earlier step stored (default: all cores; not part of the cache key).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ class _Deduplicate(GlobalStep):
         return "same pixels"
 
     def apply_all(self, items: Sequence[Item]) -> list[Outcome]:
+        if len(items) < 2:
+            return [Outcome() for _ in items]
         rank = self.rank(items)
         leader, distance = greedy_groups(len(items), self.find_pairs(items, rank), rank)
         return [self.outcome(items, i, int(leader[i]), float(distance[i])) for i in range(len(items))]
