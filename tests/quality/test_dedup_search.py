@@ -38,8 +38,10 @@ def as_set(pairs: Pairs) -> set[tuple[int, int]]:
     return set(zip(pairs.left.tolist(), pairs.right.tolist()))
 
 
+@pytest.mark.parametrize("path", ["multi-index", "all pairs"])
 @pytest.mark.parametrize("threshold", [0, 1, 4, 8, 12])
-def test_hamming_search_equals_brute_force(threshold):
+def test_hamming_search_equals_brute_force(threshold, path, monkeypatch):
+    monkeypatch.setattr(hamming, "PAIR_COST", 0.0 if path == "multi-index" else float("inf"))
     codes = planted_hashes(3000)
     pairs = hamming_pairs(codes, threshold)
     expected = brute_hamming(codes, threshold)
@@ -50,6 +52,7 @@ def test_hamming_search_equals_brute_force(threshold):
 
 
 def test_hamming_search_in_worker_processes_equals_in_process(monkeypatch):
+    monkeypatch.setattr(hamming, "PAIR_COST", 0.0)  # the multi-index search, even for few hashes
     codes = planted_hashes(4000, seed=1)
     expected = as_set(hamming_pairs(codes, 8, workers=1))
     monkeypatch.setattr(hamming, "POOL_FROM", 0)

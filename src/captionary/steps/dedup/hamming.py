@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 BITS = 64
 CANDIDATE_COST = 5.0  # checking one candidate pair costs about 5 bucket probes (measured)
+PAIR_COST = 1 / 30  # comparing one pair directly costs about 1/30 of a bucket probe (measured)
 POOL_FROM = 100_000  # fewer hashes are searched in this process (starting workers costs more)
 
 Band = tuple[int, int, int]
@@ -37,11 +38,10 @@ def hamming_pairs(hashes: np.ndarray, threshold: int, *, workers: int | None = N
     codes = np.ascontiguousarray(hashes, dtype=np.uint64)
     if len(codes) < 2:
         return Pairs.empty()
-    tasks = [
-        (band, first, last)
-        for band in band_plan(len(codes), threshold)
-        for first, last in _split(_n_masks(band), 16)
-    ]
+    cost, plan = best_plan(len(codes), threshold)
+    if cost > len(codes) ** 2 / 2 * PAIR_COST:  # a loose threshold: comparing every pair is cheaper
+        return Pairs.unique(*_all_pairs(codes, threshold))
+    tasks = [(band, first, last) for band in plan for first, last in _split(_n_masks(band), 16)]
     workers = min(len(tasks), workers or cpu_count())
     if workers > 1 and len(codes) >= POOL_FROM:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
@@ -55,6 +55,11 @@ def hamming_pairs(hashes: np.ndarray, threshold: int, *, workers: int | None = N
 def band_plan(n: int, threshold: int) -> list[Band]:
     """Bands that guarantee every pair within `threshold` is found, with the least estimated work
     for `n` uniformly spread hashes."""
+    return best_plan(n, threshold)[1]
+
+
+def best_plan(n: int, threshold: int) -> tuple[float, list[Band]]:
+    """`band_plan` and its estimated cost (in bucket probes)."""
     if not 0 <= threshold < BITS:
         raise ValueError(f"Hamming threshold must be 0..{BITS - 1}; got {threshold}")
     best: tuple[float, list[Band]] | None = None
@@ -73,7 +78,7 @@ def band_plan(n: int, threshold: int) -> list[Band]:
             starts = itertools.accumulate([0, *widths[:-1]])
             best = (cost, [band for band in zip(starts, widths, radii) if band[2] >= 0])
     assert best is not None  # m = 2 always fits
-    return best[1]
+    return best
 
 
 def _search(codes: np.ndarray, threshold: int, tasks: list[tuple[Band, int, int]]) -> tuple:
@@ -152,6 +157,23 @@ class _BandTable:
             clear = (values >> bit) & 1 == 0
             self._lacking[bit] = (self.order[clear], values[clear])
         return self._lacking[bit]
+
+
+def _all_pairs(codes: np.ndarray, threshold: int, block: int = 256) -> tuple:
+    """Every pair compared (blocks of rows against the rest)."""
+    import numpy as np
+
+    lefts, rights, dists = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.uint8)]
+    for start in range(0, len(codes) - 1, block):
+        rows = codes[start : start + block]
+        distance = np.bitwise_count(rows[:, None] ^ codes[None, start + 1 :])
+        i, j = np.nonzero(distance <= threshold)
+        left, right = start + i, start + 1 + j
+        later = left < right
+        lefts.append(left[later])
+        rights.append(right[later])
+        dists.append(distance[i, j][later])
+    return np.concatenate(lefts), np.concatenate(rights), np.concatenate(dists)
 
 
 def _masks(band: Band):
