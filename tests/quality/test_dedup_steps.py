@@ -188,11 +188,12 @@ def test_highest_without_the_score_names_the_item(photos, ws_path):
 
 
 def test_bad_phash_property_is_an_error_naming_the_item():
-    step = Dedup()
     from captionary.core.item import Item
 
+    good = Item("b" * 64, props={"phash": "0" * 16, "width": 1, "height": 1}, name="y.jpg")
+    bad = Item("a" * 64, props={"phash": "zz", "width": 1, "height": 1}, name="x.jpg")
     with pytest.raises(ItemError, match=r"x\.jpg: property 'phash' is 'zz', not 16 hex digits"):
-        step.apply_all([Item("a" * 64, props={"phash": "zz", "width": 1, "height": 1}, name="x.jpg")])
+        Dedup().apply_all([good, bad])
 
 
 @pytest.mark.parametrize(
