@@ -44,10 +44,11 @@ class _Deduplicate(GlobalStep):
     writes: ClassVar[tuple[str, ...]] = WRITES
     cache_exclude: ClassVar[tuple[str, ...]] = ("workers",)
 
-    keep: str = "largest"
-    score: str | None = None
-    drop: bool = True
-    workers: int | None = None
+    if TYPE_CHECKING:  # the keep policy's parameters: each step declares them, after its own
+        keep: str
+        score: str | None
+        drop: bool
+        workers: int | None
 
     def validate(self) -> None:
         require(self.keep in KEEP, self, f"must be one of {', '.join(KEEP)}; got {self.keep!r}", param="keep")
@@ -141,6 +142,11 @@ class ExactDedup(_Deduplicate):
 
     name: ClassVar[str] = "exact_dedup"
 
+    keep: str = "largest"
+    score: str | None = None
+    drop: bool = True
+    workers: int | None = None
+
     def find_pairs(self, items: Sequence[Item], rank: np.ndarray) -> Pairs:
         return exact_pairs(per_item(items, None, pixel_digest, self.threads), rank)
 
@@ -153,6 +159,10 @@ class Dedup(_Deduplicate):
     method: str = "phash"
     threshold: float | None = None
     embedding: str = "clip_embedding"
+    keep: str = "largest"
+    score: str | None = None
+    drop: bool = True
+    workers: int | None = None
 
     def validate(self) -> None:
         require(self.method in METHODS, self, f"must be one of {', '.join(METHODS)}", param="method")
