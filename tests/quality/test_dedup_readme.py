@@ -32,7 +32,8 @@ def test_readme_dedup_example_runs(tmp_path):
         summary = ws.run(parsed.pipeline, progress=False)
         items = {item.name: item for item in ws.items(include_dropped=True)}
     assert not summary.errors and summary.step("dedup").dropped == 1
-    dropped = [item for item in items.values() if item.get("dropped_by") == "dedup"]
-    assert dropped[0]["dup_of"] in {items["dog/00"].id, items["dog_copy"].id}
-    assert dropped[0]["drop_reason"].endswith("; kept the sharpest)")
+    [dropped] = [item for item in items.values() if item.get("dropped_by") == "dedup"]
+    assert dropped.name == "dog_copy" and dropped["dup_of"] == items["dog/00"].id  # same size: first
+    assert dropped["drop_reason"].startswith("duplicate of dog/00 (pHash distance ")
+    assert dropped["drop_reason"].endswith("; kept the largest)")
     assert len(list((tmp_path / "out").rglob("*.jpg"))) == summary.steps[-1].n_out
