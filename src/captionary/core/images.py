@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 EXIF_ORIENTATION = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # orientations that swap width and height
@@ -68,3 +69,20 @@ def readable_extensions() -> frozenset[str]:
 
     Image.init()
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def to_rgb(image: Any, background: tuple[int, int, int] = (255, 255, 255)) -> Any:
+    """An RGB image: transparency composited onto `background` (white by default), other modes
+    converted; an RGB image is returned as it is."""
+    from PIL import Image as PILImage
+
+    if image.mode == "RGB":
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        canvas = PILImage.new("RGB", rgba.size, background)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from captionary.core.images import to_rgb
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -81,20 +83,9 @@ def open_image(record: Record, downloads: Any = None, min_size: tuple[int, int] 
                 width, height = height, width
             image.draft("RGB", (2 * width, 2 * height))
         image = ImageOps.exif_transpose(image)
-        return image if image.mode == "RGB" else _to_rgb(image)
+        return image if image.mode == "RGB" else to_rgb(image)
     except Exception as exc:
         raise ValueError(f"{record.where or record.id}: cannot read the image: {exc}") from exc
-
-
-def _to_rgb(image: Image) -> Image:
-    from PIL import Image as PILImage
-
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = PILImage.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
 
 
 def probe_size(record: Record, downloads: Any = None) -> tuple[int, int]:

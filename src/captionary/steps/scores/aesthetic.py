@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from captionary.core.arrays import items_matrix
+from captionary.core.fingerprints import model_fingerprint
 from captionary.core.item import Item
 from captionary.errors import ConfigError, ItemError
 from captionary.pipeline.step import BatchStep, require
-from captionary.steps.scores.models import loaded, model_fingerprint, release, unit_rows
+from captionary.steps.scores.models import loaded, release, unit_rows
 
 
 class Aesthetic(BatchStep):

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from captionary.core.fingerprints import model_fingerprint
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.pipeline.step import require
 from captionary.steps.scores.clip_backend import ClipModel
 from captionary.steps.scores.image_step import ImageBatchStep
-from captionary.steps.scores.models import loaded, model_fingerprint
+from captionary.steps.scores.models import loaded
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 """ViT-L/14: what the LAION aesthetic predictor was trained on."""

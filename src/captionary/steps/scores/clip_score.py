@@ -7,13 +7,14 @@ from dataclasses import field
 from typing import Any, ClassVar
 
 from captionary.core.arrays import items_matrix
+from captionary.core.fingerprints import model_fingerprint
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ItemError
 from captionary.pipeline.step import BatchStep, require
 from captionary.steps.scores.clip_backend import ClipModel
 from captionary.steps.scores.clip_embed import DEFAULT_MODEL
-from captionary.steps.scores.models import loaded, model_fingerprint, release
+from captionary.steps.scores.models import loaded, release
 
 
 class ClipScore(BatchStep):

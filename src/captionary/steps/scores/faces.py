@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from captionary.core.fingerprints import file_fingerprint
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ConfigError
 from captionary.pipeline.step import require
 from captionary.steps.scores.image_step import ImageBatchStep
-from captionary.steps.scores.models import file_fingerprint, loaded
+from captionary.steps.scores.models import loaded
 
 if TYPE_CHECKING:
     from PIL.Image import Image

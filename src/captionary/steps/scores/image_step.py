@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from captionary.core.images import to_rgb
 from captionary.core.item import Item, decode_image
 from captionary.pipeline.step import BatchStep, Outcome
-from captionary.steps.scores.models import release, to_rgb
+from captionary.steps.scores.models import release
 
 if TYPE_CHECKING:
     from PIL.Image import Image

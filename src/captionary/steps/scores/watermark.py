@@ -18,12 +18,14 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from captionary.core.fingerprints import model_fingerprint
+from captionary.core.images import to_rgb
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ConfigError
 from captionary.pipeline.step import require
 from captionary.steps.scores.image_step import ImageBatchStep
-from captionary.steps.scores.models import loaded, model_fingerprint, to_rgb
+from captionary.steps.scores.models import loaded
 
 SD_MESSAGES = {
     "sd1": [int(b) for byte in b"StableDiffusionV1" for b in f"{byte:08b}"],

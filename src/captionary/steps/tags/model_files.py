@@ -8,7 +8,6 @@ last MiB) so a moved folder keeps its cache and a replaced model does not.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from captionary.errors import ConfigError
 MODEL_FILE = "model.onnx"
 TAGS_FILE = "selected_tags.csv"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_SAMPLE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -62,15 +60,3 @@ def hub_files(repo_id: str, revision: str | None) -> TaggerFiles:
             f"{repo_id!r} is not a local folder and cannot be fetched from the Hugging Face hub: {reason}"
         ) from None
     return TaggerFiles(Path(paths[0]), Path(paths[1]))
-
-
-def fingerprint(path: Path) -> str:
-    """Size + the first and last MiB, hashed: cheap for a 400 MB model, and stable when moved."""
-    size = path.stat().st_size
-    digest = hashlib.blake2b(str(size).encode(), digest_size=12)
-    with path.open("rb") as f:
-        digest.update(f.read(_SAMPLE))
-        if size > _SAMPLE:
-            f.seek(max(_SAMPLE, size - _SAMPLE))
-            digest.update(f.read())
-    return digest.hexdigest()

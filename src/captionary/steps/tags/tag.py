@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from captionary.backends.onnx import ImageInput, image_input, load_session, outputs
+from captionary.core.fingerprints import file_fingerprint as fingerprint
 from captionary.core.item import Item, decode_image
 from captionary.core.optional import require as require_module
 from captionary.errors import ConfigError, ItemError, ParamError
 from captionary.pipeline.step import BatchStep, require
 from captionary.steps.tags.cleanup import clean_tag
 from captionary.steps.tags.labels import CHARACTER, GENERAL, RATING, TagLabels, read_labels
-from captionary.steps.tags.model_files import TaggerFiles, fingerprint, hub_files, is_repo_id, local_files
+from captionary.steps.tags.model_files import TaggerFiles, hub_files, is_repo_id, local_files
 from captionary.steps.tags.wd14 import MCUT_CHARACTER_FLOOR, above, prepare_image
 
 if TYPE_CHECKING:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from captionary.core.images import to_rgb
 from captionary.core.item import Item
 from captionary.pipeline.step import ImageMap, require
 
@@ -32,18 +33,10 @@ class Convert(ImageMap):
             )
 
     def transform(self, image: Image, item: Item) -> Image:
-        from PIL import Image as PILImage
         from PIL import ImageColor
 
         if image.mode == "RGB":
             return image
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: scale to 8 bits
             image = image.point(lambda v: v / 256).convert("L")
-        if image.mode == "P":
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-            rgba = image.convert("RGBA")
-            canvas = PILImage.new("RGB", rgba.size, ImageColor.getrgb(self.background))
-            canvas.paste(rgba, mask=rgba.getchannel("A"))
-            return canvas
-        return image.convert("RGB")
+        return to_rgb(image, ImageColor.getrgb(self.background)[:3])
