@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 _SAMPLE = 1 << 20
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".json", ".dat", ".npz", ".csv")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".json", ".dat", ".npz")
 
 
 def file_fingerprint(path: Path) -> str:
