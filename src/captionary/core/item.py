@@ -161,6 +161,11 @@ class Item:
 
     _PICKLED = ("id", "image_hash", "props", "source", "name", "format", "base", "recipe", "rendered")
 
+    def drop_pixels(self) -> None:
+        """Forget the decoded image (decoded again if asked for): frees its memory at once."""
+        self._decoded = None
+        self._draft = None
+
     def __getstate__(self) -> tuple:  # pixels never cross processes
         return tuple(getattr(self, name) for name in self._PICKLED)
 
