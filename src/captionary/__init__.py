@@ -59,6 +59,7 @@ from captionary.steps.scores.clip_embed import ClipEmbed
 from captionary.steps.scores.clip_score import ClipScore
 from captionary.steps.scores.faces import Faces
 from captionary.steps.scores.filter_by_score import FilterByScore
+from captionary.steps.scores.monochrome import Monochrome
 from captionary.steps.scores.nsfw import Nsfw
 from captionary.steps.scores.sharpness import Sharpness
 from captionary.steps.scores.smart_filter import SmartFilter
@@ -113,6 +114,7 @@ __all__ = [
     "LoadWebDataset",
     "Map",
     "MapCaption",
+    "Monochrome",
     "Nsfw",
     "Outcome",
     "ParamError",
