@@ -95,7 +95,8 @@ def run_task(
     for item, start in batch:
         item.attach(store)
         done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key))
-        item.drop_pixels()  # the original's pixels: a task holding several would churn memory
+        if done is not item:
+            item.drop_pixels()  # the original's pixels: a task holding several would churn memory
         if render is not None and done._decoded is not None:
             done.rendered = render.render(done)  # encode for the sink while the pixels are here
         done.drop_pixels()  # they do not cross processes anyway
