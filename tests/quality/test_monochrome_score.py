@@ -10,7 +10,9 @@ from captionary import FilterByScore, FilterMonochrome, Load, Monochrome, Worksp
 def test_colourfulness_is_measured_once_and_a_threshold_decides_like_filter_monochrome(photos, tmp_path):
     Image.open(photos / "dog" / "00.jpg").convert("L").save(photos / "dog" / "grey.jpg")
     with Workspace(tmp_path / "ws") as ws:
-        ws.run(Load(photos) >> Monochrome() >> FilterByScore(property="colourfulness", min=10), progress=False)
+        ws.run(
+            Load(photos) >> Monochrome() >> FilterByScore(property="colourfulness", min=10), progress=False
+        )
         kept = {item.name: item["colourfulness"] for item in ws.items()}
         again = ws.run(
             Load(photos) >> Monochrome() >> FilterByScore(property="colourfulness", min=5), progress=False
