@@ -1,10 +1,11 @@
-"""`copy: false`: huge WebDataset inputs stay where they are; the workspace keeps a reference per image
-(shard + byte range) and reads the bytes when a step needs them."""
+"""`copy: false`: huge inputs stay where they are; the workspace keeps a reference per image (a shard's
+byte range, a file, a URL) and reads the bytes when a step needs them."""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from captionary import LoadWebDataset, Resize, Save, Workspace
+from captionary import LoadManifest, LoadWebDataset, Resize, Save, Workspace
 from conftest import tree
 from test_webdataset_source import write_shard
 
@@ -119,3 +120,28 @@ def test_gc_keeps_references_in_use_and_deletes_the_rest(shard, tmp_path):
         report = ws.gc()
         assert report.removed == 1 and report.kept == 12
         assert stray not in ws.blobs
+
+
+def test_manifest_images_by_reference_local_and_over_http(photos, tmp_path):
+    """`load_manifest: {copy: false}`: local files and URLs are referenced, read when needed."""
+    files = sorted(photos.rglob("*.jpg"))[:4]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(photos))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    rows = [str(f.relative_to(photos.parent)) for f in files[:2]]
+    rows += [f"{base}/{f.relative_to(photos).as_posix()}" for f in files[2:]]
+    manifest = photos.parent / "meta.jsonl"
+    manifest.write_text("".join(json.dumps({"image": row}) + "\n" for row in rows))
+    try:
+        with Workspace(tmp_path / "ws") as ws:
+            summary = ws.run(
+                LoadManifest(path=manifest, copy=False) >> Save(tmp_path / "out", naming="id"), progress=False
+            )
+    finally:
+        server.shutdown()
+    assert summary.step("save").computed == 4 and not summary.errors
+    refs = [json.loads(p.read_text()) for p in blob_files(tmp_path / "ws")]
+    assert sorted(next(iter(ref)) for ref in refs) == ["file", "file", "url", "url"]
+    exported = sorted(p.read_bytes() for p in (tmp_path / "out").rglob("*.jpg"))
+    assert exported == sorted(f.read_bytes() for f in files)  # the originals' bytes, read where they are

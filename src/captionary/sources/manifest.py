@@ -43,6 +43,7 @@ class LoadManifest(Source):
     download_timeout: float = 30.0
     download_retries: int = 3
     downloads_per_host: int = 4
+    copy: bool = True  # False: keep images where they are (a reference to the file or URL per image)
 
     def validate(self) -> None:
         require(self.path.is_file(), self, f"file not found: {self.path}", param="path")
@@ -94,7 +95,7 @@ class LoadManifest(Source):
                 (urls if remote else fresh).append((key, real_path, name, fingerprint, props))
         ctx.stats[0].expected = ctx.stats[0].n_in + len(fresh) + len(urls)
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
-            for record in pool.map(lambda args: records.ingest(*args), fresh):
+            for record in pool.map(lambda args: records.ingest(*args, in_place=not self.copy), fresh):
                 yield record if record.item is None else records.unique(record.item, cached=False)
         yield from self._download(records, urls)
 
@@ -109,7 +110,8 @@ class LoadManifest(Source):
             if isinstance(result, str):
                 yield Ingested(key, error=f"{url}: {result}")
                 continue
-            record = records.ingest_bytes(key, result, url, name, fingerprint, props)
+            location = None if self.copy else {"url": url}
+            record = records.ingest_bytes(key, result, url, name, fingerprint, props, location)
             yield record if record.item is None else records.unique(record.item, cached=False)
 
     def _entry(self, manifest: Path, where: str, row: dict[str, Any]) -> tuple | Ingested:

@@ -54,16 +54,24 @@ class SourceRecords:
         return self.unique(item, cached=True)
 
     def ingest(
-        self, key: str, real_path: str, name: str, fingerprint: str, props: dict[str, Any]
+        self,
+        key: str,
+        real_path: str,
+        name: str,
+        fingerprint: str,
+        props: dict[str, Any],
+        in_place: bool = False,
     ) -> Ingested:
-        """Read a new or changed image file: check it, copy it into the blob store, remember it."""
+        """Read a new or changed image file: check it, copy it into the blob store (or, `in_place`,
+        record where it is), remember it."""
         try:
             with open(real_path, "rb") as f:
                 data = f.read()
         except OSError as exc:
             reason = exc.strerror or str(exc)
             return Ingested(key, error=f"cannot load {db_text(os.path.basename(real_path))}: {reason}")
-        return self.ingest_bytes(key, data, os.path.basename(real_path), name, fingerprint, props)
+        location = {"file": os.path.abspath(real_path)} if in_place else None
+        return self.ingest_bytes(key, data, os.path.basename(real_path), name, fingerprint, props, location)
 
     def ingest_bytes(
         self,
