@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def scores_blocks() -> list[str]:
     text = README.read_text()
     section = text[text.index("### Scores") :]
-    section = section[: section.index("\n## ")]
+    section = re.split(r"\n##+ ", section[1:], maxsplit=1)[0]  # up to the next heading
     return re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
 
 
