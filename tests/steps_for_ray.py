@@ -27,6 +27,10 @@ class TRayMeanColour(BatchStep):
         with Path(self.log).open("a") as f:
             f.write("teardown\n")
 
+    def prefetch(self, items) -> None:
+        with Path(self.log).open("a") as f:
+            f.write(f"prefetch {len(items)}\n")
+
     def apply_batch(self, items):
         out = []
         for item in items:

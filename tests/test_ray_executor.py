@@ -80,6 +80,10 @@ def test_model_loads_once_per_actor_and_a_cached_rerun_starts_none(photos, tmp_p
         loads = log.read_text().count("setup")
         assert 1 <= loads <= 2  # three batches, at most one model per actor
         assert log.read_text().count("teardown") == loads  # every model released when the step was done
+        prefetched = [
+            int(line.split()[1]) for line in log.read_text().splitlines() if line.startswith("prefetch")
+        ]
+        assert sum(prefetched) == 12  # every batch's inputs prepared in the actor before its model call
         again = ws.run(
             pipeline(photos, tmp_path / "out", log), executor="ray", model_actors=2, progress=False
         )

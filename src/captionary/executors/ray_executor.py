@@ -134,19 +134,32 @@ class ChainWorker:
 
 
 class ModelWorker:
-    """A Ray actor holding one batch step's model: loaded once, used for every batch sent to it."""
+    """A Ray actor holding one batch step's model: loaded once, used for every batch sent to it.
+
+    It takes two batches at a time (a threaded actor): while the model works on one, the next one's
+    inputs are prepared (`BatchStep.prefetch`: caption steps decode and downscale its images on the
+    other cores), so the device does not wait for decoding.
+    """
+
+    CONCURRENCY = 2
 
     def __init__(self, step: BatchStep, objects):
         from captionary.core.blobstore import BlobStore
 
         self.step = step
         self.store = BlobStore(objects)
+        self.model_lock = threading.Lock()
         step.setup()
 
     def compute(self, items: list[Item]) -> list[Outcome | str]:
         """Outcomes of a batch; a batch that raises is retried item by item, so one bad image fails alone."""
         for item in items:
             item.attach(self.store)
+        self.step.prefetch(items)
+        with self.model_lock:
+            return self._compute(items)
+
+    def _compute(self, items: list[Item]) -> list[Outcome | str]:
         try:
             return list(self.step.compute_batch(items))
         except Exception:
@@ -180,7 +193,9 @@ class ModelActors:
     def start(self, objects) -> None:
         # no CPU reserved: the chain actors hold the CPUs, and a model actor waits on its device (or,
         # without GPUs, shares the cores as the local executor's batch thread does)
-        self.actor_class = self.ray.remote(num_cpus=0, num_gpus=self.gpus)(ModelWorker)
+        self.actor_class = self.ray.remote(
+            num_cpus=0, num_gpus=self.gpus, max_concurrency=ModelWorker.CONCURRENCY
+        )(ModelWorker)
         self.objects = objects
 
     def compute(self, items: Sequence[Item]) -> list[Outcome | str]:
@@ -188,7 +203,7 @@ class ModelActors:
         with self.available:
             if not self.idle and len(self.all) < self.count:  # one more model, only when needed
                 self.all.append(self.actor_class.remote(self.step, self.objects))
-                self.idle.append(self.all[-1])
+                self.idle.extend([self.all[-1]] * ModelWorker.CONCURRENCY)  # a slot per batch it takes
             self.available.wait_for(lambda: bool(self.idle))
             actor = self.idle.pop()
         try:
@@ -219,8 +234,9 @@ class RayBatchStage(BatchStage):
 
         self.actors = actors
         self.thread.shutdown()
-        self.thread = ThreadPoolExecutor(actors.count, thread_name_prefix=f"captionary-ray-{step.name}")
-        self.max_pending = 2 * actors.count
+        slots = actors.count * ModelWorker.CONCURRENCY
+        self.thread = ThreadPoolExecutor(slots, thread_name_prefix=f"captionary-ray-{step.name}")
+        self.max_pending = 2 * slots
 
     def submit(self, batch: list[tuple[Item, bytes]]) -> None:
         if not self.loaded:
