@@ -57,3 +57,11 @@ def test_cli_gc_and_status_text(photos, ws_path, capsys):
     assert main(["status", str(ws_path)]) == 0
     assert "load" in capsys.readouterr().out
     assert main(["status", str(ws_path.parent / "nowhere")]) == 2
+
+
+def test_steps_listing_piped_into_a_reader_that_leaves_early_is_no_error():
+    """`captionary steps | head -1`: the closed pipe is not a traceback."""
+    command = f"{sys.executable} -m captionary.cli steps | head -1"
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout.count("\n") == 1
