@@ -117,3 +117,13 @@ def test_killed_driver_resumes_without_recomputing_committed_work(photos, tmp_pa
     assert run[1:] == ("ray", "completed")
     assert slow == [(12 - before, before)]  # nothing committed is computed again
     check_finished(tmp_path, rerun)
+
+
+def test_ray_workers_read_blobs_from_the_workspace_url(photos, tmp_path):
+    remote = tmp_path / "bucket"
+    with Workspace(tmp_path / "ws", blobs=f"file://{remote}") as ws:
+        summary = ws.run(
+            pipeline(photos, tmp_path / "out", tmp_path / "setups.log"), executor="ray", progress=False
+        )
+    assert summary.step("resize").computed == 12 and summary.step("t_ray_mean_colour").computed == 11
+    assert len([p for p in remote.rglob("*") if p.is_file() and p.parent.name != "tmp"]) == 12

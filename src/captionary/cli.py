@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     options = {k: v for k, v in options.items() if v is not None}
     if any(step.kind == "human" for step in spec.pipeline):
         options["review"] = {"host": args.host, "port": args.port}
-    with Workspace(args.workspace or spec.workspace) as ws:
+    with Workspace(args.workspace or spec.workspace, blobs=spec.blobs) as ws:
         try:
             summary = ws.run(spec.pipeline, executor=args.executor, **options)
             code = 0

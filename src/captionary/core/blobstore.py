@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from captionary.core.atomic import remove_temp_files, write_atomic
 from captionary.core.hashing import hash_bytes
@@ -88,3 +89,24 @@ class BlobStore:
     def clear_tmp(self) -> None:
         """Remove temp files left by a killed process."""
         remove_temp_files(self.tmp_str)
+
+
+BLOBS_URL_FILE = "blobs.url"
+"""A workspace whose blobs live elsewhere (an fsspec URL) names the place in this file."""
+
+
+def open_blob_store(location: str | Path) -> BlobStore | Any:
+    """The blob store at a folder path, or at an fsspec URL (`s3://...`, `file:///...`)."""
+    if isinstance(location, str) and "://" in location:
+        from captionary.core.fsspec_blobs import FsspecBlobStore
+
+        return FsspecBlobStore(location)
+    return BlobStore(location)
+
+
+def workspace_blob_store(workspace: str | Path) -> BlobStore | Any:
+    """The blob store of the workspace folder `workspace`: `objects/`, or the URL in `blobs.url`."""
+    url_file = Path(workspace) / BLOBS_URL_FILE
+    if url_file.is_file():
+        return open_blob_store(url_file.read_text().strip())
+    return BlobStore(Path(workspace) / "objects")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from captionary.core.arrays import load_array, referenced_digests
-from captionary.core.blobstore import BlobStore
+from captionary.core.blobstore import BLOBS_URL_FILE, workspace_blob_store
 from captionary.core.db import connect, migrate
 from captionary.core.item import Item
 from captionary.errors import WorkspaceError
@@ -41,13 +41,17 @@ class Workspace:
             print(item.name, item.get("caption"))
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, blobs: str | None = None):
+        """`blobs`: an fsspec URL (`s3://bucket/prefix`) for the blob store instead of `objects/`, so
+        workers on other machines can read it; remembered in the workspace (`blobs.url`)."""
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise WorkspaceError(f"{self.path} exists and is not a folder")
         self.path.mkdir(parents=True, exist_ok=True)
         self.db_path = self.path / DB_NAME
-        self.blobs = BlobStore(self.path / "objects")
+        if blobs is not None:
+            self._remember_blobs_url(blobs)
+        self.blobs = workspace_blob_store(self.path)
         try:
             self.db = connect(self.db_path)
             migrate(self.db)
@@ -55,6 +59,18 @@ class Workspace:
             if isinstance(exc, WorkspaceError):
                 raise
             raise WorkspaceError(f"cannot open workspace database {self.db_path}: {exc}") from exc
+
+    def _remember_blobs_url(self, url: str) -> None:
+        url_file = self.path / BLOBS_URL_FILE
+        known = url_file.read_text().strip() if url_file.is_file() else None
+        if known is not None and known != url.rstrip("/"):
+            raise WorkspaceError(f"{self.path} keeps its blobs at {known}, not {url}")
+        if known is None:
+            if (self.path / DB_NAME).exists() and any((self.path / "objects").glob("??/*")):
+                raise WorkspaceError(
+                    f"{self.path} already stores its blobs in objects/; cannot move them to {url}"
+                )
+            url_file.write_text(url.rstrip("/") + "\n")
 
     def __enter__(self) -> Workspace:
         return self

@@ -144,10 +144,10 @@ class ModelWorker:
     CONCURRENCY = 2
 
     def __init__(self, step: BatchStep, objects):
-        from captionary.core.blobstore import BlobStore
+        from captionary.core.blobstore import open_blob_store
 
         self.step = step
-        self.store = BlobStore(objects)
+        self.store = open_blob_store(objects)
         self.model_lock = threading.Lock()
         step.setup()
 

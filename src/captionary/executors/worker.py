@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from captionary.core.blobstore import BlobStore
+from captionary.core.blobstore import BlobStore, open_blob_store
 from captionary.core.cache import apply, item_key, lookup_one
 from captionary.core.db import connect
 from captionary.core.item import Item
@@ -72,7 +72,7 @@ _worker: dict = {}
 def init_worker(objects: Path, db_path: Path, chains: list[list[PerItemStep]]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
     threading.Thread(target=_exit_with_parent, daemon=True).start()
-    _worker["store"] = BlobStore(objects)
+    _worker["store"] = open_blob_store(objects)
     _worker["db"] = connect(db_path, readonly=True)
     _worker["chains"] = chains
 

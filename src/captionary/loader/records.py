@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from captionary.core.images import to_rgb
@@ -21,9 +20,9 @@ class WorkspaceImage:
     item: Any  # captionary.core.item.Item (pickles without pixels or store)
 
     def open(self) -> Image:
-        from captionary.core.blobstore import BlobStore
+        from captionary.core.blobstore import workspace_blob_store
 
-        return self.item.attach(BlobStore(Path(self.workspace) / "objects")).image
+        return self.item.attach(workspace_blob_store(self.workspace)).image
 
 
 @dataclass(frozen=True)

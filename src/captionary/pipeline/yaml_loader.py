@@ -25,7 +25,7 @@ from captionary.pipeline.params import check
 from captionary.pipeline.pipeline import Pipeline
 from captionary.pipeline.registry import STEPS
 
-TOP_LEVEL = ("workspace", "imports", "steps")
+TOP_LEVEL = ("workspace", "blobs", "imports", "steps")
 
 
 @dataclass
@@ -35,6 +35,7 @@ class PipelineFile:
     workspace: Path
     pipeline: Pipeline
     path: Path | None = None
+    blobs: str | None = None  # an fsspec URL for the workspace's blob store (`s3://bucket/prefix`)
 
 
 def load_pipeline(path: str | Path) -> PipelineFile:
@@ -94,7 +95,14 @@ class _Parser:
                 Pipeline(list(pipeline)[: position + 1]).check()
             except ConfigError as exc:
                 raise exc.at(line=_line(node)) from None
-        return PipelineFile(self._path(workspace), pipeline)
+        blobs = None
+        if "blobs" in top:
+            blobs = self._value(top["blobs"][1])
+            if not isinstance(blobs, str) or "://" not in blobs:
+                raise ConfigError(
+                    "`blobs` must be an fsspec URL such as s3://bucket/prefix", line=_line(top["blobs"][1])
+                )
+        return PipelineFile(self._path(workspace), pipeline, blobs=blobs)
 
     def _imports(self, node: yaml.Node) -> None:
         modules = self._value(node)

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from captionary.core.blobstore import BlobStore
+from captionary.core.blobstore import workspace_blob_store
 from captionary.errors import CaptionaryError
 from captionary.review.browse import browse, details
 from captionary.review.decisions import DecisionStore
@@ -45,7 +45,7 @@ def create_app(workspace: Path, token: str, progress: Callable[[], Any] | None =
 
     store = DecisionStore(Path(workspace) / "captionary.db")  # decisions: fsynced, never behind a long read
     bulk = DecisionStore(Path(workspace) / "captionary.db", durable=False)  # item lists, renditions, browse
-    blobs = BlobStore(Path(workspace) / "objects")
+    blobs = workspace_blob_store(workspace)
     thumbs = Thumbnails(bulk, blobs)
     static = {
         name: resources.files("captionary.review").joinpath("static", name).read_bytes() for name in STATIC
