@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from captionary.core import optional
+from captionary.core.blobstore import REF_SUFFIX
 from captionary.core.hashing import hash_bytes
 from captionary.core.locations import Location, read_location
 
-REF_SUFFIX = ".ref"
 TMP = "tmp"
 
 

@@ -27,7 +27,7 @@ from captionary.core.workspace import Workspace
 from captionary.executors.context import RunContext
 from captionary.executors.local import LocalExecutor
 from captionary.executors.stages.base import Stage
-from captionary.executors.stages.batch import BatchStage
+from captionary.executors.stages.batch import BatchStage, compute_isolated
 from captionary.executors.worker import describe_error, init_worker, run_task
 from captionary.pipeline.step import BatchStep, Outcome, PerItemStep
 
@@ -157,19 +157,7 @@ class ModelWorker:
             item.attach(self.store)
         self.step.prefetch(items)
         with self.model_lock:
-            return self._compute(items)
-
-    def _compute(self, items: list[Item]) -> list[Outcome | str]:
-        try:
-            return list(self.step.compute_batch(items))
-        except Exception:
-            outcomes: list[Outcome | str] = []
-            for item in items:
-                try:
-                    outcomes.append(self.step.compute_batch([item])[0])
-                except Exception as exc:
-                    outcomes.append(describe_error(exc))
-            return outcomes
+            return compute_isolated(self.step, items)
 
     def usage(self) -> dict:
         return dict(self.step.usage()) if hasattr(self.step, "usage") else {}
@@ -250,8 +238,12 @@ class RayBatchStage(BatchStage):
             outcomes = self.actors.compute(items)
         except Exception as exc:  # the actor died (out of memory, node lost): these items fail
             outcomes = [describe_error(exc)] * len(items)
-        stored = [o if isinstance(o, str) else self.stored(o) for o in outcomes]
-        return [(item, key, outcome) for (item, key), outcome in zip(batch, stored)]
+        computed = [o for o in outcomes if not isinstance(o, str)]
+        try:
+            self.stored_all(computed)  # a batch's arrays stored together, as the local stage does
+        except Exception as exc:
+            outcomes = [o if isinstance(o, str) else describe_error(exc) for o in outcomes]
+        return [(item, key, outcome) for (item, key), outcome in zip(batch, outcomes)]
 
     def may_load(self) -> bool:
         return True  # Ray gives each model actor its own GPU

@@ -4,6 +4,7 @@ device), so inference overlaps decoding and writing."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -70,11 +71,10 @@ class BatchStage(Stage):
         items wait (in memory, as items) until that step has seen its last item and released it."""
         if self.loaded:
             return True
-        if self.device is _UNASKED:
-            self.device = self._accelerator()
-        if self.device is None:
+        device = self._device()
+        if device is None:
             return True
-        kind = self.device.split(":")[0]
+        kind = device.split(":")[0]
         held = self.ctx.devices_held
         return not any(index < self.index and device.split(":")[0] == kind for index, device in held.items())
 
@@ -86,11 +86,14 @@ class BatchStage(Stage):
         self.release()  # the step has seen its last item: free its model now, not at the end of the run
         return done
 
-    def _accelerator(self) -> str | None:
-        try:
-            return self.step.accelerator()
-        except Exception:  # loading will fail too, and say why for every item
-            return None
+    def _device(self) -> str | None:
+        """The step's accelerator, asked once, when the step is about to load."""
+        if self.device is _UNASKED:
+            try:
+                self.device = self.step.accelerator()
+            except Exception:  # loading will fail too, and say why for every item
+                self.device = None
+        return self.device
 
     def release(self) -> None:
         self.ctx.devices_held.pop(self.index, None)
@@ -105,10 +108,8 @@ class BatchStage(Stage):
 
     def submit(self, batch: list[tuple[Item, bytes]]) -> None:
         if not self.loaded:
-            if self.device is _UNASKED:
-                self.device = self._accelerator()
-            if self.device is not None:
-                self.ctx.devices_held[self.index] = self.device
+            if (device := self._device()) is not None:
+                self.ctx.devices_held[self.index] = device
             self.thread.submit(self.load)
             self.loaded = True
         self.step.prefetch([item for item, _ in batch])
@@ -127,22 +128,8 @@ class BatchStage(Stage):
         """Runs in the batch thread."""
         if self.load_error is not None:
             return [(item, key, self.load_error) for item, key in batch]
-        items = [item for item, _ in batch]
-        try:
-            outcomes: list[Outcome | str] = list(self.stored_all(self.step.compute_batch(items)))
-        except Exception:
-            outcomes = [self._one(item) for item in items]  # isolate the item that breaks the batch
+        outcomes = compute_isolated(self.step, [item for item, _ in batch], self.stored_all)
         return [(item, key, outcome) for (item, key), outcome in zip(batch, outcomes)]
-
-    def _one(self, item: Item) -> Outcome | str:
-        try:
-            return self.stored(self.step.compute_batch([item])[0])
-        except Exception as exc:
-            return describe_error(exc)
-
-    def stored(self, outcome: Outcome) -> Outcome:
-        """One outcome's numpy arrays become blobs (references in its properties)."""
-        return self.stored_all([outcome])[0]
 
     def stored_all(self, outcomes: list[Outcome]) -> list[Outcome]:
         """Numpy arrays among a batch's properties become blobs, one per property name for the batch."""
@@ -181,3 +168,20 @@ class BatchStage(Stage):
         self.release()
         self.thread.shutdown(cancel_futures=True)
         self.db.close()
+
+
+def compute_isolated(
+    step: BatchStep, items: Sequence[Item], finish: Callable[[list[Outcome]], list[Outcome]] = list
+) -> list[Outcome | str]:
+    """A batch's outcomes (passed through `finish`, e.g. storing their arrays); a batch that raises is
+    run again item by item, so one bad image fails alone, with its error as a string."""
+    try:
+        return list(finish(list(step.compute_batch(items))))
+    except Exception:
+        outcomes: list[Outcome | str] = []
+        for item in items:
+            try:
+                outcomes.append(finish([step.compute_batch([item])[0]])[0])
+            except Exception as exc:
+                outcomes.append(describe_error(exc))
+        return outcomes
