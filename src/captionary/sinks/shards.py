@@ -81,8 +81,7 @@ class ShardWriter:
         self.open_tar: tarfile.TarFile | None = None
         self.open_file: IO[bytes] | None = None
         self.open_name = ""
-        self.open_count = 0
-        self.open_records: list[SampleRecord] = []
+        self.open_records: list[SampleRecord] = []  # the samples in the open shard
         numbers = [int(m.group(1)) for s in self.shards if (m := SHARD_PATTERN.match(s))]
         self.next_number = max(numbers, default=-1) + 1
         foreign = sorted(
@@ -123,8 +122,7 @@ class ShardWriter:
             self.by_shard.setdefault(self.open_name, []).append(record)
             self.samples[item_id] = record
             self.live.add(item_id)
-            self.open_count += 1
-            if self.open_count >= self.shard_size:
+            if len(self.open_records) >= self.shard_size:
                 self._close_open()
 
     def close(self, complete: bool, keep_items: Iterable[str] = ()) -> None:
@@ -142,7 +140,6 @@ class ShardWriter:
         self.open_file = open(tmp, "wb")  # noqa: SIM115 (closed in _close_open)
         self.open_tar = tarfile.open(fileobj=self.open_file, mode="w")  # noqa: SIM115
         self.open_name = name
-        self.open_count = 0
         self.open_records = []
 
     def _close_open(self) -> None:
