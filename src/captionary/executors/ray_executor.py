@@ -160,7 +160,7 @@ class ModelWorker:
             return compute_isolated(self.step, items)
 
     def usage(self) -> dict:
-        return dict(self.step.usage()) if hasattr(self.step, "usage") else {}
+        return dict(self.step.usage())
 
     def teardown(self) -> None:
         self.step.teardown()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from captionary.core.arrays import externalize
 from captionary.core.hashing import canonical_json, step_prefix
+from captionary.core.item import ORDER_PROPERTY
 from captionary.errors import ItemError, ParamError
 from captionary.pipeline.params import check, type_name
 from captionary.pipeline.registry import STEPS
@@ -288,7 +289,7 @@ class GlobalStep(Step):
     @property
     def writes_order(self) -> bool:
         """True for steps that set items' `order` (their output is emitted in that order)."""
-        return "order" in self.writes
+        return ORDER_PROPERTY in self.writes
 
     def prepare(self, ws: Any) -> str:
         """Read what the step needs from the workspace besides its items (e.g. human decisions) and
