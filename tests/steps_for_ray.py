@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import ClassVar
 
@@ -39,3 +40,41 @@ class TRayMeanColour(BatchStep):
             mean = ImageStat.Stat(item.image.convert("RGB").resize((8, 8))).mean
             out.append({"mean": [round(value, 3) for value in mean]})
         return out
+
+
+_STATE_LOCK = threading.Lock()
+
+
+class TOverlap(BatchStep):
+    """A stand-in model that checks it is fed: while it works on its first batch, the next batch's
+    inputs must be getting prepared (`prefetch` called for it). It waits up to `wait` seconds for that
+    and writes the answer into that batch's items; a serial stage would make it wait in vain."""
+
+    name: ClassVar[str] = "t_overlap"
+    writes: ClassVar[tuple[str, ...]] = ("next_batch_prepared",)
+
+    batch_size: int = 3
+    wait: float = 30.0
+
+    def _state(self) -> dict:
+        with _STATE_LOCK:  # prefetch (driver or actor thread) may come before setup (model thread)
+            return self.__dict__.setdefault(
+                "_feed", {"prefetched": 0, "computed": 0, "more": threading.Event(), "lock": threading.Lock()}
+            )
+
+    def prefetch(self, items) -> None:
+        state = self._state()
+        with state["lock"]:
+            state["prefetched"] += 1
+            if state["prefetched"] >= 2:
+                state["more"].set()
+
+    def apply_batch(self, items):
+        state = self._state()
+        with state["lock"]:
+            state["computed"] += 1
+            first = state["computed"] == 1
+        if not first:
+            return [{} for _ in items]
+        prepared = state["more"].wait(self.wait)
+        return [{"next_batch_prepared": prepared} for _ in items]

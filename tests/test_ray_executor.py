@@ -12,7 +12,7 @@ import pytest
 
 from captionary import FilterBySize, Load, Resize, Save, SetCaption, Workspace
 from conftest import REPO, tree
-from steps_for_ray import TRayMeanColour
+from steps_for_ray import TOverlap, TRayMeanColour
 from test_crash import check_finished, command, committed_results, wait_for, write_project
 
 ray = pytest.importorskip("ray")
@@ -127,3 +127,14 @@ def test_ray_workers_read_blobs_from_the_workspace_url(photos, tmp_path):
         )
     assert summary.step("resize").computed == 12 and summary.step("t_ray_mean_colour").computed == 11
     assert len([p for p in remote.rglob("*") if p.is_file() and p.parent.name != "tmp"]) == 12
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_the_model_stage_is_fed_while_it_works(photos, tmp_path, executor):
+    """While the model works on a batch, the next batch's images are already being prepared (decoded
+    and downscaled by `prefetch`): on a GPU, the device does not wait for the CPU between batches."""
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(Load(photos) >> TOverlap(), executor=executor, progress=False)
+        answers = [item.props.get("next_batch_prepared") for item in ws.items()]
+    assert summary.step("t_overlap").computed == 12
+    assert answers.count(True) == 3 and False not in answers  # the first batch saw the next one coming

@@ -101,3 +101,15 @@ def test_result_flags_truncation():
 
 def test_an_unknown_preset_is_a_plain_model_id():
     assert find_preset("surely/not-a-preset-name") is None
+
+
+def test_a_backend_can_be_named_by_import_path():
+    assert backend_class(f"{__name__}:EchoBackend") is EchoBackend
+    with make_backend(BackendConfig(f"{__name__}:EchoBackend", "m")) as backend:
+        assert [r.texts for r in backend.generate([Request("hi")])] == [["hi"]]
+    with pytest.raises(ConfigError, match=r"cannot import 'Nope' from 'json'"):
+        backend_class("json:Nope")
+    with pytest.raises(ConfigError, match=r"cannot import 'X' from 'no_such_module_here'"):
+        backend_class("no_such_module_here:X")
+    with pytest.raises(ConfigError, match=r"not a captionary.backends.Backend subclass"):
+        backend_class("json:JSONDecoder")
