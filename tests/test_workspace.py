@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
+import json
+import shutil
 import sqlite3
+import threading
 
 import pytest
+from PIL import Image
 
-from captionary import Load, Resize, Save, Workspace, WorkspaceError
+from captionary import Load, LoadManifest, LoadWebDataset, Resize, Save, Workspace, WorkspaceError
+from captionary.cli import main
 from captionary.core.db import MIGRATIONS
+from test_webdataset_source import write_shard
 
 
 def test_database_is_wal_with_current_schema(ws_path):
@@ -89,3 +97,77 @@ def test_gc_removes_only_unreferenced_blobs(photos, ws_path, tmp_path):
 def test_one_run_at_a_time(photos, ws_path):
     with Workspace(ws_path) as ws, ws.run_lock(), pytest.raises(WorkspaceError, match="another run"):
         ws.run(Load(photos), progress=False)
+
+
+@pytest.fixture
+def served(photos, tmp_path):
+    """Three of the photos as PNG (bytes no other source here has) over HTTP on 127.0.0.1."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    for i, jpg in enumerate(sorted(photos.rglob("*.jpg"))[:3]):
+        Image.open(jpg).save(folder / f"{i}.png")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield [f"http://127.0.0.1:{httpd.server_address[1]}/{i}.png" for i in range(3)]
+    httpd.shutdown()
+
+
+def source_keys(ws: Workspace) -> set[str]:
+    return {key for (key,) in ws.db.execute("SELECT path FROM source_files")}
+
+
+def test_gc_prunes_source_records_no_run_can_use(photos, served, ws_path, tmp_path, capsys):
+    """Records of local files that are gone (a folder's image, a manifest or its image, a shard) go;
+    URL records go only when their item's bytes are gone; whatever the next run reads stays."""
+    jpgs = sorted(photos.rglob("*.jpg"))
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    for i, jpg in enumerate(jpgs[:3]):
+        shutil.copy(jpg, listed / f"{i}.jpg")
+    local_manifest = listed / "meta.jsonl"
+    local_manifest.write_text("".join(json.dumps({"image": f"{i}.jpg"}) + "\n" for i in range(3)))
+    urls = tmp_path / "urls.jsonl"
+    urls.write_text("".join(json.dumps({"image": url}) + "\n" for url in served))
+    shard = tmp_path / "0000.tar"
+    write_shard(shard, [(f"s{i}", {"jpg": p.read_bytes()}) for i, p in enumerate(jpgs[4:8])])
+    gone_photo = photos / "dog" / "00.jpg"
+    with Workspace(ws_path) as ws:
+        for source in (
+            Load(photos),
+            LoadManifest(local_manifest),
+            LoadManifest(urls),
+            LoadWebDataset(str(shard)),
+        ):
+            assert not ws.run(source, progress=False).errors
+        before = source_keys(ws)
+        assert len(before) == 12 + 3 + 3 + 4 + 1  # the shard's "read without errors" marker too
+        url_gone = f"{urls.resolve()}::{served[1]}"
+        (url_digest,) = ws.db.execute("SELECT item FROM source_files WHERE path = ?", (url_gone,)).fetchone()
+        gone_photo.unlink()
+        (listed / "1.jpg").unlink()  # one of the local manifest's images
+        shard.unlink()
+        urls.unlink()  # a manifest of URLs that is gone: its records stay unless their bytes are gone
+        ws.blobs.delete(url_digest)
+        report = ws.gc()
+        after = source_keys(ws)
+        expected_gone = {
+            str(gone_photo.resolve()),
+            f"{local_manifest.resolve()}::{(listed / '1.jpg').resolve()}",
+        }
+        expected_gone |= {k for k in before if k.startswith("wds:")} | {url_gone}
+        assert before - after == expected_gone
+        assert report.pruned_sources == len(expected_gone) == 8
+
+    local_manifest.unlink()  # now the manifest itself is gone: its remaining records go
+    assert main(["gc", str(ws_path)]) == 0
+    assert "pruned 2 source record(s)" in capsys.readouterr().out
+    with Workspace(ws_path) as ws:
+        assert not any(k.startswith(str(local_manifest.resolve())) for k in source_keys(ws))
+        again = ws.run(Load(photos), progress=False)  # nothing the next run reads was pruned
+    assert again.step("load").cached == 11 and again.step("load").computed == 0

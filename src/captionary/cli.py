@@ -121,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--drop-last", action="store_true", help="leave out buckets' smaller last batches")
     preview.set_defaults(func=_preview)
 
-    gc = commands.add_parser("gc", help="delete blobs nothing refers to")
+    gc = commands.add_parser("gc", help="delete blobs nothing refers to and records of files that are gone")
     gc.add_argument("workspace", type=Path)
     gc.set_defaults(func=_gc)
     return parser
@@ -304,7 +304,10 @@ def _gc(args: argparse.Namespace) -> int:
 
     with Workspace(args.workspace) as ws:
         report = ws.gc()
-    print(f"removed {report.removed} blob(s), freed {report.freed_bytes / 1e6:.1f} MB; kept {report.kept}")
+    print(
+        f"removed {report.removed} blob(s), freed {report.freed_bytes / 1e6:.1f} MB; kept {report.kept}; "
+        f"pruned {report.pruned_sources} source record(s) of files that are gone"
+    )
     return 0
 
 

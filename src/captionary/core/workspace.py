@@ -30,6 +30,7 @@ class GcReport:
     removed: int
     freed_bytes: int
     kept: int
+    pruned_sources: int = 0  # `source_files` records no run can use any more
 
 
 class Workspace:
@@ -200,18 +201,35 @@ class Workspace:
         return load_array(self.blobs, ref)
 
     def gc(self) -> GcReport:
-        """Delete blobs that no database row refers to."""
+        """Delete blobs that no database row refers to, and the ingest records (`source_files`) of
+        local files that are gone or of items whose bytes are gone."""
         with self.run_lock():
+            digests = set(self.blobs.digests())
+            pruned = self._prune_source_files(digests)
             referenced = self.referenced_blobs()
             removed = freed = kept = 0
-            for digest in list(self.blobs.digests()):
+            for digest in sorted(digests):
                 if digest in referenced:
                     kept += 1
                     continue
                 freed += self.blobs.delete(digest)
                 removed += 1
             self.blobs.clear_tmp()
-            return GcReport(removed, freed, kept)
+            return GcReport(removed, freed, kept, pruned)
+
+    def _prune_source_files(self, digests: set[str]) -> int:
+        from captionary.sources.records import unusable_source_keys
+
+        rows = self.db.execute("SELECT path, item FROM source_files").fetchall()
+        stale = unusable_source_keys(rows, digests.__contains__)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany("DELETE FROM source_files WHERE path = ?", ((key,) for key in stale))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return len(stale)
 
     def __repr__(self) -> str:
         return f"Workspace({os.fspath(self.path)!r})"
