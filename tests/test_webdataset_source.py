@@ -89,3 +89,50 @@ def test_a_corrupt_shard_is_an_error_not_a_crash(tmp_path):
     assert "cannot read the shard" in summary.errors[0]["reason"]
     with pytest.raises(ParamError, match="shard not found"):
         LoadWebDataset(shards=str(tmp_path / "missing-{0..1}.tar"))
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files (HEAD answered with Content-Length and Last-Modified unless `versioned` is off) and
+    counts the whole-file GETs."""
+
+    gets: list[str] = []
+    versioned = True
+
+    def do_GET(self):
+        type(self).gets.append(self.path)
+        super().do_GET()
+
+    def send_header(self, keyword, value):
+        if keyword != "Last-Modified" or self.versioned:
+            super().send_header(keyword, value)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("versioned", [True, False])
+def test_an_unchanged_http_shard_is_not_fetched_again_and_a_changed_one_is(shards, tmp_path, versioned):
+    """A HEAD tells the shard's version (Last-Modified, Content-Length); a server that tells none gets
+    the shard read on every run, as before."""
+    handler = type("Handler", (CountingHandler,), {"gets": [], "versioned": versioned})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=shards))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    source = LoadWebDataset(shards=f"http://127.0.0.1:{server.server_address[1]}/0000.tar")
+    try:
+        with Workspace(tmp_path / "ws") as ws:
+            ws.run(source, progress=False)
+            again = ws.run(source, progress=False)
+            fetched_again = len(handler.gets)
+            samples = [
+                (f"s{i:03d}", {"jpg": p.read_bytes()})
+                for i, p in enumerate(sorted(shards.parent.rglob("*.jpg"))[:3])
+            ]
+            write_shard(shards / "0000.tar", samples)  # a new version: fewer samples, no captions
+            changed = ws.run(source, progress=False)
+            captions = [item.get("caption") for item in ws.items()]
+    finally:
+        server.shutdown()
+    assert again.step("load_webdataset").cached == 6
+    assert fetched_again == (1 if versioned else 2)
+    assert len(handler.gets) == fetched_again + 1  # the changed shard is read again
+    assert changed.step("load_webdataset").n_out == 3 and captions == [None] * 3

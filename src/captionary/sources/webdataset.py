@@ -1,12 +1,16 @@
 """`load_webdataset`: samples from WebDataset tar shards, streamed (never extracted to disk).
 
-Shards: local paths, brace patterns (`shards/{0000..0099}.tar`), http(s) URLs and `pipe:COMMAND`.
-Members are grouped by key (the name up to its first dot): `.jpg/.jpeg/.png/.webp` is the image,
-`.txt` the caption, `.json` more properties. An unchanged local shard is not even opened again.
+Shards: local paths, brace patterns (`shards/{0000..0099}.tar`), http(s) URLs, any fsspec URL
+(`s3://bucket/shards-{0..9}.tar`, `gs://`, `hf://`: streamed through `fsspec.open`) and `pipe:COMMAND`.
+Members are grouped by key (`core/wds_names.py`, the `webdataset` library's rule):
+`.jpg/.jpeg/.png/.webp` is the image, `.txt` the caption, `.json` more properties. An unchanged shard
+is not even opened again: local ones by size and mtime, remote ones by their ETag / modification time
+(fsspec `info`, an HTTP HEAD); a remote shard whose server tells neither is read on every run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -17,15 +21,18 @@ from contextlib import contextmanager
 from typing import IO, Any, ClassVar
 
 from captionary.core import optional
-from captionary.core.locations import Location
+from captionary.core.locations import UNKNOWN, Location, is_fsspec_url, is_http, remote_fingerprint, url_to_fs
+from captionary.core.wds_names import split_member_name
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import UPSERT_SOURCE_FILE, SourceRecords, should_verify, stat_fingerprint
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+READ_ERRORS = (OSError, tarfile.TarError, EOFError, subprocess.SubprocessError)
 
 
 class LoadWebDataset(Source):
-    """Load samples from WebDataset tar shards (paths, brace patterns, URLs, pipe: commands)."""
+    """Load samples from WebDataset tar shards (paths, brace patterns, http(s) or fsspec URLs, pipe:
+    commands)."""
 
     name: ClassVar[str] = "load_webdataset"
 
@@ -38,8 +45,10 @@ class LoadWebDataset(Source):
         braceexpand = optional.require("braceexpand", "webdataset")
         self.__dict__["_urls"] = list(braceexpand.braceexpand(self.shards))
         for url in self.__dict__["_urls"]:
-            local = not url.startswith(("http://", "https://", "pipe:"))
-            require(not local or os.path.isfile(url), self, f"shard not found: {url}", param="shards")
+            if is_fsspec_url(url):
+                _check_file_system(self, url)
+            elif not is_http(url) and not url.startswith("pipe:"):
+                require(os.path.isfile(url), self, f"shard not found: {url}", param="shards")
 
     def scan(self, ctx: Any) -> Iterator[Ingested]:
         verify = should_verify(self.verify, ctx)
@@ -47,12 +56,18 @@ class LoadWebDataset(Source):
             yield from self._shard(ctx, url, verify)
 
     def _shard(self, ctx: Any, url: str, verify: bool) -> Iterator[Ingested]:
-        local = not url.startswith(("http://", "https://", "pipe:"))
+        local = not is_http(url) and not is_fsspec_url(url) and not url.startswith("pipe:")
         shard = os.path.abspath(url) if local else url
         records = SourceRecords(ctx, f"wds:{shard}#", verify)
-        fingerprint = stat_fingerprint(shard) if local else "remote"
+        try:
+            fingerprint = _fingerprint(shard, local, self.timeout)
+        except Exception as exc:  # a file system's own errors too: credentials, bucket, network
+            if not (is_fsspec_url(shard) or isinstance(exc, READ_ERRORS)):
+                raise
+            yield Ingested(shard, error=f"{shard}: cannot read the shard: {_describe(exc)}")
+            return
         marker = f"wds:{shard}#"  # written once a shard was read without any error
-        if local and records.known.get(marker, (None,))[0] == fingerprint:
+        if fingerprint != UNKNOWN and records.known.get(marker, (None,))[0] == fingerprint:
             known = [
                 records.cached(k, _name(shard, k), fingerprint) for k in sorted(records.known) if k != marker
             ]
@@ -64,16 +79,19 @@ class LoadWebDataset(Source):
             for sample_key, members, offsets in _samples(self._open(url)):
                 key = f"wds:{shard}#{sample_key}"
                 samples += 1
-                record = records.cached(key, _name(shard, key), fingerprint)
+                version = fingerprint if fingerprint != UNKNOWN else _content_fingerprint(members)
+                record = records.cached(key, _name(shard, key), version)
                 if record is None:
                     where = self._where(shard, offsets)
-                    record = self._ingest(records, key, shard, sample_key, members, fingerprint, where)
+                    record = self._ingest(records, key, shard, sample_key, members, version, where)
                 errors += record.error is not None
                 yield record
-        except (OSError, tarfile.TarError, EOFError, subprocess.SubprocessError) as exc:
-            yield Ingested(shard, error=f"{shard}: cannot read the shard: {exc}")
+        except Exception as exc:  # a remote file system's own errors too (credentials, ...): the shard's
+            if not (is_fsspec_url(shard) or isinstance(exc, READ_ERRORS)):
+                raise
+            yield Ingested(shard, error=f"{shard}: cannot read the shard: {_describe(exc)}")
             return
-        if local and not errors:
+        if fingerprint != UNKNOWN and not errors:
             ctx.writer.write(
                 UPSERT_SOURCE_FILE, (marker, fingerprint, None, None, f'{{"samples":{samples}}}', None)
             )
@@ -88,19 +106,24 @@ class LoadWebDataset(Source):
                 process.stdout.close()
                 if process.wait() != 0:
                     raise subprocess.SubprocessError(f"{url[5:]!r} exited with {process.returncode}")
-        elif url.startswith(("http://", "https://")):
+        elif is_http(url):
             with urllib.request.urlopen(url, timeout=self.timeout) as response:
                 yield response
+        elif is_fsspec_url(url):
+            fs, path = url_to_fs(url)
+            with fs.open(path, "rb") as f:
+                yield f
         else:
             with open(url, "rb") as f:
                 yield f
 
     def _where(self, shard: str, offsets: dict[str, int]) -> Callable[[str, int], Location] | None:
         """How to name an image member's bytes in place (`copy: false`), when the shard allows it: an
-        uncompressed tar, local or over HTTP (a pipe: or a compressed stream cannot be read at an offset)."""
+        uncompressed tar, local, over HTTP or on an fsspec file system (a pipe: or a compressed stream
+        cannot be read at an offset)."""
         if self.copy or shard.startswith("pipe:") or not shard.endswith(".tar"):
             return None
-        kind = "url" if shard.startswith(("http://", "https://")) else "file"
+        kind = "url" if is_http(shard) else "fsspec" if is_fsspec_url(shard) else "file"
         return lambda extension, size: {kind: shard, "offset": offsets[extension], "size": size}
 
     def _ingest(self, records, key, shard, sample_key, members, fingerprint, in_place=None) -> Ingested:
@@ -127,25 +150,54 @@ def _name(shard: str, key: str) -> str:
     return f"{stem}/{key.rpartition('#')[2]}"
 
 
+def _check_file_system(step: LoadWebDataset, url: str) -> None:
+    """The URL's file system must be installed (`s3fs` for s3://, ...): fail before any work."""
+    fsspec = optional.require("fsspec", "remote")
+    protocol = url.split("://", 1)[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ImportError, ValueError) as exc:
+        require(False, step, f"cannot open {url}: {exc}", param="shards")
+
+
+def _fingerprint(shard: str, local: bool, timeout: float) -> str:
+    if local:
+        return stat_fingerprint(shard)
+    return UNKNOWN if shard.startswith("pipe:") else remote_fingerprint(shard, timeout)
+
+
+def _content_fingerprint(members: dict[str, bytes]) -> str:
+    """A sample's version when its shard's is unknown (a pipe:, a server without ETag): its bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    for extension in sorted(members):
+        digest.update(f"{extension}:{len(members[extension])}:".encode())
+        digest.update(members[extension])
+    return f"{UNKNOWN}:{digest.hexdigest()}"
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return f"not found ({exc})"
+    if isinstance(exc, READ_ERRORS):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"  # e.g. botocore's NoCredentialsError
+
+
 def _samples(opened) -> Iterator[tuple[str, dict[str, bytes], dict[str, int]]]:
     """Stream a tar: yield (key, {extension: bytes}, {extension: offset of the bytes in the tar}) per
     run of members sharing a key."""
     with opened as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
         key, members, offsets = None, {}, {}
         for member in tar:
-            if not member.isfile():
+            split = split_member_name(member.name) if member.isfile() else None
+            if split is None:
                 continue
-            base = os.path.basename(member.name)
-            dot = base.find(".")
-            if dot <= 0:
-                continue
-            sample = os.path.join(os.path.dirname(member.name), base[:dot])
+            sample, extension = split
             if sample != key and members:
                 yield key, members, offsets
                 members, offsets = {}, {}
             key = sample
             handle = tar.extractfile(member)
-            extension = base[dot + 1 :].lower()
             members[extension] = handle.read() if handle else b""
             offsets[extension] = member.offset_data
         if members:
