@@ -129,3 +129,39 @@ def test_a_shard_lost_after_it_was_recorded_is_written_again(ws_path, photos, tm
         "shard-000002.tar",
         "shard-000003.tar",
     ]
+
+
+def test_several_writer_threads_produce_samples_at_once(tmp_path):
+    """Reading and encoding a sample happens outside the shard's lock: two writers are inside
+    `content()` together (one at a time would break the barrier), and both samples land whole."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from captionary.core.db import connect
+    from captionary.core.writer import DbWriter
+    from captionary.sinks.shards import Member, ShardWriter
+
+    both_producing = threading.Barrier(2, timeout=20)
+
+    def content(text: bytes):
+        def produce() -> bytes:
+            both_producing.wait()
+            return text
+
+        return produce
+
+    with Workspace(tmp_path / "ws") as ws:
+        writer = DbWriter(connect(ws.db_path))
+        shards = ShardWriter(SimpleNamespace(ws=ws, writer=writer), "t", tmp_path / "out", shard_size=10)
+        with ThreadPoolExecutor(2) as pool:
+            futures = [
+                pool.submit(shards.write, f"item{i}", f"k{i}", f"d{i}", [Member(".txt", content(b"%d" % i))])
+                for i in range(2)
+            ]
+            for future in futures:
+                future.result()
+        shards.close(complete=True)
+        writer.close()
+    samples = read_samples(tmp_path / "out")
+    assert sorted((s["__key__"], s["txt"]) for s in samples) == [("k0", b"0"), ("k1", b"1")]

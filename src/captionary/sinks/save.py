@@ -99,8 +99,7 @@ class Save(Sink):
         self.next_number = max(numbers, default=-1) + 1
         self.encoding = self.renderer()
         self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path
-        threads = 1 if self.format == "webdataset" else self.threads  # one tar is written in order
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="captionary-save")
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-save")
 
     def write(self, items: Sequence[Item]) -> list[bool | str | Future]:
         """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads."""
@@ -152,8 +151,8 @@ class Save(Sink):
         return stem
 
     def _write_sample(self, item: Item) -> bool | str | Future:
-        """Plan one WebDataset sample; skip it if its shard holds it unchanged, else append it (in the
-        save thread, so rendered bytes go straight into the tar and are not kept)."""
+        """Plan one WebDataset sample; skip it if its shard holds it unchanged, else append it (in a
+        save thread: `threads` of them read and encode samples at once, each appended when ready)."""
         try:
             stem = self._stem(item)
             image = self._image(item, stem)

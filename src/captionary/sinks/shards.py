@@ -108,15 +108,18 @@ class ShardWriter:
         return True
 
     def write(self, item_id: str, key: str, digest: str, members: Iterable[Member]) -> None:
-        """Append one sample to the open shard (thread-safe; members are produced here, one at a time)."""
+        """Append one sample to the open shard (thread-safe). The members' bytes are produced first, in
+        the calling thread, so several writer threads read (a remote blob store, a referenced shard) and
+        encode at once; only the append to the tar is one at a time."""
         if self.conflict:
             raise NotOurs(self.conflict)
+        contents = [(key + member.extension, member.content()) for member in members]
         with self.lock:
             if self.open_tar is None:
                 self._open_next()
             assert self.open_tar is not None
-            for member in members:
-                _add(self.open_tar, key + member.extension, member.content())
+            for name, data in contents:
+                _add(self.open_tar, name, data)
             record = SampleRecord(self.open_name, key, item_id, digest)
             self.open_records.append(record)
             self.by_shard.setdefault(self.open_name, []).append(record)
