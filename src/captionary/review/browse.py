@@ -1,5 +1,5 @@
-"""The browse view's queries: every item of the workspace, filtered by a safe expression over its
-properties, its review decisions (by task name) and its errors."""
+"""The browse view's queries: the items of the workspace a page at a time (keyset paging in name
+order), filtered by a safe expression over their properties, review decisions (by task name) and errors."""
 
 from __future__ import annotations
 
@@ -11,52 +11,164 @@ from captionary.review.decisions import DecisionStore
 from captionary.steps.custom.expression import Expression
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+PAGE = 500
+"""Items per browse page unless asked otherwise; `MAX_PAGE` is the most one request returns."""
+MAX_PAGE = 5000
+SCAN = 10_000
+"""Rows a filtered page looks at, at most: a filter that matches little answers with fewer items and a
+cursor to go on from, rather than scanning a million rows in one request."""
+BATCH = 500  # rows whose properties, decisions and errors are read together
+
+Cursor = tuple[str | None, str]
+"""(name, item id) of the last row a page looked at: the next page starts after it."""
 
 
-def _facts(store: DecisionStore) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def parse_cursor(text: str | None) -> Cursor | None:
+    """The `after` parameter: the JSON `[name, item]` a previous page returned as `next`."""
+    if not text:
+        return None
+    try:
+        name, item = json.loads(text)
+        if (name is None or isinstance(name, str)) and isinstance(item, str):
+            return name, item
+    except (ValueError, TypeError):
+        pass
+    raise ValueError(f"bad cursor {text[:200]!r}: expected the JSON [name, item] a page returned as next")
+
+
+def browse(
+    store: DecisionStore,
+    query: str = "",
+    after: Cursor | None = None,
+    limit: int = PAGE,
+    scan: int = SCAN,
+) -> dict[str, Any]:
+    """One page of the items matching `query` (e.g. `'dog' in tags and human_filter == 'keep'`), in
+    (name, id) order, after the cursor `after`.
+
+    Returns `items` (at most `limit`), `next` (the cursor of the following page; None at the end)
+    and `total`: the number of items in the workspace without a query; with one, the number of
+    matches when this page is the first and the last, else None (a filter is evaluated page by page,
+    looking at `scan` rows at most). Names in the query: every property, `name`, `source`,
+    `dropped_by`, `drop_reason`, `error` (the latest run's error for the item) and each review task's
+    name (its decision for the item). Raises ValueError for a query the expression language refuses.
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    expression = Expression(query) if query.strip() else None
+    where, params = _after(after)
+    keys = store.read(
+        f"SELECT name, item, image, dropped_by FROM item_state {where} ORDER BY name, item LIMIT ?",
+        (*params, limit + 1 if expression is None else scan),
+    )
+    if expression is None:
+        page = [_entry(*row) for row in keys[:limit]]
+        (total,) = store.read("SELECT count(*) FROM item_state")[0]
+        more = len(keys) > limit
+        return {"items": page, "next": _cursor(keys[limit - 1]) if more else None, "total": total}
+    page, stopped = _matching(store, expression, keys, limit)
+    if stopped is not None:
+        next_cursor: Cursor | None = _cursor(keys[stopped])
+    else:
+        next_cursor = _cursor(keys[-1]) if len(keys) == scan else None
+    total = len(page) if after is None and next_cursor is None else None
+    return {"items": page, "next": next_cursor, "total": total}
+
+
+def _matching(
+    store: DecisionStore, expression: Expression, keys: list[tuple], limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The rows of `keys` that match, up to `limit`; and the index of the row the page stopped at
+    when it filled up before the last one (None when every row was looked at)."""
+    page: list[dict[str, Any]] = []
+    tasks = [task for task in _decided_tasks(store) if IDENTIFIER.match(task)]
+    for start in range(0, len(keys), BATCH):
+        batch = keys[start : start + BATCH]
+        facts = _facts(store, [row[1] for row in batch], tasks)
+        for offset, (name, item, image, dropped_by) in enumerate(batch):
+            if not _matches(expression, facts(item, name)):
+                continue
+            page.append(_entry(name, item, image, dropped_by))
+            if len(page) == limit:
+                index = start + offset
+                return page, index if index < len(keys) - 1 else None
+    return page, None
+
+
+def _decided_tasks(store: DecisionStore) -> list[str]:
+    """The tasks that have decisions, one index probe each (not a scan of every decision)."""
+    tasks: list[str] = []
+    while (
+        task := store.read("SELECT min(task) FROM decisions WHERE task > ?", (tasks[-1] if tasks else "",))[
+            0
+        ][0]
+    ) is not None:
+        tasks.append(task)
+    return tasks
+
+
+def _facts(store: DecisionStore, items: list[str], tasks: list[str]) -> Any:
+    """What a query may name about each of `items`: properties, state, decisions and errors."""
+    marks = ",".join("?" * len(items))
+    rows = {
+        row[0]: row
+        for row in store.read(
+            f"SELECT item, source, props, dropped_by, reason FROM item_state WHERE item IN ({marks})",
+            tuple(items),
+        )
+    }
     decided: dict[str, dict[str, Any]] = {}
-    for task, item, value in store.read("SELECT task, item, value FROM decisions"):
-        decided.setdefault(item, {})[task] = json.loads(value)
+    for task in tasks:
+        for item, value in store.read(
+            f"SELECT item, value FROM decisions WHERE task = ? AND item IN ({marks})", (task, *items)
+        ):
+            decided.setdefault(item, {})[task] = json.loads(value)
     errors = dict(
         store.read(
             "SELECT item, step || ': ' || reason FROM errors "
-            "WHERE run = (SELECT max(id) FROM runs) AND item IS NOT NULL"
+            f"WHERE run = (SELECT max(id) FROM runs) AND item IN ({marks})",
+            tuple(items),
         )
     )
-    return decided, errors
+
+    def names(item: str, name: str | None) -> dict[str, Any]:
+        _, source, props, dropped_by, reason = rows.get(item, (item, None, None, None, None))
+        return {
+            **json.loads(props or "{}"),
+            **decided.get(item, {}),
+            "name": name,
+            "source": source,
+            "dropped_by": dropped_by,
+            "drop_reason": reason,
+            "error": errors.get(item),
+        }
+
+    return names
 
 
-def browse(store: DecisionStore, query: str = "", limit: int = 200_000) -> dict[str, Any]:
-    """Items matching `query` (e.g. `'dog' in tags and human_filter == 'keep'`), in name order.
+def _matches(expression: Expression, names: dict[str, Any]) -> bool:
+    try:
+        return bool(expression(names))
+    except Exception:  # a type mismatch on this item (None > 3): it does not match
+        return False
 
-    Names in the query: every property, `name`, `source`, `dropped_by`, `drop_reason`, `error` (the
-    latest run's error for the item) and each review task's name (its decision for the item).
-    Raises ValueError for a query the expression language refuses.
-    """
-    expression = Expression(query) if query.strip() else None
-    decided, errors = _facts(store) if expression is not None else ({}, {})
-    rows = store.read(
-        "SELECT item, image, name, source, props, dropped_by, reason FROM item_state ORDER BY name"
-    )
-    out = []
-    for item, image, name, source, props, dropped_by, reason in rows:
-        if expression is not None:
-            names = {
-                **json.loads(props or "{}"),
-                **{t: v for t, v in decided.get(item, {}).items() if IDENTIFIER.match(t)},
-                "name": name,
-                "source": source,
-                "dropped_by": dropped_by,
-                "drop_reason": reason,
-                "error": errors.get(item),
-            }
-            try:
-                if not expression(names):
-                    continue
-            except Exception:  # a type mismatch on this item (None > 3): it does not match
-                continue
-        out.append({"id": item, "image": image, "name": name, "dropped": dropped_by is not None})
-    return {"total": len(out), "items": out[:limit]}
+
+def _after(cursor: Cursor | None) -> tuple[str, tuple]:
+    """The WHERE clause of rows after `cursor` in (name, item) order (NULL names sort first)."""
+    if cursor is None:
+        return "", ()
+    name, item = cursor
+    if name is None:
+        return "WHERE (name IS NULL AND item > ?) OR name IS NOT NULL", (item,)
+    return "WHERE name > ? OR (name = ? AND item > ?)", (name, name, item)
+
+
+def _cursor(row: tuple) -> Cursor:
+    return row[0], row[1]
+
+
+def _entry(name: str | None, item: str, image: str | None, dropped_by: str | None) -> dict[str, Any]:
+    return {"id": item, "image": image, "name": name, "dropped": dropped_by is not None}
 
 
 def details(store: DecisionStore, item: str) -> dict[str, Any] | None:

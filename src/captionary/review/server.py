@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from captionary.core.blobstore import workspace_blob_store
 from captionary.errors import CaptionaryError
-from captionary.review.browse import browse, details
+from captionary.review.browse import PAGE, browse, details, parse_cursor
 from captionary.review.decisions import DecisionStore
 from captionary.review.thumbnails import SIZES, Thumbnails
 
@@ -195,9 +195,9 @@ def create_app(workspace: Path, token: str, progress: Callable[[], Any] | None =
         return Response(data, media_type="image/webp", headers={"Cache-Control": IMMUTABLE})
 
     @app.get("/api/browse")
-    def browse_items(q: str = "", limit: int = 200_000) -> dict[str, Any]:
+    def browse_items(q: str = "", after: str = "", limit: int = PAGE) -> dict[str, Any]:
         try:
-            return browse(bulk, q, limit)
+            return browse(bulk, q, parse_cursor(after), limit)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
 

@@ -15,6 +15,10 @@ views.browse = () => {
   grid.append(spacer);
   let items = [];
   let drawn = new Map();
+  let next = null;  // the cursor of the next page; null once every page is here
+  let total = null;  // the server's count, when it knows it
+  let loading = false;
+  let generation = 0;  // a new query makes answers to the old one stale
 
   function layout() {
     const columns = Math.max(1, Math.floor(grid.clientWidth / CELL));
@@ -35,24 +39,49 @@ views.browse = () => {
     }
     for (const [id, cell] of drawn) if (!keep.has(id)) cell.remove();
     drawn = keep;
+    if (next !== null && last + 4 * columns >= items.length) more();  // near the end: the next page
   }
 
-  async function load() {
-    count.textContent = "…";
+  function showCount() {
+    const known = total !== null ? total : next === null ? items.length : null;
+    count.textContent = known !== null ? `${known} item(s)` : `${items.length}+ item(s)…`;
+  }
+
+  async function more() {
+    if (loading || next === null) return;
+    loading = true;
+    const asked = generation;
+    const after = next === undefined ? "" : `&after=${encodeURIComponent(JSON.stringify(next))}`;
     try {
-      const found = await api("GET", `/api/browse?q=${encodeURIComponent(query.value)}`);
-      items = found.items;
-      count.textContent = `${found.total} item(s)`;
+      const found = await api("GET", `/api/browse?q=${encodeURIComponent(query.value)}${after}`);
+      if (asked !== generation) return;
+      items = items.concat(found.items);
+      next = found.next;
+      total = found.total;
+      showCount();
       count.classList.remove("error");
     } catch (error) {
-      items = [];
+      if (asked !== generation) return;
+      next = null;
       count.textContent = error.message;
       count.classList.add("error");
+    } finally {
+      if (asked === generation) loading = false;
     }
+    layout();
+  }
+
+  function load() {
+    generation += 1;
+    loading = false;
+    items = [];
+    next = undefined;  // the first page
+    total = null;
+    count.textContent = "…";
     for (const cell of drawn.values()) cell.remove();
     drawn = new Map();
     grid.scrollTop = 0;
-    layout();
+    more();
   }
 
   async function open(item) {
