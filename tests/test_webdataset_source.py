@@ -136,3 +136,48 @@ def test_an_unchanged_http_shard_is_not_fetched_again_and_a_changed_one_is(shard
     assert fetched_again == (1 if versioned else 2)
     assert len(handler.gets) == fetched_again + 1  # the changed shard is read again
     assert changed.step("load_webdataset").n_out == 3 and captions == [None] * 3
+
+
+def test_member_names_split_as_the_webdataset_library_splits_them(photos, tmp_path):
+    """One rule (`split_member_name`) for the source and the training loader: the library's."""
+    from captionary.core.wds_names import split_member_name
+    from captionary.loader.webdataset import _shard_records
+    from captionary.sources.webdataset import _samples
+
+    wds = pytest.importorskip("webdataset")
+    jpg = next(photos.rglob("*.jpg")).read_bytes()
+    names = {
+        "a.jpg": jpg,
+        "a.seg.png": b"mask",  # a multi-dot extension
+        "a.txt": b"caption",
+        "README": b"no dot: no sample",
+        "dir.v2/b.jpg": jpg,  # a dot in the folder stays in the key
+        "dir.v2/b.JSON": b"{}",
+        "dir.v2/LICENSE": b"no dot in the base name",
+        "__meta__/c.jpg": jpg,  # the library skips meta folders
+        "x.y.z/c.jpg": jpg,
+        "x.y.z/c.tar.gz.JPG": b"",
+    }
+    path = tmp_path / "names.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in names.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with tarfile.open(path) as tar:
+        assert [m.name for m in tar.getmembers()] == list(names)  # the names as written
+
+    expected = {
+        s["__key__"]: sorted(k for k in s if not k.startswith("__"))
+        for s in wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
+    }
+    assert expected == {
+        "a": ["jpg", "seg.png", "txt"],
+        "dir.v2/b": ["jpg", "json"],
+        "x.y.z/c": ["jpg", "tar.gz.jpg"],
+    }
+    ours = {key: sorted(members) for key, members, _ in _samples(open(path, "rb"))}  # noqa: SIM115 (closed by _samples)
+    assert ours == expected
+    assert [record.id for record in _shard_records(str(path), 10.0)] == list(expected)
+    assert split_member_name("README") is None and split_member_name("dir.v2/LICENSE") is None
+    assert split_member_name("a.seg.png") == ("a", "seg.png")

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from captionary.core.wds_names import split_member_name
 from captionary.errors import ConfigError
 from captionary.loader.buckets import BucketConfig, Buckets
 from captionary.loader.caption_transforms import CaptionTransform
@@ -161,22 +162,21 @@ def _open(url: str, timeout: float) -> IO[bytes]:
 
 
 def _shard_records(url: str, timeout: float) -> Iterator[Record]:
-    """Members grouped by key (the name up to the first dot of its base name), streamed."""
+    """Members grouped by key (`split_member_name`: the `webdataset` library's rule), streamed."""
     current: str | None = None
     members: dict[str, bytes] = {}
     with _open(url, timeout) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
-            if not member.isfile():
+            split = split_member_name(member.name) if member.isfile() else None
+            if split is None:
                 continue
-            folder, _, base = member.name.rpartition("/")
-            key, _, ext = base.partition(".")
-            key = f"{folder}/{key}" if folder else key
+            key, ext = split
             if key != current:
                 if current is not None:
                     yield _record(url, current, members)
                 current, members = key, {}
             data = tar.extractfile(member)
-            members[ext.lower()] = data.read() if data is not None else b""
+            members[ext] = data.read() if data is not None else b""
     if current is not None:
         yield _record(url, current, members)
 
