@@ -47,9 +47,9 @@ def browse(
     (name, id) order, after the cursor `after`.
 
     Returns `items` (at most `limit`), `next` (the cursor of the following page; None at the end)
-    and `total`: the number of items in the workspace without a query; with one, the number of
-    matches when this page is the first and the last, else None (a filter is evaluated page by page,
-    looking at `scan` rows at most). Names in the query: every property, `name`, `source`,
+    and `total`, on the first page only: the number of items in the workspace without a query; with
+    one, the number of matches if this page is also the last, else None (a filter is evaluated page by
+    page, looking at `scan` rows at most). Names in the query: every property, `name`, `source`,
     `dropped_by`, `drop_reason`, `error` (the latest run's error for the item) and each review task's
     name (its decision for the item). Raises ValueError for a query the expression language refuses.
     """
@@ -63,7 +63,7 @@ def browse(
     )
     if expression is None:
         page = [_entry(*row) for row in keys[:limit]]
-        (total,) = store.read("SELECT count(*) FROM item_state")[0]
+        total = store.read("SELECT count(*) FROM item_state")[0][0] if after is None else None
         more = len(keys) > limit
         return {"items": page, "next": _cursor(keys[limit - 1]) if more else None, "total": total}
     page, stopped = _matching(store, expression, keys, limit)

@@ -57,7 +57,7 @@ views.browse = () => {
       if (asked !== generation) return;
       items = items.concat(found.items);
       next = found.next;
-      total = found.total;
+      if (found.total !== null) total = found.total;  // the first page counts
       showCount();
       count.classList.remove("error");
     } catch (error) {
