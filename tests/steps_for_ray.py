@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import ClassVar
 
 from PIL import ImageStat
 
-from captionary import BatchStep
+from captionary import BatchStep, Map
 
 
 class TRayMeanColour(BatchStep):
@@ -78,3 +79,44 @@ class TOverlap(BatchStep):
             return [{} for _ in items]
         prepared = state["more"].wait(self.wait)
         return [{"next_batch_prepared": prepared} for _ in items]
+
+
+def _die_here(marker_dir: str, name: str, always: bool) -> None:
+    """Kill this process as a lost node or an out-of-memory kill would: once per item, or every time."""
+    marker = Path(marker_dir) / name.replace("/", "_")
+    if always or not marker.exists():
+        marker.touch()
+        os._exit(1)
+
+
+class TWorkerDies(Map):
+    """An image step whose process dies on the item named `die_on`."""
+
+    name: ClassVar[str] = "t_worker_dies"
+    parallel: ClassVar[bool] = True
+    writes: ClassVar[tuple[str, ...]] = ("survived",)
+
+    die_on: str
+    marker_dir: str
+    always: bool = False
+
+    def apply(self, item):
+        if item.name == self.die_on:
+            _die_here(self.marker_dir, item.name, self.always)
+        return {"survived": True}
+
+
+class TModelDies(TRayMeanColour):
+    """The stand-in model, whose process dies on a batch holding the item named `die_on`."""
+
+    name: ClassVar[str] = "t_model_dies"
+
+    die_on: str = ""
+    marker_dir: str = ""
+    always: bool = False
+
+    def apply_batch(self, items):
+        for item in items:
+            if item.name == self.die_on:
+                _die_here(self.marker_dir, item.name, self.always)
+        return [{"mean": [0.0, 0.0, 0.0]} for _ in items]

@@ -12,7 +12,7 @@ import pytest
 
 from captionary import FilterBySize, Load, Resize, Save, SetCaption, Workspace
 from conftest import REPO, tree
-from steps_for_ray import TOverlap, TRayMeanColour
+from steps_for_ray import TModelDies, TOverlap, TRayMeanColour, TWorkerDies
 from test_crash import check_finished, command, committed_results, wait_for, write_project
 
 ray = pytest.importorskip("ray")
@@ -138,3 +138,49 @@ def test_the_model_stage_is_fed_while_it_works(photos, tmp_path, executor):
         answers = [item.props.get("next_batch_prepared") for item in ws.items()]
     assert summary.step("t_overlap").computed == 12
     assert answers.count(True) == 3 and False not in answers  # the first batch saw the next one coming
+
+
+def test_work_on_a_dead_worker_is_sent_again_to_its_restarted_actor(photos, tmp_path):
+    """A preempted node or an out-of-memory kill loses no work: Ray restarts the actor (the model
+    loads again) and the batch in flight runs again there."""
+    log, markers = tmp_path / "setups.log", tmp_path / "markers"
+    markers.mkdir()
+    steps = Load(photos) >> TWorkerDies(die_on="dog/02", marker_dir=str(markers))
+    steps = steps >> TModelDies(log=str(log), die_on="cat/01", marker_dir=str(markers))
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(steps, executor="ray", progress=False)
+    assert summary.status == "completed" and summary.errors == []
+    assert summary.step("t_worker_dies").computed == 12 and summary.step("t_model_dies").computed == 12
+    assert log.read_text().count("setup") == 2  # the model loaded again in the restarted actor
+    assert sorted(p.name for p in markers.iterdir()) == ["cat_01", "dog_02"]
+
+
+def test_an_item_that_kills_its_worker_every_time_fails_alone_and_the_run_goes_on(photos, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    steps = Load(photos) >> TWorkerDies(die_on="dog/02", marker_dir=str(markers), always=True)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(steps >> Save(tmp_path / "out"), executor="ray", progress=False)
+    assert summary.status == "completed"
+    assert any("dog/02" in (e["source"] or "") for e in summary.errors)
+    assert all("the worker process died running this item" in e["reason"] for e in summary.errors)
+    assert 1 <= len(summary.errors) <= 4  # at most the task (4 items) it was in
+    assert summary.step("save").computed == 12 - len(summary.errors)
+
+
+def test_a_model_actor_that_is_dead_for_good_is_replaced(photos, tmp_path, monkeypatch):
+    from captionary.executors import ray_executor
+
+    monkeypatch.setattr(ray_executor, "MAX_RESTARTS", 0)  # the first death is final
+    monkeypatch.setattr(ray_executor, "TASK_RETRIES", 0)
+    log, markers = tmp_path / "setups.log", tmp_path / "markers"
+    markers.mkdir()
+    model = TModelDies(log=str(log), die_on="cat/01", marker_dir=str(markers), always=True)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(Load(photos) >> model, executor="ray", progress=False)
+    step = summary.step("t_model_dies")
+    assert summary.status == "completed"
+    assert {e["reason"].split(" (")[0] for e in summary.errors} == {"the model actor died running this batch"}
+    # without retries the batch sharing the dead actor fails too (two batches of 4 at most)
+    assert 1 <= step.failed <= 8 and step.computed + step.failed == 12 and step.computed >= 4
+    assert log.read_text().count("setup") == 2  # a second actor took over

@@ -31,6 +31,13 @@ from captionary.executors.stages.batch import BatchStage, compute_isolated
 from captionary.executors.worker import describe_error, init_worker, run_task
 from captionary.pipeline.step import BatchStep, Outcome, PerItemStep
 
+MAX_RESTARTS = 4
+"""Times Ray restarts an actor whose process died (a lost or preempted node, an out-of-memory kill);
+the restarted actor loads its model again."""
+TASK_RETRIES = 2
+"""Times a task whose actor died is sent again, to the restarted actor: a preempted node loses no
+work. A task that kills its actor every time (a poison image) then fails its items; the run goes on."""
+
 
 class RayExecutor(LocalExecutor):
     """Runs a pipeline with its heavy steps on Ray.
@@ -95,7 +102,9 @@ class ChainActors:
 
     def __call__(self) -> ChainActors:
         if not self.actors:  # started on first use: a cached re-run starts none
-            actor_class = self.ray.remote(num_cpus=1)(ChainWorker)
+            actor_class = self.ray.remote(
+                num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=TASK_RETRIES
+            )(ChainWorker)
             self.actors = [
                 actor_class.remote(self.ws.blobs.root, self.ws.db_path, self.chains)
                 for _ in range(self.workers)
@@ -109,13 +118,19 @@ class ChainActors:
         with self.lock:
             slot = min(range(len(self.actors)), key=self.in_flight.__getitem__)
             self.in_flight[slot] += 1
+        done: Future = Future()
         future = self.actors[slot].run_task.remote(*args).future()
-        future.add_done_callback(lambda _: self._done(slot))
-        return future
+        future.add_done_callback(lambda ray_future: self._done(slot, ray_future, done, args[1]))
+        return done
 
-    def _done(self, slot: int) -> None:
+    def _done(self, slot: int, ray_future: Future, done: Future, batch: list[tuple[Item, int]]) -> None:
         with self.lock:
             self.in_flight[slot] -= 1
+        try:
+            done.set_result(ray_future.result())
+        except Exception as exc:  # the actor died on it every time: its items fail, the run goes on
+            reason = f"the worker process died running this item ({_died(exc)})"
+            done.set_result([(item, [(start, b"", None, reason, False)]) for item, start in batch])
 
     def shutdown(self) -> None:
         for actor in self.actors:
@@ -159,6 +174,9 @@ class ModelWorker:
         with self.model_lock:
             return compute_isolated(self.step, items)
 
+    def ping(self) -> bool:
+        return True
+
     def usage(self) -> dict:
         return dict(self.step.usage())
 
@@ -182,7 +200,11 @@ class ModelActors:
         # no CPU reserved: the chain actors hold the CPUs, and a model actor waits on its device (or,
         # without GPUs, shares the cores as the local executor's batch thread does)
         self.actor_class = self.ray.remote(
-            num_cpus=0, num_gpus=self.gpus, max_concurrency=ModelWorker.CONCURRENCY
+            num_cpus=0,
+            num_gpus=self.gpus,
+            max_concurrency=ModelWorker.CONCURRENCY,
+            max_restarts=MAX_RESTARTS,
+            max_task_retries=TASK_RETRIES,
         )(ModelWorker)
         self.objects = objects
 
@@ -194,20 +216,39 @@ class ModelActors:
                 self.idle.extend([self.all[-1]] * ModelWorker.CONCURRENCY)  # a slot per batch it takes
             self.available.wait_for(lambda: bool(self.idle))
             actor = self.idle.pop()
+        healthy = True
         try:
             return self.ray.get(actor.compute.remote(list(items)))
+        except self.ray.exceptions.RayActorError:
+            healthy = self._alive(actor)
+            raise
         finally:
             with self.available:
-                self.idle.append(actor)
+                if healthy:
+                    self.idle.append(actor)
+                else:  # out of restarts: its slots go, and a new actor is made when a batch needs one
+                    self.all = [a for a in self.all if a is not actor]
+                    self.idle = [a for a in self.idle if a is not actor]
                 self.available.notify()
+
+    def _alive(self, actor: Any) -> bool:
+        """False once Ray gave up restarting the actor (waits while it restarts)."""
+        try:
+            self.ray.get(actor.ping.remote())
+            return True
+        except self.ray.exceptions.RayActorError:
+            return False
 
     def close(self) -> dict:
         """Tear every model down (frees its GPU); return the summed usage counters."""
         usage: dict = {}
         for actor in self.all:
-            for name, value in self.ray.get(actor.usage.remote()).items():
-                usage[name] = usage.get(name, 0) + value
-            self.ray.get(actor.teardown.remote())
+            try:
+                for name, value in self.ray.get(actor.usage.remote()).items():
+                    usage[name] = usage.get(name, 0) + value
+                self.ray.get(actor.teardown.remote())
+            except self.ray.exceptions.RayActorError:
+                pass  # it died for good: nothing left to count or free
             self.ray.kill(actor)
         self.all = self.idle = []
         return usage
@@ -236,8 +277,8 @@ class RayBatchStage(BatchStage):
         items = [item for item, _ in batch]
         try:
             outcomes = self.actors.compute(items)
-        except Exception as exc:  # the actor died (out of memory, node lost): these items fail
-            outcomes = [describe_error(exc)] * len(items)
+        except Exception as exc:  # the actor died on this batch every time: these items fail
+            outcomes = [f"the model actor died running this batch ({_died(exc)})"] * len(items)
         computed = [o for o in outcomes if not isinstance(o, str)]
         try:
             self.stored_all(computed)  # a batch's arrays stored together, as the local stage does
@@ -253,3 +294,9 @@ class RayBatchStage(BatchStage):
         if self.loaded:
             self.stats.usage = self.actors.close()
             self.loaded = False
+
+
+def _died(exc: BaseException) -> str:
+    """A short reason for a dead actor (Ray's own message runs to many lines)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
