@@ -18,6 +18,9 @@ from captionary.core.hashing import hash_bytes
 from captionary.core.locations import Location, read_location
 
 TMP = "tmp"
+# Object stores write whole objects (a reader never sees half of one), so blobs go straight into place
+# there: one PUT instead of PUT + COPY + DELETE. Other file systems write to tmp/ and move.
+WHOLE_OBJECT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oss", "memory"})
 
 
 class FsspecBlobStore:
@@ -28,6 +31,8 @@ class FsspecBlobStore:
         self.root = url.rstrip("/")  # what workers are given to open the same store
         self.fs, self.base = fsspec.core.url_to_fs(self.root)
         self.base = self.base.rstrip("/")
+        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+        self.direct = bool(protocols & WHOLE_OBJECT_PROTOCOLS)
         self.fs.makedirs(f"{self.base}/{TMP}", exist_ok=True)
 
     def path(self, digest: str) -> str:
@@ -50,7 +55,7 @@ class FsspecBlobStore:
 
     def put(self, data: bytes, digest: str | None = None) -> str:
         """Store bytes once. Written under a temporary name, then moved into place, so a reader never
-        sees half a blob (object stores write whole objects anyway)."""
+        sees half a blob (on object stores, which write whole objects anyway, straight into place)."""
         digest = digest or hash_bytes(data)
         if not self.fs.exists(self.path(digest)):
             self._write(self.path(digest), data)
@@ -85,6 +90,9 @@ class FsspecBlobStore:
             self.fs.rm(path)
 
     def _write(self, path: str, data: bytes) -> None:
+        if self.direct:
+            self.fs.pipe_file(path, data)
+            return
         tmp = f"{self.base}/{TMP}/{os.getpid()}-{uuid.uuid4().hex}"
         self.fs.pipe_file(tmp, data)
         self.fs.makedirs(path.rpartition("/")[0], exist_ok=True)
