@@ -77,3 +77,37 @@ def test_recaption_writes_every_sample_once_with_original_bytes_and_both_caption
     assert again.returncode == 0, again.stderr
     caption_line = next(line for line in again.stdout.splitlines() if line.startswith("caption "))
     assert caption_line.split()[3:5] == ["0", "12"]  # computed 0, cached 12: a re-run resumes, never redoes
+
+
+@pytest.mark.gpu
+def test_recaption_with_vllm_in_ray_model_actors(photos, tmp_path):
+    """On a CUDA machine with vLLM and Ray: the engine runs inside a Ray model actor holding one GPU."""
+    pytest.importorskip("vllm")
+    pytest.importorskip("ray")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from tiny_models import build_llava
+
+    from captionary.recaption import recaption as run_recaption
+
+    samples = write_shards(photos, tmp_path / "in")
+    folder = build_llava(tmp_path / "llava")
+    options = {"enforce_eager": True, "gpu_memory_utilization": 0.3, "max_model_len": 256, "data_parallel": 1}
+    summary = run_recaption(
+        str(tmp_path / "in" / "in-{0..1}.tar"),
+        tmp_path / "out",
+        str(folder),
+        backend="vllm",
+        max_tokens=8,
+        batch_size=6,
+        options=options,
+        executor="ray",
+        executor_options={"progress": False},
+    )
+    assert summary.step("caption").computed == 12
+    urls = sorted(str(p) for p in (tmp_path / "out").glob("shard-*.tar"))
+    written = list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
+    assert sorted(s["__key__"] for s in written) == sorted(samples)
+    assert all(json.loads(s["json"])["recaption"] for s in written)
