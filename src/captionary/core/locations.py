@@ -22,8 +22,10 @@ from captionary.errors import ItemError
 
 Location = dict[str, Any]
 TIMEOUT = 60.0
-UNKNOWN = "remote"  # the fingerprint of a remote file whose version cannot be told: always re-read
-VERSION_FIELDS = ("ETag", "etag", "md5Hash", "md5", "mtime", "LastModified", "updated")  # s3, gcs, az, ...
+UNKNOWN = "remote"  # the fingerprint of a remote file whose version cannot be told: read on every run
+# What names a file's version in fsspec's `info`: s3 / gcs / azure ETags, gcs generations, the Hub's git
+# blob id, modification times (local, sftp, ...)
+VERSION_FIELDS = ("ETag", "etag", "generation", "md5Hash", "blob_id", "mtime", "LastModified", "updated")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -46,7 +48,8 @@ def url_to_fs(url: str) -> tuple[Any, str]:
 
 def remote_fingerprint(url: str, timeout: float = TIMEOUT) -> str:
     """The version of a remote file: `size:ETag` or `size:mtime` from fsspec's `info` or an HTTP HEAD,
-    or `UNKNOWN` when the server tells neither. A missing file raises (FileNotFoundError, OSError)."""
+    or `UNKNOWN` when the server tells neither (or refuses the HEAD). A missing fsspec file raises
+    FileNotFoundError; the file system's own errors (credentials, ...) pass through."""
     if is_http(url):
         try:
             with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as r:
