@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -37,10 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
+from bench_models import DUMMY_ENGINE, fixed_length, llava_7b_folder, tiny_llava, variant
 from captionary import Caption, Load, Workspace
 from captionary.backends import BackendConfig, GenerationParams, Request, make_backend
 
@@ -148,21 +146,6 @@ def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> list[Row
 
 
 # --- transformers ------------------------------------------------------------------------------------
-def tiny_models() -> Any:
-    """The tests' model builders (tests/backends/tiny_models.py)."""
-    sys.path.insert(0, str(REPO / "tests" / "backends"))
-    return importlib.import_module("tiny_models")
-
-
-def tiny_llava(root: Path, tokens: int) -> Path:
-    """The tests' tiny random-weight LLaVA, set to write exactly `tokens` tokens per caption."""
-    folder = tiny_models().build_llava(root / "tiny-llava")
-    config = json.loads((folder / "generation_config.json").read_text())
-    config["min_new_tokens"] = tokens
-    (folder / "generation_config.json").write_text(json.dumps(config))
-    return folder
-
-
 def bench_transformers(photos: Path, root: Path, args: argparse.Namespace) -> list[Row]:
     """The tiny LLaVA on CPU: what captionary adds (cache, batching, decode) to the model's own work."""
     import torch
@@ -219,61 +202,6 @@ class Unavailable(Exception):
     """This machine cannot run the benchmark (printed instead of a table)."""
 
 
-def llava_7b_folder(root: Path) -> Path:
-    """A LLaVA-1.5-7B-shaped checkpoint without weights (vLLM's `load_format="dummy"` makes random
-    ones): CLIP ViT-L/14 at 336 px (576 image tokens) + a 32-layer 4096-wide Llama. The tokenizer is the
-    tests' small word-level one, so the vocabulary (and the output layer) is smaller than the real 32k."""
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor
-
-    tok = tiny_models().word_tokenizer(
-        ["<image>"], extra={"extra_special_tokens": {"image_token": "<image>"}}
-    )
-    ids = {
-        "bos_token_id": tok.bos_token_id,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
-    vision = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-    )
-    text = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        max_position_embeddings=4096,
-        **ids,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-        image_seq_length=576,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-    )
-    folder = root / "llava-7b-dummy"
-    config.save_pretrained(folder)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
-    LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tok,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=tiny_models().LLAVA_CHAT,
-    ).save_pretrained(folder)
-    return folder
-
-
 def variants(photos: Path, folder: Path, copies: int) -> Path:
     """`copies` distinct JPEGs per photo (mirrored, cropped a little more each time): enough images to
     keep a GPU busy, none a duplicate the cache would skip."""
@@ -281,11 +209,7 @@ def variants(photos: Path, folder: Path, copies: int) -> Path:
     for i, path in enumerate(photos_in(photos)):
         image = thumbnail(path)
         for k in range(copies):
-            margin = k // 2 * 4
-            copy = image.crop((margin, margin, image.width - margin, image.height - margin))
-            if k % 2:
-                copy = copy.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-            copy.save(folder / f"{i:04d}_{k:03d}.jpg", quality=90)
+            variant(image, k).save(folder / f"{i:04d}_{k:03d}.jpg", quality=90)
     return folder
 
 
@@ -304,14 +228,8 @@ def bench_vllm(photos: Path, root: Path, args: argparse.Namespace) -> list[Row]:
     folder = llava_7b_folder(root)
     images = variants(photos, root / "vllm-photos", args.copies)
     paths = photos_in(images)
-    engine = {
-        "load_format": "dummy",
-        "dtype": "bfloat16",
-        "max_model_len": 2048,
-        "gpu_memory_utilization": 0.4,  # the baseline's engine and captionary's share the GPU
-        "limit_mm_per_prompt": {"image": 1},
-    }
-    fixed = {"min_tokens": args.tokens, "ignore_eos": True}
+    engine = DUMMY_ENGINE
+    fixed = fixed_length(args.tokens)
     llm = vllm.LLM(model=str(folder), **engine)
     sampling = vllm.SamplingParams(max_tokens=args.tokens, temperature=0.0, **fixed)
     llm.chat([conversation(Request("Describe the image.", [thumbnail(paths[0])]))], sampling, use_tqdm=False)

@@ -1,0 +1,422 @@
+"""`recaption` throughput: captionary's `recaption` against the synchronous batch loop a person writes
+by hand, on the same WebDataset shards, the same model and the same settings, in this one process.
+
+The input: `--shards` uncompressed shards made from the photos, `--copies` distinct variants of each
+(cropped a little more each time, every other one mirrored; at most `--source-edge` px), every sample a
+`.jpg`, a `.txt` (the old caption) and a `.json`. Both sides decode each JPEG at a reduced DCT scale,
+fit it in `--edge` px, ask for exactly `--tokens` tokens ("Describe the image.") in batches of
+`--batch`, and write shards with the original image bytes, the new caption as `.txt` and the old one
+in `.json`. Model loading is inside every timed run.
+
+- loop (the baseline): `webdataset.WebDataset` -> decode -> batch -> model -> `webdataset.TarWriter`,
+  one shard after the other, each step waiting for the previous one;
+- captionary: `captionary.recaption.recaption(...)` with the local executor and, when Ray is installed,
+  the ray executor (a local Ray on this machine, started before the clock), then a re-run of the local
+  one (every sample already committed: what resuming costs).
+
+Backends:
+
+- `--backend transformers` (default): the tests' tiny random-weight LLaVA, so on a CPU the model's
+  work is small and the table shows what captionary adds; `--size 7b` (CUDA GPU): a LLaVA-1.5-7B-shaped
+  model with random bf16 weights (about 14 GB, built on the GPU and saved first, not timed).
+- `--backend vllm` (CUDA GPU and `pip install vllm`): the same LLaVA-1.5-7B shape with vLLM's
+  `load_format="dummy"` (random weights from a config written locally: no download), every output
+  exactly `--tokens` tokens (`min_tokens` + `ignore_eos`): the loop calls `LLM.chat` on each batch.
+
+    python benchmarks/recaption.py                                  # CPU, tiny LLaVA
+    python benchmarks/recaption.py --backend vllm --copies 8 --batch 64
+    python benchmarks/recaption.py --size 7b --copies 1 --batch 32  # GPU without vLLM
+
+benchmarks/gpu_check.sh runs the GPU variants (and the GPU tests) in one go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import math
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bench_models import DUMMY_ENGINE, fixed_length, llava_7b_folder, llava_7b_weights, tiny_llava, variant
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO.parent / "shared" / "data" / "dreambooth"
+PROMPT = "Describe the image."
+
+Captioner = Callable[[list[Image.Image]], tuple[list[str], int]]
+"""The loop's model call: images -> (captions, output tokens)."""
+
+
+@dataclass
+class Row:
+    run: str
+    images: int
+    seconds: float
+    tokens: int
+    load_seconds: float = 0.0  # of `seconds`, spent loading the model (the loop's row)
+
+
+class Unavailable(Exception):
+    """This machine cannot run the chosen backend (printed instead of a table)."""
+
+
+# --- input shards -------------------------------------------------------------------------------------
+def photos_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+
+
+def make_shards(photos: Path, folder: Path, shards: int, copies: int, edge: int) -> list[Path]:
+    """`shards` tar files (contiguous runs of samples) of `copies` variants of every photo."""
+    import webdataset as wds
+
+    paths = photos_in(photos)
+    if not paths:
+        raise SystemExit(f"no photos (.jpg, .jpeg, .png) under {photos}")
+    total = len(paths) * copies
+    folder.mkdir(parents=True, exist_ok=True)
+    urls = [folder / f"in-{i:04d}.tar" for i in range(min(shards, total))]
+    writers = [wds.TarWriter(str(url)) for url in urls]
+    j = 0
+    for i, path in enumerate(paths):
+        with Image.open(path) as image:
+            image.draft("RGB", (edge, edge))
+            image = image.convert("RGB")
+        image.thumbnail((edge, edge))
+        sidecar = path.with_suffix(".txt")
+        old = sidecar.read_text().strip() if sidecar.exists() else f"a photo of a {path.parent.name}"
+        for k in range(copies):
+            buffer = io.BytesIO()
+            variant(image, k).save(buffer, "JPEG", quality=90)
+            props = {"photo": path.relative_to(photos).as_posix(), "variant": k}
+            sample = {"__key__": f"{i:04d}-{k:02d}", "jpg": buffer.getvalue(), "txt": old.encode()}
+            writers[j * len(urls) // total].write({**sample, "json": json.dumps(props).encode()})
+            j += 1
+    for writer in writers:
+        writer.close()
+    return urls
+
+
+# --- the loop -----------------------------------------------------------------------------------------
+def decode(data: bytes, edge: int) -> Image.Image:
+    """What a careful hand-written loop does: decode at reduced JPEG scale, RGB, fit in edge x edge."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (edge, edge))
+        image = image.convert("RGB")
+    image.thumbnail((edge, edge))
+    return image
+
+
+def batches(url: Path, size: int) -> Iterator[list[dict[str, Any]]]:
+    import webdataset as wds
+
+    batch: list[dict[str, Any]] = []
+    for sample in wds.WebDataset(str(url), shardshuffle=False, empty_check=False):
+        batch.append(sample)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run_loop(load: Callable[[], Captioner], urls: list[Path], out: Path, args: argparse.Namespace) -> Row:
+    """The baseline, model loading included; returns its row (`seconds` from start to last write)."""
+    import webdataset as wds
+
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    caption = load()
+    loaded = time.perf_counter() - start
+    images = tokens = 0
+    for url in urls:
+        with wds.TarWriter(str(out / url.name)) as sink:
+            for batch in batches(url, args.batch):
+                texts, used = caption([decode(s["jpg"], args.edge) for s in batch])
+                for sample, text in zip(batch, texts):
+                    props = {
+                        **json.loads(sample["json"]),
+                        "caption": sample["txt"].decode(),
+                        "recaption": text,
+                    }
+                    out_sample = {"__key__": sample["__key__"], "jpg": sample["jpg"], "txt": text.encode()}
+                    sink.write({**out_sample, "json": json.dumps(props).encode()})
+                images, tokens = images + len(batch), tokens + used
+    seconds = time.perf_counter() - start
+    return Row("loop: webdataset, model, TarWriter (baseline)", images, seconds, tokens, loaded)
+
+
+# --- models -------------------------------------------------------------------------------------------
+@dataclass
+class Model:
+    """One model as both sides use it: the loop's loader, and the caption step's options."""
+
+    label: str
+    folder: Path
+    load: Callable[[], Captioner]
+    step: dict[str, Any]
+    close: Callable[[], None] = lambda: None  # free what the loop loaded before captionary's runs
+    warm_up: bool = True  # caption one image untimed first: this process's first model calls are slow
+
+
+def transformers_model(root: Path, args: argparse.Namespace) -> Model:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if args.size == "7b" and not cuda:
+        raise Unavailable("--size 7b needs a CUDA GPU")
+    build = llava_7b_weights if args.size == "7b" else tiny_llava
+    folder = build(root, args.tokens)
+    device = "cuda" if cuda else "cpu"
+    dtype = torch.bfloat16 if cuda else torch.float32  # what the backend's dtype "auto" picks
+
+    def load() -> Captioner:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(folder)
+        processor.tokenizer.padding_side = "left"
+        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype).to(device).eval()
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
+        prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+
+        def caption(images: list[Image.Image]) -> tuple[list[str], int]:
+            inputs = processor(images=images, text=[prompt] * len(images), padding=True, return_tensors="pt")
+            inputs = inputs.to(device)
+            inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+            with torch.inference_mode():
+                out = model.generate(**inputs, max_new_tokens=args.tokens, do_sample=False)
+            new = out[:, inputs["input_ids"].shape[1] :]
+            texts = processor.batch_decode(new, skip_special_tokens=True)
+            return [t.strip() for t in texts], int(new.numel())
+
+        return caption
+
+    label = "LLaVA-1.5-7B shape, random bf16 weights" if args.size == "7b" else "tiny random LLaVA"
+    return Model(f"transformers, {label}, {device}", folder, load, {"backend": "transformers"})
+
+
+def vllm_model(root: Path, args: argparse.Namespace) -> Model:
+    try:
+        import torch
+        import vllm
+    except ImportError as exc:
+        raise Unavailable(f"needs vllm and torch ({exc}); on a GPU without vllm try --size 7b") from None
+    if not torch.cuda.is_available():
+        raise Unavailable("needs a CUDA GPU")
+    folder = llava_7b_folder(root)
+    fixed = fixed_length(args.tokens)
+
+    def load() -> Captioner:
+        llm = vllm.LLM(model=str(folder), **DUMMY_ENGINE)
+        sampling = vllm.SamplingParams(max_tokens=args.tokens, temperature=0.0, **fixed)
+        loaded.append(llm)
+
+        def caption(images: list[Image.Image]) -> tuple[list[str], int]:
+            parts = [
+                [{"type": "image_pil", "image_pil": image}, {"type": "text", "text": PROMPT}]
+                for image in images
+            ]
+            chats = [[{"role": "user", "content": content}] for content in parts]
+            outputs = llm.chat(chats, sampling, use_tqdm=False)
+            texts = [o.outputs[0].text.strip() for o in outputs]
+            return texts, sum(len(o.outputs[0].token_ids) for o in outputs)
+
+        return caption
+
+    def close() -> None:
+        loaded.clear()  # the last reference: vLLM shuts its engine down
+        gc.collect()
+        torch.cuda.empty_cache()
+
+    loaded: list[Any] = []
+    step = {"backend": "vllm", "options": {**DUMMY_ENGINE, "data_parallel": 1, "sampling_options": fixed}}
+    # no warm-up: each engine starts (and warms up) in processes of its own, a minute each
+    return Model("vllm, LLaVA-1.5-7B shape, load_format=dummy", folder, load, step, close, warm_up=False)
+
+
+MODELS: dict[str, Callable[[Path, argparse.Namespace], Model]] = {
+    "transformers": transformers_model,
+    "vllm": vllm_model,
+}
+
+
+# --- captionary ---------------------------------------------------------------------------------------
+def run_captionary(
+    label: str, model: Model, urls: list[Path], root: Path, executor: str, args: argparse.Namespace
+) -> Row:
+    from captionary.recaption import recaption
+
+    pattern = str(urls[0].parent / ("in-{0000.." + f"{len(urls) - 1:04d}" + "}.tar"))
+    start = time.perf_counter()
+    summary = recaption(
+        pattern,
+        root / f"out-{executor}",
+        str(model.folder),
+        workspace=root / f"ws-{executor}",
+        executor=executor,
+        executor_options={"progress": False},
+        in_place=not args.copy_originals,
+        shard_size=math.ceil(args.total / len(urls)),
+        prompt=PROMPT,
+        max_tokens=args.tokens,
+        batch_size=args.batch,
+        max_image_edge=args.edge,
+        **model.step,
+    )
+    seconds = time.perf_counter() - start
+    if summary.errors:
+        raise RuntimeError(f"{label}: {len(summary.errors)} errors, e.g. {summary.errors[:2]}")
+    stats = summary.step("caption")
+    return Row(label, stats.n_out, seconds, stats.usage.get("completion_tokens", 0))
+
+
+def start_ray() -> Any | None:
+    """A local Ray on every core (None when Ray is not installed); started before any clock."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError:
+        return None
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+# --- report -------------------------------------------------------------------------------------------
+def captions(folder: Path) -> dict[str, str]:
+    """Input key -> new caption, from the output shards in `folder` (read with `webdataset`)."""
+    import webdataset as wds
+
+    urls = sorted(str(p) for p in folder.glob("*.tar"))
+    samples = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    return {s["__key__"].rsplit("/", 1)[-1]: s["txt"].decode() for s in samples}
+
+
+def agreement(root: Path, executors: list[str]) -> str:
+    """How many of captionary's captions equal the loop's (greedy decoding, same inputs: all of them,
+    unless batches of other sizes round differently)."""
+    loop = captions(root / "out-loop")
+    parts = []
+    for executor in executors:
+        if (root / f"out-{executor}").is_dir():
+            theirs = captions(root / f"out-{executor}")
+            same = sum(theirs.get(key) == text for key, text in loop.items())
+            parts.append(f"{executor} {same}/{len(loop)}")
+    return "captions equal to the loop's: " + ", ".join(parts)
+
+
+def hardware() -> str:
+    parts = [f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"]
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+        if torch.cuda.is_available():
+            parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+        else:
+            parts.append("no CUDA GPU")
+    except ImportError:
+        parts.append("no torch")
+    return "; ".join(parts)
+
+
+def table(rows: list[Row], base: Row) -> str:
+    rate = base.images / base.seconds
+    lines = [f"{'run':<48}{'images':>7}{'wall s':>9}{'images/s':>10}{'out tok/s':>11}{'vs loop':>9}"]
+    for r in rows:
+        lines.append(
+            f"{r.run:<48}{r.images:>7}{r.seconds:>9.2f}{r.images / r.seconds:>10.1f}"
+            f"{r.tokens / r.seconds:>11.0f}{r.images / r.seconds / rate:>8.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    fallback = REPO / "examples" / "photos"
+    parser.add_argument("--photos", type=Path, default=DEFAULT if DEFAULT.is_dir() else fallback)
+    parser.add_argument("--shards", type=int, default=4, help="input shards")
+    parser.add_argument("--copies", type=int, default=2, help="distinct variants of each photo")
+    parser.add_argument("--source-edge", type=int, default=1024, help="the shards' images fit in this")
+    parser.add_argument("--edge", type=int, default=512, help="images are fitted in this before the model")
+    parser.add_argument("--tokens", type=int, default=40, help="output tokens per caption (exactly)")
+    parser.add_argument("--batch", type=int, default=16, help="images per model call, both sides")
+    parser.add_argument("--backend", choices=sorted(MODELS), default="transformers")
+    parser.add_argument("--size", choices=["tiny", "7b"], default="tiny", help="transformers model size")
+    parser.add_argument("--executors", default="local,ray", help="captionary executors to run, in order")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--copy-originals", action="store_true", help="copy images into the workspace")
+    parser.add_argument("--work", type=Path, default=None, help="keep shards and outputs here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    """Run the benchmark, print the table; returns its rows (the loop's first)."""
+    import sys
+
+    args = parse(argv)
+    command = "python benchmarks/recaption.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    if args.work is not None and args.work.exists() and any(args.work.iterdir()):
+        raise SystemExit(f"--work {args.work}: not empty (a second run there would find everything cached)")
+    root = args.work or Path(tempfile.mkdtemp(prefix="captionary-recaption-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        try:
+            model = MODELS[args.backend](root, args)
+        except Unavailable as exc:
+            print(f"recaption benchmark, {args.backend}: skipped, {exc}")
+            return []
+        urls = make_shards(args.photos, root / "in", args.shards, args.copies, args.source_edge)
+        args.total = sum(1 for _ in photos_in(args.photos)) * args.copies
+        before = hardware()
+        if model.warm_up:  # neither side should pay for the process's first calls (kernels, allocator)
+            model.load()([Image.new("RGB", (args.edge, args.edge), "gray")])
+            gc.collect()
+        loop = run_loop(model.load, urls, root / "out-loop", args)
+        excluded = loop.seconds - loop.load_seconds
+        rows = [loop, Row("  the same, model load excluded", loop.images, excluded, loop.tokens)]
+        model.close()
+        executors = args.executors.split(",")
+        ray = None
+        for executor in executors:
+            if executor == "ray" and (ray := start_ray()) is None:
+                print("ray is not installed: the ray executor is skipped")
+                continue
+            label = f"captionary recaption, {executor} executor"
+            rows.append(run_captionary(label, model, urls, root, executor, args))
+        if ray is not None:
+            ray.shutdown()
+        if "local" in executors:
+            label = "captionary local re-run (all committed)"
+            rows.append(run_captionary(label, model, urls, root, "local", args))
+        print(
+            f"recaption: {args.total} images ({args.copies} variants of each photo in {args.photos}, "
+            f"<= {args.source_edge} px) in {len(urls)} shards; {model.label}; exactly {args.tokens} "
+            f"tokens per caption, batches of {args.batch}, images fitted in {args.edge} px"
+        )
+        print(f"hardware: {before} (at start); load average {os.getloadavg()[0]:.1f} at the end")
+        print(f"command: {command}\n")
+        print(table(rows, loop))
+        print(agreement(root, executors))
+        return rows
+    finally:
+        if args.work is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
