@@ -6,6 +6,7 @@ import functools
 import http.server
 import io
 import json
+import os
 import tarfile
 import threading
 
@@ -181,3 +182,25 @@ def test_member_names_split_as_the_webdataset_library_splits_them(photos, tmp_pa
     assert [record.id for record in _shard_records(str(path), 10.0)] == list(expected)
     assert split_member_name("README") is None and split_member_name("dir.v2/LICENSE") is None
     assert split_member_name("a.seg.png") == ("a", "seg.png")
+
+
+def test_a_file_url_goes_through_fsspec_and_is_fingerprinted_by_mtime(shards, tmp_path, monkeypatch):
+    from captionary.sources import webdataset as module
+
+    pytest.importorskip("fsspec")
+    opened = []
+    real = module._samples
+    monkeypatch.setattr(module, "_samples", lambda stream: opened.append(1) or real(stream))
+    source = LoadWebDataset(shards=f"file://{shards}/0000.tar", copy=False)
+    with Workspace(tmp_path / "ws") as ws:
+        first = ws.run(source, progress=False)
+        ws.run(source, progress=False)
+        assert len(opened) == 1  # unchanged (same size and mtime): not opened
+        stat = (shards / "0000.tar").stat()
+        os.utime(shards / "0000.tar", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        touched = ws.run(source, progress=False)
+        sizes = sorted(item.image.size for item in ws.items())
+    assert len(opened) == 2 and touched.step("load_webdataset").computed == 6  # changed mtime: re-read
+    assert first.step("load_webdataset").computed == 6 and len(sizes) == 6
+    refs = [json.loads(p.read_text()) for p in (tmp_path / "ws" / "objects").rglob("*.ref")]
+    assert {ref["fsspec"] for ref in refs} == {f"file://{shards}/0000.tar"}  # read in place, by range
