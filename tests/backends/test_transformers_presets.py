@@ -53,6 +53,14 @@ def test_step_parameters_override_the_preset_and_change_the_cache_key():
     assert default.model_id() == "transformers:Qwen/Qwen2.5-VL-7B-Instruct"
 
 
+def test_a_preset_supplies_sampling_settings_and_the_step_overrides_them():
+    joy = Caption(model="joycaption")
+    assert (joy.generation.temperature, joy.generation.top_p) == (0.6, 0.9)
+    own = Caption(model="joycaption", top_p=0.5)
+    assert own.generation.top_p == 0.5 and own.cache_prefix != joy.cache_prefix
+    assert Caption(model="qwen2.5-vl-7b").generation.top_p is None
+
+
 def test_api_presets_use_the_openai_backend(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("GEMINI_API_KEY", "test")

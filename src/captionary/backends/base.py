@@ -261,6 +261,7 @@ class Preset:
     system: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
+    top_p: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -46,7 +46,8 @@ PRESETS: dict[str, Preset] = {
         prompt=JOYCAPTION_PROMPT,
         system=JOYCAPTION_SYSTEM,
         max_tokens=512,
-        temperature=0.6,
+        temperature=0.6,  # the model card's sampling settings
+        top_p=0.9,
     ),
     # Florence-2 takes task tokens, not instructions; its output is post-processed per task
     "florence-2-base": _hf(

@@ -135,7 +135,7 @@ class GenerativeStep(BatchStep):
                 preset_prompt.temperature if preset_prompt else None,
                 self.default_temperature,
             ),
-            top_p=self.top_p,
+            top_p=self.top_p if self.top_p is not None else (preset_prompt and preset_prompt.top_p),
             seed=self.seed,
             n=_first(self.n, self.default_n),
         )
