@@ -64,7 +64,10 @@ def _parser() -> argparse.ArgumentParser:
         "recaption",
         help="caption WebDataset shards with a VLM; write shards with the new caption beside the old",
     )
-    recaption.add_argument("shards", help="tar shards: a path, brace pattern, URL or pipe: command")
+    recaption.add_argument(
+        "shards",
+        help="tar shards: a path, brace pattern, http(s) or fsspec URL (s3://, gs://, ...) or pipe: command",
+    )
     recaption.add_argument(
         "--model", required=True, help="a preset name, Hugging Face id, local folder or API model"
     )

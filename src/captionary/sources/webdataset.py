@@ -38,7 +38,7 @@ class LoadWebDataset(Source):
 
     shards: str
     verify: bool | None = None
-    timeout: float = 60.0
+    timeout: float = 60.0  # seconds, for http(s) shards (fsspec file systems use their own settings)
     copy: bool = True  # False: keep uncompressed shards' images where they are (a reference per image)
 
     def validate(self) -> None:
