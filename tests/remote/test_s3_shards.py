@@ -4,6 +4,7 @@ unchanged one is not read again, and errors that name the shard."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -121,3 +122,6 @@ def test_missing_shards_buckets_and_credentials_are_errors_naming_the_shard(
 def test_an_unknown_or_uninstalled_file_system_fails_when_the_step_is_built():
     with pytest.raises(ParamError, match=r"nosuch://bucket/0\.tar.*Protocol not known"):
         LoadWebDataset(shards="nosuch://bucket/0.tar")
+    if importlib.util.find_spec("gcsfs") is None:  # GCS's file system is not installed here
+        with pytest.raises(ParamError, match=r"gs://bucket/0\.tar.*install gcsfs"):
+            LoadWebDataset(shards="gs://bucket/0.tar")
