@@ -55,9 +55,11 @@ class FsspecBlobStore:
 
     def put(self, data: bytes, digest: str | None = None) -> str:
         """Store bytes once. Written under a temporary name, then moved into place, so a reader never
-        sees half a blob (on object stores, which write whole objects anyway, straight into place)."""
+        sees half a blob. On object stores, which write whole objects anyway, written straight into
+        place without looking first: one PUT of the same bytes again costs less than the HEAD and LIST
+        an existence check takes there for every new blob."""
         digest = digest or hash_bytes(data)
-        if not self.fs.exists(self.path(digest)):
+        if self.direct or not self.fs.exists(self.path(digest)):
             self._write(self.path(digest), data)
         return digest
 
