@@ -1,11 +1,13 @@
 """`load_webdataset`: samples from WebDataset tar shards, streamed (never extracted to disk).
 
 Shards: local paths, brace patterns (`shards/{0000..0099}.tar`), http(s) URLs, any fsspec URL
-(`s3://bucket/shards-{0..9}.tar`, `gs://`, `hf://`: streamed through `fsspec.open`) and `pipe:COMMAND`.
+(`s3://bucket/shards-{0..9}.tar`, `gs://`, `hf://`: streamed from the fsspec file system) and
+`pipe:COMMAND`.
 Members are grouped by key (`core/wds_names.py`, the `webdataset` library's rule):
 `.jpg/.jpeg/.png/.webp` is the image, `.txt` the caption, `.json` more properties. An unchanged shard
 is not even opened again: local ones by size and mtime, remote ones by their ETag / modification time
-(fsspec `info`, an HTTP HEAD); a remote shard whose server tells neither is read on every run.
+(fsspec `info`, an HTTP HEAD); a shard whose version cannot be told (a pipe:, a server that gives
+neither) is read on every run, each sample matched by its bytes.
 """
 
 from __future__ import annotations
