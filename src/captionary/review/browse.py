@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from captionary.review.decisions import DecisionStore
@@ -98,16 +99,18 @@ def _matching(
 def _decided_tasks(store: DecisionStore) -> list[str]:
     """The tasks that have decisions, one index probe each (not a scan of every decision)."""
     tasks: list[str] = []
-    while (
-        task := store.read("SELECT min(task) FROM decisions WHERE task > ?", (tasks[-1] if tasks else "",))[
-            0
-        ][0]
-    ) is not None:
+    while True:
+        [(task,)] = store.read(
+            "SELECT min(task) FROM decisions WHERE task > ?", (tasks[-1] if tasks else "",)
+        )
+        if task is None:
+            return tasks
         tasks.append(task)
-    return tasks
 
 
-def _facts(store: DecisionStore, items: list[str], tasks: list[str]) -> Any:
+def _facts(
+    store: DecisionStore, items: list[str], tasks: list[str]
+) -> Callable[[str, str | None], dict[str, Any]]:
     """What a query may name about each of `items`: properties, state, decisions and errors."""
     marks = ",".join("?" * len(items))
     rows = {
