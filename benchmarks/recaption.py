@@ -167,7 +167,9 @@ class Model:
     load: Callable[[], Captioner]
     step: dict[str, Any]
     close: Callable[[], None] = lambda: None  # free what the loop loaded before captionary's runs
-    warm_up: bool = True  # caption one image untimed first: this process's first model calls are slow
+    # a model to caption one image with, untimed, first: this process's first model calls are slow
+    # (kernels chosen, memory pools grown), and neither side should pay for them
+    warm_up: Callable[[], Captioner] | None = None
 
 
 def transformers_model(root: Path, args: argparse.Namespace) -> Model:
@@ -176,17 +178,20 @@ def transformers_model(root: Path, args: argparse.Namespace) -> Model:
     cuda = torch.cuda.is_available()
     if args.size == "7b" and not cuda:
         raise Unavailable("--size 7b needs a CUDA GPU")
-    build = llava_7b_weights if args.size == "7b" else tiny_llava
-    folder = build(root, args.tokens)
+    tiny = tiny_llava(root, args.tokens)
+    folder = llava_7b_weights(root, args.tokens) if args.size == "7b" else tiny
     device = "cuda" if cuda else "cpu"
     dtype = torch.bfloat16 if cuda else torch.float32  # what the backend's dtype "auto" picks
 
-    def load() -> Captioner:
+    def loader(path: Path) -> Callable[[], Captioner]:
+        return lambda: load(path)
+
+    def load(path: Path) -> Captioner:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(folder)
+        processor = AutoProcessor.from_pretrained(path)
         processor.tokenizer.padding_side = "left"
-        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype).to(device).eval()
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype).to(device).eval()
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
         prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
 
@@ -203,7 +208,9 @@ def transformers_model(root: Path, args: argparse.Namespace) -> Model:
         return caption
 
     label = "LLaVA-1.5-7B shape, random bf16 weights" if args.size == "7b" else "tiny random LLaVA"
-    return Model(f"transformers, {label}, {device}", folder, load, {"backend": "transformers"})
+    step = {"backend": "transformers"}
+    # the warm-up uses the tiny model on the same device (a second 14 GB load would cost more than it saves)
+    return Model(f"transformers, {label}, {device}", folder, loader(folder), step, warm_up=loader(tiny))
 
 
 def vllm_model(root: Path, args: argparse.Namespace) -> Model:
@@ -242,7 +249,7 @@ def vllm_model(root: Path, args: argparse.Namespace) -> Model:
     loaded: list[Any] = []
     step = {"backend": "vllm", "options": {**DUMMY_ENGINE, "data_parallel": 1, "sampling_options": fixed}}
     # no warm-up: each engine starts (and warms up) in processes of its own, a minute each
-    return Model("vllm, LLaVA-1.5-7B shape, load_format=dummy", folder, load, step, close, warm_up=False)
+    return Model("vllm, LLaVA-1.5-7B shape, load_format=dummy", folder, load, step, close)
 
 
 MODELS: dict[str, Callable[[Path, argparse.Namespace], Model]] = {
@@ -315,8 +322,11 @@ def agreement(root: Path, executors: list[str]) -> str:
     return "captions equal to the loop's: " + ", ".join(parts)
 
 
-def hardware() -> str:
-    parts = [f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"]
+def hardware(load_before: float) -> str:
+    """CPUs and load (1-minute average, before and after), torch and its threads, the GPU. Called at
+    the end: asking the GPU's name initialises CUDA, after which vLLM must spawn its workers."""
+    load = f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    parts = [f"{os.cpu_count()} CPUs, {load}"]
     try:
         import torch
 
@@ -382,9 +392,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
             return []
         urls = make_shards(args.photos, root / "in", args.shards, args.copies, args.source_edge)
         args.total = sum(1 for _ in photos_in(args.photos)) * args.copies
-        before = hardware()
-        if model.warm_up:  # neither side should pay for the process's first calls (kernels, allocator)
-            model.load()([Image.new("RGB", (args.edge, args.edge), "gray")])
+        load_before = os.getloadavg()[0]
+        if model.warm_up is not None:
+            model.warm_up()([Image.new("RGB", (args.edge, args.edge), "gray")])
             gc.collect()
         loop = run_loop(model.load, urls, root / "out-loop", args)
         excluded = loop.seconds - loop.load_seconds
@@ -408,7 +418,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             f"<= {args.source_edge} px) in {len(urls)} shards; {model.label}; exactly {args.tokens} "
             f"tokens per caption, batches of {args.batch}, images fitted in {args.edge} px"
         )
-        print(f"hardware: {before} (at start); load average {os.getloadavg()[0]:.1f} at the end")
+        print(f"hardware: {hardware(load_before)}")
         print(f"command: {command}\n")
         print(table(rows, loop))
         print(agreement(root, executors))
