@@ -211,10 +211,12 @@ class ModelActors:
     def compute(self, items: Sequence[Item]) -> list[Outcome | str]:
         """Run one batch on an idle actor (blocks the calling thread until one is free)."""
         with self.available:
-            if not self.idle and len(self.all) < self.count:  # one more model, only when needed
-                self.all.append(self.actor_class.remote(self.step, self.objects))
-                self.idle.extend([self.all[-1]] * ModelWorker.CONCURRENCY)  # a slot per batch it takes
-            self.available.wait_for(lambda: bool(self.idle))
+            while not self.idle:
+                if len(self.all) < self.count:  # one more model, only when needed
+                    self.all.append(self.actor_class.remote(self.step, self.objects))
+                    self.idle.extend([self.all[-1]] * ModelWorker.CONCURRENCY)  # a slot per batch
+                else:
+                    self.available.wait()
             actor = self.idle.pop()
         healthy = True
         try:
