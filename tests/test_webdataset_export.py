@@ -165,3 +165,19 @@ def test_several_writer_threads_produce_samples_at_once(tmp_path):
         writer.close()
     samples = read_samples(tmp_path / "out")
     assert sorted((s["__key__"], s["txt"]) for s in samples) == [("k0", b"0"), ("k1", b"1")]
+
+
+def test_sample_keys_of_odd_item_names_read_back_as_themselves(tmp_path):
+    from captionary.sinks.shards import sample_key
+
+    names = ["dog/00", "a.b.c", "v1.2/photo.final", "__meta__", "__x__/y", "x/__y__", ".hidden", "plain"]
+    keys = [sample_key(name) for name in names]
+    assert keys[1] == "a_b_c" and keys[2] == "v1.2/photo_final" and keys[4] == "sample__x__/y"
+    shard = tmp_path / "shard-000000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for key in keys:
+            info = tarfile.TarInfo(f"{key}.txt")
+            info.size = len(key.encode())
+            tar.addfile(info, io.BytesIO(key.encode()))
+    samples = list(wds.WebDataset([str(shard)], shardshuffle=False, empty_check=False))
+    assert [(s["__key__"], s["txt"].decode()) for s in samples] == [(k, k) for k in keys]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from captionary.core.atomic import TMP_PREFIX, remove_temp_files
+from captionary.core.wds_names import split_member_name
 from captionary.sinks.files import DELETE_OUTPUT, UPSERT_OUTPUT, NotOurs
 
 SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.tar$")
@@ -46,10 +47,12 @@ class SampleRecord:
 
 
 def sample_key(stem: str) -> str:
-    """A WebDataset key: the part of a member name before its first dot, so dots become underscores."""
+    """A WebDataset key for an item name: a key ends at the first dot of a member's base name, so dots
+    become underscores; a name readers would skip as metadata (`__x__`) gets a prefix."""
     folder, _, name = stem.rpartition("/")
     name = name.replace(".", "_")
-    return f"{folder}/{name}" if folder else name
+    key = f"{folder}/{name}" if folder else name
+    return key if split_member_name(f"{key}.txt") == (key, "txt") else f"sample{key}"
 
 
 class ShardWriter:
@@ -185,7 +188,8 @@ class ShardWriter:
         tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{shard}"
         with tarfile.open(source, "r") as old, tarfile.open(tmp, "w") as new:
             for info in old:
-                if info.isfile() and _key_of(info.name) in keys:
+                split = split_member_name(info.name)
+                if info.isfile() and split is not None and split[0] in keys:
                     new.addfile(info, old.extractfile(info))
         self._record_shard(shard, tmp)
         self.ctx.writer.sync()
@@ -216,9 +220,3 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.mode = 0o644
     info.mtime = 0  # the same samples make the same bytes
     tar.addfile(info, io.BytesIO(data))
-
-
-def _key_of(member_name: str) -> str:
-    folder, _, name = member_name.rpartition("/")
-    stem = name.partition(".")[0]
-    return f"{folder}/{stem}" if folder else stem
