@@ -62,7 +62,7 @@ def test_status_json_has_exactly_the_documented_keys(zoo, ws_path, capsys):
     status = json.loads(capsys.readouterr().out)
     assert [s["name"] for s in status["steps"]] == ["load", "filter_by_size", "save"]
     for s in status["steps"]:
-        assert set(s) == {"name", "in", "out", "computed", "cached", "dropped", "failed"}
+        assert set(s) == {"name", "in", "out", "computed", "cached", "dropped", "failed", "usage"}
     assert status["steps"][0]["failed"] == len(EXPECTED)
     assert status["steps"][1]["dropped"] == 1
     assert len(status["errors"]) == len(EXPECTED)

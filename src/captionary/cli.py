@@ -236,6 +236,7 @@ def _status(args: argparse.Namespace) -> int:
             cached=s["cached"],
             dropped=s["dropped"],
             failed=s["failed"],
+            usage=s["usage"],
         )
         for s in run["steps"]
     ]

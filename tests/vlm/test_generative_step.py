@@ -165,3 +165,19 @@ def test_a_step_pickles_without_its_model_and_keeps_its_cache_identity():
         step.teardown()
     assert copy.cache_prefix == step.cache_prefix and copy.reads == ("caption",)
     assert copy.backend_config == step.backend_config
+
+
+def test_token_usage_is_kept_with_the_run_for_status(photos, ws_path, capsys):
+    import json
+
+    from captionary.cli import main
+
+    step = Caption(backend="t_budget", model="m", max_image_edge=64, batch_size=4, options={"budget": 10**9})
+    summary, _ = run(ws_path, photos, step)
+    capsys.readouterr()
+    assert main(["status", str(ws_path), "--json"]) == 0
+    steps = {s["name"]: s for s in json.loads(capsys.readouterr().out)["steps"]}
+    assert steps["caption"]["usage"] == summary.step("caption").usage
+    assert steps["caption"]["usage"]["requests"] == 12 and steps["load"]["usage"] == {}
+    assert main(["status", str(ws_path)]) == 0
+    assert "caption: requests 12, prompt tokens 120, completion tokens 24" in capsys.readouterr().out

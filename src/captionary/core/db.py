@@ -87,7 +87,19 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(db: sqlite3.Connection) -> None:
+    _statements(
+        db,
+        """
+        -- what a batch step reported for the run (JSON: model requests and tokens), for `status`
+        ALTER TABLE run_steps ADD COLUMN usage TEXT;
+        -- the review app pages through items by name
+        CREATE INDEX item_state_name ON item_state(name, item);
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
 
 

@@ -159,9 +159,18 @@ class Workspace:
             return None
         run_id, started, finished, status = row
         steps = [
-            {"name": n, "in": i, "out": o, "computed": c, "cached": k, "dropped": d, "failed": f}
-            for n, i, o, c, k, d, f in self.db.execute(
-                "SELECT name, n_in, n_out, computed, cached, dropped, failed FROM run_steps "
+            {
+                "name": n,
+                "in": i,
+                "out": o,
+                "computed": c,
+                "cached": k,
+                "dropped": d,
+                "failed": f,
+                "usage": json.loads(u) if u else {},
+            }
+            for n, i, o, c, k, d, f, u in self.db.execute(
+                "SELECT name, n_in, n_out, computed, cached, dropped, failed, usage FROM run_steps "
                 "WHERE run = ? ORDER BY idx",
                 (run_id,),
             )

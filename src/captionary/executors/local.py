@@ -130,10 +130,11 @@ class LocalExecutor:
         if status == "completed":
             ctx.forget_unseen()
         writer.write_many(
-            "INSERT OR REPLACE INTO run_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO run_steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (run_id, i, s.name, s.n_in, s.n_out, s.computed, s.cached, s.dropped, s.failed)
+                (run_id, i, s.name, s.n_in, s.n_out, s.computed, s.cached, s.dropped, s.failed, usage)
                 for i, s in enumerate(stats)
+                for usage in [json.dumps(s.usage) if s.usage else None]
             ],
         )
         writer.write("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))

@@ -43,19 +43,20 @@ class RunSummary:
         return sum(s.computed for s in self.steps)
 
     def table(self) -> str:
-        usage = [
-            f"{s.name}: " + ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in s.usage.items())
-            for s in self.steps
-            if s.usage
-        ]
-        return stats_table(self.steps) + "".join("\n" + line for line in usage)
+        return stats_table(self.steps)
 
 
 def stats_table(steps: list[StepStats]) -> str:
-    """The per-step counts as a text table (what `captionary run` and `status` print)."""
+    """The per-step counts as a text table, then what model steps used (what `captionary run` and
+    `status` print)."""
     lines = [f"{'step':<24}{'in':>8}{'out':>8}{'computed':>10}{'cached':>8}{'dropped':>9}{'failed':>8}"]
     for s in steps:
         lines.append(
             f"{s.name:<24}{s.n_in:>8}{s.n_out:>8}{s.computed:>10}{s.cached:>8}{s.dropped:>9}{s.failed:>8}"
         )
+    for s in steps:
+        if s.usage:
+            lines.append(
+                f"{s.name}: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in s.usage.items())
+            )
     return "\n".join(lines)
