@@ -1,4 +1,5 @@
-"""WebDataset shards as a streaming `torch.utils.data.IterableDataset` (paths, brace patterns, URLs).
+"""WebDataset shards as a streaming `torch.utils.data.IterableDataset` (paths, brace patterns, http(s)
+URLs, fsspec URLs such as `s3://bucket/shard-{000000..000099}.tar`).
 
 Shards are split over ranks and DataLoader workers (every worker of every rank reads its own shards;
 with fewer shards than readers, samples are dealt round-robin instead). With `batch_size`, samples are
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from captionary.core.locations import is_fsspec_url, is_http, url_to_fs
 from captionary.core.wds_names import split_member_name
 from captionary.errors import ConfigError
 from captionary.loader.buckets import BucketConfig, Buckets
@@ -150,14 +152,17 @@ def _expand(shards: str | Path | list[str]) -> list[str]:
     braceexpand = require("braceexpand", "webdataset")
     urls = list(braceexpand.braceexpand(text))
     for url in urls:
-        if not url.startswith(("http://", "https://")) and not Path(url).is_file():
+        if not is_http(url) and not is_fsspec_url(url) and not Path(url).is_file():
             raise ConfigError(f"shard not found: {url}")
     return urls
 
 
 def _open(url: str, timeout: float) -> IO[bytes]:
-    if url.startswith(("http://", "https://")):
+    if is_http(url):
         return urllib.request.urlopen(url, timeout=timeout)
+    if is_fsspec_url(url):  # s3://, gs://, ...: opened in the reading worker, streamed
+        fs, path = url_to_fs(url)
+        return fs.open(path, "rb")
     return open(url, "rb")
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from captionary.core.locations import is_fsspec_url, is_http
 from captionary.errors import ConfigError
 from captionary.loader.readers.folder import read_files, read_folder
 from captionary.loader.readers.huggingface import read_huggingface
@@ -61,7 +62,7 @@ def detect_format(source: Any) -> str:
     if not isinstance(source, (str, Path)):
         return "huggingface"
     text = str(source)
-    if text.startswith(("http://", "https://", "pipe:")) or (is_pattern(text) and ".tar" in text):
+    if is_http(text) or ((is_pattern(text) or is_fsspec_url(text)) and ".tar" in text):
         return "webdataset"
     if is_pattern(text):
         return "files"
