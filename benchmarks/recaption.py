@@ -1,33 +1,30 @@
 """`recaption` throughput: captionary's `recaption` against the synchronous batch loop a person writes
-by hand, on the same WebDataset shards, the same model and the same settings, in this one process.
+by hand, on the same WebDataset shards, model and settings, in this one process.
 
-The input: `--shards` uncompressed shards made from the photos, `--copies` distinct variants of each
-(cropped a little more each time, every other one mirrored; at most `--source-edge` px), every sample a
-`.jpg`, a `.txt` (the old caption) and a `.json`. Both sides decode each JPEG at a reduced DCT scale,
-fit it in `--edge` px, ask for exactly `--tokens` tokens ("Describe the image.") in batches of
-`--batch`, and write shards with the original image bytes, the new caption as `.txt` and the old one
-in `.json`. Model loading is inside every timed run.
+Input: `--shards` uncompressed shards of `--copies` distinct variants of every photo (cropped a little
+more each time, every other one mirrored; at most `--source-edge` px), each sample `.jpg` + `.txt` (the
+old caption) + `.json`. Both sides decode each JPEG at a reduced DCT scale, fit it in `--edge` px, ask
+for exactly `--tokens` tokens ("Describe the image.") in batches of `--batch`, and write shards with
+the original image bytes, the new caption as `.txt` and the old one in `.json`; loading the model is
+inside every timed run (one untimed warm-up caption first, so neither pays the process's first calls).
 
-- loop (the baseline): `webdataset.WebDataset` -> decode -> batch -> model -> `webdataset.TarWriter`,
-  one shard after the other, each step waiting for the previous one;
+- the loop (baseline): `webdataset.WebDataset` -> decode -> batch -> model -> `webdataset.TarWriter`,
+  one shard after the other, each step waiting for the one before;
 - captionary: `captionary.recaption.recaption(...)` with the local executor and, when Ray is installed,
-  the ray executor (a local Ray on this machine, started before the clock), then a re-run of the local
-  one (every sample already committed: what resuming costs).
+  the ray executor (a local Ray on every core, started before its clock), then the local one again on
+  its finished workspace (what resuming costs).
 
-Backends:
+`--backend transformers` (default): the tests' tiny random-weight LLaVA, so on a CPU the model's work
+is small and the table shows what captionary adds; `--size 7b` (CUDA): a LLaVA-1.5-7B-shaped model with
+random bf16 weights (14 GB, built on the GPU and saved before any clock). `--backend vllm` (CUDA +
+vllm): the same shape with `load_format="dummy"` (config written locally, no download), every output
+exactly `--tokens` tokens (`min_tokens` + `ignore_eos`); the loop calls `LLM.chat` on each batch.
 
-- `--backend transformers` (default): the tests' tiny random-weight LLaVA, so on a CPU the model's
-  work is small and the table shows what captionary adds; `--size 7b` (CUDA GPU): a LLaVA-1.5-7B-shaped
-  model with random bf16 weights (about 14 GB, built on the GPU and saved first, not timed).
-- `--backend vllm` (CUDA GPU and `pip install vllm`): the same LLaVA-1.5-7B shape with vLLM's
-  `load_format="dummy"` (random weights from a config written locally: no download), every output
-  exactly `--tokens` tokens (`min_tokens` + `ignore_eos`): the loop calls `LLM.chat` on each batch.
+    python benchmarks/recaption.py                                            # CPU, tiny LLaVA
+    python benchmarks/recaption.py --backend vllm --photos examples/photos --copies 64 --batch 64
+    python benchmarks/recaption.py --size 7b --photos examples/photos --copies 16   # GPU, no vllm
 
-    python benchmarks/recaption.py                                  # CPU, tiny LLaVA
-    python benchmarks/recaption.py --backend vllm --copies 8 --batch 64
-    python benchmarks/recaption.py --size 7b --copies 1 --batch 32  # GPU without vLLM
-
-benchmarks/gpu_check.sh runs the GPU variants (and the GPU tests) in one go.
+benchmarks/gpu_check.sh runs the GPU variants (and the GPU tests) in one device call.
 """
 
 from __future__ import annotations
@@ -49,7 +46,8 @@ from typing import Any
 
 from PIL import Image
 
-from bench_models import DUMMY_ENGINE, fixed_length, llava_7b_folder, llava_7b_weights, tiny_llava, variant
+from bench_models import DUMMY_ENGINE, fixed_length, llava_7b_folder, llava_7b_weights, tiny_llava
+from bench_shards import captions, make_shards, photos_in
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO.parent / "shared" / "data" / "dreambooth"
@@ -70,42 +68,6 @@ class Row:
 
 class Unavailable(Exception):
     """This machine cannot run the chosen backend (printed instead of a table)."""
-
-
-# --- input shards -------------------------------------------------------------------------------------
-def photos_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-
-
-def make_shards(photos: Path, folder: Path, shards: int, copies: int, edge: int) -> list[Path]:
-    """`shards` tar files (contiguous runs of samples) of `copies` variants of every photo."""
-    import webdataset as wds
-
-    paths = photos_in(photos)
-    if not paths:
-        raise SystemExit(f"no photos (.jpg, .jpeg, .png) under {photos}")
-    total = len(paths) * copies
-    folder.mkdir(parents=True, exist_ok=True)
-    urls = [folder / f"in-{i:04d}.tar" for i in range(min(shards, total))]
-    writers = [wds.TarWriter(str(url)) for url in urls]
-    j = 0
-    for i, path in enumerate(paths):
-        with Image.open(path) as image:
-            image.draft("RGB", (edge, edge))
-            image = image.convert("RGB")
-        image.thumbnail((edge, edge))
-        sidecar = path.with_suffix(".txt")
-        old = sidecar.read_text().strip() if sidecar.exists() else f"a photo of a {path.parent.name}"
-        for k in range(copies):
-            buffer = io.BytesIO()
-            variant(image, k).save(buffer, "JPEG", quality=90)
-            props = {"photo": path.relative_to(photos).as_posix(), "variant": k}
-            sample = {"__key__": f"{i:04d}-{k:02d}", "jpg": buffer.getvalue(), "txt": old.encode()}
-            writers[j * len(urls) // total].write({**sample, "json": json.dumps(props).encode()})
-            j += 1
-    for writer in writers:
-        writer.close()
-    return urls
 
 
 # --- the loop -----------------------------------------------------------------------------------------
@@ -295,20 +257,13 @@ def start_ray() -> Any | None:
         import ray
     except ImportError:
         return None
+    start = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    print(f"ray.init (once per driver, not in the runs below): {time.perf_counter() - start:.1f} s")
     return ray
 
 
 # --- report -------------------------------------------------------------------------------------------
-def captions(folder: Path) -> dict[str, str]:
-    """Input key -> new caption, from the output shards in `folder` (read with `webdataset`)."""
-    import webdataset as wds
-
-    urls = sorted(str(p) for p in folder.glob("*.tar"))
-    samples = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
-    return {s["__key__"].rsplit("/", 1)[-1]: s["txt"].decode() for s in samples}
-
-
 def agreement(root: Path, executors: list[str]) -> str:
     """How many of captionary's captions equal the loop's (greedy decoding, same inputs: all of them,
     unless batches of other sizes round differently)."""
@@ -356,7 +311,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     fallback = REPO / "examples" / "photos"
     parser.add_argument("--photos", type=Path, default=DEFAULT if DEFAULT.is_dir() else fallback)
     parser.add_argument("--shards", type=int, default=4, help="input shards")
-    parser.add_argument("--copies", type=int, default=2, help="distinct variants of each photo")
+    parser.add_argument("--copies", type=int, default=8, help="distinct variants of each photo")
     parser.add_argument("--source-edge", type=int, default=1024, help="the shards' images fit in this")
     parser.add_argument("--edge", type=int, default=512, help="images are fitted in this before the model")
     parser.add_argument("--tokens", type=int, default=40, help="output tokens per caption (exactly)")
@@ -375,7 +330,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     import sys
 
     args = parse(argv)
-    command = "python benchmarks/recaption.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = shlex.join(["python", "benchmarks/recaption.py", *(sys.argv[1:] if argv is None else argv)])
     if args.work is not None and args.work.exists() and any(args.work.iterdir()):
         raise SystemExit(f"--work {args.work}: not empty (a second run there would find everything cached)")
     root = args.work or Path(tempfile.mkdtemp(prefix="captionary-recaption-"))
