@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def test_recaption_benchmark_runs_both_sides_on_the_same_samples(tmp_path, monke
     bench = load_benchmark(monkeypatch)
     executors = ["local", "ray"] if importlib.util.find_spec("ray") else ["local"]
     work = tmp_path / "work"
-    argv = ["--photos", str(SAMPLE_PHOTOS), "--shards", "2", "--copies", "2", "--tokens", str(TOKENS)]
-    rows = bench.main([*argv, "--batch", "4", "--executors", ",".join(executors), "--work", str(work)])
+    argv = ["--backend", "transformers", "--photos", str(SAMPLE_PHOTOS), "--shards", "2", "--copies", "2"]
+    argv += ["--tokens", str(TOKENS), "--batch", "4", "--executors", ",".join(executors), "--work", str(work)]
+    rows = bench.main(argv)
 
     printed = capsys.readouterr().out
     labels = [row.run for row in rows]
@@ -51,7 +53,7 @@ def test_recaption_benchmark_runs_both_sides_on_the_same_samples(tmp_path, monke
     assert labels[-1] == "captionary local re-run (all committed)"
     for label in labels:
         assert label in printed
-    assert "command: python benchmarks/recaption.py --photos" in printed
+    assert f"command: python benchmarks/recaption.py {shlex.join(argv)}\n" in printed
     assert "CPUs" in printed and "vs loop" in printed
 
     inputs = {s["__key__"]: s for s in samples(work / "in")}
