@@ -39,7 +39,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,19 +80,6 @@ def decode(data: bytes, edge: int) -> Image.Image:
     return image
 
 
-def batches(url: Path, size: int) -> Iterator[list[dict[str, Any]]]:
-    import webdataset as wds
-
-    batch: list[dict[str, Any]] = []
-    for sample in wds.WebDataset(str(url), shardshuffle=False, empty_check=False):
-        batch.append(sample)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def run_loop(load: Callable[[], Captioner], urls: list[Path], out: Path, args: argparse.Namespace) -> Row:
     """The baseline, model loading included; returns its row (`seconds` from start to last write)."""
     import webdataset as wds
@@ -104,7 +91,8 @@ def run_loop(load: Callable[[], Captioner], urls: list[Path], out: Path, args: a
     images = tokens = 0
     for url in urls:
         with wds.TarWriter(str(out / url.name)) as sink:
-            for batch in batches(url, args.batch):
+            samples = wds.WebDataset(str(url), shardshuffle=False, empty_check=False)
+            for batch in samples.batched(args.batch, collation_fn=None):  # lists of sample dicts
                 texts, used = caption([decode(s["jpg"], args.edge) for s in batch])
                 for sample, text in zip(batch, texts):
                     props = {

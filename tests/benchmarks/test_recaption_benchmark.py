@@ -1,6 +1,7 @@
-"""benchmarks/recaption.py on a tiny setting (tiny random LLaVA on CPU, 2 shards of 24 samples): the
-table has the loop's and captionary's rows, and every output, read back with `webdataset`, holds every
-input sample once with its original image bytes, a new caption and the old one."""
+"""benchmarks/recaption.py on a tiny setting (tiny random LLaVA on CPU, 24 samples in 2 shards, batches
+of 5: a partial one per shard): the table has the loop's and captionary's rows, and every output, read
+back with `webdataset`, holds every input sample once with its original image bytes, a new caption and
+the old one."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def test_recaption_benchmark_runs_both_sides_on_the_same_samples(tmp_path, monke
     executors = ["local", "ray"] if importlib.util.find_spec("ray") else ["local"]
     work = tmp_path / "work"
     argv = ["--backend", "transformers", "--photos", str(SAMPLE_PHOTOS), "--shards", "2", "--copies", "2"]
-    argv += ["--tokens", str(TOKENS), "--batch", "4", "--executors", ",".join(executors), "--work", str(work)]
+    argv += ["--tokens", str(TOKENS), "--batch", "5", "--executors", ",".join(executors), "--work", str(work)]
     rows = bench.main(argv)
 
     printed = capsys.readouterr().out
