@@ -130,7 +130,7 @@ def build_llava(out: Path, seed: int = 2) -> Path:
     torch.manual_seed(seed)
     tok = word_tokenizer(["<image>"], extra={"extra_special_tokens": {"image_token": "<image>"}})
     vision = CLIPVisionConfig(**SMALL, image_size=32, patch_size=8, projection_dim=32)
-    text = LlamaConfig(**_text(tok))
+    text = LlamaConfig(**_text(tok), architectures=["LlamaForCausalLM"])  # vLLM builds the LM from it
     cfg = LlavaConfig(
         vision_config=vision,
         text_config=text,
