@@ -77,21 +77,21 @@ def overhead(root: Path, photos: Path, ray) -> None:
 
 
 def start_ray(ray) -> None:
+    """A local Ray whose workers can import the stand-in device (through the environment they inherit:
+    a `runtime_env` would make every worker start slower)."""
     here = str(Path(__file__).resolve().parent)
-    ray.init(
-        num_cpus=os.cpu_count(),
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([here, str(REPO / "src")])}},
-    )
+    paths = [here, str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
-def synchronous_loop(paths: list[Path], seconds_per_image: float) -> float:
+def synchronous_loop(paths: list[Path], seconds_per_image: float, log: Path) -> float:
     """Decode and downscale a batch (as the caption step does), then run the device on it; repeat."""
     from captionary.backends import BackendConfig, Request
     from simulated_device import NAME, SimulatedDevice
 
-    device = SimulatedDevice(BackendConfig(NAME, "sim", {"seconds_per_image": seconds_per_image}))
+    options = {"seconds_per_image": seconds_per_image, "log": str(log)}
+    device = SimulatedDevice(BackendConfig(NAME, "sim", options=options))
     start = time.perf_counter()
     for first in range(0, len(paths), BATCH):
         requests = []
@@ -103,7 +103,9 @@ def synchronous_loop(paths: list[Path], seconds_per_image: float) -> float:
     return time.perf_counter() - start
 
 
-def fed_run(root: Path, photos: Path, executor: str, seconds_per_image: float) -> tuple[float, int]:
+def fed_run(
+    root: Path, photos: Path, executor: str, seconds_per_image: float, log: Path
+) -> tuple[float, int]:
     """captionary's caption step on the stand-in device, the photos ingested beforehand (not timed)."""
     from simulated_device import NAME
 
@@ -114,7 +116,7 @@ def fed_run(root: Path, photos: Path, executor: str, seconds_per_image: float) -
             model="sim",
             batch_size=BATCH,
             max_image_edge=EDGE,
-            options={"seconds_per_image": seconds_per_image},
+            options={"seconds_per_image": seconds_per_image, "log": str(log)},
         )
         start = time.perf_counter()
         summary = ws.run(Load(photos) >> caption, executor=executor, progress=False)
@@ -124,24 +126,38 @@ def fed_run(root: Path, photos: Path, executor: str, seconds_per_image: float) -
 
 def feeding(root: Path, photos: Path, ray, device_ms: float) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from simulated_device import busy_once_started
+
     paths = sorted(p for p in photos.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     seconds_per_image = device_ms / 1000
-    loop = synchronous_loop(paths, seconds_per_image)
-    rows = [("synchronous loop (decode, then model)", loop, len(paths))]
-    rows.append(("captionary, local executor", *fed_run(root, photos, "local", seconds_per_image)))
+    logs = {name: root / f"device-{name}.log" for name in ("loop", "local", "ray")}
+    loop = synchronous_loop(paths, seconds_per_image, logs["loop"])
+    rows = [("synchronous loop (decode, then model)", "loop", loop, len(paths))]
+    rows.append(
+        (
+            "captionary, local executor",
+            "local",
+            *fed_run(root, photos, "local", seconds_per_image, logs["local"]),
+        )
+    )
     if ray is not None:
         start_ray(ray)
-        rows.append(("captionary, ray executor", *fed_run(root, photos, "ray", seconds_per_image)))
+        rows.append(
+            ("captionary, ray executor", "ray", *fed_run(root, photos, "ray", seconds_per_image, logs["ray"]))
+        )
         ray.shutdown()
     print(
         f"Feeding: {len(paths)} photos from {photos}; {os.cpu_count()} cores; a stand-in device taking "
-        f"{device_ms:g} ms per image; batches of {BATCH}, images downscaled to {EDGE} px\n"
+        f"{device_ms:g} ms per image; batches of {BATCH}, images downscaled to {EDGE} px. Device busy: "
+        f"its share of the whole run, and from its first batch's start to its last batch's end\n"
     )
-    print(f"{'run':<40}{'wall s':>9}{'images/s':>10}{'device busy':>13}{'vs loop':>9}")
-    for label, seconds, count in rows:
+    print(f"{'run':<40}{'wall s':>9}{'images/s':>10}{'busy, run':>11}{'once started':>14}{'vs loop':>9}")
+    for label, name, seconds, count in rows:
         assert count == len(paths), (label, count)
         busy = count * seconds_per_image / seconds
-        print(f"{label:<40}{seconds:>9.2f}{count / seconds:>10.1f}{busy:>12.0%}{loop / seconds:>8.2f}x")
+        started = busy_once_started(str(logs[name]))
+        rate, ratio = count / seconds, loop / seconds
+        print(f"{label:<40}{seconds:>9.2f}{rate:>10.1f}{busy:>10.0%}{started:>13.0%}{ratio:>8.2f}x")
     print()
 
 
