@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import s3_server
 
-from captionary import Load, Resize, Save, Workspace
-from conftest import tree
+from captionary import Workspace
+from test_remote_blobs import assert_same_output_with_blobs_at
 
 s3 = s3_server.s3
 s3_endpoint = s3_server.s3_endpoint
@@ -14,24 +14,15 @@ s3_endpoint = s3_server.s3_endpoint
 
 def test_a_pipeline_with_blobs_on_s3_gives_the_same_output(photos, tmp_path, s3):
     url = s3.url("objects")
-    outputs = {}
-    for name, blobs in (("local", None), ("s3", url)):
-        with Workspace(tmp_path / f"ws-{name}", blobs=blobs) as ws:
-            pipeline = Load(photos) >> Resize(max_edge=80) >> Save(tmp_path / f"out-{name}")
-            first = ws.run(pipeline, progress=False, workers=2)  # pool workers read the blobs from S3
-            again = ws.run(pipeline, progress=False, workers=2)
-        assert first.step("resize").computed == 12 and again.step("resize").computed == 0
-        assert not first.errors
-        outputs[name] = tree(tmp_path / f"out-{name}")
-    assert outputs["local"] == outputs["s3"]  # byte-identical exports
+    assert_same_output_with_blobs_at(url, photos, tmp_path)  # byte-identical exports, pool workers on S3
     with Workspace(tmp_path / "ws-local") as ws:
         originals = sorted(ws.blobs.digests())
     stored = [key for key in s3.keys("objects/") if "/tmp/" not in key]
     assert sorted(key.rpartition("/")[2] for key in stored) == originals  # the originals are in the bucket
     assert all(key == f"objects/{d[:2]}/{d}" for key, d in zip(stored, originals))
-    assert not [p for p in (tmp_path / "ws-s3" / "objects").rglob("*") if p.is_file()]
+    assert not [p for p in (tmp_path / "ws-remote" / "objects").rglob("*") if p.is_file()]
 
-    with Workspace(tmp_path / "ws-s3") as ws:  # the URL is remembered; gc works in the bucket
+    with Workspace(tmp_path / "ws-remote") as ws:  # the URL is remembered; gc works in the bucket
         assert ws.blobs.root == url
         orphan = ws.blobs.put(b"nothing refers to me")
         assert s3.fs.exists(f"{s3.bucket}/objects/{orphan[:2]}/{orphan}")
