@@ -184,3 +184,31 @@ def test_a_model_actor_that_is_dead_for_good_is_replaced(photos, tmp_path, monke
     # without retries the batch sharing the dead actor fails too (two batches of 4 at most)
     assert 1 <= step.failed <= 8 and step.computed + step.failed == 12 and step.computed >= 4
     assert log.read_text().count("setup") == 2  # a second actor took over
+
+
+def test_a_worker_that_cannot_see_the_database_computes_instead_of_looking_up(photos, tmp_path):
+    """On another node without a shared file system, a worker has the blobs (at their URL) but not
+    the database: it runs its chain without cache lookups, and its results equal the looked-up ones."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from captionary.core.item import Item
+    from captionary.executors.worker import init_worker, run_task
+
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(photos) >> Resize(max_edge=96) >> Resize(max_edge=48), progress=False)
+        items = list(ws.items())
+        chain = [Resize(max_edge=96), Resize(max_edge=48)]
+        results = {}
+        for name, db in (("with the database", ws.db_path), ("without", tmp_path / "elsewhere" / "x.db")):
+            with ProcessPoolExecutor(
+                1, multiprocessing.get_context("spawn"), init_worker, (ws.blobs.root, db, [chain])
+            ) as pool:
+                originals = [Item(i.id, i.base, {}, i.source, i.name, None, i.format, i.base) for i in items]
+                results[name] = pool.submit(run_task, 0, [(item, 0) for item in originals]).result()
+    for (with_db, events_db), (without, events) in zip(results["with the database"], results["without"]):
+        assert [e[3] for e in events] == [None, None]  # no errors
+        assert [e[4] for e in events_db] == [False, True]  # the second step found in the cache
+        assert [e[4] for e in events] == [False, False]  # ... or computed when the database is not there
+        assert events[1][2].props == events_db[1][2].props
+        assert without.image_hash == with_db.image_hash  # the same derived image (its id names its recipe)

@@ -70,10 +70,13 @@ _worker: dict = {}
 
 
 def init_worker(objects: Path, db_path: Path, chains: list[list[PerItemStep]]) -> None:
+    """Open the blob store and, where this machine sees it, the workspace database: a Ray worker on
+    another node may not (no shared file system). It then looks nothing up: the driver already
+    resolved each item's first step, and later steps of the chain are computed instead of found."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
     threading.Thread(target=_exit_with_parent, daemon=True).start()
     _worker["store"] = open_blob_store(objects)
-    _worker["db"] = connect(db_path, readonly=True)
+    _worker["db"] = connect(db_path, readonly=True) if Path(db_path).is_file() else None
     _worker["chains"] = chains
 
 
@@ -89,12 +92,12 @@ def run_task(
     chain: int, batch: list[tuple[Item, int]], render: Renderer | None = None
 ) -> list[tuple[Item, list[Event]]]:
     store: BlobStore = _worker["store"]
-    db: sqlite3.Connection = _worker["db"]
+    db: sqlite3.Connection | None = _worker["db"]
     steps = _worker["chains"][chain]
     out = []
     for item, start in batch:
         item.attach(store)
-        done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key))
+        done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key) if db else None)
         if done is not item:
             item.drop_pixels()  # the original's pixels: a task holding several would churn memory
         if render is not None and done._decoded is not None:
