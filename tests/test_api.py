@@ -65,3 +65,28 @@ def test_steps_listing_piped_into_a_reader_that_leaves_early_is_no_error():
     done = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and done.stdout.count("\n") == 1
+
+
+def test_cli_ray_flags_reach_the_executor_and_need_executor_ray(tmp_path, monkeypatch, capsys):
+    from captionary.cli import main
+    from captionary.core.workspace import Workspace
+    from conftest import REPO
+
+    seen = {}
+
+    def record(self, pipeline, executor="local", **options):
+        seen.update(options, executor=executor)
+        raise KeyboardInterrupt  # stop here: the flags are what this test is about
+
+    monkeypatch.setattr(Workspace, "run", record)
+    pipeline = str(REPO / "examples" / "quickstart.yaml")
+    workspace = str(tmp_path / "ws")
+    flags = ["--model-actors", "3", "--gpus-per-model-actor", "0.5", "--address", "auto"]
+    try:
+        main(["run", pipeline, "--workspace", workspace, "--executor", "ray", *flags])
+    except KeyboardInterrupt:
+        pass
+    assert seen["executor"] == "ray"
+    assert (seen["model_actors"], seen["gpus_per_model_actor"], seen["address"]) == (3, 0.5, "auto")
+    assert main(["run", pipeline, "--workspace", workspace, "--model-actors", "3"]) == 2
+    assert "--model-actors only apply with --executor ray" in capsys.readouterr().err

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a pipeline file")
     run.add_argument("pipeline", type=Path, help="pipeline YAML file")
     run.add_argument("--executor", default="local", help="where to run: local (default) or ray")
-    run.add_argument("--address", help="the Ray cluster to join (--executor ray; default: start a local one)")
+    _add_ray_arguments(run)
     run.add_argument("--workspace", type=Path, help="override the file's workspace folder")
     run.add_argument(
         "--max-errors",
@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         "--in-place", action="store_true", help="reference the input shards' images instead of copying them"
     )
     recaption.add_argument("--executor", default="local", help="local (default) or ray")
-    recaption.add_argument("--address", help="the Ray cluster to join (--executor ray)")
+    _add_ray_arguments(recaption)
     recaption.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
     recaption.set_defaults(func=_recaption)
 
@@ -137,9 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_pipeline(args.pipeline)  # every config error surfaces here, before any work
     signal.signal(signal.SIGTERM, _interrupt)
     options = {"max_errors": args.max_errors, "workers": args.workers, "progress": not args.no_progress}
-    if args.address:
-        options["address"] = args.address
-    options = {k: v for k, v in options.items() if v is not None}
+    options = {k: v for k, v in options.items() if v is not None} | _ray_options(args)
     if any(step.kind == "human" for step in spec.pipeline):
         options["review"] = {"host": args.host, "port": args.port}
     with Workspace(args.workspace or spec.workspace, blobs=spec.blobs) as ws:
@@ -156,6 +154,36 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
+def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address", help="the Ray cluster to join (--executor ray; default: start a local one)"
+    )
+    parser.add_argument(
+        "--model-actors",
+        type=int,
+        metavar="N",
+        help="actors per model step (--executor ray; default: one per GPU in the cluster, or 1)",
+    )
+    parser.add_argument(
+        "--gpus-per-model-actor",
+        type=float,
+        metavar="N",
+        help="GPUs each model actor holds (--executor ray; default 1 with GPUs; e.g. 2 for "
+        "tensor_parallel_size: 2)",
+    )
+
+
+def _ray_options(args: argparse.Namespace) -> dict:
+    """The executor options of the Ray flags given; an error if they are given without `--executor ray`."""
+    names = {"address": args.address, "model_actors": args.model_actors}
+    names["gpus_per_model_actor"] = args.gpus_per_model_actor
+    given = {name: value for name, value in names.items() if value is not None}
+    if given and args.executor != "ray":
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ConfigError(f"{flags} only apply with --executor ray")
+    return given
+
+
 def _recaption(args: argparse.Namespace) -> int:
     from captionary.recaption import recaption
 
@@ -166,9 +194,7 @@ def _recaption(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "base_url": args.base_url,
     }
-    executor_options: dict = {"progress": not args.no_progress}
-    if args.address:
-        executor_options["address"] = args.address
+    executor_options: dict = {"progress": not args.no_progress} | _ray_options(args)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = recaption(
