@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -82,10 +83,8 @@ def test_cli_ray_flags_reach_the_executor_and_need_executor_ray(tmp_path, monkey
     pipeline = str(REPO / "examples" / "quickstart.yaml")
     workspace = str(tmp_path / "ws")
     flags = ["--model-actors", "3", "--gpus-per-model-actor", "0.5", "--address", "auto"]
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         main(["run", pipeline, "--workspace", workspace, "--executor", "ray", *flags])
-    except KeyboardInterrupt:
-        pass
     assert seen["executor"] == "ray"
     assert (seen["model_actors"], seen["gpus_per_model_actor"], seen["address"]) == (3, 0.5, "auto")
     assert main(["run", pipeline, "--workspace", workspace, "--model-actors", "3"]) == 2
