@@ -212,3 +212,27 @@ def test_a_worker_that_cannot_see_the_database_computes_instead_of_looking_up(ph
         assert [e[4] for e in events] == [False, False]  # ... or computed when the database is not there
         assert events[1][2].props == events_db[1][2].props
         assert without.image_hash == with_db.image_hash  # the same derived image (its id names its recipe)
+
+
+class TSplitModel(TRayMeanColour):
+    """The stand-in model, claiming to need `gpus` GPUs per copy (as vLLM with tensor_parallel_size)."""
+
+    name = "t_split_model"
+    gpus: int = 2
+
+    def gpus_per_model(self):
+        return self.gpus
+
+
+def test_model_actors_take_the_gpus_one_copy_of_the_model_needs(tmp_path):
+    from captionary.errors import ConfigError
+    from captionary.executors.ray_executor import model_actor_plan
+
+    one, split = TRayMeanColour(log=str(tmp_path / "log")), TSplitModel(log=str(tmp_path / "log"))
+    assert model_actor_plan(one, cluster_gpus=8) == (8, 1.0)  # an actor per GPU
+    assert model_actor_plan(split, cluster_gpus=8) == (4, 2.0)  # an actor per pair of GPUs
+    assert model_actor_plan(split, cluster_gpus=0) == (1, 0.0)  # no GPUs: one actor, on CPU
+    assert model_actor_plan(split, cluster_gpus=8, gpus=1.0, actors=3) == (3, 1.0)  # as given
+    with pytest.raises(ConfigError, match="needs 2 GPUs and the cluster has 1"):
+        model_actor_plan(split, cluster_gpus=1)
+    assert model_actor_plan(split, cluster_gpus=1, gpus=2.0) == (1, 2.0)  # explicit: an autoscaler adds GPUs

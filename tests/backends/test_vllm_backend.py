@@ -16,6 +16,7 @@ from captionary.backends.base import settings
 from captionary.backends.vllm import (
     conversation,
     dispatch,
+    engine_gpus,
     engine_kwargs,
     gpu_groups,
     over_limit,
@@ -301,3 +302,9 @@ def test_vllm_engine_captions_real_photos(tmp_path, photos):
     assert first.step("caption").computed + first.step("caption").failed == 12
     assert first.step("caption").computed >= 1 and all(captions)
     assert second.step("caption").computed == 0
+
+
+def test_engine_gpus_is_what_one_model_copy_takes_when_more_than_one():
+    assert engine_gpus({"tensor_parallel_size": 1, "data_parallel": "auto"}) is None
+    assert engine_gpus({"tensor_parallel_size": 2, "data_parallel": "auto"}) == 2
+    assert engine_gpus({"tensor_parallel_size": 2, "data_parallel": 2}) == 4

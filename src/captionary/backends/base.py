@@ -166,6 +166,10 @@ class Backend:
         service). Two model steps on the same kind of device never hold their models at once."""
         return None
 
+    def gpus_per_model(self) -> int | None:
+        """GPUs one copy of the model needs when more than one (see `BatchStep.gpus_per_model`)."""
+        return None
+
     def __enter__(self) -> Backend:
         self.load()
         return self

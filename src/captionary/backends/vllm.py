@@ -97,6 +97,9 @@ class VllmBackend(Backend):
     def accelerator(self) -> str | None:
         return "cuda"  # every GPU its engines are given
 
+    def gpus_per_model(self) -> int | None:
+        return engine_gpus(self.settings)
+
     def load(self) -> None:
         if self.engines:
             return
@@ -227,6 +230,14 @@ def dispatch(requests: Sequence[Request], engines: Sequence[Any], image_limit: i
         for i, result in zip(shard, engine.collect()):
             results[i] = result
     return [r if r is not None else Result(error="no result") for r in results]
+
+
+def engine_gpus(settings: dict[str, Any]) -> int | None:
+    """GPUs the backend's engines take together when that is more than one: `tensor_parallel_size`
+    each, times `data_parallel` when it is a number (with "auto" the engines fit what is visible)."""
+    dp = settings["data_parallel"]
+    gpus = settings["tensor_parallel_size"] * (dp if isinstance(dp, int) else 1)
+    return gpus if gpus > 1 else None
 
 
 def visible_gpus() -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 from captionary.core import optional
 from captionary.core.item import Item
 from captionary.core.workspace import Workspace
+from captionary.errors import ConfigError
 from captionary.executors.context import RunContext
 from captionary.executors.local import LocalExecutor
 from captionary.executors.stages.base import Stage
@@ -45,8 +46,10 @@ class RayExecutor(LocalExecutor):
     address: the cluster to join (`ray.init(address=...)`, e.g. "auto" or "ray://host:10001"); None
       starts a local Ray with `num_cpus` (default: all cores). An already initialised Ray is reused.
     workers: CPU actors for image steps (default: the cluster's CPUs).
-    model_actors: actors per batch (model) step (default: one per GPU, or 1 without GPUs).
-    gpus_per_model_actor: GPUs each model actor reserves (default: 1 when the cluster has GPUs, else 0).
+    model_actors: actors per batch (model) step (default: one per GPU, or per group of GPUs a model
+      split over several needs; 1 without GPUs).
+    gpus_per_model_actor: GPUs each model actor reserves (default: what the step's model needs, e.g.
+      vLLM's `tensor_parallel_size`, else 1, when the cluster has GPUs; 0 without).
     Other options as for `local` (`max_errors`, `progress`, `chunk_size`).
     """
 
@@ -69,23 +72,47 @@ class RayExecutor(LocalExecutor):
                 kwargs["num_cpus"] = num_cpus or os.cpu_count()
             self.ray.init(address=address, **kwargs)
         resources = self.ray.cluster_resources()
-        cpus, gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
+        cpus, self.cluster_gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
         super().__init__(workers=cpus if workers is None else workers, **options)
-        self.gpus_per_model_actor = (
-            (1.0 if gpus else 0.0) if gpus_per_model_actor is None else gpus_per_model_actor
-        )
-        default_actors = max(1, int(gpus // self.gpus_per_model_actor)) if self.gpus_per_model_actor else 1
-        self.model_actors = default_actors if model_actors is None else model_actors
+        self.gpus_per_model_actor = gpus_per_model_actor
+        self.model_actors = model_actors
+
+    def run(self, ws: Workspace, pipeline) -> Any:
+        for step in pipeline:  # a model the cluster cannot hold fails here, before the run is recorded
+            if isinstance(step, BatchStep):
+                model_actor_plan(step, self.cluster_gpus, self.gpus_per_model_actor, self.model_actors)
+        return super().run(ws, pipeline)
 
     def _pool(self, ctx: RunContext, chains: list[list[PerItemStep]]) -> ChainActors:
         return ChainActors(self.ray, max(1, self.workers), ctx.ws, chains)
 
     def _stage(self, ctx: RunContext, index: int, step) -> Stage:
         if isinstance(step, BatchStep):
-            return RayBatchStage(
-                ctx, index, step, ModelActors(self.ray, step, self.model_actors, self.gpus_per_model_actor)
+            count, gpus = model_actor_plan(
+                step, self.cluster_gpus, self.gpus_per_model_actor, self.model_actors
             )
+            return RayBatchStage(ctx, index, step, ModelActors(self.ray, step, count, gpus))
         return super()._stage(ctx, index, step)
+
+
+def model_actor_plan(
+    step: BatchStep, cluster_gpus: int, gpus: float | None = None, actors: int | None = None
+) -> tuple[int, float]:
+    """(actors, GPUs each) for a model step: as given, else each actor takes the GPUs one copy of the
+    step's model needs (`gpus_per_model`, else 1) and there is an actor per such group; on a cluster
+    without GPUs, one actor and none. A model needing more GPUs than the cluster has is an error (it
+    would wait for them forever), unless `gpus` says so explicitly (an autoscaling cluster)."""
+    if gpus is None:
+        needed = step.gpus_per_model() or 1
+        if cluster_gpus and needed > cluster_gpus:
+            raise ConfigError(
+                f"{step.name}: one copy of its model needs {needed} GPUs and the cluster has "
+                f"{cluster_gpus}; lower tensor_parallel_size, or set --gpus-per-model-actor"
+            )
+        gpus = float(needed) if cluster_gpus else 0.0
+    if actors is None:
+        actors = max(1, int(cluster_gpus // gpus)) if gpus else 1
+    return actors, gpus
 
 
 class ChainActors:

@@ -264,6 +264,11 @@ class BatchStep(Step):
         the same kind of device released their models, so two GPU steps never hold two models."""
         return None
 
+    def gpus_per_model(self) -> int | None:
+        """GPUs one copy of the model needs, when it needs more than one (a model split over GPUs):
+        the ray executor gives each model actor that many. None: one, where the cluster has GPUs."""
+        return None
+
     def prefetch(self, items: Sequence[Item]) -> None:
         """A batch was queued (called in the driver thread; must not block): start preparing its
         inputs in the background, e.g. decoding images, so the model never waits for them."""

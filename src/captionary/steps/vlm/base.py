@@ -234,6 +234,9 @@ class GenerativeStep(BatchStep):
     def accelerator(self) -> str | None:
         return self._backend_instance.accelerator()
 
+    def gpus_per_model(self) -> int | None:
+        return self._backend_instance.gpus_per_model()
+
     def usage(self) -> dict[str, int]:
         """Tokens and requests since the last call (for the run summary); resets the counters."""
         counts, self.__dict__["_usage"] = self.__dict__.get("_usage", {}), {}
