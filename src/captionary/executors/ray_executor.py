@@ -6,11 +6,13 @@ every result as it arrives, so a killed driver loses only the batches in flight.
 - chains of `parallel` per-item steps (decode, resize, ...) run in a pool of CPU actors, a few items
   per task, each actor holding the chains and a read-only view of the workspace (`ChainActors`);
 - batch (model) steps run in a pool of model actors that load the model once each and keep it until
-  the step has seen its last item; with GPUs in the cluster each actor takes one (`ModelActors`).
+  the step has seen its last item; with GPUs in the cluster each actor takes what one copy of the
+  model needs (`ModelActors`, `model_actor_plan`).
 
-Ray core actors rather than Ray Data: the plan's per-step cache filtering and streaming commit map
-onto futures directly, and cached items never leave the driver. Workers read blobs and the database
-by path, so the workspace must be on a file system every node mounts.
+Dead actors are restarted and their tasks sent again (`MAX_RESTARTS`, `TASK_RETRIES`). Ray core actors
+rather than Ray Data: the plan's per-step cache filtering and streaming commit map onto futures
+directly, and cached items never leave the driver. Workers read blobs from the store's path or URL,
+and the database where their node sees it (see `init_worker`).
 """
 
 from __future__ import annotations
