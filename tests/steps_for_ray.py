@@ -107,7 +107,8 @@ class TWorkerDies(Map):
 
 
 class TModelDies(TRayMeanColour):
-    """The stand-in model, whose process dies on a batch holding the item named `die_on`."""
+    """The stand-in model, whose process dies on a batch holding the item named `die_on` ("*": on the
+    first batch any actor runs)."""
 
     name: ClassVar[str] = "t_model_dies"
 
@@ -116,6 +117,8 @@ class TModelDies(TRayMeanColour):
     always: bool = False
 
     def apply_batch(self, items):
+        if self.die_on == "*":
+            _die_here(self.marker_dir, "first batch", self.always)
         for item in items:
             if item.name == self.die_on:
                 _die_here(self.marker_dir, item.name, self.always)
