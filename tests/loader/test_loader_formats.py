@@ -220,3 +220,18 @@ def test_several_captions_per_image_round_trip(varied, tmp_path, fmt):
     assert len(records) == 10
     for record in records:
         assert len(record.captions) == 2 and record.captions[1] == f"{record.captions[0]}, variant"
+
+
+def test_an_unusable_manifest_line_stops_the_read_naming_file_and_line(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    manifest = tmp_path / "meta.jsonl"
+    manifest.write_text('{"image_path": "a.jpg"}\nnot json\n')
+    with pytest.raises(ConfigError, match=r"meta\.jsonl:2: invalid JSON"):
+        read_records(manifest)
+    manifest.write_text('{"image_path": "a.jpg"}\n["a list"]\n')
+    with pytest.raises(ConfigError, match=r"meta\.jsonl:2: not a JSON object"):
+        read_records(manifest)
+    table = tmp_path / "meta.csv"
+    table.write_text("image_path,caption\na.jpg,a photo\na.jpg\n")
+    with pytest.raises(ConfigError, match=r"meta\.csv:3: malformed line: not the 2 fields of the header"):
+        read_records(table)

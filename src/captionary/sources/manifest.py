@@ -3,7 +3,6 @@ properties. Relative image paths resolve against the manifest's folder."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 from captionary.core import optional
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json, hash_bytes
+from captionary.core.manifest_rows import csv_rows, jsonl_rows
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.download import Downloader
 from captionary.sources.records import SourceRecords, should_verify, stat_fingerprint
@@ -144,36 +144,20 @@ class LoadManifest(Source):
             for number, row in enumerate(pq.read_table(manifest).to_pylist(), start=1):
                 yield f"{name} row {number}", row
             return
-        with open(manifest, encoding="utf-8", newline="") as f:
-            if self.manifest_format == "jsonl":
-                for number, line in enumerate(f, start=1):
-                    if line.strip():
-                        yield f"{name}:{number}", _json_object(line)
-            elif self.manifest_format == "json":
-                try:
-                    rows = json.load(f)
-                except json.JSONDecodeError as exc:
-                    yield f"{name}:{exc.lineno}", f"invalid JSON: {exc.msg}"
-                    return
-                if not isinstance(rows, list):
-                    yield name, "a JSON manifest is a list of records"
-                    return
-                for number, row in enumerate(rows, start=1):
-                    yield f"{name} record {number}", row if isinstance(row, dict) else "not a JSON object"
-            else:
-                reader = csv.DictReader(f, delimiter="\t" if self.manifest_format == "tsv" else ",")
-                for row in reader:
-                    where = f"{name}:{reader.line_num}"
-                    if None in row or None in row.values():
-                        header = len(reader.fieldnames or [])
-                        yield where, f"malformed line: not the {header} fields of the header"
-                    else:
-                        yield where, row
-
-
-def _json_object(line: str) -> dict[str, Any] | str:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return f"invalid JSON: {exc.msg}"
-    return value if isinstance(value, dict) else "not a JSON object"
+        if self.manifest_format == "jsonl":
+            yield from jsonl_rows(manifest, name)
+            return
+        if self.manifest_format != "json":
+            yield from csv_rows(manifest, name, "\t" if self.manifest_format == "tsv" else ",")
+            return
+        with open(manifest, encoding="utf-8") as f:
+            try:
+                rows = json.load(f)
+            except json.JSONDecodeError as exc:
+                yield f"{name}:{exc.lineno}", f"invalid JSON: {exc.msg}"
+                return
+        if not isinstance(rows, list):
+            yield name, "a JSON manifest is a list of records"
+            return
+        for number, row in enumerate(rows, start=1):
+            yield f"{name} record {number}", row if isinstance(row, dict) else "not a JSON object"

@@ -5,7 +5,6 @@ Relative image paths resolve against the manifest's folder; URLs are kept (downl
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from captionary.core.manifest_rows import Row, csv_rows, jsonl_rows
 from captionary.loader.records import Record, captions_of
 
 IMAGE_COLUMNS = ("image_path", "file_name", "image", "path", "url", "image_url")
@@ -24,12 +24,12 @@ class ManifestError(ValueError):
 
 
 def read_jsonl(path: Path, **options: Any) -> list[Record]:
-    return _records(path, _jsonl_rows(path), **options)
+    return _records(path, _usable(jsonl_rows(path, str(path))), **options)
 
 
 def read_csv(path: Path, *, delimiter: str | None = None, **options: Any) -> list[Record]:
     delimiter = delimiter or ("\t" if path.suffix.lower() == ".tsv" else ",")
-    return _records(path, _csv_rows(path, delimiter), **options)
+    return _records(path, _usable(csv_rows(path, str(path), delimiter)), **options)
 
 
 def read_tsv(path: Path, **options: Any) -> list[Record]:
@@ -147,26 +147,9 @@ def _stem(name: str) -> str:
     return name.replace(os.sep, "/").rpartition(".")[0] or name
 
 
-def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise ManifestError(f"{path}:{number}: not a JSON object")
-            yield f"{path}:{number}", row
-
-
-def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        for row in reader:
-            if None in row or None in row.values():
-                raise ManifestError(
-                    f"{path}:{reader.line_num}: not the {len(reader.fieldnames or [])} fields"
-                )
-            yield f"{path}:{reader.line_num}", dict(row)
+def _usable(rows: Iterator[tuple[str, Row]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The rows, stopping at the first unusable line with its reason."""
+    for where, row in rows:
+        if isinstance(row, str):
+            raise ManifestError(f"{where}: {row}")
+        yield where, row
