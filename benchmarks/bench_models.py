@@ -33,6 +33,22 @@ DUMMY_ENGINE: dict[str, Any] = {
 """`vllm.LLM` arguments (besides `model`) for the dummy-weight LLaVA-7B."""
 
 
+class Unavailable(Exception):
+    """This machine cannot run the benchmark or backend asked for (printed instead of a table)."""
+
+
+def vllm_on_cuda(hint: str = "") -> Any:
+    """The `vllm` module, where it and a CUDA GPU are here; else Unavailable (with `hint` appended)."""
+    try:
+        import torch
+        import vllm
+    except ImportError as exc:
+        raise Unavailable(f"needs vllm and torch ({exc}){hint}") from None
+    if not torch.cuda.is_available():
+        raise Unavailable("needs a CUDA GPU")
+    return vllm
+
+
 def fixed_length(tokens: int) -> dict[str, Any]:
     """`vllm.SamplingParams` fields that make every output exactly `tokens` tokens (with max_tokens)."""
     return {"min_tokens": tokens, "ignore_eos": True}

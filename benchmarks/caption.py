@@ -38,7 +38,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench_models import DUMMY_ENGINE, fixed_length, llava_7b_folder, tiny_llava, variant
+from bench_models import (
+    DUMMY_ENGINE,
+    Unavailable,
+    fixed_length,
+    llava_7b_folder,
+    tiny_llava,
+    variant,
+    vllm_on_cuda,
+)
 from captionary import Caption, Load, Workspace
 from captionary.backends import BackendConfig, GenerationParams, Request, make_backend
 
@@ -198,10 +206,6 @@ def bench_transformers(photos: Path, root: Path, args: argparse.Namespace) -> li
 
 
 # --- vllm (GPU) --------------------------------------------------------------------------------------
-class Unavailable(Exception):
-    """This machine cannot run the benchmark (printed instead of a table)."""
-
-
 def variants(photos: Path, folder: Path, copies: int) -> Path:
     """`copies` distinct JPEGs per photo (mirrored, cropped a little more each time): enough images to
     keep a GPU busy, none a duplicate the cache would skip."""
@@ -216,13 +220,7 @@ def variants(photos: Path, folder: Path, copies: int) -> Path:
 def bench_vllm(photos: Path, root: Path, args: argparse.Namespace) -> list[Row]:
     """vLLM on a GPU, full-size random weights, fixed output length: `LLM.chat` on batches of 48
     (decode, downscale, generate, in turn) vs the `caption` step on the vllm backend."""
-    try:
-        import torch
-        import vllm
-    except ImportError as exc:
-        raise Unavailable(f"needs vllm and torch ({exc})") from None
-    if not torch.cuda.is_available():
-        raise Unavailable("needs a CUDA GPU")
+    vllm = vllm_on_cuda()
     from captionary.backends.vllm import conversation
 
     folder = llava_7b_folder(root)

@@ -46,7 +46,15 @@ from typing import Any
 
 from PIL import Image
 
-from bench_models import DUMMY_ENGINE, fixed_length, llava_7b_folder, llava_7b_weights, tiny_llava
+from bench_models import (
+    DUMMY_ENGINE,
+    Unavailable,
+    fixed_length,
+    llava_7b_folder,
+    llava_7b_weights,
+    tiny_llava,
+    vllm_on_cuda,
+)
 from bench_shards import captions, make_shards, photos_in
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,10 +72,6 @@ class Row:
     seconds: float
     tokens: int
     load_seconds: float = 0.0  # of `seconds`, spent loading the model (the loop's row)
-
-
-class Unavailable(Exception):
-    """This machine cannot run the chosen backend (printed instead of a table)."""
 
 
 # --- the loop -----------------------------------------------------------------------------------------
@@ -164,13 +168,7 @@ def transformers_model(root: Path, args: argparse.Namespace) -> Model:
 
 
 def vllm_model(root: Path, args: argparse.Namespace) -> Model:
-    try:
-        import torch
-        import vllm
-    except ImportError as exc:
-        raise Unavailable(f"needs vllm and torch ({exc}); on a GPU without vllm try --size 7b") from None
-    if not torch.cuda.is_available():
-        raise Unavailable("needs a CUDA GPU")
+    vllm = vllm_on_cuda("; on a GPU without vllm try --size 7b")
     folder = llava_7b_folder(root)
     fixed = fixed_length(args.tokens)
 
@@ -192,6 +190,8 @@ def vllm_model(root: Path, args: argparse.Namespace) -> Model:
         return caption
 
     def close() -> None:
+        import torch
+
         loaded.clear()  # the last reference: vLLM shuts its engine down
         gc.collect()
         torch.cuda.empty_cache()
