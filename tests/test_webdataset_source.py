@@ -54,8 +54,8 @@ def test_brace_pattern_streams_every_sample(shards, tmp_path, monkeypatch):
         summary = ws.run(source, progress=False)
         items = {item.name: item for item in ws.items()}
         opened = []
-        real = module._samples
-        monkeypatch.setattr(module, "_samples", lambda stream: opened.append(1) or real(stream))
+        real = module.tar_samples
+        monkeypatch.setattr(module, "tar_samples", lambda stream: opened.append(1) or real(stream))
         again = ws.run(source, progress=False)
     assert len(opened) == 1  # the clean, unchanged shard is not even opened; the one with errors is
     assert summary.step("load_webdataset").n_out == 12
@@ -140,10 +140,10 @@ def test_an_unchanged_http_shard_is_not_fetched_again_and_a_changed_one_is(shard
 
 
 def test_member_names_split_as_the_webdataset_library_splits_them(photos, tmp_path):
-    """One rule (`split_member_name`) for the source and the training loader: the library's."""
+    """One rule (`split_member_name`, `tar_samples`) for the source and the training loader: the library's."""
     from captionary.core.wds_names import split_member_name
+    from captionary.core.wds_stream import tar_samples
     from captionary.loader.webdataset import _shard_records
-    from captionary.sources.webdataset import _samples
 
     wds = pytest.importorskip("webdataset")
     jpg = next(photos.rglob("*.jpg")).read_bytes()
@@ -177,7 +177,8 @@ def test_member_names_split_as_the_webdataset_library_splits_them(photos, tmp_pa
         "dir.v2/b": ["jpg", "json"],
         "x.y.z/c": ["jpg", "tar.gz.jpg"],
     }
-    ours = {key: sorted(members) for key, members, _ in _samples(open(path, "rb"))}  # noqa: SIM115 (closed by _samples)
+    with open(path, "rb") as stream:
+        ours = {key: sorted(members) for key, members, _ in tar_samples(stream)}
     assert ours == expected
     assert [record.id for record in _shard_records(str(path), 10.0)] == list(expected)
     assert split_member_name("README") is None and split_member_name("dir.v2/LICENSE") is None
@@ -189,8 +190,8 @@ def test_a_file_url_goes_through_fsspec_and_is_fingerprinted_by_mtime(shards, tm
 
     pytest.importorskip("fsspec")
     opened = []
-    real = module._samples
-    monkeypatch.setattr(module, "_samples", lambda stream: opened.append(1) or real(stream))
+    real = module.tar_samples
+    monkeypatch.setattr(module, "tar_samples", lambda stream: opened.append(1) or real(stream))
     source = LoadWebDataset(shards=f"file://{shards}/0000.tar", copy=False)
     with Workspace(tmp_path / "ws") as ws:
         first = ws.run(source, progress=False)

@@ -100,3 +100,11 @@ def test_preview_of_a_stream_reports_its_bad_samples(varied, tmp_path):
     result = preview(shard, tmp_path / "p.png", batch_size=1, buckets=BUCKETS)
     assert "3 image(s), batch size 1" in result.report
     assert "1 image(s) skipped" in result.report and f"{shard}: broken" in result.report
+
+
+def test_pipe_shards_stream_like_files(export):
+    out = export("webdataset", shard_size=4)
+    shards = sorted(out.glob("*.tar"))
+    dataset = ImageCaptionDataset(out, buckets=BUCKETS)
+    piped = ImageCaptionDataset(f"pipe:cat {shards[0].parent}/shard-{{000000..000002}}.tar", buckets=BUCKETS)
+    assert Counter(r.id for r in piped.records()) == Counter(r.id for r in dataset.records())

@@ -63,8 +63,8 @@ def test_s3_shards_copied_or_referenced_export_what_local_shards_do(photos, tmp_
 def test_an_unchanged_s3_shard_is_not_read_again_and_a_changed_one_is(photos, tmp_path, s3, monkeypatch):
     paths = upload_shards(photos, tmp_path / "local", s3)
     opened = []
-    real = wds_source._samples
-    monkeypatch.setattr(wds_source, "_samples", lambda stream: opened.append(1) or real(stream))
+    real = wds_source.tar_samples
+    monkeypatch.setattr(wds_source, "tar_samples", lambda stream: opened.append(1) or real(stream))
     source = LoadWebDataset(shards=s3.url("shards/{0000..0001}.tar"))
     with Workspace(tmp_path / "ws") as ws:
         first = ws.run(source, progress=False)

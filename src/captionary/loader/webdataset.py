@@ -1,5 +1,5 @@
 """WebDataset shards as a streaming `torch.utils.data.IterableDataset` (paths, brace patterns, http(s)
-URLs, fsspec URLs such as `s3://bucket/shard-{000000..000099}.tar`).
+URLs, fsspec URLs such as `s3://bucket/shard-{000000..000099}.tar`, `pipe:` commands).
 
 Shards are split over ranks and DataLoader workers (every worker of every rank reads its own shards;
 with fewer shards than readers, samples are dealt round-robin instead). With `batch_size`, samples are
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import random
-import tarfile
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from captionary.core.locations import is_fsspec_url, is_http, url_to_fs
-from captionary.core.wds_names import split_member_name
+from captionary.core.wds_stream import is_local, open_shard, tar_samples
 from captionary.errors import ConfigError
 from captionary.loader.buckets import BucketConfig, Buckets
 from captionary.loader.caption_transforms import CaptionTransform
@@ -152,38 +149,16 @@ def _expand(shards: str | Path | list[str]) -> list[str]:
     braceexpand = require("braceexpand", "webdataset")
     urls = list(braceexpand.braceexpand(text))
     for url in urls:
-        if not is_http(url) and not is_fsspec_url(url) and not Path(url).is_file():
+        if is_local(url) and not Path(url).is_file():
             raise ConfigError(f"shard not found: {url}")
     return urls
 
 
-def _open(url: str, timeout: float) -> IO[bytes]:
-    if is_http(url):
-        return urllib.request.urlopen(url, timeout=timeout)
-    if is_fsspec_url(url):  # s3://, gs://, ...: opened in the reading worker, streamed
-        fs, path = url_to_fs(url)
-        return fs.open(path, "rb")
-    return open(url, "rb")
-
-
 def _shard_records(url: str, timeout: float) -> Iterator[Record]:
-    """Members grouped by key (`split_member_name`: the `webdataset` library's rule), streamed."""
-    current: str | None = None
-    members: dict[str, bytes] = {}
-    with _open(url, timeout) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
-        for member in tar:
-            split = split_member_name(member.name) if member.isfile() else None
-            if split is None:
-                continue
-            key, ext = split
-            if key != current:
-                if current is not None:
-                    yield _record(url, current, members)
-                current, members = key, {}
-            data = tar.extractfile(member)
-            members[ext] = data.read() if data is not None else b""
-    if current is not None:
-        yield _record(url, current, members)
+    """The shard's samples as records, streamed (`tar_samples`: the `webdataset` library's grouping)."""
+    with open_shard(url, timeout) as stream:
+        for key, members, _ in tar_samples(stream):
+            yield _record(url, key, members)
 
 
 def _record(url: str, key: str, members: dict[str, bytes]) -> Record:

@@ -15,21 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import tarfile
-import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 from captionary.core import optional
-from captionary.core.locations import UNKNOWN, Location, is_fsspec_url, is_http, remote_fingerprint, url_to_fs
-from captionary.core.wds_names import split_member_name
+from captionary.core.locations import UNKNOWN, Location, is_fsspec_url, is_http, remote_fingerprint
+from captionary.core.wds_stream import READ_ERRORS, is_local, open_shard, tar_samples
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import UPSERT_SOURCE_FILE, SourceRecords, should_verify, stat_fingerprint
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
-READ_ERRORS = (OSError, tarfile.TarError, EOFError, subprocess.SubprocessError)
 
 
 class LoadWebDataset(Source):
@@ -49,7 +44,7 @@ class LoadWebDataset(Source):
         for url in self.__dict__["_urls"]:
             if is_fsspec_url(url):
                 _check_file_system(self, url)
-            elif not is_http(url) and not url.startswith("pipe:"):
+            elif is_local(url):
                 require(os.path.isfile(url), self, f"shard not found: {url}", param="shards")
 
     def scan(self, ctx: Any) -> Iterator[Ingested]:
@@ -58,15 +53,13 @@ class LoadWebDataset(Source):
             yield from self._shard(ctx, url, verify)
 
     def _shard(self, ctx: Any, url: str, verify: bool) -> Iterator[Ingested]:
-        local = not is_http(url) and not is_fsspec_url(url) and not url.startswith("pipe:")
+        local = is_local(url)
         shard = os.path.abspath(url) if local else url
         records = SourceRecords(ctx, f"wds:{shard}#", verify)
         try:
             fingerprint = _fingerprint(shard, local, self.timeout)
-        except Exception as exc:  # a file system's own errors too: credentials, bucket, network
-            if not (is_fsspec_url(shard) or isinstance(exc, READ_ERRORS)):
-                raise
-            yield Ingested(shard, error=f"{shard}: cannot read the shard: {_describe(exc)}")
+        except Exception as exc:
+            yield _unreadable(shard, exc)
             return
         marker = f"wds:{shard}#"  # written once a shard was read without any error
         if fingerprint != UNKNOWN and records.known.get(marker, (None,))[0] == fingerprint:
@@ -78,46 +71,24 @@ class LoadWebDataset(Source):
                 return
         errors = samples = 0
         try:
-            for sample_key, members, offsets in _samples(self._open(url)):
-                key = f"wds:{shard}#{sample_key}"
-                samples += 1
-                version = fingerprint if fingerprint != UNKNOWN else _content_fingerprint(members)
-                record = records.cached(key, _name(shard, key), version)
-                if record is None:
-                    where = self._where(shard, offsets)
-                    record = self._ingest(records, key, shard, sample_key, members, version, where)
-                errors += record.error is not None
-                yield record
-        except Exception as exc:  # a remote file system's own errors too (credentials, ...): the shard's
-            if not (is_fsspec_url(shard) or isinstance(exc, READ_ERRORS)):
-                raise
-            yield Ingested(shard, error=f"{shard}: cannot read the shard: {_describe(exc)}")
+            with open_shard(url, self.timeout) as stream:
+                for sample_key, members, offsets in tar_samples(stream):
+                    key = f"wds:{shard}#{sample_key}"
+                    samples += 1
+                    version = fingerprint if fingerprint != UNKNOWN else _content_fingerprint(members)
+                    record = records.cached(key, _name(shard, key), version)
+                    if record is None:
+                        where = self._where(shard, offsets)
+                        record = self._ingest(records, key, shard, sample_key, members, version, where)
+                    errors += record.error is not None
+                    yield record
+        except Exception as exc:
+            yield _unreadable(shard, exc)
             return
         if fingerprint != UNKNOWN and not errors:
             ctx.writer.write(
                 UPSERT_SOURCE_FILE, (marker, fingerprint, None, None, f'{{"samples":{samples}}}', None)
             )
-
-    @contextmanager
-    def _open(self, url: str) -> Iterator[IO[bytes]]:
-        if url.startswith("pipe:"):
-            process = subprocess.Popen(url[5:], shell=True, stdout=subprocess.PIPE)
-            try:
-                yield process.stdout
-            finally:
-                process.stdout.close()
-                if process.wait() != 0:
-                    raise subprocess.SubprocessError(f"{url[5:]!r} exited with {process.returncode}")
-        elif is_http(url):
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:
-                yield response
-        elif is_fsspec_url(url):
-            fs, path = url_to_fs(url)
-            with fs.open(path, "rb") as f:
-                yield f
-        else:
-            with open(url, "rb") as f:
-                yield f
 
     def _where(self, shard: str, offsets: dict[str, int]) -> Callable[[str, int], Location] | None:
         """How to name an image member's bytes in place (`copy: false`), when the shard allows it: an
@@ -177,30 +148,15 @@ def _content_fingerprint(members: dict[str, bytes]) -> str:
     return f"{UNKNOWN}:{digest.hexdigest()}"
 
 
-def _describe(exc: Exception) -> str:
+def _unreadable(shard: str, exc: Exception) -> Ingested:
+    """The shard's error record for what reading it raised (a remote file system's own errors too:
+    credentials, bucket, network); anything else is a bug and raised again."""
+    if not (is_fsspec_url(shard) or isinstance(exc, READ_ERRORS)):
+        raise exc
     if isinstance(exc, FileNotFoundError):
-        return f"not found ({exc})"
-    if isinstance(exc, READ_ERRORS):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"  # e.g. botocore's NoCredentialsError
-
-
-def _samples(opened) -> Iterator[tuple[str, dict[str, bytes], dict[str, int]]]:
-    """Stream a tar: yield (key, {extension: bytes}, {extension: offset of the bytes in the tar}) per
-    run of members sharing a key."""
-    with opened as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
-        key, members, offsets = None, {}, {}
-        for member in tar:
-            split = split_member_name(member.name) if member.isfile() else None
-            if split is None:
-                continue
-            sample, extension = split
-            if sample != key and members:
-                yield key, members, offsets
-                members, offsets = {}, {}
-            key = sample
-            handle = tar.extractfile(member)
-            members[extension] = handle.read() if handle else b""
-            offsets[extension] = member.offset_data
-        if members:
-            yield key, members, offsets
+        reason = f"not found ({exc})"
+    elif isinstance(exc, READ_ERRORS):
+        reason = str(exc)
+    else:
+        reason = f"{type(exc).__name__}: {exc}"  # e.g. botocore's NoCredentialsError
+    return Ingested(shard, error=f"{shard}: cannot read the shard: {reason}")

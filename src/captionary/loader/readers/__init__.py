@@ -62,7 +62,11 @@ def detect_format(source: Any) -> str:
     if not isinstance(source, (str, Path)):
         return "huggingface"
     text = str(source)
-    if is_http(text) or ((is_pattern(text) or is_fsspec_url(text)) and ".tar" in text):
+    if (
+        is_http(text)
+        or text.startswith("pipe:")
+        or ((is_pattern(text) or is_fsspec_url(text)) and ".tar" in text)
+    ):
         return "webdataset"
     if is_pattern(text):
         return "files"
