@@ -85,6 +85,20 @@ def pairs_set(pairs) -> set[tuple[int, int]]:
     return set(zip(pairs.left.tolist(), pairs.right.tolist()))
 
 
+def scaling_rows(task, sizes, make, find, brute_s, subset) -> None:
+    """A row per size: `find` on `make(n)`'s data, recall of its planted pairs, the brute-force time
+    extrapolated from `subset` rows (n^2), and how the time grew against the size before."""
+    previous = None
+    for n in sizes:
+        data, planted = make(n)
+        pairs, seconds = timed(find, data)
+        del data
+        recall = len(pairs_set(pairs) & planted) / len(planted)
+        growth = f"{math.log(seconds / previous[1]) / math.log(n / previous[0]):.2f}" if previous else "-"
+        row(task, n, seconds, len(pairs), f"{recall:.4f}", brute_s * (n / subset) ** 2, growth)
+        previous = (n, seconds)
+
+
 def row(task, n, seconds, found, recall, brute, growth) -> None:
     speedup = f"{brute / seconds:,.0f}x" if brute else "-"
     print(
@@ -100,14 +114,7 @@ def bench_phash(sizes: list[int], subset: int) -> None:
     fast, fast_s = timed(hamming_pairs, codes, HAMMING)
     same = "same pairs" if len(fast) == exact else f"{len(fast)} vs {exact}"
     print(f"| phash     | {subset:>9,} | brute force {brute_s:.1f} s, multi-index {fast_s:.2f} s: {same} |")
-    previous = None
-    for n in sizes:
-        codes, planted = planted_hashes(n)
-        pairs, seconds = timed(hamming_pairs, codes, HAMMING)
-        recall = len(pairs_set(pairs) & planted) / len(planted)
-        growth = f"{math.log(seconds / previous[1]) / math.log(n / previous[0]):.2f}" if previous else "-"
-        row("phash", n, seconds, len(pairs), f"{recall:.4f}", brute_s * (n / subset) ** 2, growth)
-        previous = (n, seconds)
+    scaling_rows("phash", sizes, planted_hashes, lambda codes: hamming_pairs(codes, HAMMING), brute_s, subset)
 
 
 def bench_embedding(sizes: list[int], subset: int) -> None:
@@ -119,15 +126,7 @@ def bench_embedding(sizes: list[int], subset: int) -> None:
         f"| embedding | {subset:>9,} | brute force {brute_s:.1f} s; clustered search recall {recall:.4f} "
         f"of {len(exact):,} exact pairs |"
     )
-    previous = None
-    for n in sizes:
-        x, planted = embeddings(n)
-        pairs, seconds = timed(cosine_pairs, x, COSINE)
-        recall = len(pairs_set(pairs) & planted) / len(planted)
-        growth = f"{math.log(seconds / previous[1]) / math.log(n / previous[0]):.2f}" if previous else "-"
-        row("embedding", n, seconds, len(pairs), f"{recall:.4f}", brute_s * (n / subset) ** 2, growth)
-        previous = (n, seconds)
-        del x
+    scaling_rows("embedding", sizes, embeddings, lambda x: cosine_pairs(x, COSINE), brute_s, subset)
 
 
 def main() -> None:
