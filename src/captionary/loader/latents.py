@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from captionary.core.atomic import write_atomic
 from captionary.core.hashing import canonical_json
+from captionary.core.locations import is_http
 from captionary.errors import ConfigError
 from captionary.loader.records import Record, WorkspaceImage
 
@@ -198,7 +199,7 @@ def _fingerprint(record: Record) -> str:
         return image.item.image_hash
     if isinstance(image, bytes):
         return hashlib.sha256(image).hexdigest()
-    if image.startswith(("http://", "https://")):
+    if is_http(image):
         return image
     stat = os.stat(image)
     return f"{stat.st_size}:{stat.st_mtime_ns}"

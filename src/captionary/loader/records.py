@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from captionary.core.images import to_rgb
+from captionary.core.locations import is_http
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -70,7 +71,7 @@ def open_image(record: Record, downloads: Any = None, min_size: tuple[int, int] 
             image = source.open()
         elif isinstance(source, bytes):
             image = Image.open(io.BytesIO(source))
-        elif source.startswith(("http://", "https://")):
+        elif is_http(source):
             if downloads is None:
                 raise ValueError("an image URL needs a download cache (ImageCaptionDataset(cache_dir=...))")
             image = Image.open(downloads.path(source))
@@ -101,7 +102,7 @@ def probe_size(record: Record, downloads: Any = None) -> tuple[int, int]:
     try:
         if isinstance(source, bytes):
             image = Image.open(io.BytesIO(source))
-        elif source.startswith(("http://", "https://")):
+        elif is_http(source):
             image = Image.open(downloads.path(source))
         else:
             image = Image.open(source)

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from captionary.core import optional
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json, hash_bytes
+from captionary.core.locations import is_http
 from captionary.core.manifest_rows import csv_rows, jsonl_rows
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.download import Downloader
@@ -76,7 +77,7 @@ class LoadManifest(Source):
                 yield parsed
                 continue
             key, real_path, name, props = parsed
-            remote = real_path.startswith(("http://", "https://"))
+            remote = is_http(real_path)
             try:
                 file_part = "url" if remote else stat_fingerprint(real_path)
                 fingerprint = file_part + "|" + hash_bytes(canonical_json(props).encode())
@@ -126,7 +127,7 @@ class LoadManifest(Source):
         props = {k: v for k, v in row.items() if k != self.image_column and v is not None}
         if self.caption_column != "caption" and self.caption_column in props:
             props["caption"] = props.pop(self.caption_column)
-        if image.startswith(("http://", "https://")):
+        if is_http(image):
             stem = os.path.splitext(os.path.basename(urlsplit(image).path))[0] or "image"
             return f"{db_text(str(manifest))}::{image}", image, stem, props
         real_path = os.path.normpath(os.path.join(manifest.parent, os.path.expanduser(image)))

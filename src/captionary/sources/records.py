@@ -14,7 +14,7 @@ from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.core.images import probe
 from captionary.core.item import Item
-from captionary.core.locations import Location
+from captionary.core.locations import Location, is_http
 from captionary.pipeline.step import Ingested
 
 VERIFIED = "|verified"
@@ -152,7 +152,7 @@ class _Exists:
             return True
         for i in _positions(key, "::"):  # "<manifest>::<image path or URL>"
             manifest, image = key[:i], key[i + 2 :]
-            if image.startswith(("http://", "https://")):
+            if is_http(image):
                 return None
             if self.shared(manifest) and _exists(image):
                 return True

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from captionary.core.locations import is_http
 from captionary.core.manifest_rows import Row, csv_rows, jsonl_rows
 from captionary.loader.records import Record, captions_of
 
@@ -135,7 +136,7 @@ def _image(base: Path, row: dict[str, Any], column: str, where: str) -> tuple[st
         return value, _stem(name) if name else hashlib.sha256(value).hexdigest()[:16]
     if not isinstance(value, str):
         raise ManifestError(f"{where}: column {column!r} is {type(value).__name__}, not a path, URL or bytes")
-    if value.startswith(("http://", "https://")):
+    if is_http(value):
         return value, value
     path = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
     if not os.path.isfile(path):
