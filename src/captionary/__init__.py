@@ -53,6 +53,7 @@ from captionary.steps.filters.size import FilterBySize
 from captionary.steps.human.base import HumanStep
 from captionary.steps.human.human_caption import HumanCaption
 from captionary.steps.human.human_filter import HumanFilter
+from captionary.steps.human.human_rank import HumanRank
 from captionary.steps.human.human_tag import HumanTag
 from captionary.steps.scores.aesthetic import Aesthetic
 from captionary.steps.scores.clip_embed import ClipEmbed
@@ -103,6 +104,7 @@ __all__ = [
     "GlobalStep",
     "HumanCaption",
     "HumanFilter",
+    "HumanRank",
     "HumanStep",
     "HumanTag",
     "ImageMap",

@@ -99,7 +99,22 @@ def _v3(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+def _v4_comparisons(db: sqlite3.Connection) -> None:
+    _statements(
+        db,
+        """
+        -- pairwise answers of a ranking task (human_rank), keyed by task and the two original item
+        -- ids (a < b): winner is a or b, NULL for "can't tell"
+        CREATE TABLE comparisons (
+            task TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL, winner TEXT, decided_at REAL NOT NULL,
+            PRIMARY KEY (task, a, b)
+        ) WITHOUT ROWID;
+        CREATE INDEX comparisons_time ON comparisons(task, decided_at);
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4_comparisons]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
 
 

@@ -26,7 +26,7 @@ from captionary.executors.stages.base import Stage
 from captionary.executors.stages.batch import BatchStage
 from captionary.executors.stages.chain import ChainStage
 from captionary.executors.stages.global_ import GlobalStage
-from captionary.executors.stages.human import HumanStage
+from captionary.executors.stages.human_rank import human_stage
 from captionary.executors.stages.sink import SinkStage
 from captionary.executors.stages.source import SourceStage
 from captionary.executors.summary import RunSummary, StepStats
@@ -192,7 +192,7 @@ class LocalExecutor:
         return STAGES[step.kind](ctx, index, step)
 
 
-STAGES = {"batch": BatchStage, "global": GlobalStage, "sink": SinkStage, "human": HumanStage}
+STAGES = {"batch": BatchStage, "global": GlobalStage, "sink": SinkStage, "human": human_stage}
 
 
 class Driver:

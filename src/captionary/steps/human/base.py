@@ -21,7 +21,8 @@ class HumanStep(Step):
     """A review task. `task` names it (default: the step name); decisions are stored under it."""
 
     kind: ClassVar[str] = "human"
-    task_kind: ClassVar[str] = ""  # filter | tag | caption: which review screen the app shows
+    task_kind: ClassVar[str] = ""  # filter | tag | caption | rank: which review screen the app shows
+    collects_all: ClassVar[bool] = False  # True: needs every item before any goes on (human_rank)
     reads_image: ClassVar[bool] = False
 
     def validate(self) -> None:
