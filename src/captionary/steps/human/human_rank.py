@@ -157,9 +157,12 @@ class RankSession:
                 taken.add(ranking.pair_key(index[a], index[b]))
         shown = [index[item] for item in avoid if item in index]
         chosen = ranking.choose_pairs(self.fit, taken, count, self.step.explore, rng, avoid=shown)
-        if len(chosen) < count:  # few items: allow those on screen again rather than run dry
+        while len(chosen) < count:  # few items: use an item twice rather than run dry
             taken.update(chosen)
-            chosen += ranking.choose_pairs(self.fit, taken, count - len(chosen), self.step.explore, rng)
+            more = ranking.choose_pairs(self.fit, taken, count - len(chosen), self.step.explore, rng)
+            if not more:
+                break
+            chosen += more
         pairs = []
         for i, j in chosen:
             left, right = (i, j) if rng.random() < 0.5 else (j, i)
