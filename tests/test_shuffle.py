@@ -54,7 +54,11 @@ def test_take_top_by_a_score_keeps_the_highest_and_says_why_the_rest_went(photos
         kept = sorted((item["score"] for item in ws.items()), reverse=True)
         everything = sorted((item["score"] for item in ws.items(include_dropped=True)), reverse=True)
         assert kept == everything[:3]
-        ws.run(Load(photos) >> score_by_name() >> FilterByScore(property="score", min=everything[2]), progress=False, workers=0)
+        ws.run(
+            Load(photos) >> score_by_name() >> FilterByScore(property="score", min=everything[2]),
+            progress=False,
+            workers=0,
+        )
         assert sorted((item["score"] for item in ws.items()), reverse=True) == kept
 
 

@@ -67,6 +67,7 @@ from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
+from captionary.steps.tags.smart_tag import SmartTag
 from captionary.steps.tags.tag import Tag
 from captionary.steps.transforms.convert import Convert
 from captionary.steps.transforms.crop import CropToAspect
@@ -134,6 +135,7 @@ __all__ = [
     "Shuffle",
     "Sink",
     "SmartFilter",
+    "SmartTag",
     "Source",
     "Step",
     "StepStats",

@@ -33,7 +33,9 @@ def answer_by_name(client, task: str, budget: int) -> set[tuple[str, str]]:
         assert key not in asked, "a pair was asked twice"
         asked.add(key)
         winner = "left" if left["name"] > right["name"] else "right"
-        reply = client.put(f"/api/rank/{task}/pairs", json={"left": left["id"], "right": right["id"], "winner": winner})
+        reply = client.put(
+            f"/api/rank/{task}/pairs", json={"left": left["id"], "right": right["id"], "winner": winner}
+        )
         assert reply.status_code == 200 and reply.json()["saved"]
         assert len(comparisons_for(client, task)) == len(asked)  # committed before the answer came
     return asked
@@ -78,13 +80,18 @@ def test_undo_forgets_an_answer_and_the_pair_can_be_asked_again(tmp_path):
         assert len(comparisons(tmp_path / "ws", "human_rank")) == 1
         pending = f"{ids['left']}:{ids['right']}"
         others = client.get(f"/api/rank/human_rank?n=3&pending={pending}").json()["pairs"]
-        assert len(others) == 2 and all({p["left"]["id"], p["right"]["id"]} != set(ids.values()) for p in others)
+        assert len(others) == 2 and all(
+            {p["left"]["id"], p["right"]["id"]} != set(ids.values()) for p in others
+        )
         assert client.delete(f"/api/rank/human_rank/pairs/{ids['left']}/{ids['right']}").json()["removed"]
         assert comparisons(tmp_path / "ws", "human_rank") == []
         everything = client.get("/api/rank/human_rank?n=3").json()["pairs"]
         assert len(everything) == 3  # the undone pair is askable again
         for p in everything[:2]:
-            client.put("/api/rank/human_rank/pairs", json={"left": p["left"]["id"], "right": p["right"]["id"], "winner": "left"})
+            client.put(
+                "/api/rank/human_rank/pairs",
+                json={"left": p["left"]["id"], "right": p["right"]["id"], "winner": "left"},
+            )
     run.join()
 
 

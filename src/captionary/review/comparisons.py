@@ -56,7 +56,9 @@ class ComparisonStore:
         """Forget one answer; True if there was one."""
         a, b = ordered(left, right)
         with self.lock:
-            cursor = self.db.execute("DELETE FROM comparisons WHERE task = ? AND a = ? AND b = ?", (task, a, b))
+            cursor = self.db.execute(
+                "DELETE FROM comparisons WHERE task = ? AND a = ? AND b = ?", (task, a, b)
+            )
             return cursor.rowcount > 0
 
     def answers(self, task: str) -> list[Answer]:

@@ -9,7 +9,6 @@ answers never wait for a fit); `pending` lists pairs the client sent but may not
 none is asked twice.
 """
 
-
 import threading
 from pathlib import Path
 from typing import Annotated, Any

@@ -40,6 +40,10 @@ class HumanStep(Step):
         """What the review screen needs besides the items (e.g. the tag list)."""
         return {}
 
+    def asks(self, item: Item) -> bool:
+        """Whether the person is asked about `item`; the others go on unchanged."""
+        return True
+
     def check(self, value: Any) -> Any:
         """Validate a decision from the app; return it normalised or raise ValueError."""
         raise NotImplementedError

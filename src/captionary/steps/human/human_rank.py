@@ -56,7 +56,10 @@ class HumanRank(HumanStep):
         super().validate()
         require(self.budget is None or self.budget >= 1, self, f"must be >= 1; got {self.budget}", "budget")
         require(
-            self.target is None or 0 < self.target < 1, self, f"must be in (0, 1); got {self.target}", "target"
+            self.target is None or 0 < self.target < 1,
+            self,
+            f"must be in (0, 1); got {self.target}",
+            "target",
         )
         require(0 <= self.explore <= 1, self, f"must be in [0, 1]; got {self.explore}", "explore")
 
@@ -143,7 +146,11 @@ class RankSession:
         return Progress(self.comparisons, budget, tau, target, bool(reason), reason)
 
     def next_pairs(
-        self, count: int, pending: set[tuple[str, str]] = frozenset(), avoid: Sequence[str] = (), seed: Any = None
+        self,
+        count: int,
+        pending: set[tuple[str, str]] = frozenset(),
+        avoid: Sequence[str] = (),
+        seed: Any = None,
     ) -> list[tuple[str, str]]:
         """Up to `count` pairs to ask (left, right: shown in a random order), none answered or
         `pending` (sent, not yet stored: the ids in either order), preferably without items in `avoid`."""

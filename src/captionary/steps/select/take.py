@@ -32,7 +32,9 @@ class Take(GlobalStep):
         return (self.by,) if self.by else ()
 
     def validate(self) -> None:
-        require((self.n is None) != (self.top is None), self, "give n (the first n) or top (with by), one of them")
+        require(
+            (self.n is None) != (self.top is None), self, "give n (the first n) or top (with by), one of them"
+        )
         count = self.n if self.n is not None else self.top
         require(count >= 0, self, f"must be >= 0; got {count}", param="n" if self.n is not None else "top")
         require(self.top is None or bool(self.by), self, "top needs by: the property to rank by", param="by")
@@ -42,7 +44,10 @@ class Take(GlobalStep):
         count = self.n if self.n is not None else self.top
         assert count is not None
         if not self.by:
-            return [Outcome() if i < count else Outcome(dropped=f"beyond the first {count}") for i in range(len(items))]
+            return [
+                Outcome() if i < count else Outcome(dropped=f"beyond the first {count}")
+                for i in range(len(items))
+            ]
         values = []
         for item in items:
             value = item.get(self.by)
