@@ -42,7 +42,8 @@ def next_pair(page, previous: str) -> tuple[str, str]:
     """Wait until a pair other than `previous` is on screen, its two images drawn; (left, right)."""
     page.wait_for_function(
         "prev => { const p = document.querySelector('#pair');"
-        " return p && p.dataset.pair && p.dataset.pair !== prev && p.querySelectorAll('img.current').length === 2; }",
+        " return p && p.dataset.pair && p.dataset.pair !== prev"
+        " && p.querySelectorAll('img.current').length === 2; }",
         arg=previous,
         timeout=15000,
     )
