@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import ClassVar
 
+import numpy as np
 import pytest
 from review_helpers import BackgroundRun, client_for, make_photos
 
-from captionary import HumanRank, Load, Workspace
+from captionary import HumanRank, Load, Map, Workspace
 from captionary.errors import ParamError
 
 
@@ -100,3 +102,53 @@ def test_bad_parameters_are_refused():
         HumanRank(budget=0)
     with pytest.raises(ParamError, match="target"):
         HumanRank(target=1.5)
+
+
+class TMeanColour(Map):
+    """A 3-d embedding: the photo's mean red, green and blue shares, centred and scaled (a plumbing
+    test: the learned ranker's quality on real photos is tests/quality/test_ranking.py's)."""
+
+    name: ClassVar[str] = "t_mean_colour"
+    writes: ClassVar[tuple[str, ...]] = ("colour",)
+
+    def apply(self, item):
+        mean = np.asarray(item.image.convert("RGB"), dtype=np.float32).reshape(-1, 3).mean(axis=0)
+        return {"colour": (mean / mean.sum() - 1 / 3) * 10}
+
+
+def test_the_learned_ranker_scores_photos_never_compared(tmp_path):
+    from captionary.core.ranking import kendall_tau
+
+    photos = make_photos(tmp_path / "photos", 12)
+    step = HumanRank(budget=5, target=None, embedding="colour")
+    run = BackgroundRun(tmp_path / "ws", Load(photos) >> TMeanColour() >> step)
+    redness = {}
+    with client_for(run.url()) as client:
+        for _ in range(5):  # an annotator who prefers red photos
+            [pair] = client.get("/api/rank/human_rank?n=1").json()["pairs"]
+            for side in ("left", "right"):
+                redness[pair[side]["id"]] = red_share(photos / f"{pair[side]['name']}.jpg")
+            winner = "left" if redness[pair["left"]["id"]] > redness[pair["right"]["id"]] else "right"
+            client.put(
+                "/api/rank/human_rank/pairs",
+                json={"left": pair["left"]["id"], "right": pair["right"]["id"], "winner": winner},
+            )
+    run.join()
+    with Workspace(tmp_path / "ws") as ws:
+        items = list(ws.items())
+    unseen = [item for item in items if item["rank_by"] == "model"]
+    assert len(unseen) >= 2 and all(item.id not in redness for item in unseen)
+    assert {item["rank_by"] for item in items} == {"human", "model"}
+    truth = np.array([red_share(photos / f"{item.name}.jpg") for item in items])
+    scores = np.array([item["rank_score"] for item in items])
+    assert kendall_tau(scores, truth) > 0.6  # the model ranks by redness, shown or not
+    hidden = [k for k, item in enumerate(items) if item["rank_by"] == "model"]
+    assert kendall_tau(scores[hidden], truth[hidden]) > 0.3
+
+
+def red_share(path: Path) -> float:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        mean = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+    return float(mean[0] / mean.sum())
