@@ -1,17 +1,19 @@
 """human_rank in Debian's Chromium (Playwright, headless) against a running pipeline: 20 pairs ranked
 by keyboard on a desktop and by swipes on a phone, one undone, a reload between; every answer stored,
-no pair shown twice, and the run goes on with scores once the budget is spent."""
+no pair shown twice, and the run goes on with scores once the budget is spent. And the browse view
+filtered by who made the learned calls, with the model's confidence."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
-from review_helpers import CHROMIUM, CHROMIUM_ARGS, BackgroundRun, make_photos
+from review_helpers import CHROMIUM, CHROMIUM_ARGS, BackgroundRun, Served, make_photos
 
-from captionary import HumanRank, Load, Save, Workspace
+from captionary import HumanRank, Load, Map, Save, Workspace
 
 pytestmark = [
     pytest.mark.browser,
@@ -160,3 +162,41 @@ def test_rank_20_pairs_by_keyboard_and_swipe_with_undo_and_reload(browser, tmp_p
     for pair in phone_shown[8:]:
         shown_unanswered(pair)
     assert done == {":".join(pair) for pair in answers}
+
+
+class TLearnedCalls(Map):
+    """A smart_filter-shaped call per photo: odd photos by the model (p_keep 0.8 or 0.95), even by a person."""
+
+    name: ClassVar[str] = "t_learned_calls"
+    writes: ClassVar[tuple[str, ...]] = ("smart_filter",)
+    reads_image: ClassVar[bool] = False
+
+    def apply(self, item):
+        number = int(item.name[1:])
+        by = "model" if number % 2 else "human"
+        return {"smart_filter": {"decision": "keep", "by": by, "p_keep": 0.8 if number % 4 == 1 else 0.95}}
+
+
+def test_browse_filters_by_who_decided_and_shows_the_models_confidence(browser, tmp_path):
+    photos = make_photos(tmp_path / "photos", 8, size=(200, 150))
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(photos) >> TLearnedCalls(), progress=False, workers=0)
+    with Served(tmp_path / "ws") as served:
+        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page.goto(served.url + "#/browse")
+        page.wait_for_selector("#count:has-text('8 item(s)')")
+        page.select_option("#by", "model")
+        page.wait_for_selector("#count:has-text('4 item(s)')")
+        badges = sorted(page.locator("#grid .cell .by.model").all_inner_texts())
+        assert badges == ["model 0.80", "model 0.80", "model 0.95", "model 0.95"]
+        page.fill("#query", "name == 'p001'")  # a typed filter and the choice together
+        page.wait_for_selector("#count:has-text('1 item(s)')")
+        page.click("#grid .cell")
+        page.wait_for_selector("#detail:not([hidden]) img")
+        assert "learned calls by\tmodel, confidence 0.8" in page.inner_text("#detail")
+        page.keyboard.press("Escape")
+        page.fill("#query", "")
+        page.select_option("#by", "human")
+        page.wait_for_selector("#count:has-text('4 item(s)')")
+        assert page.locator("#grid .cell .by.human").count() == 4
+        page.close()
