@@ -152,7 +152,7 @@ def test_rank_20_pairs_by_keyboard_and_swipe_with_undo_and_reload(browser, tmp_p
         done.add(key(pair))
     shown_unanswered(before_reload[12])
     done.discard(key(undone))  # z
-    assert before_reload[13] == undone
+    assert before_reload[13] == key(undone)
     done.add(key(undone))
     for pair in before_reload[14:] + shown_after:
         shown_unanswered(pair)
@@ -165,7 +165,7 @@ def test_rank_20_pairs_by_keyboard_and_swipe_with_undo_and_reload(browser, tmp_p
 
 
 class TLearnedCalls(Map):
-    """A smart_filter-shaped call per photo: odd photos by the model (p_keep 0.8 or 0.95), even by a person."""
+    """A smart_filter-shaped call per photo: odd ones by the model (p_keep 0.8 or 0.95), even by a person."""
 
     name: ClassVar[str] = "t_learned_calls"
     writes: ClassVar[tuple[str, ...]] = ("smart_filter",)
