@@ -152,3 +152,20 @@ def red_share(path: Path) -> float:
     with Image.open(path) as image:
         mean = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(axis=0)
     return float(mean[0] / mean.sum())
+
+
+def test_the_readme_ranking_examples_are_valid_pipelines(tmp_path):
+    import re
+
+    from captionary import parse_pipeline
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Ranking by pairs") :]
+    section = re.split(r"\n##+ ", section[1:], maxsplit=1)[0]
+    rank, tags = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    (tmp_path / "photos").mkdir()
+    steps = parse_pipeline("workspace: ws\n" + rank, base=tmp_path).pipeline.steps
+    assert [s.name for s in steps] == ["load", "clip_embed", "human_rank", "take", "save"]
+    snippet = "workspace: ws\nsteps:\n  - load: {path: photos}\n" + tags
+    steps = parse_pipeline(snippet, base=tmp_path).pipeline.steps
+    assert [s.name for s in steps] == ["load", "clip_embed", "smart_tag", "human_tag"]
