@@ -200,3 +200,29 @@ def test_browse_filters_by_who_decided_and_shows_the_models_confidence(browser, 
         page.wait_for_selector("#count:has-text('4 item(s)')")
         assert page.locator("#grid .cell .by.human").count() == 4
         page.close()
+
+
+def test_a_done_ranking_says_so_and_can_go_on(browser, tmp_path):
+    from review_helpers import client_for
+
+    photos = make_photos(tmp_path / "photos", 5)
+    run = BackgroundRun(tmp_path / "ws", Load(photos) >> HumanRank(budget=3, target=None))
+    with client_for(run.url()) as client:
+        for _ in range(3):
+            [pair] = client.get("/api/rank/human_rank?n=1").json()["pairs"]
+            ids = {"left": pair["left"]["id"], "right": pair["right"]["id"]}
+            client.put("/api/rank/human_rank/pairs", json={**ids, "winner": "left"})
+    run.join()
+    with Served(tmp_path / "ws") as served:  # `captionary serve` after the run
+        page = browser.new_page()
+        page.goto(served.url)  # the only task: straight to its ranking screen
+        page.wait_for_selector("#done")
+        assert "the budget of 3 comparisons is spent" in page.inner_text("#done")
+        assert page.inner_text("#progress").startswith("3 / 3 comparisons")
+        page.click("#btn-more")  # more answers refine the next run's ranking
+        left, right = next_pair(page, "")
+        page.keyboard.press("ArrowLeft")
+        all_saved(page, 1)
+        assert stored(tmp_path / "ws")[tuple(sorted((left, right)))] == left
+        assert len(stored(tmp_path / "ws")) == 4
+        page.close()
