@@ -40,6 +40,7 @@ from captionary.sinks.save import Save
 from captionary.sources.folder import Load
 from captionary.sources.huggingface import LoadHuggingFace
 from captionary.sources.manifest import LoadManifest
+from captionary.sources.web.booru import LoadBooru
 from captionary.sources.webdataset import LoadWebDataset
 from captionary.steps.captions.map_caption import MapCaption
 from captionary.steps.captions.set_caption import SetCaption
@@ -110,6 +111,7 @@ __all__ = [
     "ItemError",
     "Load",
     "LoadHuggingFace",
+    "LoadBooru",
     "LoadManifest",
     "LoadWebDataset",
     "Map",
