@@ -5,6 +5,7 @@ files, and can misbehave on cue (429 with Retry-After, 5xx, truncated files, mis
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.server
 import io
@@ -33,12 +34,14 @@ def photo_files() -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
 
 
+@functools.cache
 def photo_bytes(n: int, edge: int = 256) -> list[bytes]:
     """`n` distinct JPEGs made from real photos (downsized; a crop per copy keeps them distinct)."""
     files = photo_files()
     out = []
     for i in range(n):
         with Image.open(files[i % len(files)]) as image:
+            image.draft("RGB", (edge * 2, edge * 2))
             image = ImageOps.exif_transpose(image).convert("RGB")
             shift = i // len(files)
             image = image.crop((shift * 7, shift * 5, image.width, image.height))
@@ -71,7 +74,7 @@ class FakePost:
 
 def make_posts(n: int, *, first_id: int = 1000, tag: str = "surtr_(arknights)") -> list[FakePost]:
     """`n` posts with distinct photos; every 5th rated q, every 7th e, the rest g or s; varied tags."""
-    images = photo_bytes(n)
+    images = photo_bytes(n)  # a cached list: posts share the bytes objects, never mutate them
     posts = []
     for i in range(n):
         rating = "q" if i % 5 == 4 else "e" if i % 7 == 6 else ("g" if i % 2 == 0 else "s")
@@ -104,15 +107,19 @@ class Board:
     truncate_once: set[int] = field(default_factory=set)
     truncate_always: set[int] = field(default_factory=set)
     requests: list[tuple[float, str, str]] = field(default_factory=list)  # (time, api|file, path)
+    pages: list[tuple[float, int]] = field(default_factory=list)  # (time, page number) of listing requests
     hits: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
 
     # --- what the tests read ------------------------------------------------------------------------
-    def file_hits(self) -> Counter:
-        return Counter(
-            int(p.rsplit("/", 1)[1].split(".")[0]) for _, kind, p in self.requests if kind == "file"
-        )
+    def file_hits(self, requests: list | None = None) -> Counter:
+        """How often each post's file was asked for (in `requests`, default all so far)."""
+        files = [p for _, kind, p in (self.requests if requests is None else requests) if kind == "file"]
+        return Counter(int(p.rsplit("/", 1)[1].split(".")[0]) for p in files)
+
+    def file_path(self, post_id: int) -> str:
+        return f"/images/1/{post_id}.jpg" if self.family == "safebooru" else f"/data/{post_id}.jpg"
 
     def api_paths(self) -> list[str]:
         return [p for _, kind, p in self.requests if kind == "api"]
@@ -120,7 +127,10 @@ class Board:
     # --- answers ----------------------------------------------------------------------------------------
     def matching(self, tags: list[str]) -> list[FakePost]:
         wanted = [t for t in tags if t and ":" not in t]
-        return sorted((p for p in self.posts if all(t in p.all_tags() for t in wanted)), key=lambda p: -p.id)
+        listed = self.posts
+        if self.family in ("safebooru", "zerochan"):  # their APIs leave deleted posts out
+            listed = [p for p in listed if not p.deleted]
+        return sorted((p for p in listed if all(t in p.all_tags() for t in wanted)), key=lambda p: -p.id)
 
     def rating(self, post: FakePost) -> str:
         if self.family == "gelbooru":
@@ -182,6 +192,7 @@ class Board:
             body = {"items": [self.zerochan(p) for p in posts]}
         else:
             return 404, b"", {}
+        self.pages.append((time.monotonic(), number))
         faults = self.page_faults.get(number)
         if faults:
             status, headers = faults.pop(0)

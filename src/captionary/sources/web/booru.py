@@ -31,7 +31,7 @@ class LoadBooru(Source):
     category, `rating`, `score`, `post_id`, `post_url`, `source_url`, `md5`, `site`.
 
     Politeness: `requests_per_second` (API pages), `downloads_per_second` (files), `concurrency`
-    (downloads at once) default to each site's (0: no limit); retries back off and honour
+    (downloads at once) and `page_size` default to each site's (0: no limit); retries back off and honour
     `Retry-After`. The login / API key come from the environment: `<PREFIX>_LOGIN` and
     `<PREFIX>_API_KEY` (Gelbooru: `_USER_ID`, `_API_KEY`; Moebooru: `_LOGIN`, `_PASSWORD_HASH`) with
     PREFIX the site name in capitals (`DANBOORU`, `E621`, ...) or `credentials_env`. The listing's
@@ -44,6 +44,7 @@ class LoadBooru(Source):
         "requests_per_second",
         "downloads_per_second",
         "concurrency",
+        "page_size",
         "retries",
         "timeout",
         "user_agent",
@@ -65,6 +66,7 @@ class LoadBooru(Source):
     requests_per_second: float | None = None
     downloads_per_second: float | None = None
     concurrency: int | None = None
+    page_size: int | None = None
     retries: int = 4
     timeout: float = 30.0
     user_agent: str | None = None
@@ -93,6 +95,7 @@ class LoadBooru(Source):
             value = getattr(self, param)
             require(value is None or value >= 0, self, f"must be >= 0 (0: no limit); got {value}", param)
         require(self.concurrency is None or self.concurrency >= 1, self, "must be >= 1", "concurrency")
+        require(self.page_size is None or self.page_size >= 1, self, "must be >= 1", "page_size")
         require(self.retries >= 0, self, f"must be >= 0; got {self.retries}", "retries")
         require(self.timeout > 0, self, f"must be > 0; got {self.timeout}", "timeout")
         require(bool(self.tag_order), self, "name at least one tag category", "tag_order")
@@ -108,6 +111,8 @@ class LoadBooru(Source):
     def scan(self, ctx: Any) -> Iterator[Ingested]:
         cls = self.site_class
         site = cls(self.base_url, Credentials.from_env(self.environment()))
+        if self.page_size is not None:
+            site.page_size = self.page_size
         concurrency = self.concurrency or cls.concurrency
         client = PoliteClient(
             requests_per_second=_rate(self.requests_per_second, cls.requests_per_second),

@@ -70,8 +70,6 @@ class Crawl:
                 if isinstance(post, Ingested):  # a page that could not be read
                     yield post
                     break
-                if options.limit is not None and taken >= options.limit:
-                    break
                 key = f"{KEY_PREFIX}{self.host}/{post.id}"
                 reason = self.skip_reason(post)
                 if reason is not None:
@@ -81,12 +79,14 @@ class Crawl:
                 known = self.known(records, by_md5, key, post)
                 if known is not None:
                     yield known
-                    continue
-                if post.md5 and not options.sample:
-                    by_md5[post.md5] = key  # a second post of the same file in this run is a duplicate
-                pending.append((post, key, pool.submit(self.download, post)))
+                else:
+                    if post.md5 and not options.sample:
+                        by_md5[post.md5.lower()] = key  # another post of this file in this run: a duplicate
+                    pending.append((post, key, pool.submit(self.download, post)))
                 while len(pending) > 2 * options.concurrency or (pending and pending[0][2].done()):
                     yield self.ingest(records, *pending.popleft())
+                if options.limit is not None and taken >= options.limit:
+                    break  # before the listing is asked for another post (and maybe another page)
             while pending:
                 yield self.ingest(records, *pending.popleft())
         finally:
