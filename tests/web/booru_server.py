@@ -316,3 +316,18 @@ def serve(board: Board) -> tuple[http.server.ThreadingHTTPServer, str]:
     board.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return httpd, board.url
+
+
+def serving():
+    """For a test's fixture: yields `start(board) -> base URL`; stops the boards when resumed."""
+    servers = []
+
+    def start(board: Board) -> str:
+        httpd, url = serve(board)
+        servers.append(httpd)
+        return url
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()

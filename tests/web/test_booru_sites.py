@@ -5,16 +5,32 @@ files, 429 with Retry-After, 5xx, a truncated file, md5 reuse, the sample varian
 from __future__ import annotations
 
 import pytest
-from booru_server import FAMILIES, Board, make_posts
+from booru_server import FAMILIES, Board, make_posts, serving
 
 from captionary import LoadBooru, ParamError, Workspace, parse_pipeline
+
+
+@pytest.fixture
+def board_server():
+    """Local boards on 127.0.0.1 for one test: `board_server(board)` starts one, returns its URL."""
+    yield from serving()
+
 
 SITE = {"danbooru": "danbooru", "moebooru": "yandere", "gelbooru": "gelbooru", "safebooru": "safebooru",
         "e621": "e621", "zerochan": "zerochan"}  # fmt: skip
 FAST = {"requests_per_second": 0, "downloads_per_second": 0}  # politeness is tested on its own
 EXPECTED_TAGS = {  # post 1001 (i = 1) in the default order: character, copyright, artist, general
     "categorised": ["surtr (arknights)", "arknights", "artist 1", "1girl", "solo", "long hair", "^_^"],
-    "zerochan": ["surtr (arknights)", "arknights", "artist 1", "1girl", "solo", "long hair", "^_^", "highres"],
+    "zerochan": [
+        "surtr (arknights)",
+        "arknights",
+        "artist 1",
+        "1girl",
+        "solo",
+        "long hair",
+        "^_^",
+        "highres",
+    ],
 }
 
 
@@ -149,5 +165,5 @@ def test_bad_settings_fail_before_any_request():
         LoadBooru(site="moebooru")
     with pytest.raises(ParamError, match="unknown rating 'x'"):
         LoadBooru(site="danbooru", rating=["g", "x"])
-    with pytest.raises(ParamError, match="not a captionary.sources.web.site.Site"):
+    with pytest.raises(ParamError, match=r"not a captionary\.sources\.web\.site\.Site"):
         LoadBooru(site="json:loads")
