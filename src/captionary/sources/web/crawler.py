@@ -103,6 +103,10 @@ class Crawl:
             except (FetchError, ValueError) as exc:
                 yield Ingested(request.url, error=f"{self.label} listing: {exc}")
                 return
+            except (KeyError, TypeError, AttributeError, IndexError) as exc:  # an answer of another shape
+                reason = f"{type(exc).__name__}: {exc}"
+                yield Ingested(request.url, error=f"{self.label} listing: unexpected answer ({reason})")
+                return
             next_cursor = None if page.next == state.cursor else page.next  # a site ignoring the cursor
             state.record(new, next_cursor)
             yield from new
