@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from captionary.core import optional
 from captionary.core.locations import is_http
 from captionary.errors import ConfigError, ParamError
+from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import should_verify
 from captionary.sources.web.client import PoliteClient
@@ -108,7 +109,7 @@ class LoadBooru(Source):
         """The environment variables the login and API key are read from."""
         return self.site_class.environment(self.credentials_env)
 
-    def scan(self, ctx: Any) -> Iterator[Ingested]:
+    def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         cls = self.site_class
         site = cls(self.base_url, Credentials.from_env(self.environment()))
         if self.page_size is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from captionary.core.cache import decode_props
 from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
+from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested
 from captionary.sources.records import UPSERT_SOURCE_FILE, VERIFIED, SourceRecords
 from captionary.sources.web.client import FetchError, PoliteClient
@@ -41,7 +42,7 @@ class CrawlOptions:
 
 
 class Crawl:
-    def __init__(self, ctx: Any, site: Site, client: PoliteClient, options: CrawlOptions):
+    def __init__(self, ctx: SourceContext, site: Site, client: PoliteClient, options: CrawlOptions):
         self.ctx = ctx
         self.site = site
         self.client = client
@@ -61,7 +62,7 @@ class Crawl:
         }
         state = CrawlState(self.ctx, self.query)
         if options.limit is not None:
-            self.ctx.stats[0].expected = options.limit
+            self.ctx.expect(options.limit)  # posts kept; dropped ones add to the count as they come
         pending: deque[tuple[Post, str, Future]] = deque()
         taken = 0
         pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="captionary-crawl")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from captionary.core.hashing import canonical_json
+from captionary.pipeline.context import SourceContext
 from captionary.sources.web.posts import Post
 from captionary.sources.web.site import Cursor
 
@@ -18,7 +18,7 @@ UPSERT_CRAWL = "INSERT OR REPLACE INTO web_crawls VALUES (?, ?, ?, ?)"
 class CrawlState:
     """The listing so far of one search (`query`: the site, its address and the search tags)."""
 
-    def __init__(self, ctx: Any, query: str):
+    def __init__(self, ctx: SourceContext, query: str):
         self.ctx = ctx
         self.query = query
         rows = ctx.ws.query("SELECT cursor, exhausted FROM web_crawls WHERE query = ?", (query,))
