@@ -84,6 +84,9 @@ def test_every_post_once_with_its_tags_and_rating(family, board_server, tmp_path
     # the page answered 429 was asked again after its Retry-After, never sooner
     page_times = [t for t, number in board.pages if number == 2]
     assert len(page_times) >= 2 and page_times[1] - page_times[0] >= 0.95
+    # the 503's Retry-After: 0 was honoured too (a retry without it backs off 0.5 s at least)
+    retry_times = [t for t, kind, path in first if kind == "file" and path == board.file_path(1008)]
+    assert len(retry_times) == 2 and retry_times[1] - retry_times[0] < 0.45
     # tags by category, cleaned (kaomoji kept), in kohya's order; the rating in the tagger's words
     one = items[f"{label}_1001"].props
     assert one["tags"] == EXPECTED_TAGS["zerochan" if family == "zerochan" else "categorised"]
