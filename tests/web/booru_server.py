@@ -102,10 +102,12 @@ class Board:
     family: str
     posts: list[FakePost]
     delay: float = 0.0
-    page_faults: dict[int, list[tuple[int, dict]]] = field(default_factory=dict)  # page n -> answers first
+    page_faults: dict[int, list[tuple]] = field(default_factory=dict)  # page n -> (status, headers[, body])
     file_faults: dict[int, list[tuple[int, dict]]] = field(default_factory=dict)  # post id -> answers first
     truncate_once: set[int] = field(default_factory=set)
     truncate_always: set[int] = field(default_factory=set)
+    tag_api_down: bool = False  # Gelbooru's tag API answers 500
+    headers: list[dict[str, str]] = field(default_factory=list)  # each request's headers
     requests: list[tuple[float, str, str]] = field(default_factory=list)  # (time, api|file, path)
     pages: list[tuple[float, int]] = field(default_factory=list)  # (time, page number) of listing requests
     hits: Counter = field(default_factory=Counter)
@@ -170,6 +172,8 @@ class Board:
             kinds = {t: "faults" if c == "meta" else c for t, c in kinds.items()}
             body = {"posts": [self.moebooru(p) for p in posts], "pools": [], "pool_posts": [], "tags": kinds}
         elif family in ("gelbooru", "safebooru") and path == "/index.php" and query.get("s") == "tag":
+            if self.tag_api_down:
+                return 500, b"", {}
             return 200, json.dumps(self.tag_types(query.get("names", "").split())).encode(), {}
         elif family in ("gelbooru", "safebooru") and path == "/index.php":
             number, posts = self.page(self.matching(tags), query.get("pid"), limit, numbered_from=0)
@@ -195,8 +199,8 @@ class Board:
         self.pages.append((time.monotonic(), number))
         faults = self.page_faults.get(number)
         if faults:
-            status, headers = faults.pop(0)
-            return status, b"", headers
+            status, headers, *body = faults.pop(0)
+            return status, body[0] if body else b"", headers
         return 200, json.dumps(body).encode(), {}
 
     def file(self, path: str) -> tuple[int, bytes, dict]:
@@ -298,6 +302,7 @@ def serve(board: Board) -> tuple[http.server.ThreadingHTTPServer, str]:
             with board.lock:
                 board.requests.append((time.monotonic(), "file" if is_file else "api", self.path))
                 board.hits[parts.path] += 1
+                board.headers.append(dict(self.headers))
             if board.delay:
                 time.sleep(board.delay)
             with board.lock:

@@ -4,9 +4,12 @@ files, 429 with Retry-After, 5xx, a truncated file, md5 reuse, the sample varian
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from booru_server import FAMILIES, Board, make_posts, serving
 
+import captionary
 from captionary import LoadBooru, ParamError, Workspace, parse_pipeline
 
 
@@ -170,3 +173,55 @@ def test_bad_settings_fail_before_any_request():
         LoadBooru(site="danbooru", rating=["g", "x"])
     with pytest.raises(ParamError, match=r"not a captionary\.sources\.web\.site\.Site"):
         LoadBooru(site="json:loads")
+
+
+def test_new_tag_options_relabel_stored_posts_without_a_request(board_server, tmp_path):
+    board = Board("moebooru", make_posts(10))
+    url = board_server(board)
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(LoadBooru(site="konachan", base_url=url, **FAST), progress=False)
+        before = len(board.requests)
+        step = LoadBooru(site="konachan", base_url=url, tag_order=["artist", "character"],
+                         exclude_tags=["amiya_(arknights)"], min_score=4, **FAST)  # fmt: skip
+        summary = ws.run(step, progress=False)
+        items = {item.name: item for item in ws.items()}
+    assert len(board.requests) == before  # the stored listing and images: no request at all
+    assert summary.step("load_booru").dropped == 4  # scores 0..3
+    assert items["konachan_1006"]["tags"] == ["artist 2", "surtr (arknights)"]  # amiya excluded
+    assert items["konachan_1006"]["meta_tags"] == ["highres"]  # Moebooru's "faults" type
+
+
+def test_gelbooru_without_its_tag_api_keeps_every_tag_general(board_server, tmp_path):
+    board = Board("gelbooru", make_posts(3), tag_api_down=True)
+    url = board_server(board)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(LoadBooru(site="gelbooru", base_url=url, retries=0, **FAST), progress=False)
+        (item, *_) = sorted(ws.items(), key=lambda i: i.name)
+    assert summary.step("load_booru").n_out == 3 and not summary.errors
+    assert item["tags"][:2] == ["surtr (arknights)", "amiya (arknights)"]  # the site's order
+    assert "character_tags" not in item.props and "1girl" in item["general_tags"]
+
+
+def test_refused_search_says_why_and_credentials_come_from_the_environment(
+    board_server, tmp_path, monkeypatch
+):
+    refusal = b'{"success": false, "message": "You cannot search for more than 2 tags at a time"}'
+    board = Board(
+        "e621", make_posts(3), page_faults={1: [(422, {"Content-Type": "application/json"}, refusal)]}
+    )
+    url = board_server(board)
+    monkeypatch.setenv("E621_LOGIN", "someone")
+    monkeypatch.setenv("E621_API_KEY", "secret")
+    with Workspace(tmp_path / "ws") as ws:
+        refused = ws.run(LoadBooru(site="e621", base_url=url, tags=["a", "b", "c"]), progress=False)
+        ws.run(LoadBooru(site="e621", base_url=url, **FAST), progress=False)
+    (error,) = refused.errors
+    assert "HTTP 422" in error["reason"] and "more than 2 tags" in error["reason"]
+    assert "secret" not in error["reason"]
+    expected_auth = "Basic " + base64.b64encode(b"someone:secret").decode()
+    api = [h for h, (_, kind, _) in zip(board.headers, board.requests) if kind == "api"]
+    assert api and all(h["Authorization"] == expected_auth for h in api)
+    agents = {h["User-Agent"] for h in board.headers}
+    assert agents == {
+        f"captionary/{captionary.__version__} (+https://pypi.org/project/captionary/) (by someone on e621)"
+    }

@@ -13,7 +13,7 @@ from captionary.errors import ConfigError, ParamError
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import should_verify
-from captionary.sources.web.client import PoliteClient
+from captionary.sources.web.client import PoliteClient, user_agent
 from captionary.sources.web.crawler import Crawl, CrawlOptions
 from captionary.sources.web.posts import DEFAULT_TAG_ORDER, TagStyle, tag_key, wanted_ratings
 from captionary.sources.web.site import Credentials, Site, site_class
@@ -121,7 +121,7 @@ class LoadBooru(Source):
             connections=concurrency,
             retries=self.retries,
             timeout=self.timeout,
-            agent=self.user_agent,
+            agent=self.user_agent or site.user_agent(user_agent()),
         )
         options = CrawlOptions(
             tags=tuple(self.tags),

@@ -35,13 +35,14 @@ class RateLimit:
         self.paused_until = 0.0
         self.lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self, stop: threading.Event) -> None:
+        """Block until this request may start (or `stop` is set)."""
         with self.lock:
             now = time.monotonic()
             slot = max(now, self.next_slot, self.paused_until)
             self.next_slot = slot + self.interval
         if slot > now:
-            time.sleep(slot - now)
+            stop.wait(slot - now)
 
     def pause(self, seconds: float) -> None:
         with self.lock:
@@ -71,14 +72,16 @@ class PoliteClient:
         self.backoff = backoff
         self.max_wait = max_wait
         self.client = httpx.Client(
-            headers={"User-Agent": agent or user_agent()},
+            headers={"User-Agent": agent or user_agent()},  # every request names its client
             timeout=timeout,
             follow_redirects=True,
             limits=httpx.Limits(max_connections=connections + 1, max_keepalive_connections=connections + 1),
         )
         self.requests = 0  # sent, retries included (for the run's log)
+        self.stopped = threading.Event()  # set by close(): waiting requests give up at once
 
     def close(self) -> None:
+        self.stopped.set()
         self.client.close()
 
     def json(self, request: Request) -> Any:
@@ -99,7 +102,9 @@ class PoliteClient:
         reason = ""
         for attempt in range(self.retries + 1):
             wait = self.backoff * 2**attempt * (0.5 + random.random())
-            limit.wait()
+            limit.wait(self.stopped)
+            if self.stopped.is_set():
+                raise FetchError(f"{_shown(request)}: stopped")
             self.requests += 1
             try:
                 response = self.client.get(
@@ -110,7 +115,7 @@ class PoliteClient:
                     return response.content
                 reason = f"HTTP {status} {response.reason_phrase}".rstrip()
                 if status not in RETRY_STATUSES:
-                    raise FetchError(f"{_shown(request)}: {reason}")
+                    raise FetchError(f"{_shown(request)}: {reason}{_said(response)}")
                 after = retry_after(response.headers.get("Retry-After"))
                 if after is not None:
                     wait = after
@@ -118,7 +123,7 @@ class PoliteClient:
             except self.httpx.HTTPError as exc:
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if attempt < self.retries:
-                time.sleep(min(wait, self.max_wait))
+                self.stopped.wait(min(wait, self.max_wait))
         raise FetchError(f"{_shown(request)}: failed after {self.retries + 1} attempts: {reason}")
 
 
@@ -135,6 +140,16 @@ def retry_after(header: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _said(response: Any) -> str:
+    """What a site said about a refused request (sites explain a 4xx in a short text or JSON)."""
+    text = (
+        " ".join(response.text.split())[:200]
+        if "html" not in response.headers.get("content-type", "")
+        else ""
+    )
+    return f" ({text})" if text else ""
 
 
 def _shown(request: Request) -> str:

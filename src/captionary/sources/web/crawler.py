@@ -91,6 +91,7 @@ class Crawl:
             while pending:
                 yield self.ingest(records, *pending.popleft())
         finally:
+            self.client.stopped.set()  # a stopped run: downloads in flight give up instead of retrying
             pool.shutdown(wait=True, cancel_futures=True)
 
     def listing(self, state: CrawlState) -> Iterator[Any]:

@@ -104,6 +104,10 @@ class Site:
         """Fill in what a listing lacks, with further requests through `get` (default: nothing)."""
         return posts
 
+    def user_agent(self, default: str) -> str:
+        """The User-Agent to send (the `user_agent:` setting replaces it): `default` names captionary."""
+        return default
+
     def post_url(self, post_id: str) -> str:
         """The post's page on the site (for the `post_url` property)."""
         return f"{self.url}/posts/{post_id}"

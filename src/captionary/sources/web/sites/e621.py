@@ -27,6 +27,11 @@ class E621(Site):
         auth = (self.credentials.login, self.credentials.api_key) if self.credentials.login else None
         return Request(f"{self.url}/posts.json", params, auth=auth)
 
+    def user_agent(self, default: str) -> str:
+        """e621 asks clients to name the user they act for."""
+        login = self.credentials.login
+        return f"{default} (by {login} on e621)" if login else default
+
     def parse_page(self, answer: Any, cursor: Cursor) -> Page:
         if not isinstance(answer, dict):
             raise ValueError(f"expected an object with 'posts', got {type(answer).__name__}")
