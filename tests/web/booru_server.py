@@ -106,6 +106,7 @@ class Board:
     file_faults: dict[int, list[tuple[int, dict]]] = field(default_factory=dict)  # post id -> answers first
     truncate_once: set[int] = field(default_factory=set)
     truncate_always: set[int] = field(default_factory=set)
+    cut_once: set[int] = field(default_factory=set)  # the connection drops halfway through the file
     tag_api_down: bool = False  # Gelbooru's tag API answers 500
     headers: list[dict[str, str]] = field(default_factory=list)  # each request's headers
     requests: list[tuple[float, str, str]] = field(default_factory=list)  # (time, api|file, path)
@@ -307,11 +308,18 @@ def serve(board: Board) -> tuple[http.server.ThreadingHTTPServer, str]:
                 time.sleep(board.delay)
             with board.lock:
                 status, data, headers = board.answer(parts.path, query)
+                post_id = parts.path.rsplit("/", 1)[-1].split(".")[0]
+                cut = is_file and post_id.isdigit() and int(post_id) in board.cut_once
+                board.cut_once.discard(int(post_id) if post_id.isdigit() else -1)
             try:
                 self.send_response(status)
                 for name, value in {"Content-Length": str(len(data)), **headers}.items():
                     self.send_header(name, value)
                 self.end_headers()
+                if cut:  # the announced length, half the bytes, then the connection closes
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                    return
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):
                 pass

@@ -103,16 +103,27 @@ def test_every_post_once_with_its_tags_and_rating(family, board_server, tmp_path
     assert [path for _, _, path in board.requests[len(first) :]] == [board.file_path(1000)]
 
 
-def test_truncated_file_is_an_error_after_its_retry(board_server, tmp_path):
+def test_truncated_files(board_server, tmp_path):
     posts = make_posts(4)
-    board = Board("danbooru", posts, truncate_always={1001})
+    # 1001: always half the file (its md5 never matches); 1002: the connection drops mid-file, once
+    board = Board("danbooru", posts, truncate_always={1001}, cut_once={1002})
     url = board_server(board)
     with Workspace(tmp_path / "ws") as ws:
         summary = ws.run(LoadBooru(site="danbooru", base_url=url, **FAST), progress=False)
-    assert summary.step("load_booru").n_out == 3
+        names = {item.name for item in ws.items()}
+    assert names == {"danbooru_1000", "danbooru_1002", "danbooru_1003"}
     (error,) = summary.errors
     assert "md5 mismatch" in error["reason"] and error["source"].endswith("/1001")
-    assert board.file_hits()[1001] == 2
+    assert board.file_hits()[1001] == 2 and board.file_hits()[1002] == 2
+
+
+def test_file_over_the_size_limit_is_its_error(board_server, tmp_path):
+    board = Board("danbooru", make_posts(2))
+    url = board_server(board)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(LoadBooru(site="danbooru", base_url=url, max_file_mb=0.001, **FAST), progress=False)
+    assert summary.step("load_booru").failed == 2
+    assert all("larger than max_file_mb (0.001 MB)" in e["reason"] for e in summary.errors)
 
 
 def test_same_file_twice_is_downloaded_once(board_server, tmp_path):

@@ -32,12 +32,13 @@ class LoadBooru(Source):
     category, `rating`, `score`, `post_id`, `post_url`, `source_url`, `md5`, `site`.
 
     Politeness: `requests_per_second` (API pages), `downloads_per_second` (files), `concurrency`
-    (downloads at once) and `page_size` default to each site's (0: no limit); retries back off and honour
-    `Retry-After`. The login / API key come from the environment: `<PREFIX>_LOGIN` and
-    `<PREFIX>_API_KEY` (Gelbooru: `_USER_ID`, `_API_KEY`; Moebooru: `_LOGIN`, `_PASSWORD_HASH`) with
-    PREFIX the site name in capitals (`DANBOORU`, `E621`, ...) or `credentials_env`. The listing's
-    cursor is kept in the workspace: an interrupted crawl resumes, a larger `limit` fetches only the
-    posts beyond the old one, and a post (by id, then md5) is never downloaded twice.
+    (downloads at once) and `page_size` default to each site's (0: no limit); retries back off and
+    honour `Retry-After`; a file over `max_file_mb` is that post's error. The login / API key come
+    from the environment: `<PREFIX>_LOGIN` and `<PREFIX>_API_KEY` (Gelbooru: `_USER_ID`, `_API_KEY`;
+    Moebooru: `_LOGIN`, `_PASSWORD_HASH`) with PREFIX the site name in capitals (`DANBOORU`, `E621`,
+    ...) or `credentials_env`. The listing's cursor is kept in the workspace: an interrupted crawl
+    resumes, a larger `limit` fetches only the posts beyond the old one, and a post (by id, then md5)
+    is never downloaded twice.
     """
 
     name: ClassVar[str] = "load_booru"
@@ -47,6 +48,7 @@ class LoadBooru(Source):
         "concurrency",
         "page_size",
         "retries",
+        "max_file_mb",
         "timeout",
         "user_agent",
         "credentials_env",
@@ -69,6 +71,7 @@ class LoadBooru(Source):
     concurrency: int | None = None
     page_size: int | None = None
     retries: int = 4
+    max_file_mb: float | None = 200.0
     timeout: float = 30.0
     user_agent: str | None = None
     credentials_env: str | None = None
@@ -98,6 +101,7 @@ class LoadBooru(Source):
         require(self.concurrency is None or self.concurrency >= 1, self, "must be >= 1", "concurrency")
         require(self.page_size is None or self.page_size >= 1, self, "must be >= 1", "page_size")
         require(self.retries >= 0, self, f"must be >= 0; got {self.retries}", "retries")
+        require(self.max_file_mb is None or self.max_file_mb > 0, self, "must be > 0", "max_file_mb")
         require(self.timeout > 0, self, f"must be > 0; got {self.timeout}", "timeout")
         require(bool(self.tag_order), self, "name at least one tag category", "tag_order")
 
@@ -122,6 +126,7 @@ class LoadBooru(Source):
             retries=self.retries,
             timeout=self.timeout,
             agent=self.user_agent or site.user_agent(user_agent()),
+            max_bytes=int(self.max_file_mb * 2**20) if self.max_file_mb else None,
         )
         options = CrawlOptions(
             tags=tuple(self.tags),

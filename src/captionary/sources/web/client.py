@@ -63,6 +63,7 @@ class PoliteClient:
         backoff: float = 1.0,
         max_wait: float = 120.0,
         agent: str | None = None,
+        max_bytes: int | None = None,
     ):
         import httpx
 
@@ -71,6 +72,7 @@ class PoliteClient:
         self.retries = retries
         self.backoff = backoff
         self.max_wait = max_wait
+        self.max_bytes = max_bytes
         self.client = httpx.Client(
             headers={"User-Agent": agent or user_agent()},  # every request names its client
             timeout=timeout,
@@ -107,12 +109,17 @@ class PoliteClient:
                 raise FetchError(f"{_shown(request)}: stopped")
             self.requests += 1
             try:
-                response = self.client.get(
-                    request.url, params=request.params or None, headers=request.headers, auth=request.auth
-                )
-                status = response.status_code
-                if 200 <= status < 300:
-                    return response.content
+                with self.client.stream(
+                    "GET",
+                    request.url,
+                    params=request.params or None,
+                    headers=request.headers,
+                    auth=request.auth,
+                ) as response:
+                    status = response.status_code
+                    if 200 <= status < 300:
+                        return self._body(request, response, self.max_bytes if kind == "files" else None)
+                    response.read()
                 reason = f"HTTP {status} {response.reason_phrase}".rstrip()
                 if status not in RETRY_STATUSES:
                     raise FetchError(f"{_shown(request)}: {reason}{_said(response)}")
@@ -125,6 +132,20 @@ class PoliteClient:
             if attempt < self.retries:
                 self.stopped.wait(min(wait, self.max_wait))
         raise FetchError(f"{_shown(request)}: failed after {self.retries + 1} attempts: {reason}")
+
+    def _body(self, request: Request, response: Any, max_bytes: int | None) -> bytes:
+        """The body, refused past `max_bytes` (by its Content-Length, or as it arrives)."""
+        announced = response.headers.get("Content-Length", "")
+        too_big = f"{_shown(request)}: larger than max_file_mb ({round((max_bytes or 0) / 2**20, 3):g} MB)"
+        if max_bytes and announced.isdigit() and int(announced) > max_bytes:
+            raise FetchError(too_big)
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if max_bytes and size > max_bytes:
+                raise FetchError(too_big)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def retry_after(header: str | None) -> float | None:

@@ -49,7 +49,7 @@ class Moebooru(Site):
             kind = kinds.get(tag) if isinstance(kinds.get(tag), str) else "general"
             tags.setdefault(TAG_TYPES.get(kind, kind), []).append(tag)
         file_url = self.absolute(as_text(r.get("file_url")))
-        sample = as_text(r.get("jpeg_url")) or as_text(r.get("sample_url"))
+        sample = as_text(r.get("sample_url")) or as_text(r.get("jpeg_url"))  # jpeg_url: full size
         return Post(
             id=str(r["id"]),
             file_url=file_url,
