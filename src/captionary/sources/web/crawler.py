@@ -64,7 +64,7 @@ class Crawl:
         if options.limit is not None:
             self.ctx.expect(options.limit)  # posts kept; dropped ones add to the count as they come
         pending: deque[tuple[Post, str, Future]] = deque()
-        taken = 0
+        taken = dropped = 0
         pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="captionary-crawl")
         try:
             for post in self.listing(state):
@@ -74,6 +74,9 @@ class Crawl:
                 key = f"{KEY_PREFIX}{self.host}/{post.id}"
                 reason = self.skip_reason(post)
                 if reason is not None:
+                    dropped += 1
+                    if options.limit is not None:
+                        self.ctx.expect(options.limit + dropped)
                     yield Ingested(key, dropped=reason)
                     continue
                 taken += 1
@@ -210,6 +213,7 @@ class Crawl:
         )
         if record.item is None:
             return record
-        fingerprint, props = self.fingerprint(post), canonical_json(record.item.props)
-        records.known[key] = (fingerprint, record.item.id, props, record.item.format)
+        recorded = self.fingerprint(post) + (VERIFIED if records.verify else "")  # as ingest_bytes wrote it
+        props = canonical_json(record.item.props)
+        records.known[key] = (recorded, record.item.id, props, record.item.format)
         return records.unique(record.item, cached=False)
