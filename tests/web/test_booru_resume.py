@@ -114,7 +114,10 @@ def test_rate_limits_are_kept(board_server, tmp_path):
     assert summary.step("load_booru").n_out == 24
     api = sorted(t for t, kind, _ in board.requests if kind == "api")
     files = sorted(t for t, kind, _ in board.requests if kind == "file")
-    # 50 ms less than a second: the server's clock sees arrivals, which scheduling can bunch a little
-    assert windows(api, 0.95) <= 4 and windows(files, 0.95) <= 8
-    assert files[-1] - files[0] >= (len(files) - 1) / 8 - 0.05
+    # The client spaces request starts evenly; the server's clock sees arrivals, which a loaded machine
+    # can bunch by a request's worth (one more in a window). Unlimited, all 24 files arrive within
+    # a fraction of a second. Over the whole run the average rate is the limit.
+    assert windows(api, 1.0) <= 4 + 1 and windows(files, 1.0) <= 8 + 1
+    assert api[-1] - api[0] >= (len(api) - 1) / 4 - 0.1
+    assert files[-1] - files[0] >= (len(files) - 1) / 8 - 0.1
     assert len(api) == 7  # 6 pages of 4, and the empty page that ends the listing
