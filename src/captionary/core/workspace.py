@@ -144,11 +144,14 @@ class Workspace:
         if not include_dropped:
             sql += " WHERE dropped_by IS NULL"
         rows = self.query(sql + " ORDER BY name")
+        origins = self._origins()
         steps: dict = {}
         for item_id, image, source, name, props, dropped_by, reason, format, base, recipe in rows:
             values = json.loads(props) if props else {}
             if dropped_by is not None:
                 values = {**values, "dropped_by": dropped_by, "drop_reason": reason}
+            if item_id in origins:
+                values = {**values, "origins": origins[item_id]}
             yield Item(
                 item_id,
                 image,
@@ -160,6 +163,22 @@ class Workspace:
                 base,
                 parse_recipe(recipe, steps),
             )
+
+    def origins(self, item_id: str) -> list[dict[str, str]]:
+        """Where an item came from in the latest complete run with several sources: `{"step", "source"}`
+        per source that produced it (the same bytes from two sources are one item), in pipeline order."""
+        return self._origins(item_id).get(item_id, [])
+
+    def _origins(self, item_id: str | None = None) -> dict[str, list[dict[str, str]]]:
+        sql = "SELECT item, step, source FROM item_origins"
+        rows = self.query(
+            sql + " WHERE item = ? ORDER BY position" if item_id else sql + " ORDER BY item, position",
+            (item_id,) if item_id else (),
+        )
+        found: dict[str, list[dict[str, str]]] = {}
+        for item, step, source in rows:
+            found.setdefault(item, []).append({"step": step, "source": source})
+        return found
 
     def __len__(self) -> int:
         (count,) = self.db.execute("SELECT count(*) FROM item_state WHERE dropped_by IS NULL").fetchone()

@@ -50,7 +50,8 @@ class RunContext:
         self.crash: BaseException | None = None
         self._lock = threading.Lock()
         self.seen: set[str] = set()
-        self.origins: dict[str, list[tuple[str, str]]] = {}  # item -> (source step, key), several sources
+        self.origins: dict[str, list[tuple[int, str, str]]] = {}  # several sources: item -> origins
+        """(source position, step label, source key) per source that produced the item."""
         self._previous = {
             row[0]: row[1:]
             for row in ws.query(
@@ -105,13 +106,14 @@ class RunContext:
         of a run with several sources replace the previous ones."""
         stale = [(item,) for item in self._previous.keys() - self.seen]
         self.writer.write_many("DELETE FROM item_state WHERE item = ?", stale)
-        before = set(self.ws.query("SELECT item, step, source FROM item_origins"))
-        now = {(item, step, source) for item, found in self.origins.items() for step, source in found}
+        before = set(self.ws.query("SELECT item, position, step, source FROM item_origins"))
+        now = {(item, *origin) for item, found in self.origins.items() for origin in found}
         self.writer.write_many(
-            "DELETE FROM item_origins WHERE item = ? AND step = ? AND source = ?", before - now
+            "DELETE FROM item_origins WHERE item = ? AND position = ? AND source = ?",
+            [(item, position, source) for item, position, _, source in before - now],
         )
         self.writer.write_many(
-            "INSERT OR REPLACE INTO item_origins VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO item_origins VALUES (?, ?, ?, ?, ?)",
             [(*row, self.run_id) for row in now - before],
         )
 

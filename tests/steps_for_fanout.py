@@ -1,0 +1,47 @@
+"""Steps the fan-out tests use (a module, so pool workers and Ray actors can import them)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import ClassVar
+
+from captionary import Map, Outcome
+from captionary.pipeline.step import PerItemStep
+
+
+class TBoxes(Map):
+    """Stand-in for a detector: two boxes per image, placed by a hash of the item id (stable)."""
+
+    name: ClassVar[str] = "t_fanout_boxes"
+    writes: ClassVar[tuple[str, ...]] = ("face_boxes",)
+    reads_image: ClassVar[bool] = False
+
+    def apply(self, item):
+        h = hashlib.sha256(item.id.encode()).digest()
+        x, y = h[0] / 255 * 0.4, h[1] / 255 * 0.4
+        return {
+            "face_boxes": [
+                {"box": [round(x, 3), round(y, 3), round(x + 0.5, 3), round(y + 0.5, 3)], "score": 0.9},
+                [0.1, 0.55, 0.45, 0.95],
+            ]
+        }
+
+
+class TPaint(PerItemStep):
+    """Stand-in for an image generator: a solid image whose colour comes from the prompt and seed,
+    stored as a blob (what `generate_image` does)."""
+
+    name: ClassVar[str] = "t_paint"
+    kind: ClassVar[str] = "map"
+    reads: ClassVar[tuple[str, ...]] = ("prompt", "seed")
+    writes: ClassVar[tuple[str, ...]] = ("width", "height")
+    reads_image: ClassVar[bool] = False
+
+    def compute(self, item, store):
+        from PIL import Image
+
+        h = hashlib.sha256(f"{item['prompt']}|{item['seed']}".encode()).digest()
+        buffer = io.BytesIO()
+        Image.new("RGB", (48, 32), tuple(h[:3])).save(buffer, "PNG")
+        return Outcome(props={"width": 48, "height": 32}, image=store.put(buffer.getvalue()))
