@@ -6,7 +6,7 @@ import hashlib
 import io
 from typing import ClassVar
 
-from captionary import Map, Outcome
+from captionary import BatchStep, Child, Map, Outcome
 from captionary.pipeline.step import PerItemStep
 
 
@@ -45,3 +45,33 @@ class TPaint(PerItemStep):
         buffer = io.BytesIO()
         Image.new("RGB", (48, 32), tuple(h[:3])).save(buffer, "PNG")
         return Outcome(props={"width": 48, "height": 32}, image=store.put(buffer.getvalue()))
+
+
+class TBatchSplit(BatchStep):
+    """Stand-in for a detector that crops in the same step: a batch step whose outcomes carry
+    children (the left and right halves), the parent not kept."""
+
+    name: ClassVar[str] = "t_batch_split"
+    writes: ClassVar[tuple[str, ...]] = ("region", "width", "height", "halves")
+
+    batch_size: int = 4
+
+    def compute_batch(self, items):
+        from captionary.steps.split.crop_boxes import CROP
+
+        out = []
+        for item in items:
+            half = item.width // 2
+            children = [
+                Child(
+                    side,
+                    {"region": region, "width": w, "height": item.height},
+                    transform=(CROP, {"region": region}),
+                )
+                for side, region, w in (
+                    ("left", [0.0, 0.0, half / item.width, 1.0], half),
+                    ("right", [half / item.width, 0.0, 1.0, 1.0], item.width - half),
+                )
+            ]
+            out.append(Outcome(props={"halves": 2}, dropped="split in halves", children=children))
+        return out

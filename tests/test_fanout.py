@@ -13,7 +13,7 @@ from captionary import CropBoxes, Flip, Load, Resize, Save, SetCaption, Workspac
 from captionary.core.outcome import child_id
 from captionary.steps.transforms.region import pixel_box
 from conftest import tree
-from steps_for_fanout import TBoxes
+from steps_for_fanout import TBatchSplit, TBoxes
 
 
 def split(photos: Path, out: Path, **crop):
@@ -113,8 +113,7 @@ def test_children_of_children(photos, tmp_path):
         rerun = ws.run(pipeline, workers=0, progress=False)
     assert summary.step("crop_boxes#2").n_out == 48 and rerun.computed == 0
     grandchild = items["cat/00_box0_box1"]
-    child = items_by_id(items)[grandchild["parent"]] if grandchild["parent"] in items_by_id(items) else None
-    assert child is None  # the middle generation was split (not kept): only grandchildren remain
+    assert grandchild["parent"] not in items_by_id(items)  # the middle generation was split, not kept
     photo = upright(photos / "cat" / "00.jpg")
     with Workspace(tmp_path / "ws") as ws:
         middle = {i.id: i for i in ws.items(include_dropped=True)}[grandchild["parent"]]
@@ -162,3 +161,21 @@ def test_crop_boxes_checks_its_parameters(param):
 
     with pytest.raises(ParamError):
         CropBoxes(**param)
+
+
+def test_a_batch_step_can_fan_out(photos, tmp_path):
+    pipeline = Load(photos) >> Resize(max_edge=50) >> TBatchSplit() >> Save(tmp_path / "out")
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(pipeline, workers=0, progress=False)
+        items = by_name(ws)
+        middle = {i.name: i for i in ws.items(include_dropped=True)}["dog/00"]
+        again = ws.run(pipeline, workers=0, progress=False)
+    split_stats = summary.step("t_batch_split")
+    assert (split_stats.computed, split_stats.dropped, split_stats.n_out) == (12, 12, 24)
+    assert again.computed == 0
+    left, right = items["dog/00_left"], items["dog/00_right"]
+    assert (
+        left["halves"] == 2 and middle["drop_reason"] == "split in halves"
+    )  # the parent's props are inherited
+    whole = np.asarray(middle.image)
+    assert np.array_equal(np.hstack([np.asarray(left.image), np.asarray(right.image)]), whole)

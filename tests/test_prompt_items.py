@@ -7,6 +7,7 @@ import pytest
 
 from captionary import (
     FilterWhere,
+    ItemError,
     LoadPrompts,
     MapCaption,
     ParamError,
@@ -40,8 +41,8 @@ def test_prompts_from_txt_get_stable_seeds_and_flow_through_text_steps(tmp_path)
     assert first["prompt"] == "a dog on a beach" and first["caption"] == "a dog on a beach, photograph"
     assert first["seed"] == derived_seed("a dog on a beach", 0) != items["prompts_00001_1"]["seed"]
     assert not first.has_image and first.source.endswith("prompts.txt:1#0")
-    with pytest.raises(Exception, match="no image yet"):
-        first.image
+    with pytest.raises(ItemError, match="no image yet"):
+        _ = first.image
 
 
 def test_jsonl_and_csv_prompts_keep_their_seeds_and_columns(tmp_path):
@@ -101,5 +102,5 @@ def test_load_prompts_checks_its_file(tmp_path):
     with pytest.raises(ParamError, match="file not found"):
         LoadPrompts(tmp_path / "missing.txt")
     (tmp_path / "p.yaml").write_text("x")
-    with pytest.raises(ParamError, match="use a .txt, .jsonl or .csv"):
+    with pytest.raises(ParamError, match=r"use a \.txt, \.jsonl or \.csv"):
         LoadPrompts(tmp_path / "p.yaml")

@@ -194,12 +194,18 @@ def details(store: DecisionStore, item: str) -> dict[str, Any] | None:
             "SELECT run, step, reason FROM errors WHERE item = ? ORDER BY run DESC LIMIT 20", (item,)
         )
     ]
+    values = json.loads(props or "{}")
+    parent = None
+    if isinstance(values.get("parent"), str):  # a fan-out step's child: name its parent too
+        found = store.read("SELECT name FROM item_state WHERE item = ?", (values["parent"],))
+        parent = {"id": values["parent"], "name": found[0][0] if found else None}
     return {
         "id": item,
         "image": image,
         "name": name,
         "source": source,
-        "props": json.loads(props or "{}"),
+        "parent": parent,
+        "props": values,
         "dropped_by": dropped_by,
         "drop_reason": reason,
         "decisions": decisions,
