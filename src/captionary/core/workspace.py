@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from captionary.core import item_state
 from captionary.core.arrays import load_array, referenced_digests
 from captionary.core.blobstore import BLOBS_URL_FILE, workspace_blob_store
 from captionary.core.children import child_blobs
@@ -95,6 +96,10 @@ class Workspace:
         """A new read-only connection (one per thread or process)."""
         return connect(self.db_path, readonly=True)
 
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of one query on the workspace's own connection (this thread only)."""
+        return self.db.execute(sql, params).fetchall()
+
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """All rows of one query, on a fresh read-only connection (safe from any thread)."""
         db = self.reader()
@@ -137,13 +142,7 @@ class Workspace:
         Dropped items come too on request, with `dropped_by` and `drop_reason` properties. An item
         that failed in the latest run keeps the state of the run before.
         """
-        sql = (
-            "SELECT item, image, source, name, props, dropped_by, reason, format, base, recipe "
-            "FROM item_state"
-        )
-        if not include_dropped:
-            sql += " WHERE dropped_by IS NULL"
-        rows = self.query(sql + " ORDER BY name")
+        rows = item_state.all_states(self.query, include_dropped=include_dropped, order_by_name=True)
         origins = self._origins()
         steps: dict = {}
         for item_id, image, source, name, props, dropped_by, reason, format, base, recipe in rows:
@@ -181,8 +180,7 @@ class Workspace:
         return found
 
     def __len__(self) -> int:
-        (count,) = self.db.execute("SELECT count(*) FROM item_state WHERE dropped_by IS NULL").fetchone()
-        return count
+        return item_state.count_kept(self._read)
 
     def last_run(self) -> dict[str, Any] | None:
         """The latest run's per-step counts and errors (what `captionary status --json` prints)."""
@@ -230,15 +228,16 @@ class Workspace:
         for sql in (
             "SELECT id FROM items",
             "SELECT image FROM results WHERE image IS NOT NULL AND image NOT LIKE '~%'",
-            "SELECT base FROM item_state WHERE base IS NOT NULL AND base != ''",
             "SELECT blob FROM thumbnails",  # the review app's, made once per image
         ):
             referenced.update(row[0] for row in self.db.execute(sql))
+        referenced.update(item_state.stored_bases(self._read))
         for (children,) in self.db.execute("SELECT children FROM results WHERE children LIKE '%[%'"):
             referenced.update(child_blobs(children))  # generated pixels of fan-out children
-        for table in ("results", "item_state"):  # arrays (embeddings) referenced from properties
-            rows = self.db.execute(f'SELECT props FROM {table} WHERE props LIKE \'%"array":"%\'')
-            referenced.update(referenced_digests(row[0] for row in rows))
+        # arrays (embeddings) referenced from properties
+        rows = self.db.execute('SELECT props FROM results WHERE props LIKE \'%"array":"%\'')
+        referenced.update(referenced_digests(row[0] for row in rows))
+        referenced.update(referenced_digests(item_state.props_with_arrays(self._read)))
         return referenced
 
     def load_array(self, ref: dict[str, Any]) -> Any:
