@@ -104,3 +104,14 @@ def test_load_prompts_checks_its_file(tmp_path):
     (tmp_path / "p.yaml").write_text("x")
     with pytest.raises(ParamError, match=r"use a \.txt, \.jsonl or \.csv"):
         LoadPrompts(tmp_path / "p.yaml")
+
+
+def test_the_training_loader_skips_items_without_pixels(tmp_path, photos):
+    from captionary import Load
+    from captionary.loader.readers.workspace import read_workspace
+
+    (tmp_path / "prompts.txt").write_text("a dog\n")
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(photos) + LoadPrompts(tmp_path / "prompts.txt"), progress=False)
+        assert len(list(ws.items())) == 13
+    assert len(read_workspace(tmp_path / "ws")) == 12
