@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from captionary.core.arrays import load_matrix
-from captionary.review.comparisons import ComparisonStore
+from captionary.core.comparisons import ComparisonStore
 
 MAX_PAIRS = 10
 

@@ -84,7 +84,9 @@ class GlobalStage(Stage):
         except Exception as exc:
             return self.failed(items, exc)
         self.stats.computed = len(items)
-        self.ctx.writer.write(INSERT_RESULT, (key, self.step.name, None, props, None, None, time.time()))
+        self.ctx.writer.write(
+            INSERT_RESULT, (key, self.step.name, None, props, None, None, time.time(), None)
+        )
         table = json.loads(props)
         self.stats.usage = table.pop(REPORT, None) or {}
         return {i: Outcome(*value) for i, value in table.items()}

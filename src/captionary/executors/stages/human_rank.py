@@ -13,13 +13,12 @@ import time
 from typing import Any
 
 from captionary.core.arrays import items_matrix
+from captionary.core.comparisons import ComparisonStore
 from captionary.core.item import Item, order_key
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
-from captionary.executors.stages.human import HumanStage
+from captionary.executors.stages.human import HumanStage, HumanStep
 from captionary.executors.worker import describe_error
-from captionary.review.comparisons import ComparisonStore
-from captionary.steps.human.base import HumanStep
 
 LOOK_EVERY = 0.2
 """Seconds between looks for new answers while the ranking is not done."""
@@ -27,7 +26,9 @@ LOOK_EVERY = 0.2
 
 def human_stage(ctx: RunContext, index: int, step: HumanStep) -> Stage:
     """The stage for a human step: per item, or over all items for steps that rank them."""
-    return RankStage(ctx, index, step) if step.collects_all else HumanStage(ctx, index, step)
+    if getattr(step, "collects_all", False):  # e.g. human_rank: `session(ids, answers, x)`, `embedding`
+        return RankStage(ctx, index, step)
+    return HumanStage(ctx, index, step)
 
 
 class RankStage(HumanStage):

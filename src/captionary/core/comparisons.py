@@ -1,8 +1,8 @@
 """Pairwise answers of ranking tasks: one committed SQLite transaction per answer, like decisions.
 
 An answer is keyed by (task, a, b) with a < b the two original item ids, so a change upstream keeps
-it and a pair is never stored twice; `winner` is a or b, or None for "can't tell". The store lives in
-review/ but the human stage reads it too (through `answers`), without the server.
+it and a pair is never stored twice; `winner` is a or b, or None for "can't tell". The owner of the
+`comparisons` table: the review app writes answers, the ranking stage reads them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from captionary.core.db import connect
+from captionary.core.db import connect, transaction
 
 Answer = tuple[str, str, str | None]
 """(a, b, winner) with a < b; winner a, b or None (can't tell)."""
@@ -40,16 +40,10 @@ class ComparisonStore:
             raise ValueError("the winner must be one of the two items")
         a, b = ordered(left, right)
         at = time.time()
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO comparisons VALUES (?, ?, ?, ?, ?)", (task, a, b, winner, at)
-                )
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with self.lock, transaction(self.db):
+            self.db.execute(
+                "INSERT OR REPLACE INTO comparisons VALUES (?, ?, ?, ?, ?)", (task, a, b, winner, at)
+            )
         return at
 
     def undo(self, task: str, left: str, right: str) -> bool:
