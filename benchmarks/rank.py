@@ -249,7 +249,8 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=300)
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} at the start")
-    quality(args)
+    if args.seeds:  # --seeds 0: the latency part only
+        quality(args)
     root = Path(tempfile.mkdtemp(prefix="captionary-rank-bench-"))
     try:
         latency(args, root)

@@ -11,7 +11,7 @@ task and the two original item ids: a re-run whose budget is spent ranks from th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -148,7 +148,7 @@ class RankSession:
     def next_pairs(
         self,
         count: int,
-        pending: set[tuple[str, str]] = frozenset(),
+        pending: Collection[tuple[str, str]] = (),
         avoid: Sequence[str] = (),
         seed: Any = None,
     ) -> list[tuple[str, str]]:
