@@ -129,3 +129,23 @@ def test_learned_ranker_scores_real_photos_it_was_never_shown():
     # 58 photos never shown: tau 0.64 and 0.59 here (the plain fit gives them all the same score)
     assert min(held_out_taus) >= 0.45, held_out_taus
     assert np.mean(shown_gain) > 0, shown_gain  # and it helps the shown ones too (+0.07, +0.05)
+
+
+def test_with_embeddings_the_chooser_asks_where_the_model_is_unsure():
+    rng = np.random.default_rng(0)
+    known = np.column_stack([np.linspace(-1, 1, 10), np.zeros(10)])  # the direction answers cover
+    familiar = np.array([[0.5, 0.0], [-0.3, 0.0]])  # never compared, but like the compared ones
+    novel = np.array([[0.0, 1.0], [0.0, -1.0]])  # never compared, in a direction no answer touched
+    x = np.vstack([known, familiar, novel])
+    rows = []
+    for _ in range(40):
+        i, j = map(int, rng.choice(10, 2, replace=False))
+        rows.append((i, j, float(known[i, 0] > known[j, 0])))
+    answered = {ranking.pair_key(i, j) for i, j, _ in rows}
+    plain = ranking.fit(len(x), *ranking.as_arrays(len(x), rows))
+    assert np.allclose(plain.sigmas[10:], plain.sigmas[10])  # without a model: all four alike
+    fit, _ = ranking.fit_with_embeddings(x, *ranking.as_arrays(len(x), rows))
+    assert fit.sigmas[12:].min() > fit.sigmas[10:12].max()  # the model is sure of the familiar ones
+    for seed in range(5):
+        [pair] = ranking.choose_pairs(fit, answered, count=1, explore=0, seed=seed)
+        assert set(pair) & {12, 13}
