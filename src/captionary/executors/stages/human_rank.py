@@ -1,10 +1,11 @@
 """Ranking stage: a human step that needs every item (`collects_all`, e.g. human_rank).
 
-It records the items it sees for the review app as the human stage does, but lets none go on: when
-the last item has arrived (`finish`), it fits the ranking from the stored comparisons; if the ranking
-is not done (budget not spent, target not reached) it serves the app and refits whenever an answer
-is stored, until it is. Then every item goes on with its scores. A re-run whose ranking is done asks
-nothing: the scores come from the stored comparisons.
+It records the items it sees for the review app as the human stage does, but lets none go on. While
+items arrive it serves the app if fewer answers are stored than the budget (pairs come from the items
+here so far). When the last item has arrived (`finish`), it fits the ranking from the stored
+comparisons; if the ranking is not done (budget not spent, target not reached) it serves the app and
+refits whenever an answer is stored, until it is. Then every item goes on with its scores. A re-run
+whose budget is spent asks nothing: the scores come from the stored comparisons.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class RankStage(HumanStage):
         self._register(items)
         for item in items:
             self.items[item.id] = item
+        if len(self.items) >= 2 and self.answers.latest(self.task)[0] < self.step.budget_for(len(self.items)):
+            self._serve()  # the person can start on the items here so far while the rest arrive
         return []
 
     def poll(self, block: bool = False) -> list[Item]:

@@ -124,7 +124,8 @@ views.home = () => {
     const list = el("ul", { class: "tasks" });
     for (const task of tasks) {
       const link = el("a", { href: `#/${task.kind === "rank" ? "rank" : "task"}/${encodeURIComponent(task.name)}` }, `${task.name}`);
-      list.append(el("li", {}, link, el("span", { class: "muted", text: ` ${task.kind} · ${task.decided} / ${task.total} decided` })));
+      const count = task.kind === "rank" ? `${task.total} images` : `${task.decided} / ${task.total} decided`;
+      list.append(el("li", {}, link, el("span", { class: "muted", text: ` ${task.kind} · ${count}` })));
     }
     if (!tasks.length) list.append(el("li", { class: "muted", text: "no review tasks yet: add a human step to a pipeline" }));
     view.replaceChildren(el("h1", { text: "Review tasks" }), list, el("p", {}, el("a", { href: "#/browse" }, "Browse the workspace")));
