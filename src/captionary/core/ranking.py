@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-DENSE_LIMIT = 1500
+DENSE_LIMIT = 800
 """Up to this many items the Hessian is solved and inverted exactly; beyond, conjugate gradients and
 the diagonal approximation of the variance (TrueSkill-like)."""
 TIE = 0.5
