@@ -5,6 +5,8 @@ re-run ranks from the stored answers without serving the app."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 from review_helpers import BackgroundRun, client_for, make_photos
 
-from captionary import HumanRank, Load, Map, Workspace
+from captionary import BatchStep, HumanRank, Load, Map, Workspace
 from captionary.errors import ParamError
 
 
@@ -169,3 +171,48 @@ def test_the_readme_ranking_examples_are_valid_pipelines(tmp_path):
     snippet = "workspace: ws\nsteps:\n  - load: {path: photos}\n" + tags
     steps = parse_pipeline(snippet, base=tmp_path).pipeline.steps
     assert [s.name for s in steps] == ["load", "clip_embed", "smart_tag", "human_tag"]
+
+
+GATE = threading.Event()
+
+
+class TGatedBatch(BatchStep):
+    """Lets its first batch through at once and the others only when the test opens GATE."""
+
+    name: ClassVar[str] = "t_gated_batch"
+    reads_image: ClassVar[bool] = False
+    writes: ClassVar[tuple[str, ...]] = ("gated",)
+
+    batch_size: int = 2
+
+    def apply_batch(self, items):
+        if any(item.name != "p000" and item.name != "p001" for item in items):
+            assert GATE.wait(60), "the test never opened the gate"
+        return [{"gated": True} for _ in items]
+
+
+def test_ranking_starts_while_items_are_still_arriving(tmp_path):
+    GATE.clear()
+    photos = make_photos(tmp_path / "photos", 6)
+    run = BackgroundRun(tmp_path / "ws", Load(photos) >> TGatedBatch() >> HumanRank(budget=3, target=None))
+    try:
+        with client_for(run.url()) as client:  # served with 2 of the 6 images in: the rest wait upstream
+            found = client.get("/api/rank/human_rank?n=3").json()
+            assert found["items"] == 2 and len(found["pairs"]) == 1
+            [pair] = found["pairs"]
+            assert {pair["left"]["name"], pair["right"]["name"]} == {"p000", "p001"}
+            ids = {"left": pair["left"]["id"], "right": pair["right"]["id"]}
+            client.put("/api/rank/human_rank/pairs", json={**ids, "winner": "right"})
+            GATE.set()
+            deadline = time.monotonic() + 30
+            while client.get("/api/rank/human_rank?n=0").json()["items"] < 6:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            for _ in range(2):
+                [pair] = client.get("/api/rank/human_rank?n=1").json()["pairs"]
+                ids = {"left": pair["left"]["id"], "right": pair["right"]["id"]}
+                client.put("/api/rank/human_rank/pairs", json={**ids, "winner": "left"})
+    finally:
+        GATE.set()
+    summary = run.join()
+    assert summary.step("human_rank").n_out == 6
