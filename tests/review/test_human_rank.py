@@ -1,6 +1,7 @@
 """human_rank through the real stage and server (HTTP, no browser): active pairs never repeat, each
 answer is committed before the reply, the run goes on with scores once the budget is spent, and a
-re-run ranks from the stored answers without serving the app."""
+re-run ranks from the stored answers without serving the app; the learned ranker scores images never
+compared; ranking starts while items are still arriving."""
 
 from __future__ import annotations
 
