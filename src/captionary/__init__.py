@@ -46,7 +46,7 @@ from captionary.steps.captions.set_caption import SetCaption
 from captionary.steps.captions.tags import AddTags, RemoveTags, RewriteTags
 from captionary.steps.custom.where import Apply, FilterWhere
 from captionary.steps.dedup.dedup import Dedup, ExactDedup
-from captionary.steps.dedup.phash import PerceptualHash
+from captionary.steps.dedup.phash import PerceptualHash, WindowHashes
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
@@ -139,6 +139,7 @@ __all__ = [
     "Take",
     "TextArea",
     "UnknownStepError",
+    "WindowHashes",
     "Workspace",
     "WorkspaceError",
     "__version__",

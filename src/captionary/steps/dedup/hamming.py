@@ -52,6 +52,39 @@ def hamming_pairs(hashes: np.ndarray, threshold: int, *, workers: int | None = N
     return Pairs.unique(*(np.concatenate([f[k] for f in found]) for k in range(3)))
 
 
+def cross_pairs(queries: np.ndarray, keys: np.ndarray, threshold: int) -> Pairs:
+    """Every (query index, key index) of `queries` and `keys` (uint64) within Hamming distance
+    `threshold`, by the same multi-index search: the keys are tabled per band, the queries look up
+    their band values under every mask. `Pairs.left` holds query indices, `right` key indices."""
+    import numpy as np
+
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    keys = np.ascontiguousarray(keys, dtype=np.uint64)
+    if len(queries) == 0 or len(keys) == 0:
+        return Pairs.empty()
+    lefts, rights, dists = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.uint8)]
+    for band in band_plan(len(keys), threshold):
+        table = _BandTable(keys, band)
+        start, width, _ = band
+        values = ((queries >> np.uint64(start)) & np.uint64((1 << width) - 1)).astype(table.values.dtype)
+        for mask in _masks(band):
+            found = table.lookup(values ^ mask)
+            if found is None:
+                continue
+            query, key = found
+            distance = np.bitwise_count(queries[query] ^ keys[key])
+            close = distance <= threshold
+            lefts.append(query[close])
+            rights.append(key[close].astype(np.int64))
+            dists.append(distance[close])
+    left, right, distance = np.concatenate(lefts), np.concatenate(rights), np.concatenate(dists)
+    order = np.lexsort((right, left))
+    left, right, distance = left[order], right[order], distance[order]
+    first = np.ones(len(left), dtype=bool)
+    first[1:] = (left[1:] != left[:-1]) | (right[1:] != right[:-1])  # found in several bands: once
+    return Pairs(left[first], right[first], distance[first].astype(np.float64))
+
+
 def band_plan(n: int, threshold: int) -> list[Band]:
     """Bands that guarantee every pair within `threshold` is found, with the least estimated work
     for `n` uniformly spread hashes."""
@@ -128,13 +161,24 @@ class _BandTable:
 
     def probe(self, mask: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(query, match) item indices whose band values differ by exactly `mask`."""
-        import numpy as np
 
         if mask:
             items, values = self.lacking(mask.bit_length() - 1)
-            keys = values ^ mask
+            found = self.lookup(values ^ mask)
         else:
-            items, keys = None, self.values
+            items, found = None, self.lookup(self.values)
+        if found is None:
+            return None
+        query, match = found
+        if items is not None:
+            return items[query], match
+        keep = query < match  # a bucket's pairs, each once
+        return query[keep], match[keep]
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(position in `keys`, item) for every item whose band value is one of `keys`."""
+        import numpy as np
+
         found = self.sizes[keys]
         queries = np.flatnonzero(found)
         if len(queries) == 0:
@@ -143,11 +187,7 @@ class _BandTable:
         ends = np.cumsum(sizes)
         within = np.arange(int(ends[-1]), dtype=np.int64) - np.repeat(ends - sizes, sizes)
         match = self.order[np.repeat(self.offsets[keys[queries]], sizes) + within]
-        query = np.repeat(queries if items is None else items[queries], sizes)
-        if not mask:
-            keep = query < match  # a bucket's pairs, each once
-            return query[keep], match[keep]
-        return query, match
+        return np.repeat(queries, sizes), match
 
     def lacking(self, bit: int) -> tuple[np.ndarray, np.ndarray]:
         """The items whose band value has `bit` clear, and those values, in value order (so that
