@@ -15,6 +15,7 @@ pytest.importorskip("imagehash")
 pytest.importorskip("cv2")
 
 from captionary import Dedup, Load, PerceptualHash, WindowHashes, Workspace
+from captionary.steps.dedup import hamming
 from captionary.steps.dedup.hamming import cross_pairs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,7 +146,7 @@ def test_window_hashes_are_cached_per_image(copies, tmp_path):
     assert len(hashes) == 43 and all(len(h) == 16 for h in hashes)
 
 
-def test_cross_pairs_is_exact():
+def test_cross_pairs_is_exact(monkeypatch):
     rng = np.random.default_rng(0)
     keys = rng.integers(0, 2**63, 3000, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     queries = keys[rng.integers(0, len(keys), 2000)].copy()
@@ -157,3 +158,6 @@ def test_cross_pairs_is_exact():
     i, j = np.nonzero(distance <= 9)
     assert set(zip(found.left.tolist(), found.right.tolist())) == set(zip(i.tolist(), j.tolist()))
     assert (found.distance == distance[found.left, found.right]).all()
+    monkeypatch.setattr(hamming, "POOL_FROM", 0)  # the same search split over two processes
+    pooled = cross_pairs(queries, keys, 9, workers=2)
+    assert (pooled.left == found.left).all() and (pooled.right == found.right).all()
