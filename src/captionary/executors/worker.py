@@ -20,7 +20,7 @@ from captionary.core.blobstore import BlobStore, open_blob_store
 from captionary.core.cache import apply, item_key, lookup_one
 from captionary.core.db import connect
 from captionary.core.item import Item
-from captionary.errors import ItemError
+from captionary.errors import describe_error
 from captionary.pipeline.step import Outcome, PerItemStep
 
 Event = tuple[int, bytes, Outcome | None, str | None, bool]
@@ -56,13 +56,6 @@ def advance(
         if outcome.dropped is not None:
             break
     return item, events
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, ItemError):
-        return str(exc)
-    text = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {text}"
 
 
 # --- process pool side -------------------------------------------------------------------------

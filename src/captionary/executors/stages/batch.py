@@ -11,9 +11,9 @@ from typing import Any
 from captionary.core.arrays import externalize_many
 from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, result_row
 from captionary.core.item import Item
+from captionary.errors import describe_error
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
-from captionary.executors.worker import describe_error
 from captionary.pipeline.step import BatchStep, Outcome
 
 _UNASKED = object()
