@@ -64,7 +64,7 @@ def test_untouched_images_are_copied_byte_for_byte_with_caption_files(photos, ws
     run(ws_path, Load(photos) >> Save(out, caption_ext=".caption", json_sidecar=True))
     assert (out / "dog" / "00.jpg").read_bytes() == (photos / "dog" / "00.jpg").read_bytes()
     assert (out / "dog" / "00.caption").read_text() == "a photo of sks dog\n"
-    assert not (out / "dog" / "03.caption").exists()  # no caption, no file
+    assert (out / "dog" / "03.caption").read_text() == "\n"  # missing_caption: empty (kohya needs a line)
     assert json.loads((out / "cat" / "00.json").read_text())["width"] == 640
 
 
@@ -113,13 +113,28 @@ def test_files_of_dropped_items_are_removed_others_stay(photos, ws_path, tmp_pat
     assert (out / "dog" / "00.jpg").exists()
 
 
-def test_rewrites_a_file_someone_edited(photos, ws_path, tmp_path):
+def test_a_file_someone_edited_is_left_alone_and_reported(photos, ws_path, tmp_path):
     out = tmp_path / "out"
     run(ws_path, Load(photos) >> Save(out))
     (out / "dog" / "00.txt").write_text("edited by hand\n")
     summary, _ = run(ws_path, Load(photos) >> Save(out))
-    assert summary.step("save").computed == 1
+    [error] = summary.errors
+    assert "dog/00.txt was changed since captionary wrote it" in error["reason"]
+    assert (out / "dog" / "00.txt").read_text() == "edited by hand\n"
+    assert (out / "dog" / "00.jpg").exists()  # the item's files stay
+    summary, _ = run(ws_path, Load(photos) >> Save(out, overwrite_edited=True))
+    assert summary.step("save").computed == 1 and not summary.errors
     assert (out / "dog" / "00.txt").read_text() == "a photo of sks dog\n"
+
+
+def test_an_edited_file_of_a_dropped_item_is_kept(photos, ws_path, tmp_path):
+    out = tmp_path / "out"
+    run(ws_path, Load(photos) >> TIoDropCats(enabled=False) >> Save(out))
+    (out / "cat" / "00.txt").write_text("my caption\n")
+    summary, _ = run(ws_path, Load(photos) >> TIoDropCats() >> Save(out))
+    assert (out / "cat" / "00.txt").read_text() == "my caption\n"
+    assert not (out / "cat" / "01.txt").exists()
+    assert summary.step("save").usage["edited_files_kept"] == 1
 
 
 @pytest.mark.parametrize("name", ["café ☕.jpg", "日本語.jpg"])

@@ -64,8 +64,8 @@ def test_the_zoo(zoo, tmp_path):
         assert max(image.size) == 40, name
     assert items["animated"].image.getpixel((10, 10))[0] > 200  # the first frame (red)
     assert items["palette"].image.getpixel((0, 0)) in {(255, 255, 255), (200, 40, 40)}
-    written = sorted(p.name for p in out.iterdir())
-    assert len(written) == 6 and all(name.endswith(".jpg") for name in written)
+    written = sorted(p.name for p in out.glob("*.jpg"))
+    assert len(written) == 6
     assert Image.open(out / "cmyk.jpg").mode == "RGB"
 
 

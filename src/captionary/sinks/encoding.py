@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from captionary.core.hashing import hash_bytes
-from captionary.core.images import FORMAT_EXTENSIONS
+from captionary.core.images import EXIF_ORIENTATION, FORMAT_EXTENSIONS, normal_format
 from captionary.core.item import Item
 
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -64,7 +64,7 @@ class ImageEncoding:
         target = self.target(item)
         if target is None:
             ext = FORMAT_EXTENSIONS.get(item.format) or f".{item.format.lower() or 'img'}"
-            return PlannedFile(stem + ext, f"copy:{item.id}", original)
+            return PlannedFile(stem + ext, f"upright:{item.id}", lambda: upright(original(), self.quality))
         digest = self.digest(item, target)
 
         def content() -> bytes:
@@ -73,3 +73,32 @@ class ImageEncoding:
             return self.encode(item.image, target)
 
         return PlannedFile(stem + FORMAT_EXTENSIONS[target], digest, content)
+
+
+def upright(data: bytes, quality: int) -> bytes:
+    """The original bytes when they need no turn (no EXIF orientation, or 1); else the image turned
+    upright in its pixels, without the orientation tag (other EXIF, the ICC profile kept), encoded once.
+    A JPEG is re-encoded with its own quantization tables and chroma subsampling (its quality, not
+    `quality`): Pillow has no lossless DCT rotation, and no well-kept Python library offers one."""
+    from PIL import Image, ImageOps, JpegImagePlugin
+
+    image = Image.open(io.BytesIO(data))
+    if image.getexif().get(EXIF_ORIENTATION, 1) not in range(2, 9):
+        return data
+    fmt = normal_format(image.format)
+    options: dict[str, Any] = {}
+    if fmt == "JPEG":
+        options["qtables"] = image.quantization
+        sampling = JpegImagePlugin.get_sampling(image)
+        if sampling != -1:
+            options["subsampling"] = sampling
+    elif fmt == "WEBP":
+        options["quality"] = quality
+    if icc := image.info.get("icc_profile"):
+        options["icc_profile"] = icc
+    turned = ImageOps.exif_transpose(image)
+    exif = turned.getexif()
+    exif.pop(EXIF_ORIENTATION, None)
+    buffer = io.BytesIO()
+    turned.save(buffer, format=fmt, exif=exif.tobytes(), **options)
+    return buffer.getvalue()

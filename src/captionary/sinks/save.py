@@ -25,7 +25,13 @@ class Save(Sink):
                   embed_images: an `image` column with the file bytes too). Needs pyarrow.
     webdataset:   out/shard-000000.tar, ... of `shard_size` samples each: dog/00.jpg, dog/00.txt,
                   dog/00.json (all properties), written as items arrive (see sinks/shards.py)
-    Unchanged files are not rewritten; files the sink did not write are never touched.
+    Unchanged files are not rewritten; files the sink did not write are never touched; a file it wrote
+    that changed since is left as it is and reported (`overwrite_edited` replaces it). Every image is
+    written upright (EXIF orientation applied to the pixels). `missing_caption` (empty | skip | fail)
+    says what happens to items without a caption; the run summary counts them. kohya: `repeats` (a
+    number or {folder: number}) writes kohya's `N_folder/` DreamBooth folders, `folder` one given folder
+    (e.g. `reg/1_dog` for class images). parquet: `max_shard_mb` per `data/train-*.parquet` shard.
+    `license` goes into the dataset card (README.md) written beside Hub-ready exports.
     """
 
     name: ClassVar[str] = "save"
@@ -42,6 +48,12 @@ class Save(Sink):
     quality: int = 95
     threads: int = 4
     shard_size: int = 1000
+    missing_caption: Literal["empty", "skip", "fail"] = "empty"
+    repeats: int | dict[str, int] | None = None
+    folder: str | None = None
+    max_shard_mb: int = 500
+    license: str | None = None
+    overwrite_edited: bool = False
 
     def validate(self) -> None:
         require(
@@ -59,6 +71,13 @@ class Save(Sink):
         )
         require(self.threads >= 1, self, "must be at least 1", param="threads")
         require(self.shard_size >= 1, self, "must be at least 1", param="shard_size")
+        require(self.max_shard_mb >= 1, self, "must be at least 1", param="max_shard_mb")
+        require(
+            (self.repeats is None and self.folder is None) or self.format == "kohya",
+            self,
+            "only for format: kohya",
+            param="repeats" if self.repeats is not None else "folder",
+        )
         require(
             not self.embed_images or self.format == "parquet",
             self,
@@ -76,6 +95,9 @@ class Save(Sink):
 
     def close(self, complete: bool) -> None:
         self.exporter.close(complete)
+
+    def usage(self) -> dict[str, int]:
+        return self.exporter.usage()
 
     def renderer(self) -> ImageEncoding:
         return ImageEncoding(self.image_format, self.quality)

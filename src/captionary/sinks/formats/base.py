@@ -3,13 +3,15 @@ an image file per item, sidecar files and/or one manifest of all items written a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.core.item import Item
 from captionary.errors import describe_error
+from captionary.sinks.captions import SKIP, Captions
+from captionary.sinks.card import write_card
 from captionary.sinks.encoding import PlannedFile
 from captionary.sinks.files import NotOurs, OutputFiles
 from captionary.sinks.naming import Names
@@ -18,13 +20,15 @@ if TYPE_CHECKING:
     from captionary.sinks.save import Save
 
 WriteResult = bool | str | Future
-"""Per item: True (written), False (already up to date), a reason it failed, or a write in progress."""
+"""Per item: True (written), False (already up to date, or left out), a reason it failed, or a write in
+progress."""
 
 
 class ExportFormat(Protocol):
     """One way of laying a dataset out on disk. Built with the `save` step (its parameters)."""
 
     name: ClassVar[str]
+    text_only_rows: ClassVar[bool]  # exports items without an image (prompt items) as rows
 
     def __init__(self, save: Save) -> None: ...
 
@@ -38,18 +42,29 @@ class ExportFormat(Protocol):
 
     def close(self, complete: bool) -> None: ...
 
+    def usage(self) -> dict[str, int]:
+        """Counters for the run summary (items without a caption, hand-edited files kept)."""
+        ...
 
-def caption_text(caption: Any) -> str:
-    """A caption property as text: a list (caption variations) one per line."""
-    return "\n".join(map(str, caption)) if isinstance(caption, list) else str(caption)
+
+def has_image(item: Item) -> bool:
+    """The one place sinks ask whether an item has pixels (prompt items have none yet, issue 16)."""
+    return getattr(item, "has_image", True)
+
+
+def failed_items(ctx: Any) -> set[str]:
+    """Ids of the items that failed anywhere in this run: their earlier files are kept."""
+    return {e["item"] for e in getattr(ctx, "errors", []) if e["item"]}
 
 
 class FileExport:
-    """An image file per item (under `image_folder`), the files `sidecars` adds beside it, and the
-    manifest files `manifests` makes of every item's `row`, written at the end of a complete run.
-    Unchanged files are not rewritten; files the sink did not write are never touched."""
+    """An image file per item (placed by `place`), the files `sidecars` adds beside it, and the manifest
+    files `manifests` makes of every item's `row`, written at the end of a complete run. Unchanged files
+    are not rewritten; files the sink did not write, or a person edited since, are never touched."""
 
     name: ClassVar[str] = ""
+    text_only_rows: ClassVar[bool] = False
+    writes_card: ClassVar[bool] = True  # a dataset card (README.md) at the root, for the Hub
     image_folder: ClassVar[str] = ""  # e.g. "train/": where images go under the output folder
 
     def __init__(self, save: Save):
@@ -60,32 +75,45 @@ class FileExport:
         pass
 
     # --- what a format says -------------------------------------------------------------------------
-    def key(self, name: str) -> str:
-        """The stem an item's source name gives (naming: source)."""
-        return name
+    def place(self, item: Item, stem: str) -> str:
+        """Where the item's files go (path without extension under the output folder), from its stem."""
+        return self.image_folder + stem
 
-    def sidecars(self, item: Item, stem: str) -> list[PlannedFile]:
+    def key(self, item: Item, name: str) -> str:
+        """The output stem of an item's (checked) source name (naming: source)."""
+        return self.place(item, name)
+
+    def sidecars(self, item: Item, stem: str, caption: Any) -> list[PlannedFile]:
         return []
 
-    def row(self, item: Item, image_path: str) -> dict[str, Any] | None:
+    def row(self, item: Item, image_path: str | None, caption: Any) -> dict[str, Any] | None:
         """The item's manifest row (None: this format has no manifest)."""
         return None
 
-    def manifests(self, rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    def manifests(self, rows: list[dict[str, Any]]) -> Iterable[tuple[str, bytes]]:
         """(relative path, bytes) of the manifest files, from every item's row in path order."""
         return []
+
+    def outside_ok(self) -> frozenset[str]:
+        """Manifest paths of this format that lie outside the output folder."""
+        return frozenset()
 
     # --- the flow -----------------------------------------------------------------------------------
     def open(self, ctx: Any) -> None:
         self.ctx = ctx
         root = self.save.path.resolve()
-        self.files = OutputFiles(ctx, f"{root}::{self.name}", root)
-        claims = {
-            stem.removeprefix(self.image_folder): item for stem, item in self.files.claimed_names().items()
-        }
-        self.names = Names(self.save.naming, claims, self.key)
+        self.files = OutputFiles(
+            ctx,
+            f"{root}::{self.name}",
+            root,
+            overwrite_edited=self.save.overwrite_edited,
+            outside_ok=self.outside_ok(),
+        )
+        self.names = Names(self.save.naming, self.files.claimed_names(), self.key, self.place)
         self.encoding = self.save.renderer()
-        self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path
+        self.captions = Captions(self.save.caption_property, self.save.missing_caption)
+        self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path (or item id)
+        self.exported = 0
         self.pool = ThreadPoolExecutor(self.save.threads, thread_name_prefix="captionary-save")
 
     def write(self, items: Sequence[Item]) -> list[WriteResult]:
@@ -107,16 +135,39 @@ class FileExport:
             return
         for relative, data in self.manifests([self.rows[path] for path in sorted(self.rows)]):
             self.files.write(relative, None, hash_bytes(data), data)
-        failed = {e["item"] for e in self.ctx.errors if e["item"]}
-        self.files.remove_stale(failed)
+        if self.writes_card:
+            write_card(self.files, self.save, self.ctx, self.captions, self.exported)
+        self.files.remove_stale(failed_items(self.ctx))
+        self.report_manifest()
+
+    def report_manifest(self) -> None:
+        """Say where a manifest outside the output folder went (kohya_json)."""
+
+    def usage(self) -> dict[str, int]:
+        counts = dict(self.captions.counts)
+        if self.files.kept_edited:
+            counts["edited_files_kept"] = len(self.files.kept_edited)
+        return counts
 
     def plan(self, item: Item) -> list[PlannedFile]:
+        if not has_image(item):
+            if not self.text_only_rows:
+                return []  # a prompt item: nothing to export as an image yet
+            caption = self.captions.of(item)
+            if caption is not SKIP:
+                self.rows[f"~{item.id}"] = self.row(item, None, caption) or {}
+                self.exported += 1
+            return []
+        caption = self.captions.of(item)
+        if caption is SKIP:
+            return []
         stem = self.names.stem(item)
-        image = self.encoding.plan(item, self.image_folder + stem, lambda: self.ctx.ws.blobs.get(item.id))
-        row = self.row(item, image.relative)
+        self.exported += 1
+        image = self.encoding.plan(item, stem, lambda: self.ctx.ws.blobs.get(item.id))
+        row = self.row(item, image.relative, caption)
         if row is not None:
             self.rows[image.relative] = row
-        return [image, *self.sidecars(item, stem)]
+        return [image, *self.sidecars(item, stem, caption)]
 
     def _write_files(self, item: Item, files: list[PlannedFile]) -> tuple[Item, bool | str]:
         try:

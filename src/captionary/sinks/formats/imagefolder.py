@@ -13,11 +13,11 @@ class ImageFolder(FileExport):
     name: ClassVar[str] = "imagefolder"
     image_folder: ClassVar[str] = "train/"
 
-    def row(self, item: Item, image_path: str) -> dict[str, Any]:
+    def row(self, item: Item, image_path: str | None, caption: Any) -> dict[str, Any]:
         return {
             **properties_row(item, self.save.caption_property),
-            "file_name": image_path.removeprefix(self.image_folder),
-            self.save.caption_column: item.get(self.save.caption_property),
+            "file_name": (image_path or "").removeprefix(self.image_folder),
+            self.save.caption_column: caption,
         }
 
     def manifests(self, rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:

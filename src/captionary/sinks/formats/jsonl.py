@@ -1,4 +1,6 @@
-"""jsonl: `out/dog/00.jpg` + `out/metadata.jsonl` (`{"image_path", "caption", ...}`)."""
+"""jsonl: `out/dog/00.jpg` + `out/metadata.jsonl` (`{"file_name", "image_path", "caption", ...}`): plain
+JSONL for any reader, and Hugging Face imagefolder metadata (`file_name`), so `load_dataset(out)` reads it.
+A text format: items without an image yet (prompt items) are rows with `image_path: null`."""
 
 from __future__ import annotations
 
@@ -10,14 +12,11 @@ from captionary.sinks.formats.base import FileExport, jsonl, properties_row
 
 class Jsonl(FileExport):
     name: ClassVar[str] = "jsonl"
+    text_only_rows: ClassVar[bool] = True
 
-    def row(self, item: Item, image_path: str) -> dict[str, Any]:
-        caption = item.get(self.save.caption_property)
-        return {
-            **properties_row(item, self.save.caption_property),
-            "image_path": image_path,
-            "caption": caption,
-        }
+    def row(self, item: Item, image_path: str | None, caption: Any) -> dict[str, Any]:
+        props = properties_row(item, self.save.caption_property)
+        return {**props, "file_name": image_path, "image_path": image_path, "caption": caption}
 
     def manifests(self, rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
         return [("metadata.jsonl", jsonl(rows))]

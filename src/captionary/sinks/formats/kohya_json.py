@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from tqdm import tqdm
+
 from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
 from captionary.sinks.formats.base import FileExport
@@ -12,20 +14,28 @@ from captionary.sinks.formats.base import FileExport
 
 class KohyaJson(FileExport):
     name: ClassVar[str] = "kohya_json"
+    writes_card: ClassVar[bool] = False
 
-    def key(self, name: str) -> str:
+    def key(self, item: Item, name: str) -> str:
         return name.replace("/", "_")  # kohya keys images by file stem
 
-    def row(self, item: Item, image_path: str) -> dict[str, Any]:
-        caption = item.get(self.save.caption_property)
+    def metadata_path(self) -> str:
+        return f"../{self.save.path.resolve().name}.json"
+
+    def outside_ok(self) -> frozenset[str]:
+        return frozenset({self.metadata_path()})
+
+    def row(self, item: Item, image_path: str | None, caption: Any) -> dict[str, Any]:
         first = caption[0] if isinstance(caption, list) and caption else caption
-        entry: dict[str, Any] = {"key": image_path.rpartition(".")[0]}
-        if first is not None:
-            entry["caption"] = first
+        entry: dict[str, Any] = {"key": (image_path or "").rpartition(".")[0], "caption": first}
         if isinstance(item.get("tags"), list):
             entry["tags"] = ", ".join(map(str, item["tags"]))
         return entry
 
     def manifests(self, rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
         table = {row["key"]: {k: v for k, v in row.items() if k != "key"} for row in rows}
-        return [(f"../{self.files.root.name}.json", (canonical_json(table) + "\n").encode())]
+        return [(self.metadata_path(), (canonical_json(table) + "\n").encode())]
+
+    def report_manifest(self) -> None:
+        where = (self.files.root / self.metadata_path()).resolve()
+        tqdm.write(f"save: kohya_json metadata written to {where} (fine_tune.py --in_json {where})")
