@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from tqdm import tqdm
-
 from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
 from captionary.sinks.formats.base import FileExport
@@ -37,5 +35,7 @@ class KohyaJson(FileExport):
         return [(self.metadata_path(), (canonical_json(table) + "\n").encode())]
 
     def report_manifest(self) -> None:
+        from tqdm import tqdm
+
         where = (self.files.root / self.metadata_path()).resolve()
         tqdm.write(f"save: kohya_json metadata written to {where} (fine_tune.py --in_json {where})")
