@@ -14,7 +14,7 @@ from captionary.sinks.formats.base import WriteResult
 
 
 class Save(Sink):
-    """Write the dataset: `kohya` (image + caption file), `imagefolder` or `jsonl` (images + manifest).
+    """Write the dataset a trainer reads: kohya, kohya_json, imagefolder, jsonl, parquet or webdataset.
 
     kohya:        out/dog/00.jpg + out/dog/00.txt (caption_ext) [+ out/dog/00.json, json_sidecar]
     imagefolder:  out/train/dog/00.jpg + out/train/metadata.jsonl ({"file_name", caption_column, ...})
