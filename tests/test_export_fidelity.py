@@ -266,3 +266,29 @@ def test_missing_caption_policies(source, tmp_path, policy, rows, usage):
         [error] = summary.errors
         assert "no caption" in error["reason"] and "missing_caption" in error["reason"]
     assert "uncaptioned" in summary.table()
+
+
+@pytest.mark.parametrize("fmt", ["kohya", "imagefolder", "parquet", "webdataset", "jsonl"])
+def test_prompt_items_are_rows_only_in_text_formats(source, tmp_path, fmt):
+    """Items without pixels yet (prompts, issue 16): image formats leave them out (not failed), the
+    text format (jsonl) writes their row with `image_path: null`."""
+    from captionary import LoadPrompts, concat
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a dog on the moon\na cat in a hat\n")
+    out = tmp_path / fmt
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(concat(Load(source), LoadPrompts(prompts)) >> Save(out, format=fmt), progress=False)
+    save = summary.step("save")
+    assert not summary.errors and save.n_out == len(CASES) + 2
+    images = [p for p in out.rglob("*") if p.suffix in (".jpg", ".tar") or p.name.endswith(".parquet")]
+    assert images
+    if fmt == "jsonl":
+        rows = [
+            json.loads(line) for line in (out / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        text_rows = [row for row in rows if row["image_path"] is None]
+        assert sorted(row["prompt"] for row in text_rows) == ["a cat in a hat", "a dog on the moon"]
+        assert len(rows) == len(CASES) + 2
+    else:
+        assert "moon" not in "".join(p.name for p in out.rglob("*"))

@@ -87,7 +87,7 @@ def card_text(
 
 def run_pipeline(ctx: Any) -> Any:
     """The run's pipeline as `runs.pipeline` recorded it (steps and parameters)."""
-    rows = ctx.ws.query("SELECT pipeline FROM runs WHERE id = ?", (getattr(ctx, "run_id", None),))
+    rows = ctx.ws.query("SELECT pipeline FROM runs WHERE id = ?", (ctx.run_id,))
     return json.loads(rows[0][0]) if rows and rows[0][0] else None
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from captionary.core.item import Item
+from captionary.pipeline.context import SinkContext
 from captionary.pipeline.step import Sink, require
 from captionary.sinks.encoding import ImageEncoding
 from captionary.sinks.formats import FORMATS, ExportFormat
@@ -86,7 +87,7 @@ class Save(Sink):
         )
         FORMATS[self.format].validate(self)
 
-    def open(self, ctx: Any) -> None:
+    def open(self, ctx: SinkContext) -> None:
         self.exporter: ExportFormat = FORMATS[self.format](self)
         self.exporter.open(ctx)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.core.item import Item
 from captionary.errors import describe_error
+from captionary.pipeline.context import SinkContext
 from captionary.sinks.captions import SKIP, Captions
 from captionary.sinks.card import write_card
 from captionary.sinks.encoding import PlannedFile
@@ -36,7 +37,7 @@ class ExportFormat(Protocol):
     def validate(cls, save: Save) -> None:
         """Refuse parameters this format cannot honour (raise ParamError through `require`)."""
 
-    def open(self, ctx: Any) -> None: ...
+    def open(self, ctx: SinkContext) -> None: ...
 
     def write(self, items: Sequence[Item]) -> list[WriteResult]: ...
 
@@ -47,14 +48,9 @@ class ExportFormat(Protocol):
         ...
 
 
-def has_image(item: Item) -> bool:
-    """The one place sinks ask whether an item has pixels (prompt items have none yet, issue 16)."""
-    return getattr(item, "has_image", True)
-
-
-def failed_items(ctx: Any) -> set[str]:
+def failed_items(ctx: SinkContext) -> set[str]:
     """Ids of the items that failed anywhere in this run: their earlier files are kept."""
-    return {e["item"] for e in getattr(ctx, "errors", []) if e["item"]}
+    return {e["item"] for e in ctx.errors if e["item"]}
 
 
 class FileExport:
@@ -99,7 +95,7 @@ class FileExport:
         return frozenset()
 
     # --- the flow -----------------------------------------------------------------------------------
-    def open(self, ctx: Any) -> None:
+    def open(self, ctx: SinkContext) -> None:
         self.ctx = ctx
         root = self.save.path.resolve()
         self.files = OutputFiles(
@@ -150,9 +146,9 @@ class FileExport:
         return counts
 
     def plan(self, item: Item) -> list[PlannedFile]:
-        if not has_image(item):
+        if not item.has_image:
             if not self.text_only_rows:
-                return []  # a prompt item: nothing to export as an image yet
+                return []  # a prompt item (no pixels yet): image formats leave it out, it goes on
             caption = self.captions.of(item)
             if caption is not SKIP:
                 self.rows[f"~{item.id}"] = self.row(item, None, caption) or {}

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from captionary.core import optional
 from captionary.core.item import Item
+from captionary.pipeline.context import SinkContext
 from captionary.sinks.formats.base import FileExport, properties_row
 
 STAGED = ".images/"
@@ -30,7 +31,7 @@ class Parquet(FileExport):
     def validate(cls, save: Any) -> None:
         optional.require("pyarrow.parquet", "parquet", package="pyarrow")
 
-    def open(self, ctx: Any) -> None:
+    def open(self, ctx: SinkContext) -> None:
         self.image_folder = STAGED if self.save.embed_images else ""  # type: ignore[misc]
         super().open(ctx)
 

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.core.item import Item
 from captionary.errors import describe_error
+from captionary.pipeline.context import SinkContext
 from captionary.pipeline.step import require
 from captionary.sinks.captions import SKIP, Captions, caption_text
 from captionary.sinks.card import write_card
 from captionary.sinks.files import NotOurs, OutputFiles
-from captionary.sinks.formats.base import WriteResult, failed_items, has_image
+from captionary.sinks.formats.base import WriteResult, failed_items
 from captionary.sinks.naming import Names
 from captionary.sinks.shards import Member, ShardWriter, sample_key
 
@@ -35,7 +36,7 @@ class WebDataset:
             save.caption_ext != ".json", save, "'.json' is taken by the properties file", param="caption_ext"
         )
 
-    def open(self, ctx: Any) -> None:
+    def open(self, ctx: SinkContext) -> None:
         self.ctx = ctx
         root = self.save.path.resolve()
         self.shards = ShardWriter(
@@ -68,7 +69,7 @@ class WebDataset:
     def _write_sample(self, item: Item) -> WriteResult:
         """Plan one sample; skip it if its shard holds it unchanged, else append it (in a save thread:
         `threads` of them read and encode samples at once, each appended when ready)."""
-        if not has_image(item):
+        if not item.has_image:
             return False  # a prompt item: no image to export yet
         try:
             caption = self.captions.of(item)
