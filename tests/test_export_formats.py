@@ -84,10 +84,12 @@ def test_embed_images_is_only_for_parquet():
         Save("out", format="jsonl", embed_images=True)
 
 
-def test_kohya_json_metadata_beside_a_flat_image_folder(exported, photos):
+def test_kohya_json_metadata_beside_a_flat_image_folder(exported, photos, capsys):
     (photos / "cat" / "00.json").write_text('{"caption": ["a cat", "a grey cat"], "tags": ["cat", "sofa"]}')
     out, _ = exported("kohya_json")
-    metadata = json.loads((out.parent / f"{out.name}.json").read_text())
+    where = out.parent / f"{out.name}.json"
+    assert f"kohya_json metadata written to {where}" in capsys.readouterr().out  # it sits outside out/
+    metadata = json.loads(where.read_text())
     assert set(metadata) == {p.stem for p in out.glob("*.jpg")} and len(metadata) == 12
     assert metadata["dog_00"] == {"caption": "a photo of sks dog"}
     assert metadata["cat_00"] == {"caption": "a cat", "tags": "cat, sofa"}

@@ -127,6 +127,21 @@ def test_a_file_someone_edited_is_left_alone_and_reported(photos, ws_path, tmp_p
     assert (out / "dog" / "00.txt").read_text() == "a photo of sks dog\n"
 
 
+def test_run_overwrite_edited_flag(photos, tmp_path, capsys):
+    from captionary.cli import main
+
+    (tmp_path / "p.yaml").write_text(
+        f"workspace: ws\nsteps:\n  - load: {{path: {photos}}}\n  - save: {{path: out}}\n"
+    )
+    assert main(["run", str(tmp_path / "p.yaml"), "--no-progress"]) == 0
+    (tmp_path / "out" / "dog" / "00.txt").write_text("edited by hand\n")
+    assert main(["run", str(tmp_path / "p.yaml"), "--no-progress"]) == 0
+    assert "was changed since captionary wrote it" in capsys.readouterr().err
+    assert (tmp_path / "out" / "dog" / "00.txt").read_text() == "edited by hand\n"
+    assert main(["run", str(tmp_path / "p.yaml"), "--no-progress", "--overwrite-edited"]) == 0
+    assert (tmp_path / "out" / "dog" / "00.txt").read_text() == "a photo of sks dog\n"
+
+
 def test_an_edited_file_of_a_dropped_item_is_kept(photos, ws_path, tmp_path):
     out = tmp_path / "out"
     run(ws_path, Load(photos) >> TIoDropCats(enabled=False) >> Save(out))
