@@ -189,3 +189,13 @@ def test_naming_by_id_or_number_is_stable(photos, ws_path, tmp_path, naming):
     assert {n: after[n] for n in first} == first  # nothing renamed
     if naming == "sequential":
         assert "000012.jpg" in after
+
+
+def test_an_edited_manifest_is_left_alone_and_the_run_completes(photos, ws_path, tmp_path):
+    out = tmp_path / "out"
+    run(ws_path, Load(photos) >> Save(out, format="jsonl"))
+    (out / "metadata.jsonl").write_text("my own manifest\n")
+    (photos / "cat" / "00.txt").write_text("a grey cat\n")  # the manifest would change
+    summary, _ = run(ws_path, Load(photos) >> Save(out, format="jsonl"))
+    assert summary.status == "completed" and summary.step("save").usage["edited_files_kept"] == 1
+    assert (out / "metadata.jsonl").read_text() == "my own manifest\n"

@@ -3,6 +3,7 @@ an image file per item, sidecar files and/or one manifest of all items written a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -19,6 +20,8 @@ from captionary.sinks.naming import Names
 
 if TYPE_CHECKING:
     from captionary.sinks.save import Save
+
+log = logging.getLogger("captionary")
 
 WriteResult = bool | str | Future
 """Per item: True (written), False (already up to date, or left out), a reason it failed, or a write in
@@ -130,7 +133,11 @@ class FileExport:
         if not complete:
             return
         for relative, data in self.manifests([self.rows[path] for path in sorted(self.rows)]):
-            self.files.write(relative, None, hash_bytes(data), data)
+            try:
+                self.files.write(relative, None, hash_bytes(data), data)
+            except NotOurs as exc:  # a manifest someone else wrote, or edited: left as it is
+                self.files.kept_edited.append(relative)
+                log.warning("manifest not written: %s", exc)
         if self.writes_card:
             write_card(self.files, self.save, self.ctx, self.captions, self.exported)
         self.files.remove_stale(failed_items(self.ctx))
