@@ -129,6 +129,7 @@ def test_push_uploads_the_export_with_its_card(photos, tmp_path, hub):
     assert card.startswith("---\nlicense: cc-by-4.0\n")
     assert "- items: 12" in card and "- with a caption: 3" in card and "caption words:" in card
     assert '"load"' in card and '"save"' in card  # the pipeline that made it
+    assert str(tmp_path) not in card  # no local paths published
     assert StandInHub.cards == [card]  # its metadata was sent for validation
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import statistics
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +21,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("captionary")
 CARD = "README.md"
 
+HF_LOADING = (
+    'from datasets import load_dataset\n\nds = load_dataset("{out}", split="train")  # or the repo id'
+)
 LOADING = {
-    "parquet": 'from datasets import load_dataset\n\nds = load_dataset("{out}", split="train")',
-    "imagefolder": 'from datasets import load_dataset\n\nds = load_dataset("{out}", split="train")',
-    "jsonl": 'from datasets import load_dataset\n\nds = load_dataset("{out}", split="train")',
+    "parquet": HF_LOADING,
+    "imagefolder": HF_LOADING,
+    "jsonl": HF_LOADING,
     "webdataset": (
         'import webdataset as wds\n\nds = wds.WebDataset("{out}/shard-{{000000..000009}}.tar")'
         '.decode("pil").to_tuple("jpg;png;webp", "txt")'
@@ -73,7 +77,7 @@ def card_text(
             f"mean {statistics.fmean(words):.1f}, max {max(words)}"
         )
     lines += [f"- licence: {save.license or 'unknown (set save: {license: ...})'}", "", "## Loading", ""]
-    lines += ["```", LOADING[save.format].format(out=save.path.name, ext=save.caption_ext), "```", ""]
+    lines += ["```python", LOADING[save.format].format(out=save.path.name, ext=save.caption_ext), "```", ""]
     lines += [
         "## The pipeline that made it",
         "",
@@ -86,9 +90,20 @@ def card_text(
 
 
 def run_pipeline(ctx: Any) -> Any:
-    """The run's pipeline as `runs.pipeline` recorded it (steps and parameters)."""
+    """The run's pipeline as `runs.pipeline` recorded it (steps and parameters), local absolute paths
+    shortened to their last part (a card is published)."""
     rows = ctx.ws.query("SELECT pipeline FROM runs WHERE id = ?", (ctx.run_id,))
-    return json.loads(rows[0][0]) if rows and rows[0][0] else None
+    return _without_local_paths(json.loads(rows[0][0])) if rows and rows[0][0] else None
+
+
+def _without_local_paths(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_local_paths(v) for v in value]
+    if isinstance(value, str) and (value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", value)):
+        return re.split(r"[\\/]", value.rstrip("/\\"))[-1]
+    return value
 
 
 def write_card(files: OutputFiles, save: Save, ctx: Any, captions: Captions, exported: int) -> None:
