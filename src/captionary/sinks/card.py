@@ -29,8 +29,8 @@ LOADING = {
     "imagefolder": HF_LOADING,
     "jsonl": HF_LOADING,
     "webdataset": (
-        'import webdataset as wds\n\nds = wds.WebDataset("{out}/shard-{{000000..000009}}.tar")'
-        '.decode("pil").to_tuple("jpg;png;webp", "txt")'
+        'import glob\n\nimport webdataset as wds\n\nshards = sorted(glob.glob("{out}/shard-*.tar"))\n'
+        'ds = wds.WebDataset(shards, shardshuffle=False).decode("pil").to_tuple("jpg;png;webp", "txt")'
     ),
     "kohya": "accelerate launch train_network.py --train_data_dir {out} --caption_extension {ext} ...",
     "kohya_json": "accelerate launch fine_tune.py --train_data_dir {out} --in_json {out}.json ...",
