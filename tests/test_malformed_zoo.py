@@ -163,5 +163,9 @@ def test_a_hand_edited_shard_is_left_alone(photos, tmp_path):
         again = ws.run(pipeline, progress=False)
         assert shard.read_bytes() == edited
         assert again.step("save").usage["edited_files_kept"] == 1
+        third = ws.run(pipeline, progress=False)  # still reported, nothing written again
+        assert third.step("save").computed == 0 and third.step("save").usage["edited_files_kept"] == 1
+        assert shard.read_bytes() == edited
         ws.run(Load(photos) >> Save(out, format="webdataset", overwrite_edited=True), progress=False)
-    assert shard.exists()
+    assert not shard.exists()  # now replaced: its samples live in the shard written since
+    assert sorted(p.name for p in out.glob("*.tar")) == ["shard-000001.tar"]

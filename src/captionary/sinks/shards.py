@@ -83,6 +83,10 @@ class ShardWriter:
                 self.shards[shard] = (size, mtime)
         self.intact = {shard for shard in self.shards if self._on_disk_as_recorded(shard)}
         self.edited = {s for s in self.shards if s not in self.intact and (root / s).exists()}
+        for records in self.by_shard.values():  # an item's sample in an intact shard is the one that counts
+            for record in records:
+                if record.shard in self.intact:
+                    self.samples[record.item] = record
         self.kept_edited: list[str] = []  # shards a person changed: left in place, reported
         self.live: set[str] = set()  # items whose recorded sample this run confirmed or wrote
         self.lock = threading.Lock()
@@ -172,7 +176,7 @@ class ShardWriter:
         for shard in sorted(self.shards):
             records = self.by_shard.get(shard, [])
             if shard in self.edited and not self.overwrite_edited:
-                self._leave_edited(shard, records)
+                self._leave_edited(shard)
                 continue
             live = [r for r in records if r.item in keep and self.samples.get(r.item) is r]
             if len(live) == len(records) and records:
@@ -190,20 +194,13 @@ class ShardWriter:
                 del self.shards[shard]
                 self.ctx.writer.write(DELETE_OUTPUT, (self.sink_id, shard))
 
-    def _leave_edited(self, shard: str, records: list[SampleRecord]) -> None:
-        """A shard changed on disk since we wrote it: its samples were written again in new shards; the
-        file is no longer ours (a later run refuses to write beside it until it is moved away)."""
-        for record in records:
-            if self.samples.get(record.item) is record:
-                del self.samples[record.item]
-            self.ctx.writer.write(DELETE_OUTPUT, (self.sink_id, f"{shard}#{record.key}"))
-        del self.shards[shard]
-        self.by_shard.pop(shard, None)
-        self.ctx.writer.write(DELETE_OUTPUT, (self.sink_id, shard))
+    def _leave_edited(self, shard: str) -> None:
+        """A shard changed on disk since we wrote it: left as it is and reported (its samples were written
+        again in new shards); `overwrite_edited` lets a later run compact it like any other."""
         self.kept_edited.append(str(self.root / shard))
         log.warning(
-            "%s was changed since captionary wrote it: left as it is, its samples written again in new "
-            "shards; move it away (or set save: {overwrite_edited: true})",
+            "%s was changed since captionary wrote it: left as it is (its samples are written again in new "
+            "shards); move it away, or set save: {overwrite_edited: true} to let captionary replace it",
             self.root / shard,
         )
 
