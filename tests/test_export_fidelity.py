@@ -126,6 +126,26 @@ def test_kohya_folders_read_by_kohyas_rules(source, tmp_path, uprights):
     }
 
 
+def test_kohya_json_read_by_kohyas_fine_tuning_rules(source, tmp_path, uprights):
+    """sd-scripts' fine-tuning mode: `--in_json` maps an image key (file stem in `--train_data_dir`) to
+    its caption; the image is found by key and an image extension; buckets from the raw pixel size."""
+    out = tmp_path / "flat"
+    export(source, out, format="kohya_json")
+    metadata = json.loads((tmp_path / "flat.json").read_text(encoding="utf-8"))
+    buckets = Buckets(BucketConfig(resolution=512))
+    names = set()
+    for key, entry in metadata.items():
+        [image_path] = [p for p in out.glob(f"{key}.*") if p.suffix in (".jpg", ".png", ".webp")]
+        assert isinstance(entry["caption"], str)
+        raw = image_path.read_bytes()
+        with Image.open(io.BytesIO(raw)) as image:
+            name = check_upright(image, uprights, raw)
+            assert buckets.select(*image.size).reso == buckets.select(*uprights[name].size).reso
+        assert entry["caption"] == caption_of(name)
+        names.add(name)
+    assert names == set(uprights)
+
+
 def test_kohya_class_folder_for_prior_preservation(source, tmp_path):
     out = tmp_path / "kohya"
     export(source, out, repeats=1, folder="reg/1_dog")
