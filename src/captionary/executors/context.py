@@ -6,6 +6,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from captionary.core.db import db_text
+from captionary.core.departures import DELETE_DEPARTED, INSERT_DEPARTED, departure_rows
 from captionary.core.hashing import canonical_json
 from captionary.executors.summary import StepStats
 
@@ -53,6 +54,7 @@ class RunContext:
         self.crash: BaseException | None = None
         self._lock = threading.Lock()
         self.seen: set[str] = set()
+        self.covered: set[str] = set()  # items on record under the sources this run read (SourceRecords)
         self._previous = {
             row[0]: row[1:]
             for row in ws.query(
@@ -103,9 +105,21 @@ class RunContext:
             self.writer.write(UPSERT_STATE, (item.id, *state, self.run_id))
 
     def forget_unseen(self) -> None:
-        """After a complete run: items it never reached are no longer part of the dataset."""
+        """After a complete run: items it never reached are no longer part of the dataset. Those
+        that left (on record under a source this run read, or on no source's record at all, and not
+        seen) are recorded as departed; `gc` frees them later."""
         stale = [(item,) for item in self._previous.keys() - self.seen]
         self.writer.write_many("DELETE FROM item_state WHERE item = ?", stale)
+        orphans = (
+            row[0]
+            for row in self.ws.query(
+                "SELECT id FROM items WHERE id NOT IN (SELECT item FROM source_files WHERE item IS NOT NULL)"
+            )
+        )
+        departed = (row[0] for row in self.ws.query("SELECT item FROM departed"))
+        gone, back = departure_rows([*self.covered, *orphans], self.seen, departed, self.run_id)
+        self.writer.write_many(INSERT_DEPARTED, gone)
+        self.writer.write_many(DELETE_DEPARTED, back)
 
     # --- stopping ------------------------------------------------------------------------------------
     def abort(self, reason: str) -> None:

@@ -12,6 +12,7 @@ from captionary.pipeline.step import Step
 class Pipeline:
     def __init__(self, steps: list[Step] | None = None):
         self.steps: list[Step] = []
+        self.properties_checked = False  # the YAML loader checks them itself, with line numbers
         for step in steps or []:
             self.steps.append(_as_step(step))
 
@@ -27,7 +28,8 @@ class Pipeline:
         return len(self.steps)
 
     def check(self) -> None:
-        """Structural checks: one source, first; no source later on."""
+        """Structural checks (one source, first; no source later on), then the properties steps name
+        (`pipeline/properties.py`: an error, or a warning where the source's properties are open)."""
         if not self.steps:
             raise ConfigError("the pipeline has no steps")
         if self.steps[0].kind != "source":
@@ -37,6 +39,11 @@ class Pipeline:
         for step in self.steps[1:]:
             if step.kind == "source":
                 raise ConfigError(f"source step {step.name!r} can only come first")
+        if not self.properties_checked:
+            from captionary.pipeline.properties import report_property_problems
+
+            report_property_problems(self.steps)
+            self.properties_checked = True
 
     def describe(self) -> list[dict[str, Any]]:
         return [step.describe() for step in self.steps]

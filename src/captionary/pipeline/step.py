@@ -89,6 +89,11 @@ class Step:
         """Model id and revision, for steps that run a model (part of the cache key)."""
         return None
 
+    def expected_properties(self) -> tuple[str, ...]:
+        """Properties this step's parameters name and needs to exist (a filter expression's names):
+        checked before the run against what earlier steps write (`pipeline/properties.py`)."""
+        return ()
+
     # --- composition and description -----------------------------------------------------------
     def __rshift__(self, other: Step | type[Step] | Pipeline) -> Pipeline:
         from captionary.pipeline.pipeline import Pipeline
@@ -317,9 +322,16 @@ class Ingested:
 
 
 class Source(Step):
-    """Produces items. Implement `scan(ctx)`, yielding `Ingested` records."""
+    """Produces items. Implement `scan(ctx)`, yielding `Ingested` records.
+
+    `provides` names the properties its items may have; `open_properties` says whether they may also
+    have others the pipeline cannot know before the run (sidecar keys, manifest columns): then a
+    later step naming an unknown property is a warning, not an error.
+    """
 
     kind: ClassVar[str] = "source"
+    provides: ClassVar[tuple[str, ...]] = ("width", "height")
+    open_properties: ClassVar[bool] = True
 
     def scan(self, ctx: Any) -> Iterator[Any]:
         raise NotImplementedError

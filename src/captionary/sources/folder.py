@@ -27,6 +27,7 @@ class Load(Source):
     """
 
     name: ClassVar[str] = "load"
+    provides: ClassVar[tuple[str, ...]] = ("width", "height", "caption")  # + the .json sidecars' keys
 
     path: Path
     recursive: bool = True

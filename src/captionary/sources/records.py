@@ -43,6 +43,9 @@ class SourceRecords:
             )
         }
         self.seen: dict[str, str] = {}
+        covered = getattr(ctx, "covered", None)  # items this run's sources have on record
+        if covered is not None:
+            covered.update(item for _, item, _, _ in self.known.values() if item)
 
     def cached(self, key: str, name: str, fingerprint: str) -> Ingested | None:
         """The record of an unchanged file (verified, if this run verifies), or None: ingest it."""
