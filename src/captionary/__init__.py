@@ -64,6 +64,7 @@ from captionary.steps.scores.nsfw import Nsfw
 from captionary.steps.scores.sharpness import Sharpness
 from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
+from captionary.steps.scores.watermark import Watermark
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.tags.tag import Tag
@@ -139,6 +140,7 @@ __all__ = [
     "Take",
     "TextArea",
     "UnknownStepError",
+    "Watermark",
     "Workspace",
     "WorkspaceError",
     "__version__",

@@ -137,8 +137,9 @@ class Step:
 
     @classmethod
     def summary(cls) -> str:
-        doc = (cls.__doc__ or "").strip().splitlines()
-        return doc[0] if doc else ""
+        """The docstring's first paragraph on one line (what `captionary steps` prints), never cut."""
+        paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+        return " ".join(line.strip() for line in paragraph.splitlines())
 
     @classmethod
     def signature(cls) -> list[str]:
