@@ -117,7 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     preview = commands.add_parser("preview", help="PNG grid of one augmented training batch + bucket stats")
     preview.add_argument("dataset", help="an exported dataset (folder, file, glob, URL) or a workspace")
     preview.add_argument("--format", help="the dataset's format (default: detected)")
-    preview.add_argument("--out", type=Path, default=Path("preview.png"), help="the PNG to write")
+    preview.add_argument(
+        "--out", type=Path, help="the PNG to write (default: WORKSPACE/preview.png, or a temp folder's)"
+    )
     preview.add_argument("--config", type=Path, help="loader settings (YAML: image, caption, buckets)")
     preview.add_argument("--resolution", type=int, help="bucket resolution (default 512, kohya's)")
     preview.add_argument("--batch-size", type=int, default=8)
@@ -325,8 +327,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
+    from captionary.core.optional import require
+
+    for module, package in (("torch", None), ("safetensors", None)):
+        require(module, "loader", package=package, user="captionary preview")
     from captionary.loader.config import load_yaml
-    from captionary.loader.preview import preview
+    from captionary.loader.preview import preview, preview_path
 
     options = load_yaml(args.config) if args.config else {}
     if args.resolution:
@@ -334,7 +340,7 @@ def _preview(args: argparse.Namespace) -> int:
         options["buckets"] = {**buckets, "resolution": args.resolution}
     result = preview(
         args.dataset,
-        args.out,
+        args.out or preview_path(args.dataset),
         format=args.format,
         batch_size=args.batch_size,
         seed=args.seed,
