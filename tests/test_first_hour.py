@@ -67,7 +67,7 @@ def test_an_unknown_name_is_an_error_when_the_source_says_what_it_provides(photo
     "text", ["not " * 3000 + "x", "-" * 3000 + "x", "+".join(["1"] * 3000), "(" * 3000 + "x" + ")" * 3000]
 )
 def test_a_3000_deep_expression_is_one_clear_error(text):
-    with pytest.raises(ValueError, match="nested too deeply|too many nested") as error:
+    with pytest.raises(ValueError, match=r"nested too deeply|too many nested") as error:
         Expression(text)
     assert not isinstance(error.value, RecursionError) and len(str(error.value)) < 300
 
