@@ -3,8 +3,8 @@ served, and go on one by one as the person decides them. The stage is done when 
 
 from __future__ import annotations
 
-import functools
 import sys
+import threading
 import time
 from typing import Any
 from urllib.parse import quote
@@ -138,22 +138,46 @@ class HumanStage(Stage):
 
         options = dict(self.ctx.review_options)
         announce = options.pop("announce", None) or _announce
-        counts = functools.partial(_counts, self.ctx.stats)
-        server = ReviewServer(self.ctx.ws.path, progress=counts, **options).start()
+        server = ReviewServer(self.ctx.ws.path, progress=RunWatch(self.ctx.stats), **options).start()
         self.ctx.review_server = server
         announce(f"{server.url}#/task/{quote(self.task)}")
 
     def close(self, complete: bool) -> None:
         server = self.ctx.review_server
         if server is not None:
+            if complete and isinstance(server.progress, RunWatch):
+                server.progress.wait_until_seen()  # an open page learns the run completed; then stop
             server.stop()
             self.ctx.review_server = None
         self.store.close()
 
 
-def _counts(stats: list[StepStats]) -> list[dict[str, Any]]:
-    """The run's per-step counts, for the review app's run line."""
-    return [{"name": s.name, "in": s.n_in, "out": s.n_out, "failed": s.failed} for s in stats]
+class RunWatch:
+    """The run's per-step counts for the review app's run line (`GET /api/run`), remembering when a
+    page last asked, so that at the end of a complete run the server stays until an open page has
+    seen every step done (the page then says the run is complete, with the counts)."""
+
+    POLL = 2.0  # how often the page asks (review.js)
+
+    def __init__(self, stats: list[StepStats]):
+        self.stats = stats
+        self.asked = 0.0
+        self.seen_done = threading.Event()
+
+    def __call__(self) -> list[dict[str, Any]]:
+        self.asked = time.monotonic()
+        steps = [
+            {"name": s.name, "in": s.n_in, "out": s.n_out, "failed": s.failed, "done": s.done}
+            for s in self.stats
+        ]
+        if all(step["done"] for step in steps):
+            self.seen_done.set()
+        return steps
+
+    def wait_until_seen(self) -> None:
+        """Wait (at most one poll interval and a half) for a page that asked recently to see the end."""
+        if time.monotonic() - self.asked < 3 * self.POLL:
+            self.seen_done.wait(self.POLL * 1.5)
 
 
 def _announce(url: str) -> None:
