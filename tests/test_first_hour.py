@@ -197,3 +197,27 @@ def test_save_in_the_middle_writes_each_steps_results(photos, tmp_path):
     assert all(row["caption"].startswith("final step one ") and row["width"] <= 64 for row in final)
     assert all(row["width"] > 64 for row in middle)
     assert again.computed == 0
+
+
+def test_the_review_app_without_fastapi_names_the_extra(monkeypatch, photos, ws_path, capsys):
+    import sys
+
+    with Workspace(ws_path) as ws:
+        ws.run(Load(photos), progress=False)
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert main(["serve", str(ws_path)]) == 2
+    err = capsys.readouterr().err
+    assert "the review app needs fastapi" in err and "pip install 'captionary[review]'" in err
+
+
+# --- item 8: preview writes under the workspace (or a temp folder), never the current folder ---
+def test_preview_of_a_workspace_writes_inside_it(photos, ws_path, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("torch")
+    with Workspace(ws_path) as ws:
+        ws.run(Load(photos) >> Resize(max_edge=256), progress=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["preview", str(ws_path), "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert (ws_path / "preview.png").is_file() and f"wrote {ws_path / 'preview.png'}" in out
+    assert not (tmp_path / "preview.png").exists()
+    assert "2 images of bucket" in out  # a full batch
