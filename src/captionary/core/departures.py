@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from captionary.core.db import transaction
 
 BATCH = 500
 
@@ -65,10 +67,10 @@ def freeable(db: sqlite3.Connection, keep_runs: int, keep_days: float) -> Depart
     return Departed(items, decisions)
 
 
-def forget(db: sqlite3.Connection, items: list[str], transaction: Callable) -> None:
+def forget(db: sqlite3.Connection, items: list[str]) -> None:
     """Delete the rows that hold departed `items` (not their decisions); their blobs are then
     unreferenced and the blob sweep frees them."""
-    with transaction():
+    with transaction(db):
         for chunk in _chunks(items):
             marks = ",".join("?" * len(chunk))
             images = [
@@ -82,6 +84,7 @@ def forget(db: sqlite3.Connection, items: list[str], transaction: Callable) -> N
             for table, column in (
                 ("results", "item"),
                 ("task_items", "item"),
+                ("item_origins", "item"),
                 ("source_files", "item"),
                 ("items", "id"),
                 ("departed", "item"),

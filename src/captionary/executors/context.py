@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from captionary.core.db import db_text
 from captionary.core.departures import DELETE_DEPARTED, INSERT_DEPARTED, departure_rows
 from captionary.core.hashing import canonical_json
+from captionary.core.recipes import recipe_json
 from captionary.executors.summary import StepStats
 
 if TYPE_CHECKING:
@@ -19,11 +20,7 @@ UPSERT_STATE = "INSERT OR REPLACE INTO item_state VALUES (?, ?, ?, ?, ?, ?, ?, ?
 INSERT_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?)"
 
 
-def recipe_json(recipe: tuple) -> str | None:
-    """A recipe as JSON (`[[step, params, read properties], ...]`), for `Workspace.items()`."""
-    if not recipe:
-        return None
-    return "[" + ",".join(f"[{step.recipe_json},{canonical_json(read)}]" for step, read in recipe) + "]"
+__all__ = ["RunContext", "Stopped", "recipe_json"]
 
 
 class Stopped(Exception):
@@ -55,6 +52,7 @@ class RunContext:
         self._lock = threading.Lock()
         self.seen: set[str] = set()
         self.covered: set[str] = set()  # items on record under the sources this run read (SourceRecords)
+        self.origins: dict[str, list[tuple[str, str]]] = {}  # item -> (source step, key), several sources
         self._previous = {
             row[0]: row[1:]
             for row in ws.query(
@@ -105,11 +103,21 @@ class RunContext:
             self.writer.write(UPSERT_STATE, (item.id, *state, self.run_id))
 
     def forget_unseen(self) -> None:
-        """After a complete run: items it never reached are no longer part of the dataset. Those
-        that left (on record under a source this run read, or on no source's record at all, and not
-        seen) are recorded as departed; `gc` frees them later."""
+        """After a complete run: items it never reached are no longer part of the dataset; the origins
+        of a run with several sources replace the previous ones. Items that left (on record under a
+        source this run read, or on no source's record at all, and not seen) are recorded as
+        departed; `gc` frees them later."""
         stale = [(item,) for item in self._previous.keys() - self.seen]
         self.writer.write_many("DELETE FROM item_state WHERE item = ?", stale)
+        before = set(self.ws.query("SELECT item, step, source FROM item_origins"))
+        now = {(item, step, source) for item, found in self.origins.items() for step, source in found}
+        self.writer.write_many(
+            "DELETE FROM item_origins WHERE item = ? AND step = ? AND source = ?", before - now
+        )
+        self.writer.write_many(
+            "INSERT OR REPLACE INTO item_origins VALUES (?, ?, ?, ?)",
+            [(*row, self.run_id) for row in now - before],
+        )
         orphans = (
             row[0]
             for row in self.ws.query(

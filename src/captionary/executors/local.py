@@ -26,6 +26,7 @@ from captionary.executors.progress import Progress
 from captionary.executors.stages.base import Stage
 from captionary.executors.stages.batch import BatchStage
 from captionary.executors.stages.chain import ChainStage
+from captionary.executors.stages.fanout import FanOutStage
 from captionary.executors.stages.global_ import GlobalStage
 from captionary.executors.stages.human import HumanStage
 from captionary.executors.stages.sink import SinkStage
@@ -165,7 +166,7 @@ class LocalExecutor:
         chains: list[list[PerItemStep]] = []
         stages: list[Stage] = []
         pool = self._pool(ctx, chains)
-        index = 1
+        index = len(pipeline.sources)
         while index < len(steps):
             step = steps[index]
             if isinstance(step, PerItemStep):
@@ -185,7 +186,7 @@ class LocalExecutor:
         for chain, following in itertools.pairwise(stages):
             if isinstance(chain, ChainStage) and isinstance(following, SinkStage):
                 chain.render = following.step.renderer()
-        return SourceStage(ctx, 0, steps[0]), stages, pool
+        return SourceStage(ctx, pipeline.sources), stages, pool
 
     def _spawns_workers(self, pipeline: Pipeline) -> bool:
         """Whether this run may start the spawn process pool (which re-imports the main script)."""
@@ -199,7 +200,13 @@ class LocalExecutor:
         return STAGES[step.kind](ctx, index, step)
 
 
-STAGES = {"batch": BatchStage, "global": GlobalStage, "sink": SinkStage, "human": HumanStage}
+STAGES = {
+    "batch": BatchStage,
+    "global": GlobalStage,
+    "sink": SinkStage,
+    "human": HumanStage,
+    "fanout": FanOutStage,
+}
 
 
 class Driver:
@@ -225,12 +232,11 @@ class Driver:
     def run(self) -> None:
         chunk: list[Item] = []
         last_feed = time.monotonic()
-        source = self.ctx.stats[0]
         items = self.source.items()
         while True:
             started = time.perf_counter()
             item = next(items, None)
-            source.seconds += time.perf_counter() - started
+            self.source.stats.seconds += time.perf_counter() - started
             if item is None:
                 break
             chunk.append(item)

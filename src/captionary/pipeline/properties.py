@@ -1,6 +1,6 @@
 """Before a run: does every property a step names exist by the time it runs?
 
-A name counts as known when the source provides it or an earlier step declares it in `writes`. An
+A name counts as known when a source provides it or an earlier step declares it in `writes`. An
 unknown name is an error when the source's properties are all known (`Source.open_properties` is
 False); when the source may bring properties nobody can know before the run (.json sidecars, manifest
 columns, dataset fields) it is a `PipelineWarning`. Either way it comes with "did you mean".
@@ -25,17 +25,21 @@ class PropertyProblem:
 
 
 def property_problems(steps: Sequence[Step]) -> list[PropertyProblem]:
-    """The names each step expects that neither the source nor an earlier step provides."""
-    if not steps:
+    """The names each step expects that neither a source nor an earlier step provides."""
+    sources = []
+    for step in steps:
+        if step.kind != "source":
+            break
+        sources.append(step)
+    if not sources:
         return []
-    source = steps[0]
-    known = set(getattr(source, "provides", ()))
-    open_ended = bool(getattr(source, "open_properties", True))
+    known = {name for source in sources for name in getattr(source, "provides", ())}
+    open_ended = any(getattr(source, "open_properties", True) for source in sources)
     problems = []
-    for position, step in enumerate(steps[1:], start=1):
+    for position, step in enumerate(steps[len(sources) :], start=len(sources)):
         for name in step.expected_properties():
             if name not in known:
-                message = _message(step, name, source, known, open_ended)
+                message = _message(step, name, sources, known, open_ended)
                 problems.append(PropertyProblem(position, message, fatal=not open_ended))
         known.update(step.writes)
     return problems
@@ -53,7 +57,7 @@ def report_property_problems(
         warnings.warn(str(error), PipelineWarning, stacklevel=3)
 
 
-def _message(step: Step, name: str, source: Step, known: set[str], open_ended: bool) -> str:
+def _message(step: Step, name: str, sources: list[Step], known: set[str], open_ended: bool) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     if not close:  # a property some other step writes: say which, so the missing step is obvious
@@ -61,9 +65,10 @@ def _message(step: Step, name: str, source: Step, known: set[str], open_ended: b
         close = difflib.get_close_matches(name, sorted(writers), n=1, cutoff=0.6)
         if close:
             hint = f"; did you mean {close[0]} (written by {', '.join(sorted(writers[close[0]]))})?"
-    text = f"{step.name}: no earlier step writes {name!r} and {source.name} does not provide it{hint}"
+    source = " / ".join(dict.fromkeys(s.name for s in sources))
+    text = f"{step.name}: no earlier step writes {name!r} and {source} does not provide it{hint}"
     if open_ended:
-        text += f" (a warning only: {source.name}'s items may have it from their sidecars or columns)"
+        text += f" (a warning only: {source}'s items may have it from their sidecars or columns)"
     else:
         text += f" (known here: {', '.join(sorted(known)) or 'none'})"
     return text
