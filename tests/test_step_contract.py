@@ -49,6 +49,7 @@ EXAMPLES: dict[str, dict] = {
     "load": {"path": "photos"},
     "load_hf": {"dataset": "hf_dataset"},
     "load_manifest": {"path": "manifest.jsonl"},
+    "load_prompts": {"path": "prompts.txt"},
     "load_webdataset": {"shards": "./shards/0000.tar"},
     "remove_tags": {"tags": ["dog"]},
     "resize": {"max_edge": 256},
@@ -89,6 +90,8 @@ NOT_RUN = {
     "human_tag": "needs a person's decisions: tests/review/test_human_steps.py",
     "load_hf": "a source with its own input: tests/test_huggingface_source.py",
     "load_manifest": "a source with its own input: tests/test_manifest_source.py",
+    "load_prompts": "a source of items without pixels: tests/test_prompt_items.py",
+    "crop_region": "the image transform of crop_boxes' children (needs `region`): tests/test_fanout.py",
     "load_webdataset": "a source with its own input: tests/test_webdataset_source.py",
     "smart_filter": "needs embeddings and decisions: tests/quality/test_scores_smart_filter.py",
     "tag": "needs a WD14 tagger download: tests/tags (tiny model)",
@@ -220,6 +223,7 @@ def _inputs(folder):
     # what the EXAMPLES of steps that are only built (never run) here name
     (folder / "sac+logos+ava1-l14-linearMSE.pth").write_bytes(b"")
     (folder / "watermark.onnx").write_bytes(b"")
+    (folder / "prompts.txt").write_text("a photo of a dog\n")
     (folder / "manifest.jsonl").write_text(json.dumps({"image": "photos/00.jpg"}) + "\n")
     (folder / "shards").mkdir(exist_ok=True)
     with tarfile.open(folder / "shards" / "0000.tar", "w"):

@@ -63,7 +63,9 @@ def _message(step: Step, name: str, sources: list[Step], known: set[str], open_e
     if not close:  # a property some other step writes: say which, so the missing step is obvious
         writers = _writers()
         close = difflib.get_close_matches(name, sorted(writers), n=1, cutoff=0.6)
-        if close:
+        if close and close[0] == name:
+            hint = f"; it is written by {', '.join(sorted(writers[name]))}: none of them comes before"
+        elif close:
             hint = f"; did you mean {close[0]} (written by {', '.join(sorted(writers[close[0]]))})?"
     source = " / ".join(dict.fromkeys(s.name for s in sources))
     text = f"{step.name}: no earlier step writes {name!r} and {source} does not provide it{hint}"
