@@ -142,6 +142,19 @@ def test_gc_frees_an_item_deleted_from_the_source(photos, ws_path, capsys):
     assert again.computed == 0 and len(list(Workspace(ws_path).items())) == 11
 
 
+def test_gc_frees_an_item_whose_record_an_earlier_gc_pruned(photos, ws_path):
+    """Deleted, then gc (the record of the gone file is pruned; the last run still had the item),
+    then a run (no source has it on record: it is not seen), then gc: it is freed."""
+    with Workspace(ws_path) as ws:
+        ws.run(Load(photos), progress=False)
+        (photos / "cat" / "00.jpg").unlink()
+        first = ws.gc()
+        assert first.items_freed == 0 and first.pruned_sources == 1
+        ws.run(Load(photos), progress=False)
+        assert ws.gc().items_freed == 1
+        assert ws.db.execute("SELECT count(*) FROM items").fetchone()[0] == 11
+
+
 def test_gc_keeps_items_another_pipeline_reads(photos, tmp_path, ws_path):
     other = tmp_path / "other"
     shutil.copytree(photos / "cat", other)

@@ -1,8 +1,9 @@
 """Items that left the workspace (the `departed` table's one owner).
 
 An item departs when a complete run did not see it although one of the run's sources has it on
-record (its file was deleted from the folder, its row from the manifest), or when no source has it on
-record any more (`gc` pruned the record of a file that is gone). Another pipeline that reads other
+record (its file was deleted from the folder, its row from the manifest), or, found by `gc`, when no
+source has it on record any more (gc pruned the record of a file that is gone) and the latest
+complete run did not reach it. Another pipeline that reads other
 sources in the same workspace does not make it depart. It comes back if a later run sees it again.
 `gc` frees a departed item once `keep_runs` complete runs have not seen it and it left at least
 `keep_days` ago: its original, its cached results (and the arrays and renditions only they used),
@@ -29,15 +30,33 @@ class Departed:
 
 
 def departure_rows(
-    known_items: Iterable[str], seen: set[str], departed: Iterable[str], run_id: int, now: float | None = None
+    covered: set[str], seen: set[str], departed: Iterable[str], run_id: int, now: float | None = None
 ) -> tuple[list[tuple], list[tuple]]:
-    """After a complete run: (rows to insert into `departed`: items it did not see that had not
-    already left; rows to delete: items that had left and were seen again)."""
+    """After a complete run: (rows to insert into `departed`: items on record under the run's sources
+    that it did not see and that had not already left; rows to delete: items that had left and were
+    seen again)."""
     now = time.time() if now is None else now
     departed = set(departed)
-    gone = [(item, run_id, now) for item in set(known_items) if item not in seen and item not in departed]
+    gone = [(item, run_id, now) for item in covered - seen - departed]
     back = [(item,) for item in departed & seen]
     return gone, back
+
+
+ORPHANS_DEPART = """
+    INSERT OR IGNORE INTO departed
+    SELECT id, (SELECT max(id) FROM runs WHERE status = 'completed'), ? FROM items
+    WHERE EXISTS (SELECT 1 FROM runs WHERE status = 'completed')
+    AND id NOT IN (SELECT item FROM item_state)
+    AND id NOT IN (SELECT item FROM source_files WHERE item IS NOT NULL)
+"""
+
+
+def mark_orphans(db: sqlite3.Connection) -> int:
+    """Items no source has on record any more (gc pruned the records of their files, which are gone)
+    and the latest complete run did not reach: departed as of that run. Run by gc after the pruning,
+    not by every run (the query reads every item)."""
+    with transaction(db):
+        return db.execute(ORPHANS_DEPART, (time.time(),)).rowcount
 
 
 INSERT_DEPARTED = "INSERT OR IGNORE INTO departed VALUES (?, ?, ?)"

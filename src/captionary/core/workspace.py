@@ -15,7 +15,7 @@ from captionary.core.arrays import load_array, referenced_digests
 from captionary.core.blobstore import BLOBS_URL_FILE, workspace_blob_store
 from captionary.core.children import child_blobs
 from captionary.core.db import connect, migrate, transaction
-from captionary.core.departures import forget, freeable
+from captionary.core.departures import forget, freeable, mark_orphans
 from captionary.core.item import Item
 from captionary.core.recipes import parse_recipe
 from captionary.core.source_files import unusable_source_keys
@@ -237,10 +237,11 @@ class Workspace:
         if keep_runs < 1 or keep_days < 0:
             raise ValueError(f"keep_runs must be >= 1 and keep_days >= 0; got {keep_runs}, {keep_days}")
         with self.run_lock():
+            pruned = self._prune_source_files(set(self.blobs.digests()))
+            mark_orphans(self.db)
             departed = freeable(self.db, keep_runs, keep_days)
             forget(self.db, departed.items)
             digests = set(self.blobs.digests())
-            pruned = self._prune_source_files(digests)
             referenced = self.referenced_blobs()
             removed = freed = kept = 0
             for digest in sorted(digests):

@@ -105,8 +105,7 @@ class RunContext:
     def forget_unseen(self) -> None:
         """After a complete run: items it never reached are no longer part of the dataset; the origins
         of a run with several sources replace the previous ones. Items that left (on record under a
-        source this run read, or on no source's record at all, and not seen) are recorded as
-        departed; `gc` frees them later."""
+        source this run read, and not seen) are recorded as departed; `gc` frees them later."""
         stale = [(item,) for item in self._previous.keys() - self.seen]
         self.writer.write_many("DELETE FROM item_state WHERE item = ?", stale)
         before = set(self.ws.query("SELECT item, step, source FROM item_origins"))
@@ -118,14 +117,8 @@ class RunContext:
             "INSERT OR REPLACE INTO item_origins VALUES (?, ?, ?, ?)",
             [(*row, self.run_id) for row in now - before],
         )
-        orphans = (
-            row[0]
-            for row in self.ws.query(
-                "SELECT id FROM items WHERE id NOT IN (SELECT item FROM source_files WHERE item IS NOT NULL)"
-            )
-        )
         departed = (row[0] for row in self.ws.query("SELECT item FROM departed"))
-        gone, back = departure_rows([*self.covered, *orphans], self.seen, departed, self.run_id)
+        gone, back = departure_rows(self.covered, self.seen, departed, self.run_id)
         self.writer.write_many(INSERT_DEPARTED, gone)
         self.writer.write_many(DELETE_DEPARTED, back)
 
