@@ -6,21 +6,36 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
+from captionary.core.decisions import DecisionStore, TaskItem
 from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
-from captionary.executors.context import RunContext, recipe_json
+from captionary.core.outcome import Outcome
+from captionary.core.recipes import recipe_json
+from captionary.executors.context import RunContext
+from captionary.executors.review_host import start_review_host
 from captionary.executors.stages.base import Stage
 from captionary.executors.summary import StepStats
-from captionary.review.decisions import DecisionStore, TaskItem
-from captionary.steps.human.base import HumanStep
 
 POLL_EVERY = 0.1
 """Seconds between looks for new decisions while items wait."""
 CLOCK_MARGIN = 5.0
 """Decisions stamped this long before the last look are read again (a commit may lag its stamp)."""
+
+
+class HumanStep(Protocol):
+    """What the stage needs of a human step (`steps/human/base.py: HumanStep` is one)."""
+
+    name: str
+    task_kind: str
+
+    def task_name(self) -> str: ...
+    def task_config(self) -> dict[str, Any]: ...
+    def describe(self) -> dict[str, Any]: ...
+    def check(self, value: Any) -> Any: ...
+    def outcome(self, item: Item, value: Any) -> Outcome: ...
 
 
 class HumanStage(Stage):
@@ -134,19 +149,20 @@ class HumanStage(Stage):
         """Start the run's review server (one per run, shared by its human stages) and announce it."""
         if self.ctx.review_server is not None:
             return
-        from captionary.review.serve import ReviewServer
-
         options = dict(self.ctx.review_options)
         announce = options.pop("announce", None) or _announce
-        server = ReviewServer(self.ctx.ws.path, progress=RunWatch(self.ctx.stats), **options).start()
+        watch = RunWatch(self.ctx.stats)
+        server = start_review_host(self.ctx.ws.path, watch, **options)
+        self.ctx.review_watch = watch
         self.ctx.review_server = server
         announce(f"{server.url}#/task/{quote(self.task)}")
 
     def close(self, complete: bool) -> None:
         server = self.ctx.review_server
         if server is not None:
-            if complete and isinstance(server.progress, RunWatch):
-                server.progress.wait_until_seen()  # an open page learns the run completed; then stop
+            watch = getattr(self.ctx, "review_watch", None)
+            if complete and watch is not None:
+                watch.wait_until_seen()  # an open page learns the run completed; then the server stops
             server.stop()
             self.ctx.review_server = None
         self.store.close()
