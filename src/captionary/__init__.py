@@ -16,6 +16,7 @@ from captionary.errors import (
     ConfigError,
     ItemError,
     ParamError,
+    PipelineWarning,
     RegistryError,
     RunAborted,
     UnknownStepError,
@@ -70,6 +71,7 @@ from captionary.steps.scores.nsfw import Nsfw
 from captionary.steps.scores.sharpness import Sharpness
 from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
+from captionary.steps.scores.watermark import Watermark
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.split.crop_boxes import CropBoxes
@@ -137,6 +139,7 @@ __all__ = [
     "ParamError",
     "PerceptualHash",
     "Pipeline",
+    "PipelineWarning",
     "RegistryError",
     "RemoveTags",
     "Resize",
@@ -156,6 +159,7 @@ __all__ = [
     "Take",
     "TextArea",
     "UnknownStepError",
+    "Watermark",
     "WindowHashes",
     "Workspace",
     "WorkspaceError",
