@@ -23,6 +23,7 @@ import yaml
 from captionary.errors import ConfigError, ParamError
 from captionary.pipeline.params import check
 from captionary.pipeline.pipeline import Pipeline
+from captionary.pipeline.properties import report_property_problems
 from captionary.pipeline.registry import STEPS
 
 TOP_LEVEL = ("workspace", "blobs", "imports", "steps")
@@ -92,9 +93,13 @@ class _Parser:
         pipeline = Pipeline([self._step(node) for node in steps_node.value])
         for position, node in enumerate(steps_node.value):
             try:  # the structural checks of Pipeline.check, each located at its step's line
-                Pipeline(list(pipeline)[: position + 1]).check()
+                prefix = Pipeline(list(pipeline)[: position + 1])
+                prefix.properties_checked = True
+                prefix.check()
             except ConfigError as exc:
                 raise exc.at(line=_line(node)) from None
+        report_property_problems(list(pipeline), [_line(node) for node in steps_node.value], self.file)
+        pipeline.properties_checked = True
         blobs = None
         if "blobs" in top:
             blobs = self._value(top["blobs"][1])

@@ -34,8 +34,8 @@ class ReviewServer:
         port: int | None = None,
         progress: Callable[[], list[dict[str, Any]]] | None = None,
     ):
-        require("fastapi", "review")
-        require("uvicorn", "review")
+        require("fastapi", "review", user="the review app")
+        require("uvicorn", "review", user="the review app")
         self.workspace = Path(workspace)
         self.progress = progress  # the run's per-step counts, when a run serves the app
         self.host = host

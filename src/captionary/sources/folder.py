@@ -28,6 +28,7 @@ class Load(Source):
     """
 
     name: ClassVar[str] = "load"
+    provides: ClassVar[tuple[str, ...]] = ("width", "height", "caption")  # + the .json sidecars' keys
 
     path: Path
     recursive: bool = True
@@ -41,7 +42,7 @@ class Load(Source):
     def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         verify = should_verify(self.verify, ctx)
         root = self.path.resolve()
-        records = SourceRecords(ctx, db_text(str(root)) + os.sep, verify)
+        records = SourceRecords(ctx, db_text(str(root)) + os.sep, verify, complete=self.recursive)
         fresh: list[tuple[str, str, str, str, list[str]]] = []
         files = list(self._files(root))
         ctx.expect(len(files))

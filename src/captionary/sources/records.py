@@ -30,7 +30,11 @@ def should_verify(verify: bool | None, ctx: SourceContext) -> bool:
 class SourceRecords:
     """The `source_files` rows under one key prefix, and the items seen in this run (for duplicates)."""
 
-    def __init__(self, ctx: SourceContext, prefix: str, verify: bool):
+    def __init__(self, ctx: SourceContext, prefix: str, verify: bool, complete: bool = True):
+        """`complete`: this run lists every record under `prefix` that still exists (a whole folder,
+        manifest, shard or split), so an item on record it does not see has left the workspace (gc
+        frees it). A source that reads only part of what it has on record (a crawl that goes on from
+        where it stopped, a folder read without its subfolders) says False."""
         self.ctx = ctx
         self.verify = verify
         self.known = {
@@ -42,6 +46,8 @@ class SourceRecords:
             )
         }
         self.seen: dict[str, str] = {}
+        if complete:
+            ctx.known(item for _, item, _, _ in self.known.values() if item)  # gc: which items left
 
     def cached(self, key: str, name: str, fingerprint: str) -> Ingested | None:
         """The record of an unchanged file (verified, if this run verifies), or None: ingest it."""

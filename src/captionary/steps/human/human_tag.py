@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from captionary.core.item import Item
 from captionary.pipeline.step import Outcome, require
-from captionary.steps.custom.expression import Expression
+from captionary.core.expression import Expression
 from captionary.steps.human.base import HumanStep
 
 
@@ -44,7 +44,10 @@ class HumanTag(HumanStep):
 
     def asks(self, item: Item) -> bool:
         test = self.__dict__.get("_ask_if")
-        return test is None or bool(test(item.props))
+        try:
+            return test is None or bool(test(item.props))
+        except (ValueError, TypeError):  # cannot be told for this item (None > 3): ask the person
+            return True
 
     def task_config(self) -> dict[str, Any]:
         return {"tags": list(self.tags), "free_tags": self.free_tags}
