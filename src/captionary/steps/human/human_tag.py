@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from captionary.core.expression import Expression
 from captionary.core.item import Item
 from captionary.pipeline.step import Outcome, require
-from captionary.core.expression import Expression
 from captionary.steps.human.base import HumanStep
 
 
