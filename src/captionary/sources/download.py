@@ -1,8 +1,20 @@
 """Downloading image URLs: concurrent, a limit per host, retries with backoff (honouring Retry-After
-on 429/5xx), a timeout. A failure is a reason string naming the HTTP status, never an exception."""
+on 429/5xx). A failure is a reason string naming the HTTP status, never an exception.
+
+Bounded, whatever the server does: `timeout` is the time one attempt may take in all (connecting,
+waiting, reading the whole body: a server that drips a byte at a time is cut off then), `max_size`
+the most bytes read (streamed; a larger body is stopped at the limit), and a host whose connections
+fail `host_failures` times in a row is given up for `host_cooldown` seconds: its remaining URLs fail
+at once with the reason, so 10,000 URLs to a dead host take seconds, not hours (`circuit breaker`).
+A malformed URL (`http://[::1`) is that URL's error.
+"""
 
 from __future__ import annotations
 
+import heapq
+import http.client
+import itertools
+import socket
 import threading
 import time
 import urllib.error
@@ -10,10 +22,15 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import urlsplit
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 USER_AGENT = "captionary (+https://pypi.org/project/captionary/)"
+MAX_DOWNLOAD_SIZE = 1 << 30
+HOST_FAILURES = 10
+HOST_COOLDOWN = 60.0
+CHUNK = 1 << 16
 
 
 class Downloader:
@@ -26,14 +43,22 @@ class Downloader:
         timeout: float = 30.0,
         backoff: float = 1.0,
         max_wait: float = 60.0,
+        max_size: int = MAX_DOWNLOAD_SIZE,
+        host_failures: int = HOST_FAILURES,
+        host_cooldown: float = HOST_COOLDOWN,
     ):
         self.workers = workers
         self.retries = retries
         self.timeout = timeout
         self.backoff = backoff
         self.max_wait = max_wait
+        self.max_size = max_size
         self._hosts: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(per_host))
+        self._breakers: dict[str, _HostBreaker] = defaultdict(
+            lambda: _HostBreaker(host_failures, host_cooldown)
+        )
         self._lock = threading.Lock()
+        self._watchdog = _Watchdog()
 
     def fetch_all(self, urls: Iterable[str]) -> Iterator[tuple[str, bytes | str]]:
         """(url, bytes) or (url, reason), in the order given."""
@@ -42,26 +67,220 @@ class Downloader:
             yield from zip(urls, pool.map(self.fetch, urls))
 
     def fetch(self, url: str) -> bytes | str:
+        try:
+            host = urlsplit(url).netloc
+            if not urlsplit(url).hostname:
+                raise ValueError("no host name")
+        except ValueError as exc:
+            return f"malformed URL: {exc}"
         with self._lock:
-            gate = self._hosts[urlsplit(url).netloc]
+            gate, breaker = self._hosts[host], self._breakers[host]
         reason = ""
         for attempt in range(self.retries + 1):
             wait = self.backoff * 2**attempt
+            if (refusal := breaker.refusal(host)) is not None:
+                return refusal
             with gate:
+                if (refusal := breaker.refusal(host)) is not None:  # given up while this one waited
+                    return refusal
                 try:
-                    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-                    with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                        return response.read()
+                    data = self._get(url)
+                    breaker.answered()
+                    return data
                 except urllib.error.HTTPError as exc:
+                    breaker.answered()
                     reason = f"HTTP {exc.code} {exc.reason}"
                     if exc.code not in RETRY_STATUSES:
                         return f"download failed: {reason}"
                     wait = _retry_after(exc.headers.get("Retry-After"), wait)
-                except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                except _TooLarge as exc:
+                    breaker.answered()
+                    return f"download failed: {exc}"
+                except ValueError as exc:  # http.client.InvalidURL (a bad port), an unknown scheme
+                    return f"malformed URL: {exc}"
+                except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                     reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
+                    breaker.failed(reason)
             if attempt < self.retries:
                 time.sleep(min(wait, self.max_wait))
         return f"download failed after {self.retries + 1} attempts: {reason}"
+
+    def _get(self, url: str) -> bytes:
+        """The body, read within `timeout` seconds in all and at most `max_size` bytes."""
+        guard = self._watchdog.guard(time.monotonic() + self.timeout)
+        try:
+            opener = urllib.request.build_opener(_GuardedHTTP(guard), _GuardedHTTPS(guard))
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+            with opener.open(request, timeout=self.timeout) as response:
+                announced = response.headers.get("Content-Length", "")
+                if announced.isdigit() and int(announced) > self.max_size:
+                    raise _TooLarge(f"the server announces {announced} bytes, over the limit of {self.max_size}")
+                chunks, size = [], 0
+                while chunk := response.read(min(CHUNK, self.max_size + 1 - size)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > self.max_size:
+                        raise _TooLarge(f"more than {self.max_size} bytes (the limit); stopped reading")
+            if guard.expired:  # the watchdog shut the socket: what was read is cut off
+                raise TimeoutError()
+            return b"".join(chunks)
+        except (OSError, http.client.HTTPException) as exc:
+            if guard.expired:
+                raise TimeoutError(f"timed out: no complete answer within {self.timeout:g} s") from None
+            raise exc
+        finally:
+            guard.done()
+
+
+class _TooLarge(Exception):
+    """A body over the size limit."""
+
+
+class _HostBreaker:
+    """Consecutive connection failures of one host; at `limit`, its URLs fail at once for `cooldown`
+    seconds, then one attempt probes the host again (a success closes the breaker)."""
+
+    def __init__(self, limit: int, cooldown: float):
+        self.limit = limit
+        self.cooldown = cooldown
+        self.failures = 0
+        self.open_until = 0.0
+        self.reason = ""
+        self.lock = threading.Lock()
+
+    def refusal(self, host: str) -> str | None:
+        with self.lock:
+            if self.limit <= 0 or self.failures < self.limit:
+                return None
+            now = time.monotonic()
+            if now >= self.open_until:
+                self.open_until = now + self.cooldown  # this attempt probes; the others still fail fast
+                return None
+            return (
+                f"download failed: host {host} given up after {self.failures} connection failures in a "
+                f"row (last: {self.reason}); retried on the next run"
+            )
+
+    def failed(self, reason: str) -> None:
+        with self.lock:
+            self.failures += 1
+            self.reason = reason
+            if self.failures >= self.limit:
+                self.open_until = time.monotonic() + self.cooldown
+
+    def answered(self) -> None:
+        with self.lock:
+            self.failures, self.open_until = 0, 0.0
+
+
+class _Guard:
+    """One attempt's sockets, shut down by the watchdog when its deadline passes."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.expired = False
+        self.finished = False
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def expire(self) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            self.expired = True
+            for sock in self.sockets:
+                _shutdown(sock)
+
+    def done(self) -> None:
+        with self.lock:
+            self.finished = True
+            self.sockets.clear()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv; close() alone would not
+    except OSError:
+        pass
+
+
+class _Watchdog:
+    """One daemon thread that expires guards at their deadlines; it exits after a second with none."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, _Guard]] = []
+        self.order = itertools.count()
+        self.condition = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def guard(self, deadline: float) -> _Guard:
+        guard = _Guard(deadline)
+        with self.condition:
+            heapq.heappush(self.heap, (deadline, next(self.order), guard))
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="captionary-download-deadlines")
+                self.thread.daemon = True
+                self.thread.start()
+            self.condition.notify()
+        return guard
+
+    def _run(self) -> None:
+        with self.condition:
+            while True:
+                now = time.monotonic()
+                while self.heap and (self.heap[0][0] <= now or self.heap[0][2].finished):
+                    heapq.heappop(self.heap)[2].expire()
+                if not self.heap:
+                    self.condition.wait(1.0)
+                    if not self.heap:
+                        self.thread = None
+                        return
+                    continue
+                self.condition.wait(self.heap[0][0] - now)
+
+
+_GUARDED: dict[type, type] = {}
+
+
+def _guarded_connection(base: type) -> type:
+    """`base` (HTTPConnection or HTTPSConnection) whose socket, once connected, the guard watches."""
+    if base not in _GUARDED:
+
+        class Guarded(base):  # type: ignore[valid-type, misc]
+            def __init__(self, *args: Any, guard: _Guard, **kwargs: Any):
+                super().__init__(*args, **kwargs)
+                self.guard = guard
+
+            def connect(self) -> None:
+                super().connect()
+                self.guard.watch(self.sock)
+
+        _GUARDED[base] = Guarded
+    return _GUARDED[base]
+
+
+class _GuardedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, guard: _Guard):
+        super().__init__()
+        self.guard = guard
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        return super().do_open(_guarded_connection(http_class), req, guard=self.guard, **kwargs)
+
+
+class _GuardedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, guard: _Guard):
+        super().__init__()
+        self.guard = guard
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        return super().do_open(_guarded_connection(http_class), req, guard=self.guard, **kwargs)
 
 
 def _retry_after(header: str | None, default: float) -> float:
