@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -201,10 +202,8 @@ def unblock_fifos():
     def unblock():
         while not stop.wait(5):
             for fifo in fifos:
-                try:
-                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO while nobody reads
-                except OSError:
-                    pass
+                with contextlib.suppress(OSError):  # ENXIO while nobody reads
+                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
 
     thread = threading.Thread(target=unblock, daemon=True)
     thread.start()

@@ -11,6 +11,7 @@ A malformed URL (`http://[::1`) is that URL's error.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import http.client
 import itertools
@@ -114,7 +115,7 @@ class Downloader:
             with opener.open(request, timeout=self.timeout) as response:
                 announced = response.headers.get("Content-Length", "")
                 if announced.isdigit() and int(announced) > self.max_size:
-                    raise _TooLarge(f"the server announces {announced} bytes, over the limit of {self.max_size}")
+                    raise _TooLarge(f"the server announces {announced} bytes, over the limit ({self.max_size})")
                 chunks, size = [], 0
                 while chunk := response.read(min(CHUNK, self.max_size + 1 - size)):
                     chunks.append(chunk)
@@ -204,10 +205,8 @@ class _Guard:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv; close() alone would not
-    except OSError:
-        pass
 
 
 class _Watchdog:
