@@ -115,7 +115,7 @@ class Downloader:
             with opener.open(request, timeout=self.timeout) as response:
                 announced = response.headers.get("Content-Length", "")
                 if announced.isdigit() and int(announced) > self.max_size:
-                    raise _TooLarge(f"the server announces {announced} bytes, over the limit ({self.max_size})")
+                    raise _TooLarge(f"{announced} bytes announced, over the limit ({self.max_size})")
                 chunks, size = [], 0
                 while chunk := response.read(min(CHUNK, self.max_size + 1 - size)):
                     chunks.append(chunk)
