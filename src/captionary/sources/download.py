@@ -69,9 +69,11 @@ class Downloader:
 
     def fetch(self, url: str) -> bytes | str:
         try:
-            host = urlsplit(url).netloc
-            if not urlsplit(url).hostname:
+            parts = urlsplit(url)
+            host = parts.netloc
+            if not parts.hostname:
                 raise ValueError("no host name")
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
         except ValueError as exc:
             return f"malformed URL: {exc}"
         with self._lock:

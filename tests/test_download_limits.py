@@ -1,0 +1,120 @@
+"""Downloads are bounded whatever the server does (issue 13): a body that never ends stops at
+`max_file_size`, a server that drips bytes (in the body or the headers) is cut off at
+`download_timeout`, a dead host's remaining URLs fail at once (circuit breaker), and a malformed URL is
+its row's error. The servers are local ones on 127.0.0.1, stopped by each test."""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import threading
+import time
+
+import pytest
+
+from captionary import LoadManifest, Workspace
+
+DRIP_FOR = 20.0  # seconds a drip goes on at most (the old code read it all, then failed differently)
+
+
+class Hostile(socketserver.BaseRequestHandler):
+    """Raw HTTP: /forever streams zeros without end, /drip sends its body a byte every 0.2 s, /drip-head
+    its headers so; anything else is a small valid answer."""
+
+    def handle(self):
+        request = self.request.recv(65536).decode("latin-1")
+        path = request.split(" ", 2)[1] if request.count(" ") >= 2 else "/"
+        try:
+            if path.startswith("/forever"):
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\r\n")
+                chunk = b"\0" * 65536
+                while True:
+                    self.request.sendall(chunk)
+            elif path.startswith("/drip-head"):
+                self._drip(b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000)
+            elif path.startswith("/drip"):
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                self._drip(b"\xff" * 1000)
+        except OSError:
+            pass  # the client hung up: what a bounded client does
+
+    def _drip(self, data: bytes) -> None:
+        end = time.monotonic() + DRIP_FOR
+        for byte in data:
+            if time.monotonic() > end:
+                return
+            self.request.sendall(bytes([byte]))
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def hostile():
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Hostile)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once it is closed
+
+
+def _run(tmp_path, images: list[str], **options):
+    manifest = tmp_path / "urls.jsonl"
+    manifest.write_text("".join(json.dumps({"image": image}) + "\n" for image in images))
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(LoadManifest(manifest, **options), progress=False)
+    return summary, {e["source"].rsplit("::", 1)[-1]: e["reason"] for e in summary.errors}
+
+
+def test_an_endless_body_stops_at_the_size_limit(hostile, tmp_path):
+    summary, reasons = _run(tmp_path, [f"{hostile}/forever.jpg"], max_file_size=2_000_000, download_retries=0)
+    assert summary.status == "completed"
+    assert "more than 2000000 bytes (the limit); stopped reading" in reasons[f"{hostile}/forever.jpg"]
+
+
+def test_a_drip_is_cut_off_at_the_timeout(hostile, tmp_path):
+    urls = [f"{hostile}/drip.jpg", f"{hostile}/drip-head.jpg"]
+    summary, reasons = _run(tmp_path, urls, download_timeout=1.0, download_retries=1)
+    assert summary.status == "completed"
+    for url in urls:
+        assert "download failed after 2 attempts: timed out: no complete answer within 1 s" in reasons[url]
+
+
+def test_a_dead_host_fails_fast_after_a_few_connection_failures(tmp_path):
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    urls = [f"{dead}/{i}.jpg" for i in range(40)]
+    summary, reasons = _run(tmp_path, urls, download_host_failures=5, download_retries=3)
+    assert summary.status == "completed" and len(reasons) == 40
+    given_up = [r for r in reasons.values() if "given up after" in r]
+    assert len(given_up) >= 30  # the first few tried (and retried), the rest failed at once
+    assert all("connection failures in a row (last: [Errno 111] Connection refused)" in r for r in given_up)
+
+
+def test_a_malformed_url_is_its_rows_error(tmp_path, photos):
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(photos))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    good = f"http://127.0.0.1:{server.server_address[1]}/dog/00.jpg"
+    try:
+        malformed = ["http://[::1", "http://127.0.0.1:port/x.jpg", "http:///x.jpg"]
+        summary, reasons = _run(tmp_path, [*malformed, good])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert summary.status == "completed" and summary.step("load_manifest").n_out == 1
+    assert "malformed URL 'http://[::1': Invalid IPv6 URL" in reasons["urls.jsonl:1"]
+    assert "malformed URL" in reasons["http://127.0.0.1:port/x.jpg"]
+    assert "malformed URL: no host name" in reasons["http:///x.jpg"]
