@@ -76,3 +76,43 @@ def test_a_loopback_bind_answers_only_its_own_host_names(served):
     for host in (f"evil.example:{server.port}", "127.0.0.1", f"localhost:{server.port + 1}"):
         answer = httpx.get(server.base + "/api/tasks", headers={**bearer, "Host": host})
         assert answer.status_code == 403, host
+
+
+REFUSED = ["a/b", "..", ".", "tab\there", "x" * 201]
+ROUTABLE = ["a b", "what? #1 100%", "ünïcödé", "dots.in.name", "back\\slash"]
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_a_task_name_the_app_cannot_route_is_refused_when_the_pipeline_is_checked(name, tmp_path):
+    from captionary import HumanFilter, ParamError, parse_pipeline
+
+    with pytest.raises(ParamError, match=r"human_filter\.task: task name .* cannot|is longer"):
+        HumanFilter(task=name)
+    import json
+
+    text = f"workspace: ws\nsteps:\n  - load: {{path: .}}\n  - human_filter: {{task: {json.dumps(name)}}}\n"
+    with pytest.raises(ParamError, match=r"^pipeline.yaml:4: human_filter\.task: task name"):
+        parse_pipeline(text, base=tmp_path, file="pipeline.yaml")
+
+
+def test_the_names_allowed_reach_the_task_route(tmp_path):
+    """What the check lets through, the app's route carries (the client encodes it as one segment)."""
+    from urllib.parse import quote
+
+    from fastapi.testclient import TestClient
+
+    from captionary import HumanFilter, Workspace
+    from captionary.review.server import create_app
+
+    Workspace(tmp_path / "ws").close()
+    app = create_app(tmp_path / "ws", "t0ken")
+    bearer = {"Authorization": "Bearer t0ken"}
+    with TestClient(app) as client:
+        for name in ROUTABLE:
+            HumanFilter(task=name)  # accepted
+            answer = client.get(f"/api/tasks/{quote(name, safe='')}", headers=bearer)
+            assert answer.status_code == 404 and answer.json()["detail"] == f"no review task {name!r}"
+        for name in REFUSED[:2]:
+            answer = client.get(f"/api/tasks/{quote(name, safe='')}", headers=bearer)
+            assert answer.json()["detail"] != f"no review task {name!r}"  # the route never sees it
+    app.state.close()
