@@ -254,3 +254,75 @@ def test_a_manifest_refuses_non_regular_images(photos, tmp_path, unblock_fifos):
     assert summary.step("load_manifest").n_out == 1
     reasons = sorted(e["reason"] for e in summary.errors)
     assert "not a regular file (a FIFO)" in reasons[0] and "character device" in reasons[1]
+
+
+# --- hostile pipeline files: one clear `file:line:` error each, never a traceback (issue 13) -------
+
+
+def _alias_bomb(levels: int) -> str:
+    """Each level is a list of nine aliases of the one before: 9**levels values from a few lines."""
+    text = "  - set_caption:\n      template: [&a [x,x,x,x,x,x,x,x,x]"
+    for previous, name in zip("abcdefghij", "bcdefghijk"[: levels - 1]):
+        text += f", &{name} [{','.join(['*' + previous] * 9)}]"
+    return text + "]\n"
+
+
+HOSTILE_YAML = {
+    "alias-bomb": (_alias_bomb(7), 5, "YAML aliases expand to more than 100000 values here (an alias bomb?)"),
+    "deep": ("  - set_caption: {template: " + "[" * 3000 + "]" * 3000 + "}\n", 4, "nested more than 64"),
+    "python-tag": (
+        "  - set_caption: {template: !!python/object/apply:os.system [echo owned]}\n",
+        4,
+        "could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'",
+    ),
+    "self-alias": ("  - set_caption: {template: &a [x, *a]}\n", 4, "a YAML alias refers to itself"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_YAML)
+def test_hostile_yaml_is_one_clear_line(case, tmp_path, capsys):
+    from captionary.cli import main
+
+    steps, line, message = HOSTILE_YAML[case]
+    (tmp_path / "photos").mkdir()
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text("workspace: ws\nsteps:\n  - load: {path: photos}\n" + steps)
+    assert main(["run", str(pipeline)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {pipeline}:{line}: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_deep_loader_config_is_one_clear_line(tmp_path):
+    from captionary.errors import ConfigError
+    from captionary.loader.config import load_yaml
+
+    config = tmp_path / "loader.yaml"
+    config.write_text("image:\n  size: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(ConfigError, match=rf"^{config}:2: YAML nested more than 64 levels deep"):
+        load_yaml(config)
+
+
+def test_a_full_disk_under_the_workspace_is_one_line_naming_the_path(photos, tmp_path):
+    """The workspace on a 300 KiB tmpfs (mounted in a private mount namespace of the child, so nothing
+    is left mounted): the database fills up; the CLI says so in one line."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a small file system")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(f"workspace: {disk}/ws\nsteps:\n  - load: {{path: {photos}}}\n")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a mount namespace here: {probe.stderr.decode().strip()}")
+    run = f"{sys.executable} -m captionary.cli run --no-progress {pipeline}"
+    script = f"mount -t tmpfs -o size=300k tmpfs {disk} && exec {run}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"error: {disk}/ws/captionary.db: database or disk is full"), done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import signal
+import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from captionary.errors import CaptionaryError, ConfigError, RunAborted
+from captionary.errors import CaptionaryError, ConfigError, RunAborted, WorkspaceError
 
 SHOWN_ERRORS = 20
 HOST_HELP = "address the review app binds (default 127.0.0.1; 0.0.0.0: the LAN, token required)"
@@ -140,7 +143,8 @@ def _run(args: argparse.Namespace) -> int:
     options = {k: v for k, v in options.items() if v is not None} | _ray_options(args)
     if any(step.kind == "human" for step in spec.pipeline):
         options["review"] = {"host": args.host, "port": args.port}
-    with Workspace(args.workspace or spec.workspace, blobs=spec.blobs) as ws:
+    folder = args.workspace or spec.workspace
+    with _workspace_errors(folder), Workspace(folder, blobs=spec.blobs) as ws:
         try:
             summary = ws.run(spec.pipeline, executor=args.executor, **options)
             code = 0
@@ -221,6 +225,27 @@ def _recaption(args: argparse.Namespace) -> int:
     _print_errors(summary.errors)
     print(f"{summary.status} in {summary.seconds:.2f} s; output: {args.out}")
     return code
+
+
+@contextlib.contextmanager
+def _workspace_errors(folder: Path) -> Iterator[None]:
+    """A database or file system failure while working in `folder` (a full disk, above all) as one
+    line naming the path, instead of a traceback."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as raised:
+        if isinstance(raised, BrokenPipeError):
+            raise
+        exc: BaseException = raised
+        while isinstance(exc.__context__, (sqlite3.Error, OSError)):  # the first failure, not a
+            exc = exc.__context__  # later one while closing the workspace
+        if isinstance(exc, sqlite3.Error):
+            full = " (the disk under the workspace is full)" if "full" in str(exc) else ""
+            raise WorkspaceError(f"{Path(folder) / 'captionary.db'}: {exc}{full}") from None
+        assert isinstance(exc, OSError)
+        where = exc.filename or folder
+        full = " (the disk is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise WorkspaceError(f"{where}: {exc.strerror or exc}{full}") from None
 
 
 def _interrupt(signum: int, frame: object) -> None:

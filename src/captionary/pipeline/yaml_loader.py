@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from captionary.core import yaml_limits
 from captionary.errors import ConfigError, ParamError
 from captionary.pipeline.params import check
 from captionary.pipeline.pipeline import Pipeline
@@ -61,12 +62,7 @@ class _Parser:
         self.constructor = yaml.SafeLoader("")
 
     def parse(self, text: str) -> PipelineFile:
-        try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"invalid YAML: {problem}", line=mark.line + 1 if mark else None) from None
+        root = yaml_limits.compose(text)  # within limits: depth, alias expansion
         if not isinstance(root, yaml.MappingNode):
             raise ConfigError("a pipeline file is a mapping with `workspace:` and `steps:`", line=1)
         top = {}
@@ -181,7 +177,7 @@ class _Parser:
             raise exc.at(line=line) from None
 
     def _value(self, node: yaml.Node) -> Any:
-        return self.constructor.construct_object(node, deep=True)
+        return yaml_limits.construct(node, self.constructor)
 
     def _path(self, value: str | Path) -> Path:
         path = Path(value).expanduser()
