@@ -1,7 +1,8 @@
 """Pipelines from YAML, with errors that name the file, the line and the valid options.
 
 workspace: ws                 # relative paths resolve against the YAML file's folder
-imports: [my_steps]           # optional: modules that register custom steps
+imports: [my_steps]           # optional: modules that register custom steps (the file's folder is
+                              # searched after Python's path); importing them runs their code
 steps:
   - load: {path: photos}
   - filter_by_size: {min_edge: 512}
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +78,8 @@ class _Parser:
         for key in ("workspace", "steps"):
             if key not in top:
                 raise ConfigError(f"missing required key {key!r}", line=1)
+        if str(self.base) not in sys.path:  # a module beside the file is found, after installed ones
+            sys.path.append(str(self.base))
         if "imports" in top:
             self._imports(top["imports"][1])
         workspace_node = top["workspace"][1]
