@@ -118,3 +118,30 @@ def test_a_malformed_url_is_its_rows_error(tmp_path, photos):
     assert "malformed URL 'http://[::1': Invalid IPv6 URL" in reasons["urls.jsonl:1"]
     assert "malformed URL" in reasons["http://127.0.0.1:port/x.jpg"]
     assert "malformed URL: no host name" in reasons["http:///x.jpg"]
+
+
+def test_the_readme_download_example_runs(tmp_path, photos):
+    import functools
+    import http.server
+    import re
+    from pathlib import Path
+
+    from captionary.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [example] = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "download_host_failures" in b]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(photos))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    rows = [{"image": f"{base}/dog/0{i}.jpg", "caption": f"dog {i}"} for i in range(3)]
+    (tmp_path / "urls.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "pipeline.yaml").write_text(example)
+    try:
+        assert main(["run", str(tmp_path / "pipeline.yaml"), "--no-progress"]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (tmp_path / "out" / "00.txt").read_text().strip() == "dog 0"

@@ -99,11 +99,13 @@ class Downloader:
                 except _TooLarge as exc:
                     breaker.answered()
                     return f"download failed: {exc}"
-                except ValueError as exc:  # http.client.InvalidURL (a bad port), an unknown scheme
+                except http.client.InvalidURL as exc:  # e.g. a control character in the URL
                     return f"malformed URL: {exc}"
                 except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                     reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
                     breaker.failed(reason)
+                except ValueError as exc:  # http.client.InvalidURL, an IDNA host name that cannot be
+                    return f"malformed URL: {exc}"  # encoded (after OSError: ssl errors are both)
             if attempt < self.retries:
                 time.sleep(min(wait, self.max_wait))
         return f"download failed after {self.retries + 1} attempts: {reason}"
