@@ -46,6 +46,7 @@ class LoadWebDataset(Source):
     max_file_size: int = MAX_FILE_SIZE  # bytes; a larger member is reported and not read
 
     def validate(self) -> None:
+        require(self.max_file_size >= 1, self, "must be at least 1 (bytes)", param="max_file_size")
         braceexpand = optional.require("braceexpand", "webdataset")
         self.__dict__["_urls"] = list(braceexpand.braceexpand(self.shards))
         for url in self.__dict__["_urls"]:
