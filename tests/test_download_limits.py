@@ -129,7 +129,8 @@ def test_the_readme_download_example_runs(tmp_path, photos):
     from captionary.cli import main
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    [example] = [b for b in re.findall(r"```yaml\n(.*?)```", readme, flags=re.S) if "download_host_failures" in b]
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    [example] = [block for block in blocks if "download_host_failures" in block]
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(photos))
     handler.log_message = lambda *args: None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

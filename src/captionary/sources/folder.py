@@ -29,7 +29,8 @@ class Load(Source):
 
     `verify` decodes each new image once to catch truncated or corrupt files. By default (None) it
     does so only when no image step later in the pipeline decodes the pixels anyway (that step
-    then reports a corrupt file, naming it).
+    then reports a corrupt file, naming it). Only regular files are read (links followed, then
+    checked: a FIFO or a device is that file's error), each at most `max_file_size` bytes.
     """
 
     name: ClassVar[str] = "load"

@@ -31,7 +31,12 @@ FORMATS = {
 
 
 class LoadManifest(Source):
-    """Load the images a manifest lists (JSONL/JSON/CSV/TSV/Parquet); other columns become properties."""
+    """Load the images a manifest lists (JSONL/JSON/CSV/TSV/Parquet); other columns become properties.
+
+    Image URLs are downloaded within limits: `download_timeout` seconds per attempt in all,
+    `max_file_size` bytes, and a host is given up (its other URLs fail at once) after
+    `download_host_failures` connection failures in a row. Local images: regular files only.
+    """
 
     name: ClassVar[str] = "load_manifest"
 
