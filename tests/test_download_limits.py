@@ -146,3 +146,31 @@ def test_the_readme_download_example_runs(tmp_path, photos):
         server.shutdown()
         server.server_close()
     assert (tmp_path / "out" / "00.txt").read_text().strip() == "dog 0"
+
+
+def test_a_host_given_up_is_probed_again_after_the_cooldown(photos):
+    """The breaker is not for ever: after `host_cooldown` one attempt probes the host; an answer
+    closes the breaker (a host that was down for a minute of a long run comes back)."""
+    import functools
+    import http.server
+
+    from captionary.sources.download import Downloader
+
+    port = _closed_port()
+    url = f"http://127.0.0.1:{port}/dog/00.jpg"
+    downloader = Downloader(retries=0, host_failures=3, host_cooldown=0.5)
+    reasons = [downloader.fetch(url) for _ in range(4)]
+    assert all("Connection refused" in r for r in reasons[:3]) and "given up after 3" in reasons[3]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(photos))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)  # the host comes back
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert "given up after 3" in downloader.fetch(url)  # still within the cooldown
+        time.sleep(0.6)
+        assert downloader.fetch(url) == (photos / "dog" / "00.jpg").read_bytes()  # the probe
+        assert downloader.fetch(url) == (photos / "dog" / "00.jpg").read_bytes()  # closed again
+    finally:
+        server.shutdown()
+        server.server_close()

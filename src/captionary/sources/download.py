@@ -81,10 +81,8 @@ class Downloader:
         reason = ""
         for attempt in range(self.retries + 1):
             wait = self.backoff * 2**attempt
-            if (refusal := breaker.refusal(host)) is not None:
-                return refusal
             with gate:
-                if (refusal := breaker.refusal(host)) is not None:  # given up while this one waited
+                if (refusal := breaker.refusal(host)) is not None:  # given up: fail at once
                     return refusal
                 try:
                     data = self._get(url)
