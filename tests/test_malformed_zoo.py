@@ -303,26 +303,41 @@ def test_a_deep_loader_config_is_one_clear_line(tmp_path):
         load_yaml(config)
 
 
-def test_a_full_disk_under_the_workspace_is_one_line_naming_the_path(photos, tmp_path):
-    """The workspace on a 300 KiB tmpfs (mounted in a private mount namespace of the child, so nothing
-    is left mounted): the database fills up; the CLI says so in one line."""
+@pytest.mark.parametrize(
+    ("size", "full"),
+    [
+        ("300k", "{disk}/ws/captionary.db: database or disk is full (the disk under the workspace is full)"),
+        ("1m", "{disk}/ws/objects/"),  # a blob does not fit: the file is named
+    ],
+)
+def test_a_full_disk_under_the_workspace_is_one_line_naming_the_path(photos, tmp_path, size, full):
+    """The workspace on a small tmpfs (mounted in a private mount namespace of the child, so nothing
+    is left mounted): the database, or a blob, fills it up; the CLI says so in one line."""
     import shutil
     import subprocess
     import sys
+
+    import numpy as np
 
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare (util-linux) to mount a small file system")
     disk = tmp_path / "disk"
     disk.mkdir()
+    if size == "1m":  # one 4 MB image: the database fits, its blob does not
+        photos = tmp_path / "noise"
+        photos.mkdir()
+        pixels = np.random.default_rng(0).integers(0, 255, (1200, 1200, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(photos / "noise.png")
     pipeline = tmp_path / "pipeline.yaml"
     pipeline.write_text(f"workspace: {disk}/ws\nsteps:\n  - load: {{path: {photos}}}\n")
     probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"cannot create a mount namespace here: {probe.stderr.decode().strip()}")
     run = f"{sys.executable} -m captionary.cli run --no-progress {pipeline}"
-    script = f"mount -t tmpfs -o size=300k tmpfs {disk} && exec {run}"
+    script = f"mount -t tmpfs -o size={size} tmpfs {disk} && exec {run}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, env=env)
     assert done.returncode == 1, done.stderr
-    assert done.stderr.startswith(f"error: {disk}/ws/captionary.db: database or disk is full"), done.stderr
+    assert done.stderr.startswith("error: " + full.format(disk=disk)), done.stderr
+    assert done.stderr.rstrip().endswith("full)")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

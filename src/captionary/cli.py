@@ -237,8 +237,8 @@ def _workspace_errors(folder: Path) -> Iterator[None]:
         if isinstance(raised, BrokenPipeError):
             raise
         exc: BaseException = raised
-        while isinstance(exc.__context__, (sqlite3.Error, OSError)):  # the first failure, not a
-            exc = exc.__context__  # later one while closing the workspace
+        while isinstance(exc.__context__, (sqlite3.Error, OSError)) and exc.__cause__ is None:
+            exc = exc.__context__  # the first failure, not a later one while closing the workspace
         if isinstance(exc, sqlite3.Error):
             full = " (the disk under the workspace is full)" if "full" in str(exc) else ""
             raise WorkspaceError(f"{Path(folder) / 'captionary.db'}: {exc}{full}") from None
