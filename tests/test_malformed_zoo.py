@@ -341,3 +341,18 @@ def test_a_full_disk_under_the_workspace_is_one_line_naming_the_path(photos, tmp
     assert done.stderr.startswith("error: " + full.format(disk=disk)), done.stderr
     assert done.stderr.rstrip().endswith("full)")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_the_training_loader_says_where_a_shard_is_damaged(photos, tmp_path):
+    """The loader reads past the damaged stretch with a warning (it used to end the shard silently),
+    then refuses the sample that lost its image, as it refuses any sample without one."""
+    from captionary.errors import ConfigError
+    from captionary.loader.webdataset import _shard_records
+
+    shard = tmp_path / "damaged.tar"
+    header = _shard_with_damage(photos, shard)
+    records = []
+    warned = pytest.warns(UserWarning, match=f"byte {header}: damaged tar data")
+    with warned, pytest.raises(ConfigError, match="sample '0003' has no image"):
+        records.extend(_shard_records(str(shard), 10.0))
+    assert len(records) == 3
