@@ -19,9 +19,10 @@ from typing import Protocol
 from captionary.core.blobstore import BlobStore, open_blob_store
 from captionary.core.cache import apply, item_key, lookup_one
 from captionary.core.db import connect
-from captionary.core.item import Item
+from captionary.core.item import NO_IMAGE_ERROR, Item, sharing_decodes
+from captionary.core.outcome import Outcome
 from captionary.errors import ItemError
-from captionary.pipeline.step import Outcome, PerItemStep
+from captionary.pipeline.step import PerItemStep
 
 Event = tuple[int, bytes, Outcome | None, str | None, bool]
 """(position in chain, cache key, outcome, error reason, came from cache)"""
@@ -38,6 +39,9 @@ def advance(
     events: list[Event] = []
     for position in range(start, len(steps)):
         step = steps[position]
+        if step.reads_image and not item.has_image:
+            events.append((position, b"", None, f"{step.name} reads pixels: {NO_IMAGE_ERROR}", False))
+            break
         key = item_key(step, item)
         if position > start and (hit := cached(key)) is not None:
             events.append((position, key, hit, None, True))
@@ -94,17 +98,26 @@ def run_task(
     store: BlobStore = _worker["store"]
     db: sqlite3.Connection | None = _worker["db"]
     steps = _worker["chains"][chain]
-    out = []
-    for item, start in batch:
-        item.attach(store)
-        done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key) if db else None)
-        if done is not item:
-            item.drop_pixels()  # the original's pixels: a task holding several would churn memory
-        if render is not None and done._decoded is not None:
-            done.rendered = render.render(done)  # encode for the sink while the pixels are here
-        done.drop_pixels()  # they do not cross processes anyway
-        out.append((done, events))
-    return out
+    with sharing_decodes():  # children of one parent in this task decode it once
+        return [_run_one(steps, item, start, store, db, render) for item, start in batch]
+
+
+def _run_one(
+    steps: Sequence[PerItemStep],
+    item: Item,
+    start: int,
+    store: BlobStore,
+    db: sqlite3.Connection | None,
+    render: Renderer | None,
+) -> tuple[Item, list[Event]]:
+    item.attach(store)
+    done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key) if db else None)
+    if done is not item:
+        item.drop_pixels()  # the original's pixels: a task holding several would churn memory
+    if render is not None and done._decoded is not None:
+        done.rendered = render.render(done)  # encode for the sink while the pixels are here
+    done.drop_pixels()  # they do not cross processes anyway
+    return done, events
 
 
 class Renderer(Protocol):

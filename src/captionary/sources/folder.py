@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from captionary.core.db import db_text
 from captionary.core.images import readable_extensions
+from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import (
     MAX_FILE_SIZE,
@@ -46,13 +47,13 @@ class Load(Source):
         require(self.threads >= 1, self, "must be at least 1", param="threads")
         require(self.max_file_size >= 1, self, "must be at least 1 (bytes)", param="max_file_size")
 
-    def scan(self, ctx: Any) -> Iterator[Ingested]:
+    def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         verify = should_verify(self.verify, ctx)
         root = self.path.resolve()
         records = SourceRecords(ctx, db_text(str(root)) + os.sep, verify, self.max_file_size)
         fresh: list[tuple[str, str, str, str, list[str]]] = []
         files = list(self._files(root))
-        ctx.stats[0].expected = len(files)
+        ctx.expect(len(files))
         for real_path, real_name, fingerprint, sidecars in files:
             key, name = db_text(real_path), db_text(real_name)
             if isinstance(fingerprint, Exception):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, lookup_one, result_row
-from captionary.core.item import Item
+from captionary.core.item import Item, sharing_decodes
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
 from captionary.executors.worker import Event, Renderer, advance, run_task
@@ -40,6 +40,9 @@ class ChainStage(Stage):
 
     def push(self, items: list[Item]) -> list[Item]:
         ready, misses = self.resolve(items)
+        if any(not item.has_image for item, _ in misses):  # prompt items: refused at once, here
+            ready.extend(self.collect(self.run_inline([m for m in misses if not m[0].has_image])))
+            misses = [m for m in misses if m[0].has_image]
         for start in range(0, len(misses), TASK_SIZE):
             batch = misses[start : start + TASK_SIZE]
             if self.pool is None:
@@ -64,6 +67,9 @@ class ChainStage(Stage):
             started = time.perf_counter()
             index = self.indices[position]
             stats = self.ctx.stats[index]
+            if step.reads_image:  # items without pixels fail there (advance says why)
+                misses.extend((item, position) for item in active if not item.has_image)
+                active = [item for item in active if item.has_image]
             keys = [item_key(step, item) for item in active]
             cache = self.caches[position] or StepCache(self.db, step)
             self.caches[position] = cache
@@ -87,10 +93,11 @@ class ChainStage(Stage):
         return active, misses
 
     def run_inline(self, batch: list[tuple[Item, int]]) -> list[tuple[Item, list[Event]]]:
-        return [
-            advance(self.steps, item, start, self.ctx.ws.blobs, lambda key: lookup_one(self.db, key))
-            for item, start in batch
-        ]
+        with sharing_decodes():
+            return [
+                advance(self.steps, item, start, self.ctx.ws.blobs, lambda key: lookup_one(self.db, key))
+                for item, start in batch
+            ]
 
     def absorb(self, results: list[tuple[Item, list[Event]]]) -> list[Item]:
         """Count, record and commit what the steps did; return the items that went through."""
