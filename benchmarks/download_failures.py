@@ -3,7 +3,7 @@ Downloader `load_manifest` uses (16 workers, 4 per host, 3 retries with backoff:
 
   * dead host: a closed port on 127.0.0.1 (every connection refused at once);
   * drip host: a server that answers every request, then sends its 1,000,000-byte body one byte a
-    second (`download_timeout: 2` for both codes).
+    second (a timeout of 2 s for both codes; the new code's deadline per URL: 2 s).
 
 Each measurement runs in a child process with a cut-off, so the old code, which can read a drip for
 ever, is stopped. The baseline is the code before the circuit breaker and deadlines (a checkout
@@ -39,7 +39,11 @@ spec = importlib.util.spec_from_file_location("download_under_test", path)
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 started = time.perf_counter()
-results = list(module.Downloader(timeout=timeout).fetch_all(urls))
+try:  # the new code: a deadline per URL besides the timeout of each wait
+    downloader = module.Downloader(timeout=timeout, deadline=timeout)
+except TypeError:  # the old code: the timeout of each wait only
+    downloader = module.Downloader(timeout=timeout)
+results = list(downloader.fetch_all(urls))
 seconds = time.perf_counter() - started
 failed = sum(isinstance(r, str) for _, r in results)
 fast = sum(isinstance(r, str) and "given up" in r for _, r in results)

@@ -1,9 +1,10 @@
 """Downloading image URLs: concurrent, a limit per host, retries with backoff (honouring Retry-After
 on 429/5xx). A failure is a reason string naming the HTTP status, never an exception.
 
-Bounded, whatever the server does: `timeout` is the time one attempt may take in all (connecting,
-waiting, reading the whole body: a server that drips a byte at a time is cut off then), `max_size`
-the most bytes read (streamed; a larger body is stopped at the limit), and a host whose connections
+Bounded, whatever the server does: `timeout` is how long any one step may wait (connecting, each
+read), `deadline` the time one URL may take in all, attempts and backoff included (a server that
+drips a byte at a time is cut off then), `max_size` the most bytes read (streamed; a larger body is
+stopped at the limit), and a host whose connections
 fail `host_failures` times in a row is given up for `host_cooldown` seconds: its remaining URLs fail
 at once with the reason, so 10,000 URLs to a dead host take seconds, not hours (`circuit breaker`).
 A malformed URL (`http://[::1`) is that URL's error.
@@ -31,6 +32,7 @@ USER_AGENT = "captionary (+https://pypi.org/project/captionary/)"
 MAX_DOWNLOAD_SIZE = 1 << 30
 HOST_FAILURES = 10
 HOST_COOLDOWN = 60.0
+DEADLINE = 120.0
 CHUNK = 1 << 16
 
 
@@ -42,6 +44,7 @@ class Downloader:
         per_host: int = 4,
         retries: int = 3,
         timeout: float = 30.0,
+        deadline: float = DEADLINE,
         backoff: float = 1.0,
         max_wait: float = 60.0,
         max_size: int = MAX_DOWNLOAD_SIZE,
@@ -51,6 +54,7 @@ class Downloader:
         self.workers = workers
         self.retries = retries
         self.timeout = timeout
+        self.deadline = deadline
         self.backoff = backoff
         self.max_wait = max_wait
         self.max_size = max_size
@@ -78,14 +82,16 @@ class Downloader:
             return f"malformed URL: {exc}"
         with self._lock:
             gate, breaker = self._hosts[host], self._breakers[host]
-        reason = ""
+        deadline = time.monotonic() + self.deadline
+        reason, attempts = "", 0
         for attempt in range(self.retries + 1):
             wait = self.backoff * 2**attempt
             with gate:
                 if (refusal := breaker.refusal(host)) is not None:  # given up: fail at once
                     return refusal
+                attempts += 1
                 try:
-                    data = self._get(url)
+                    data = self._get(url, deadline)
                     breaker.answered()
                     return data
                 except urllib.error.HTTPError as exc:
@@ -104,17 +110,20 @@ class Downloader:
                     breaker.failed(reason)
                 except ValueError as exc:  # http.client.InvalidURL, an IDNA host name that cannot be
                     return f"malformed URL: {exc}"  # encoded (after OSError: ssl errors are both)
-            if attempt < self.retries:
-                time.sleep(min(wait, self.max_wait))
-        return f"download failed after {self.retries + 1} attempts: {reason}"
+            pause = min(wait, self.max_wait)
+            if attempt == self.retries or time.monotonic() + pause >= deadline:
+                break
+            time.sleep(pause)
+        return f"download failed after {attempts} attempt{'s' if attempts != 1 else ''}: {reason}"
 
-    def _get(self, url: str) -> bytes:
-        """The body, read within `timeout` seconds in all and at most `max_size` bytes."""
-        guard = self._watchdog.guard(time.monotonic() + self.timeout)
+    def _get(self, url: str, deadline: float) -> bytes:
+        """The body, read by `deadline` (monotonic) and at most `max_size` bytes."""
+        guard = self._watchdog.guard(deadline)
         try:
             opener = urllib.request.build_opener(_GuardedHTTP(guard), _GuardedHTTPS(guard))
             request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-            with opener.open(request, timeout=self.timeout) as response:
+            wait = max(0.001, min(self.timeout, deadline - time.monotonic()))
+            with opener.open(request, timeout=wait) as response:
                 announced = response.headers.get("Content-Length", "")
                 if announced.isdigit() and int(announced) > self.max_size:
                     raise _TooLarge(f"{announced} bytes announced, over the limit ({self.max_size})")
@@ -129,7 +138,9 @@ class Downloader:
             return b"".join(chunks)
         except (OSError, http.client.HTTPException) as exc:
             if guard.expired:
-                raise TimeoutError(f"timed out: no complete answer within {self.timeout:g} s") from None
+                raise TimeoutError(
+                    f"timed out: not complete within the {self.deadline:g} s deadline"
+                ) from None
             raise exc
         finally:
             guard.done()

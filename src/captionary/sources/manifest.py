@@ -18,7 +18,7 @@ from captionary.core.locations import is_http
 from captionary.core.manifest_rows import csv_rows, jsonl_rows
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
-from captionary.sources.download import HOST_FAILURES, Downloader
+from captionary.sources.download import DEADLINE, HOST_FAILURES, Downloader
 from captionary.sources.records import MAX_FILE_SIZE, SourceRecords, should_verify, stat_fingerprint
 
 FORMATS = {
@@ -34,7 +34,7 @@ FORMATS = {
 class LoadManifest(Source):
     """Load the images a manifest lists (JSONL/JSON/CSV/TSV/Parquet); other columns become properties.
 
-    Image URLs are downloaded within limits: `download_timeout` seconds per attempt in all,
+    Image URLs are downloaded within limits: `download_deadline` seconds per URL in all,
     `max_file_size` bytes, and a host is given up (its other URLs fail at once) after
     `download_host_failures` connection failures in a row. Local images: regular files only.
     """
@@ -47,7 +47,8 @@ class LoadManifest(Source):
     format: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet"] = "auto"
     verify: bool | None = None
     threads: int = 4
-    download_timeout: float = 30.0  # seconds one attempt may take in all: connecting and the whole body
+    download_timeout: float = 30.0  # seconds any one step may wait (connecting, each read)
+    download_deadline: float = DEADLINE  # seconds one URL may take in all, retries included
     download_retries: int = 3
     downloads_per_host: int = 4
     download_host_failures: int = HOST_FAILURES  # connection failures in a row that give a host up
@@ -67,7 +68,8 @@ class LoadManifest(Source):
         if self.manifest_format == "parquet":
             optional.require("pyarrow.parquet", "parquet", package="pyarrow")
         require(self.max_file_size >= 1, self, "must be at least 1 (bytes)", param="max_file_size")
-        require(self.download_timeout > 0, self, "must be more than 0 (seconds)", param="download_timeout")
+        for param in ("download_timeout", "download_deadline"):
+            require(getattr(self, param) > 0, self, "must be more than 0 (seconds)", param=param)
 
     @property
     def manifest_format(self) -> str | None:
@@ -117,6 +119,7 @@ class LoadManifest(Source):
             per_host=self.downloads_per_host,
             retries=self.download_retries,
             timeout=self.download_timeout,
+            deadline=self.download_deadline,
             max_size=self.max_file_size,
             host_failures=self.download_host_failures,
         )
