@@ -176,3 +176,36 @@ def test_a_host_given_up_is_probed_again_after_the_cooldown(photos):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_deadline_does_not_count_the_wait_for_a_turn_at_the_host(photos):
+    """One at a time per host, each answer after 0.4 s, a 1 s deadline: all five arrive (the last
+    waited 1.6 s for its turn, which is not its download's time)."""
+    import http.server
+
+    from captionary.sources.download import Downloader
+
+    data = (photos / "dog" / "00.jpg").read_bytes()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            time.sleep(0.4)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        downloader = Downloader(per_host=1, deadline=1.0, retries=0)
+        results = [result for _, result in downloader.fetch_all(f"{base}/{i}.jpg" for i in range(5))]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert results == [data] * 5

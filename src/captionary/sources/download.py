@@ -82,7 +82,7 @@ class Downloader:
             return f"malformed URL: {exc}"
         with self._lock:
             gate, breaker = self._hosts[host], self._breakers[host]
-        deadline = time.monotonic() + self.deadline
+        deadline = 0.0
         reason, attempts = "", 0
         for attempt in range(self.retries + 1):
             wait = self.backoff * 2**attempt
@@ -90,6 +90,8 @@ class Downloader:
                 if (refusal := breaker.refusal(host)) is not None:  # given up: fail at once
                     return refusal
                 attempts += 1
+                deadline = deadline or time.monotonic() + self.deadline  # from the first attempt on,
+                # not while the URL waited for its turn at the host
                 try:
                     data = self._get(url, deadline)
                     breaker.answered()
