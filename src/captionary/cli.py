@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import signal
+import sqlite3
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from captionary.cli_items import add_items_command, dropped_note, existing_workspace
-from captionary.errors import CaptionaryError, ConfigError, PipelineWarning, RunAborted
+from captionary.errors import CaptionaryError, ConfigError, PipelineWarning, RunAborted, WorkspaceError
 
 SHOWN_ERRORS = 20
 HOST_HELP = "address the review app binds (default 127.0.0.1; 0.0.0.0: the LAN, token required)"
@@ -180,7 +183,8 @@ def _run(args: argparse.Namespace) -> int:
         for step in spec.pipeline:
             if hasattr(step, "overwrite_edited"):
                 step.overwrite_edited = True
-    with Workspace(args.workspace or spec.workspace, blobs=spec.blobs) as ws:
+    folder = args.workspace or spec.workspace
+    with _workspace_errors(folder), Workspace(folder, blobs=spec.blobs) as ws:
         try:
             summary = ws.run(spec.pipeline, executor=args.executor, **options)
             code = 0
@@ -272,6 +276,27 @@ def _recaption(args: argparse.Namespace) -> int:
     _print_errors(summary.errors)
     print(f"{summary.status} in {summary.seconds:.2f} s; output: {args.out}")
     return code
+
+
+@contextlib.contextmanager
+def _workspace_errors(folder: Path) -> Iterator[None]:
+    """A database or file system failure while working in `folder` (a full disk, above all) as one
+    line naming the path, instead of a traceback."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as raised:
+        if isinstance(raised, BrokenPipeError):
+            raise
+        exc: BaseException = raised
+        while isinstance(exc.__context__, (sqlite3.Error, OSError)) and exc.__cause__ is None:
+            exc = exc.__context__  # the first failure, not a later one while closing the workspace
+        if isinstance(exc, sqlite3.Error):
+            full = " (the disk under the workspace is full)" if "full" in str(exc) else ""
+            raise WorkspaceError(f"{Path(folder) / 'captionary.db'}: {exc}{full}") from None
+        assert isinstance(exc, OSError)
+        where = exc.filename or folder
+        full = " (the disk is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise WorkspaceError(f"{where}: {exc.strerror or exc}{full}") from None
 
 
 def _interrupt(signum: int, frame: object) -> None:

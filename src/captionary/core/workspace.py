@@ -72,7 +72,10 @@ class Workspace:
         except Exception as exc:
             if isinstance(exc, WorkspaceError):
                 raise
-            raise WorkspaceError(f"cannot open workspace database {self.db_path}: {exc}") from exc
+            first: BaseException = exc
+            while isinstance(first.__context__, Exception):  # e.g. a full disk, then a failed rollback
+                first = first.__context__
+            raise WorkspaceError(f"cannot open workspace database {self.db_path}: {first}") from exc
 
     def _remember_blobs_url(self, url: str) -> None:
         url_file = self.path / BLOBS_URL_FILE
