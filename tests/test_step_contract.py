@@ -58,6 +58,7 @@ EXAMPLES: dict[str, dict] = {
     "save": {"path": "out"},
     "set_caption": {"template": "a photo of {name}"},
     "smart_filter": {"label": "verdict"},
+    "smart_tag": {"task": "human_tag"},
     "take": {"n": 2},
     "watermark": {"model": "./watermark.onnx"},
 }
@@ -73,6 +74,7 @@ DEFAULTS_INVALID = {
     "filter_by_aspect_ratio",
     "resize",
     "smart_filter",
+    "take",
     "watermark",
 }
 """Steps without a required parameter whose defaults alone are refused (a model, or one of several
@@ -88,6 +90,7 @@ NOT_RUN = {
     "compose_caption": "needs an LLM (download or API): tests/vlm/test_text_steps.py",
     "human_caption": "needs a person's decisions: tests/review/test_human_steps.py",
     "human_filter": "needs a person's decisions: tests/review/test_human_steps.py",
+    "human_rank": "needs a person's answers: tests/review/test_human_rank.py, test_rank_browser.py",
     "human_tag": "needs a person's decisions: tests/review/test_human_steps.py",
     "load_booru": "needs an image board (network): tests/web (a local stand-in server)",
     "load_hf": "a source with its own input: tests/test_huggingface_source.py",
@@ -96,6 +99,7 @@ NOT_RUN = {
     "crop_region": "the image transform of crop_boxes' children (needs `region`): tests/test_fanout.py",
     "load_webdataset": "a source with its own input: tests/test_webdataset_source.py",
     "smart_filter": "needs embeddings and decisions: tests/quality/test_scores_smart_filter.py",
+    "smart_tag": "needs embeddings and a human_tag task's decisions: tests/review/test_smart_tag.py",
     "tag": "needs a WD14 tagger download: tests/tags (tiny model)",
     "watermark": "needs an ONNX classifier or invisible-watermark: tests/quality/test_scores_watermark.py",
 }
