@@ -16,7 +16,9 @@ Contract of `generate(requests) -> list[Result]`:
   other results are still returned. An exception fails the whole call.
 - A batch that does not fit in memory raises `OutOfMemory` (or the library's own out-of-memory
   error, see `is_out_of_memory`); the step then halves its batch and retries.
-- Images arrive as PIL images, already downscaled by the step to the `max_image_edge` option.
+- Images arrive as PIL images, already downscaled by the step to the `max_image_edge` option, or as
+  what the backend's `prepare_image` made of them (the step calls it ahead of the request, in its
+  decode threads, so CPU work such as JPEG encoding never holds one of the backend's request slots).
 
 Backends are named in `BACKENDS` (name -> "module:Class", imported on first use) and configured by a
 `BackendConfig`: the backend name, a model (Hugging Face id, local path, or API model name), a
@@ -45,6 +47,8 @@ from captionary.core.optional import require
 from captionary.errors import ConfigError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from PIL.Image import Image
 
 
@@ -142,6 +146,9 @@ class Backend:
     options: ClassVar[dict[str, Any]] = {}
     cache_options: ClassVar[tuple[str, ...]] = ()
     default_max_image_edge: ClassVar[int | None] = None
+    streams: ClassVar[bool] = False
+    """True when `submit` sends one request at once (a concurrent API client): the step then sends
+    each item's request as soon as its image is ready, so batch boundaries never empty the slots."""
 
     def __init__(self, config: BackendConfig):
         check_config(config)
@@ -160,6 +167,15 @@ class Backend:
 
     def close(self) -> None:
         """Release the model and its memory. The backend may be loaded again afterwards."""
+
+    def submit(self, request: Request) -> Future[Result]:
+        """Start one request now, without waiting (backends with `streams = True`); loads if needed."""
+        raise NotImplementedError
+
+    def prepare_image(self, image: Image) -> Any:
+        """The image as `generate` wants it (e.g. an encoded data URL), made ahead of the request in
+        the step's decode threads; `generate` must accept both this and a PIL image. Default: as is."""
+        return image
 
     def accelerator(self) -> str | None:
         """The device `load()` puts the model on (`cuda`, `cuda:1`, `mps`), or None (CPU, a remote

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar, Literal
 
 from captionary.backends.base import (
@@ -199,8 +199,11 @@ class GenerativeStep(BatchStep):
 
     @property
     def size_of_batch(self) -> int:
-        """`batch_size`, or the backend's `concurrency` when larger (so that many requests can run)."""
-        return max(self.batch_size, int(self._backend_instance.settings.get("concurrency") or 0))
+        """`batch_size`, or the backend's `concurrency` when larger (so that many requests can run); twice
+        that for a streaming backend, so the queued batches hold more requests than the slots."""
+        backend = self._backend_instance
+        concurrency = int(backend.settings.get("concurrency") or 0)
+        return max(self.batch_size, 2 * concurrency if backend.streams else concurrency)
 
     # --- running -------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -215,21 +218,34 @@ class GenerativeStep(BatchStep):
         self._backend_instance.close()
         self.__dict__["_memo"] = {}
         self.__dict__["_prefetched"] = {}
+        self.__dict__["_sent"] = {}
         if decoders := self.__dict__.pop("_decoders", None):
             decoders.shutdown(cancel_futures=True)
 
     def prefetch(self, items: Sequence[Item]) -> None:
         """Decode and downscale a queued batch's images on every core (decoding releases the GIL)
-        while the model works on the batch before it."""
-        if not self.reads_image:
+        while the model works on the batch before it. With a streaming backend (an API), each item's
+        request is also sent as soon as its image is ready: the batch before still running, the
+        backend's `concurrency` slots stay full across batch boundaries."""
+        streams = self._backend_instance.streams
+        if not (self.reads_image or streams):
             return
         decoders = self.__dict__.get("_decoders")
         if decoders is None:
             decoders = ThreadPoolExecutor(os.cpu_count() or 2, "captionary-decode")
             self.__dict__["_decoders"] = decoders
+        if streams:
+            sent = self.__dict__.setdefault("_sent", {})
+            for item in items:
+                sent[id(item)] = (item, decoders.submit(self._send, item))
+            return
         prefetched = self.__dict__.setdefault("_prefetched", {})
         for item in items:
-            prefetched[id(item)] = (item, decoders.submit(self._image, item))
+            prefetched[id(item)] = (item, decoders.submit(self._prepared_image, item))
+
+    def _send(self, item: Item) -> Future[Result]:
+        """Runs in a decode thread: the item's request built (its image decoded and encoded) and sent."""
+        return self._backend_instance.submit(self.request(item))
 
     def accelerator(self) -> str | None:
         return self._backend_instance.accelerator()
@@ -267,19 +283,33 @@ class GenerativeStep(BatchStep):
             return [ItemError(self.__dict__["_load_error"]) for _ in items]
         outcomes: list[dict[str, Any] | Exception | None] = [None] * len(items)
         requests, positions = [], []
-        for position, request in enumerate(map(self._request_or_error, items)):
+        answered: list[tuple[int, Result]] = []
+        sent = self.__dict__.get("_sent", {})
+        for position, item in enumerate(items):
+            entry = sent.pop(id(item), None)
+            request = self._sent_result(entry[1]) if entry is not None else self._request_or_error(item)
             if isinstance(request, Exception):
                 outcomes[position] = request
+            elif isinstance(request, Result):
+                answered.append((position, request))
             else:
                 requests.append(request)
                 positions.append(position)
-        for position, result in zip(positions, self._generate(requests)):
+        for position, result in [*answered, *zip(positions, self._generate(requests))]:
             self._count(result)
             try:
                 outcomes[position] = self.updates(result)
             except ItemError as exc:
                 outcomes[position] = exc
         return outcomes  # type: ignore[return-value]
+
+    @staticmethod
+    def _sent_result(sending: Future[Future[Result]]) -> Result | Exception:
+        """The answer to a request `prefetch` sent, or why it could not be built or sent."""
+        try:
+            return sending.result().result()
+        except Exception as exc:
+            return exc
 
     def _request_or_error(self, item: Item) -> Request | Exception:
         try:
@@ -294,7 +324,11 @@ class GenerativeStep(BatchStep):
 
     def _prefetched_image(self, item: Item) -> Any:
         entry = self.__dict__.get("_prefetched", {}).pop(id(item), None)
-        return entry[1].result() if entry is not None else self._image(item)
+        return entry[1].result() if entry is not None else self._prepared_image(item)
+
+    def _prepared_image(self, item: Item) -> Any:
+        """The item's image as the backend takes it (`Backend.prepare_image`, e.g. a JPEG data URL)."""
+        return self._backend_instance.prepare_image(self._image(item))
 
     def _image(self, item: Item) -> Any:
         """The item's image as RGB, downscaled to the backend's max_image_edge (a JPEG decoded at a
