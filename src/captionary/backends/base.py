@@ -168,8 +168,10 @@ class Backend:
     def close(self) -> None:
         """Release the model and its memory. The backend may be loaded again afterwards."""
 
-    def submit(self, request: Request) -> Future[Result]:
-        """Start one request now, without waiting (backends with `streams = True`); loads if needed."""
+    def submit(self, request: Request | Future[Request]) -> Future[Result]:
+        """Queue one request without waiting (backends with `streams = True`); loads if needed. A
+        request still being prepared (a future) waits for it in its turn: requests go out in the order
+        submitted, and the future's exception becomes the result's."""
         raise NotImplementedError
 
     def prepare_image(self, image: Image) -> Any:

@@ -234,18 +234,15 @@ class GenerativeStep(BatchStep):
         if decoders is None:
             decoders = ThreadPoolExecutor(os.cpu_count() or 2, "captionary-decode")
             self.__dict__["_decoders"] = decoders
-        if streams:
+        if streams:  # built in the decode threads, sent in item order
             sent = self.__dict__.setdefault("_sent", {})
+            backend = self._backend_instance
             for item in items:
-                sent[id(item)] = (item, decoders.submit(self._send, item))
+                sent[id(item)] = (item, backend.submit(decoders.submit(self.request, item)))
             return
         prefetched = self.__dict__.setdefault("_prefetched", {})
         for item in items:
             prefetched[id(item)] = (item, decoders.submit(self._prepared_image, item))
-
-    def _send(self, item: Item) -> Future[Result]:
-        """Runs in a decode thread: the item's request built (its image decoded and encoded) and sent."""
-        return self._backend_instance.submit(self.request(item))
 
     def accelerator(self) -> str | None:
         return self._backend_instance.accelerator()
@@ -304,10 +301,10 @@ class GenerativeStep(BatchStep):
         return outcomes  # type: ignore[return-value]
 
     @staticmethod
-    def _sent_result(sending: Future[Future[Result]]) -> Result | Exception:
+    def _sent_result(sent: Future[Result]) -> Result | Exception:
         """The answer to a request `prefetch` sent, or why it could not be built or sent."""
         try:
-            return sending.result().result()
+            return sent.result()
         except Exception as exc:
             return exc
 
