@@ -22,6 +22,7 @@ from captionary.errors import (
 )
 from captionary.executors.summary import RunSummary, StepStats
 from captionary.pipeline.function_step import step
+from captionary.pipeline.model_step import ImageBatchStep, ModelStep
 from captionary.pipeline.pipeline import Pipeline
 from captionary.pipeline.registry import STEPS
 from captionary.pipeline.step import (
@@ -31,6 +32,7 @@ from captionary.pipeline.step import (
     ImageMap,
     Map,
     Outcome,
+    Runtime,
     Sink,
     Source,
     Step,
@@ -105,6 +107,7 @@ __all__ = [
     "HumanFilter",
     "HumanStep",
     "HumanTag",
+    "ImageBatchStep",
     "ImageMap",
     "Item",
     "ItemError",
@@ -114,6 +117,7 @@ __all__ = [
     "LoadWebDataset",
     "Map",
     "MapCaption",
+    "ModelStep",
     "Monochrome",
     "Nsfw",
     "Outcome",
@@ -126,6 +130,7 @@ __all__ = [
     "RewriteTags",
     "RunAborted",
     "RunSummary",
+    "Runtime",
     "Save",
     "SetCaption",
     "Sharpness",
