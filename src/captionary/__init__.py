@@ -70,10 +70,15 @@ from captionary.steps.scores.nsfw import Nsfw
 from captionary.steps.scores.sharpness import Sharpness
 from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
+from captionary.steps.select.main_subject import MainSubject
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.split.crop_boxes import CropBoxes
+from captionary.steps.split.crop_faces import CropFaces
+from captionary.steps.split.crop_heads import CropHeads
 from captionary.steps.split.flip import Flip
+from captionary.steps.split.split_persons import SplitPersons
+from captionary.steps.split.three_stage import ThreeStageSplit
 from captionary.steps.tags.tag import Tag
 from captionary.steps.transforms.convert import Convert
 from captionary.steps.transforms.crop import CropToAspect
@@ -101,6 +106,8 @@ __all__ = [
     "ConfigError",
     "Convert",
     "CropBoxes",
+    "CropFaces",
+    "CropHeads",
     "CropRegion",
     "CropToAspect",
     "Dedup",
@@ -128,6 +135,7 @@ __all__ = [
     "LoadManifest",
     "LoadPrompts",
     "LoadWebDataset",
+    "MainSubject",
     "Map",
     "MapCaption",
     "Mirror",
@@ -152,11 +160,13 @@ __all__ = [
     "Sink",
     "SmartFilter",
     "Source",
+    "SplitPersons",
     "Step",
     "StepStats",
     "Tag",
     "Take",
     "TextArea",
+    "ThreeStageSplit",
     "UnknownStepError",
     "Workspace",
     "WorkspaceError",

@@ -132,13 +132,18 @@ class ImageBatchStep(ModelStep):
 
     def compute_batch(self, items: Sequence[Item]) -> list[Outcome]:
         try:
-            return super().compute_batch(items)
+            return self.batch_outcomes(items)
         finally:  # a batch that failed before taking its inputs (model not loaded) must not keep them
             state: ImageBatchRuntime = self.runtime
             for item in items:
                 entry = state.queued.pop(id(item), None)
                 if entry is not None:
                     entry[1].cancel()
+
+    def batch_outcomes(self, items: Sequence[Item]) -> list[Outcome]:
+        """The batch's outcomes: `apply_batch`'s property updates. Override to return other outcomes
+        (a detector that splits each image into children returns `Outcome(children=...)`)."""
+        return super().compute_batch(items)
 
     def teardown(self) -> None:
         if (pool := self.runtime.pool) is not None:  # first: a decoding thread may use the model

@@ -303,13 +303,24 @@ class BatchStep(Step):
         return [Outcome(props=checked_updates(self, u)) for u in updates]
 
 
+@dataclass
+class GlobalRuntime(Runtime):
+    note: str = ""  # what the step says about its last `apply_all` (shown on the progress line)
+
+
 class GlobalStep(Step):
     """Needs every item at once (dedup, take, rank). Implement `apply_all(items) -> list[Outcome]`.
 
-    Items arrive sorted by (`order` property if set, source, id), never in arrival order.
+    Items arrive sorted by (`order` property if set, source, id), never in arrival order. While they
+    arrive, the progress line shows `waiting(count)`; afterwards `runtime.note`, if the step set one.
     """
 
     kind: ClassVar[str] = "global"
+    runtime_type: ClassVar[type[Runtime]] = GlobalRuntime
+
+    def waiting(self, count: int) -> str:
+        """The progress line's note while items arrive (a global step acts once all are in)."""
+        return f"waiting for every item: {count} so far"
 
     @property
     def writes_order(self) -> bool:

@@ -22,13 +22,13 @@ from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ItemError
-from captionary.pipeline.step import GlobalStep, Outcome, Runtime, require
+from captionary.pipeline.step import GlobalRuntime, GlobalStep, Outcome, Runtime, require
 
 LABELS = {"keep": True, "reject": False, True: True, False: False}
 
 
 @dataclass
-class _Decided(Runtime):
+class _Decided(GlobalRuntime):
     decisions: dict[str, Any] = field(default_factory=dict)  # item id -> the task's decision (`prepare`)
 
 
