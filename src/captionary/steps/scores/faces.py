@@ -72,43 +72,23 @@ class Faces(ScoreImageStep):
         return self.max_edge / max(width, height)
 
     def load_model(self) -> Any:
-        import dlib
+        from captionary.steps.detect.base import Settings
+        from captionary.steps.detect.dlib_faces import DlibFaces
 
-        if self.method == "hog":
-            return dlib.get_frontal_face_detector()
-        return dlib.cnn_face_detection_model_v1(str(self.weights))
+        weights = self.weights if self.method == "cnn" else None
+        return DlibFaces(self.method == "cnn", Settings(min_score=self.min_score), self.upsample, weights)
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         detector = self.loaded()
         return [self.detect(detector, image) for image in self.inputs(items)]
 
     def detect(self, detector: Any, image: Image) -> dict[str, Any]:
-        import numpy as np
-
         if max(image.size) > self.max_edge:
             image = image.copy()
             image.thumbnail((self.max_edge, self.max_edge))
-        pixels = np.asarray(image)
-        if self.method == "hog":
-            rects, scores, _ = detector.run(pixels, self.upsample, 0.0)
-            found = list(zip(rects, scores))
-        else:
-            found = [(d.rect, d.confidence) for d in detector(pixels, self.upsample)]
-        width, height = image.size
         boxes = [
-            {
-                "box": [
-                    round(max(r.left(), 0) / width, 4),
-                    round(max(r.top(), 0) / height, 4),
-                    round(min(r.right(), width) / width, 4),
-                    round(min(r.bottom(), height) / height, 4),
-                ],
-                "score": round(float(score), 3),
-            }
-            for r, score in found
-            if score >= self.min_score
+            {"box": [round(v, 4) for v in d.box], "score": round(d.score, 3)} for d in detector.detect(image)
         ]
-        boxes.sort(key=lambda b: -b["score"])
         return {"faces": len(boxes), "face_boxes": boxes}
 
 
