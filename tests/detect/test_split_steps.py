@@ -94,14 +94,19 @@ def test_three_stage_split_makes_children_of_children(photos, tmp_path):
     assert len(head.recipe) == 3
 
 
-def composite(background: str, people: int = 2) -> Image.Image:
+def composite(background, people: int = 2, size: int = 300, canvas=(1000, 500)):
     """Real photos pasted together: the astronaut portrait (NASA, public domain) `people` times on a
-    sample photo's background, 300 px each, on a 1000 x 500 canvas."""
-    canvas = Image.open(background).convert("RGB").resize((1000, 500))
-    person = Image.open(REPO_DATA / "astronaut.jpg").convert("RGB").resize((300, 300))
-    for x in (100, 600)[:people]:
-        canvas.paste(person, (x, 100))
-    return canvas
+    sample photo's background, `size` px each, centred in each half of the canvas; with the pasted
+    rectangles as fractions."""
+    image = Image.open(background).convert("RGB").resize(canvas)
+    person = Image.open(REPO_DATA / "astronaut.jpg").convert("RGB").resize((size, size))
+    width, height = canvas
+    pasted = []
+    for centre in (width // 4, 3 * width // 4)[:people]:
+        x, y = centre - size // 2, (height - size) // 2
+        image.paste(person, (x, y))
+        pasted.append((x / width, y / height, (x + size) / width, (y + size) / height))
+    return image, pasted
 
 
 def test_offline_detectors_on_real_photos(photos, tmp_path):
@@ -109,21 +114,25 @@ def test_offline_detectors_on_real_photos(photos, tmp_path):
     pytest.importorskip("dlib")
     folder = tmp_path / "pictures"
     folder.mkdir()
-    composite(photos / "teapot" / "00.jpg").save(folder / "two.jpg", quality=95)
-    composite(photos / "teapot" / "00.jpg", people=0).save(folder / "none.jpg", quality=95)
-    pasted = [(100 / 1000, 100 / 500, 400 / 1000, 400 / 500), (600 / 1000, 100 / 500, 900 / 1000, 400 / 500)]
+    background = photos / "teapot" / "00.jpg"
+    two, persons_at = composite(background)  # HOG needs room around a person
+    two.save(folder / "two.jpg", quality=95)
+    composite(background, people=0)[0].save(folder / "none.jpg", quality=95)
+    portraits, faces_at = composite(background, size=400, canvas=(1100, 600))  # faces of ~80 px
+    portraits.save(folder / "portraits.jpg", quality=95)
     with Workspace(tmp_path / "ws") as ws:
-        ws.run(Load(folder) >> SplitPersons(detector="hog", max_edge=1000), workers=0, progress=False)
+        ws.run(Load(folder) >> SplitPersons(detector="hog", max_edge=1100), workers=0, progress=False)
         persons = by_name(ws, dropped=True)
-        ws.run(Load(folder) >> CropFaces(detector="dlib-hog", min_score=0.5), workers=0, progress=False)
+        faces_step = CropFaces(detector="dlib-hog", min_score=0.5, max_edge=1100)
+        ws.run(Load(folder) >> faces_step, workers=0, progress=False)
         faces = by_name(ws, dropped=True)
     # HOG (a weak detector for half-body portraits: see the README) finds both pasted people here
     assert persons["none"]["drop_reason"] == "no person found"
     found = [i["region"] for n, i in persons.items() if n.startswith("two_person")]
-    assert len(found) == 2 and all(any(inside(r, p) for r in found) for p in pasted)
+    assert len(found) == 2 and all(any(inside(r, p) for r in found) for p in persons_at)
     assert faces["none"]["drop_reason"] == "no face found"
-    found = [i["region"] for n, i in faces.items() if n.startswith("two_face")]
-    assert len(found) == 2 and all(any(inside(r, p) for r in found) for p in pasted)
+    found = [i["region"] for n, i in faces.items() if n.startswith("portraits_face")]
+    assert len(found) == 2 and all(any(inside(r, p) for r in found) for p in faces_at)
 
 
 def inside(region, paste) -> bool:
