@@ -154,7 +154,7 @@ def test_the_readme_examples_build(tmp_path):
     from captionary import parse_pipeline
 
     readme = (REPO_DATA.parents[2] / "README.md").read_text()
-    section = readme.split("### Persons, faces and heads")[1].split("\n## ")[0]
+    section = readme.split("## Persons, faces and heads")[1].split("\n## ")[0]
     blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
     (tmp_path / "photos").mkdir()
     head = "workspace: ws\nsteps:\n  - load: {path: photos}\n"

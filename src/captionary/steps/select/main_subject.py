@@ -34,9 +34,11 @@ MIN_ITEMS = 8
 
 
 class MainSubject(GlobalStep):
-    """Keep the dominant subject by `embedding` (e.g. `clip_embedding`): drop items farther than
-    `max_distance` (default: twice the radius of its densest `min_share` of items) from its centre;
-    writes `subject_distance`. Waits for every item; needs at least `min_items`."""
+    """Keep the items that show the dominant subject, by an embedding; drop the rest.
+
+    `embedding` (e.g. `clip_embedding`); items farther than `max_distance` (default: twice the radius
+    of its densest `min_share` of items) from its centre are dropped; writes `subject_distance`.
+    Waits for every item; needs at least `min_items`."""
 
     name: ClassVar[str] = "main_subject"
     version: ClassVar[int] = 1

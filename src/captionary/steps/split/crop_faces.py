@@ -8,8 +8,10 @@ from captionary.steps.split.detected import OneDetectorSplit
 
 
 class CropFaces(OneDetectorSplit):
-    """One new item per face, cropped (`detector`: `dlib` (CNN) or `dlib-hog` for photos, offline; or a
-    YOLO ONNX face detector, e.g. deepghs/anime_face_detection/face_detect_v1.4_s for anime)."""
+    """One new item per face found, cropped out of the image.
+
+    `detector`: `dlib` (CNN) or `dlib-hog` (photos, offline), or a YOLO ONNX face detector (e.g.
+    deepghs/anime_face_detection/face_detect_v1.4_s for anime). Parameters: see DetectorSplit."""
 
     name: ClassVar[str] = "crop_faces"
     version: ClassVar[int] = 1

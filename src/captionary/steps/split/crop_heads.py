@@ -8,8 +8,10 @@ from captionary.steps.split.detected import OneDetectorSplit
 
 
 class CropHeads(OneDetectorSplit):
-    """One new item per head, cropped (`detector`: a YOLO ONNX head detector, by default deepghs' anime
-    one from the hub; for photos, `dlib` with `padding: 0.5, square: true` grows faces to heads)."""
+    """One new item per head found, cropped out of the image.
+
+    `detector`: a YOLO ONNX head detector (default: deepghs' anime one, from the hub); for photos,
+    `dlib` with `padding: 0.5, square: true` grows faces to heads. Parameters: see DetectorSplit."""
 
     name: ClassVar[str] = "crop_heads"
     version: ClassVar[int] = 1

@@ -21,8 +21,10 @@ STAGES = ("person", "halfbody", "head")
 
 
 class ThreeStageSplit(DetectorSplit):
-    """Split into persons, their upper bodies and their heads: children, grandchildren and
-    great-grandchildren, each with `split_stage` (`person`, `halfbody` or `head`). `person`,
+    """Split into persons, their upper bodies and their heads, each a new item inside the previous.
+
+    Children, grandchildren and great-grandchildren, each with `split_stage` (`person`, `halfbody` or
+    `head`). `person`,
     `halfbody`, `head` name the detectors (deepghs' anime YOLO models from the hub by default); a
     stage set to null is skipped (the next one detects in the previous crop, or in the whole image)."""
 
