@@ -31,6 +31,8 @@ def test_quickstart_pipeline_runs_twice(tmp_path, capsys):
     assert main(["run", str(quickstart), "--no-progress"]) == 0
     assert main(["run", str(quickstart), "--no-progress"]) == 0
     table = capsys.readouterr().out.split("completed")[-2]
-    assert all(line.split()[3] == "0" for line in table.strip().splitlines()[-4:])  # computed 0
+    rows = [line for line in table.strip().splitlines() if not line.startswith("save:")]
+    assert all(line.split()[3] == "0" for line in rows[-4:])  # computed 0
     out = tmp_path / "examples" / "out"
-    assert len(list(out.rglob("*.jpg"))) == 11 and (out / "dog" / "00.txt").exists()
+    assert len(list(out.rglob("*.jpg"))) == 11 and (out / "1_dog" / "00.txt").exists()
+    assert "uncaptioned exported with empty caption 8" in table  # announced, not silent

@@ -41,6 +41,7 @@ from captionary.pipeline.step import (
     Step,
 )
 from captionary.pipeline.yaml_loader import load_pipeline, parse_pipeline
+from captionary.review import serve as _review_serve  # noqa: F401  registers the review app host
 from captionary.sinks.save import Save
 from captionary.sources.folder import Load
 from captionary.sources.huggingface import LoadHuggingFace

@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
         help="processes for CPU-heavy steps (default: all cores; 0: none)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
+    run.add_argument(
+        "--overwrite-edited",
+        action="store_true",
+        help="let save steps replace output files changed by hand since captionary wrote them",
+    )
     run.add_argument("--port", type=int, default=None, help=PORT_HELP)
     run.add_argument("--host", default="127.0.0.1", help=HOST_HELP)
     run.set_defaults(func=_run)
@@ -96,6 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_ray_arguments(recaption)
     recaption.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
     recaption.set_defaults(func=_recaption)
+
+    push = commands.add_parser("push", help="upload an export folder to a Hugging Face dataset repo")
+    push.add_argument("out", type=Path, help="the output folder of a save step")
+    push.add_argument("repo_id", help="namespace/name of the dataset repo (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="branch to upload to (default: main)")
+    push.set_defaults(func=_push)
 
     status = commands.add_parser("status", help="per-step counts and errors of the last run")
     status.add_argument("workspace", type=Path)
@@ -140,6 +152,10 @@ def _run(args: argparse.Namespace) -> int:
     options = {k: v for k, v in options.items() if v is not None} | _ray_options(args)
     if any(step.kind == "human" for step in spec.pipeline):
         options["review"] = {"host": args.host, "port": args.port}
+    if args.overwrite_edited:
+        for step in spec.pipeline:
+            if hasattr(step, "overwrite_edited"):
+                step.overwrite_edited = True
     with Workspace(args.workspace or spec.workspace, blobs=spec.blobs) as ws:
         try:
             summary = ws.run(spec.pipeline, executor=args.executor, **options)
@@ -152,6 +168,14 @@ def _run(args: argparse.Namespace) -> int:
     _print_errors(summary.errors)
     print(f"{summary.status} in {summary.seconds:.2f} s; workspace: {ws.path}")
     return code
+
+
+def _push(args: argparse.Namespace) -> int:
+    from captionary.sinks.hub import push
+
+    url = push(args.out, args.repo_id, private=args.private, revision=args.revision)
+    print(f"uploaded {args.out} to {url}")
+    return 0
 
 
 def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:

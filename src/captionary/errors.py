@@ -69,3 +69,11 @@ class ItemError(CaptionaryError):
 
 class RunAborted(CaptionaryError):
     """A run stopped before its end (too many errors, or Ctrl-C). Committed work is kept."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an item's error record: an ItemError's own message, else `Type: message`."""
+    if isinstance(exc, ItemError):
+        return str(exc)
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}"

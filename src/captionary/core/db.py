@@ -107,9 +107,10 @@ def _v4_fanout_origins(db: sqlite3.Connection) -> None:
         -- a fan-out step's cached children (JSON list of child specs), see core/children.py
         ALTER TABLE results ADD COLUMN children TEXT;
         -- where the items of a run with several sources came from (one row per item and origin)
+        -- (position: the source's place in the pipeline, so origins read back in order)
         CREATE TABLE item_origins (
-            item TEXT NOT NULL, step TEXT NOT NULL, source TEXT NOT NULL, run INTEGER,
-            PRIMARY KEY (item, step, source)
+            item TEXT NOT NULL, position INTEGER NOT NULL, step TEXT NOT NULL, source TEXT NOT NULL,
+            run INTEGER, PRIMARY KEY (item, position, source)
         ) WITHOUT ROWID;
         """,
     )

@@ -420,6 +420,10 @@ class Sink(Step):
     def close(self, complete: bool) -> None:
         pass
 
+    def usage(self) -> dict[str, int]:
+        """Counters for the run summary (e.g. items without a caption), read after `close`."""
+        return {}
+
     def renderer(self) -> Any:
         """An optional picklable object whose `render(item) -> (digest, bytes) | None` encodes an item's
         file where its pixels already are (a pool worker), so the sink need not decode them again."""
