@@ -16,6 +16,7 @@ from captionary.errors import (
     ConfigError,
     ItemError,
     ParamError,
+    PipelineWarning,
     RegistryError,
     RunAborted,
     UnknownStepError,
@@ -23,6 +24,7 @@ from captionary.errors import (
 )
 from captionary.executors.summary import RunSummary, StepStats
 from captionary.pipeline.function_step import step
+from captionary.pipeline.model_step import ImageBatchStep, ModelStep
 from captionary.pipeline.pipeline import Pipeline, concat
 from captionary.pipeline.registry import STEPS
 from captionary.pipeline.step import (
@@ -34,6 +36,7 @@ from captionary.pipeline.step import (
     ImageMap,
     Map,
     Outcome,
+    Runtime,
     Sink,
     Source,
     Step,
@@ -52,7 +55,7 @@ from captionary.steps.captions.set_caption import SetCaption
 from captionary.steps.captions.tags import AddTags, RemoveTags, RewriteTags
 from captionary.steps.custom.where import Apply, FilterWhere
 from captionary.steps.dedup.dedup import Dedup, ExactDedup
-from captionary.steps.dedup.phash import PerceptualHash
+from captionary.steps.dedup.phash import PerceptualHash, WindowHashes
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
@@ -70,10 +73,16 @@ from captionary.steps.scores.nsfw import Nsfw
 from captionary.steps.scores.sharpness import Sharpness
 from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
+from captionary.steps.scores.watermark import Watermark
+from captionary.steps.select.main_subject import MainSubject
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.split.crop_boxes import CropBoxes
+from captionary.steps.split.crop_faces import CropFaces
+from captionary.steps.split.crop_heads import CropHeads
 from captionary.steps.split.flip import Flip
+from captionary.steps.split.split_persons import SplitPersons
+from captionary.steps.split.three_stage import ThreeStageSplit
 from captionary.steps.tags.tag import Tag
 from captionary.steps.transforms.convert import Convert
 from captionary.steps.transforms.crop import CropToAspect
@@ -101,6 +110,8 @@ __all__ = [
     "ConfigError",
     "Convert",
     "CropBoxes",
+    "CropFaces",
+    "CropHeads",
     "CropRegion",
     "CropToAspect",
     "Dedup",
@@ -119,6 +130,7 @@ __all__ = [
     "HumanFilter",
     "HumanStep",
     "HumanTag",
+    "ImageBatchStep",
     "ImageMap",
     "Item",
     "ItemError",
@@ -128,21 +140,25 @@ __all__ = [
     "LoadManifest",
     "LoadPrompts",
     "LoadWebDataset",
+    "MainSubject",
     "Map",
     "MapCaption",
     "Mirror",
+    "ModelStep",
     "Monochrome",
     "Nsfw",
     "Outcome",
     "ParamError",
     "PerceptualHash",
     "Pipeline",
+    "PipelineWarning",
     "RegistryError",
     "RemoveTags",
     "Resize",
     "RewriteTags",
     "RunAborted",
     "RunSummary",
+    "Runtime",
     "Save",
     "SetCaption",
     "Sharpness",
@@ -150,12 +166,16 @@ __all__ = [
     "Sink",
     "SmartFilter",
     "Source",
+    "SplitPersons",
     "Step",
     "StepStats",
     "Tag",
     "Take",
     "TextArea",
+    "ThreeStageSplit",
     "UnknownStepError",
+    "Watermark",
+    "WindowHashes",
     "Workspace",
     "WorkspaceError",
     "__version__",

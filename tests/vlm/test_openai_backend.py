@@ -144,22 +144,25 @@ def test_api_key_from_the_named_environment_variable(monkeypatch):
 
 def test_submitted_requests_keep_their_order_and_a_failed_preparation_fails_only_its_own():
     """`submit` queues requests without waiting (one slot here): a request still being prepared (a
-    future, as the caption step's decode threads make them) is waited for in its turn, an image
+    function, as the caption step passes them, waiting for its image) is built in its turn, an image
     already encoded by `prepare_image` is sent as is, and a preparation that raised fails only its
     own result."""
-    from concurrent.futures import Future
+    import threading
 
     server = serve()
+    ready = threading.Event()
+
+    def first() -> Request:
+        ready.wait(10)
+        return Request("first")
+
+    def broken() -> Request:
+        raise OSError("truncated file")
+
     with backend(server, concurrency=1, max_image_edge=64) as b:
-        first, broken = Future(), Future()
         encoded = b.prepare_image(photo())
-        futures = [
-            b.submit(first),
-            b.submit(broken),
-            b.submit(Request("third", [encoded])),
-        ]
-        broken.set_exception(OSError("truncated file"))
-        first.set_result(Request("first"))
+        futures = [b.submit(first), b.submit(broken), b.submit(Request("third", [encoded]))]
+        ready.set()
         results = [f.exception() or f.result() for f in futures]
     assert isinstance(encoded, str) and encoded.startswith("data:image/jpeg;base64,")
     assert [h.prompt for h in server.hits] == ["first", "third"]

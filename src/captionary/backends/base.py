@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -168,10 +168,10 @@ class Backend:
     def close(self) -> None:
         """Release the model and its memory. The backend may be loaded again afterwards."""
 
-    def submit(self, request: Request | Future[Request]) -> Future[Result]:
+    def submit(self, request: Request | Callable[[], Request]) -> Future[Result]:
         """Queue one request without waiting (backends with `streams = True`); loads if needed. A
-        request still being prepared (a future) waits for it in its turn: requests go out in the order
-        submitted, and the future's exception becomes the result's."""
+        function that builds the request is called in the request's slot, in its turn (so requests go
+        out in the order submitted); what it raises becomes the result's exception."""
         raise NotImplementedError
 
     def prepare_image(self, image: Image) -> Any:

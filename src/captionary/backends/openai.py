@@ -17,7 +17,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -108,15 +108,15 @@ class OpenAIBackend(Backend):
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         return [future.result() for future in [self.submit(request) for request in requests]]
 
-    def submit(self, request: Request | Future[Request]) -> Future[Result]:
+    def submit(self, request: Request | Callable[[], Request]) -> Future[Result]:
         """The request queued for the next free one of `concurrency` connections."""
         if self._pool is None:
             self.load()
         assert self._pool is not None
         return self._pool.submit(self._complete, request)
 
-    def _complete(self, request: Request | Future[Request]) -> Result:
-        return self._complete_request(request.result() if isinstance(request, Future) else request)
+    def _complete(self, request: Request | Callable[[], Request]) -> Result:
+        return self._complete_request(request if isinstance(request, Request) else request())
 
     def _complete_request(self, request: Request) -> Result:
         """All `n` texts of one request (asking again for the rest when a server ignores `n`)."""

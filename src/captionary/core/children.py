@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def make_children(parent: Item, step_prefix: bytes, children: list[Child]) -> list[Item]:
-    """The items a fan-out step's children become (see `core.outcome.Child`)."""
+    """The items a fan-out step's children become (see `core.outcome.Child`), each followed by its own
+    children (made from it the same way: its id is their parent id, its recipe the start of theirs)."""
     out = []
     for child in children:
         props = dict(parent.props) if child.inherit else {}
@@ -42,19 +43,23 @@ def make_children(parent: Item, step_prefix: bytes, children: list[Child]) -> li
             item.image_hash = item.base = child.image
             item.recipe = ()
         out.append(item)
+        if child.children:
+            out.extend(make_children(item, step_prefix, child.children))
     return out
 
 
 def children_json(children: list[Child] | None) -> str | None:
-    """Children as JSON for the cache row: `[[key, name, props, transform, image, inherit], ...]`."""
+    """Children as JSON for the cache row: `[[key, name, props, transform, image, inherit], ...]`, a
+    seventh element holding a child's own children when it has some."""
     if children is None:
         return None
     parts = []
     for c in children:
         transform = entry_json(c.transform) if c.transform is not None else "null"
+        nested = f",{children_json(c.children)}" if c.children else ""
         parts.append(
             f"[{canonical_json(c.key)},{canonical_json(c.name)},{canonical_json(c.props)},{transform},"
-            f"{canonical_json(c.image)},{'true' if c.inherit else 'false'}]"
+            f"{canonical_json(c.image)},{'true' if c.inherit else 'false'}{nested}]"
         )
     return "[" + ",".join(parts) + "]"
 
@@ -62,12 +67,28 @@ def children_json(children: list[Child] | None) -> str | None:
 def parse_children(text: str | None, steps: dict[str, ImageTransform]) -> list[Child] | None:
     if text is None:
         return None
-    return [
-        Child(key, props, parse_entry(transform, steps) if transform else None, image, inherit, name)
-        for key, name, props, transform, image, inherit in json.loads(text)
-    ]
+    return _parsed(json.loads(text), steps)
+
+
+def _parsed(rows: list, steps: dict[str, ImageTransform]) -> list[Child]:
+    out = []
+    for key, name, props, transform, image, inherit, *nested in rows:
+        entry = parse_entry(transform, steps) if transform else None
+        inner = _parsed(nested[0], steps) if nested else None
+        out.append(Child(key, props, entry, image, inherit, name, inner))
+    return out
 
 
 def child_blobs(text: str) -> list[str]:
     """The stored blobs (generated pixels) a cached children JSON refers to (kept by `gc`)."""
-    return [image for *_, image, _ in json.loads(text) if image and not image.startswith("~")]
+    return list(_blobs(json.loads(text)))
+
+
+def _blobs(rows: list) -> list[str]:
+    out = []
+    for _key, _name, _props, _transform, image, _inherit, *nested in rows:
+        if image and not image.startswith("~"):
+            out.append(image)
+        if nested:
+            out += _blobs(nested[0])
+    return out

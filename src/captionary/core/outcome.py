@@ -25,6 +25,8 @@ class Child:
     image      or a stored blob hash (generated pixels): the child's image starts from it
     inherit    start from the parent's properties (False: only `parent` and `props`)
     name       the suffix of the child's name (`<parent name>_<name>`; default: the key)
+    children   this child's own children (a crop within the crop: `three_stage_split`), made from the
+               child as it is made from its parent; their `parent` is the child
 
     Neither transform nor image: the child shows the parent's image as it is.
     """
@@ -35,6 +37,7 @@ class Child:
     image: str | None = None
     inherit: bool = True
     name: str | None = None
+    children: list[Child] | None = None
 
 
 @dataclass(slots=True)
