@@ -11,8 +11,9 @@ with the ratio to the direct loop.
 openai: a local OpenAI-compatible server (`api_stub.py`, asyncio, in a process of its own) answers
 every request after a fixed `--latency` (default 0.1 s, like a fast hosted API) with `--tokens` words;
 images go as 512 px JPEG data URLs. The caption step at concurrency 8 and 64 against the bound
-min(concurrency / latency, encode rate), on the photos and on small copies of them (cheap to encode,
-so the concurrency limit binds), with a bare client posting ready bodies as the machine's ceiling.
+min(concurrency / latency, encode rate), on full-size copies of the photos (encoding binds) and on
+384 px copies (cheap to encode, so the concurrency limit binds at 8), with a bare client posting
+ready bodies as the machine's ceiling for the HTTP part alone.
 openai-runs: first run, cached re-run and new prompt at concurrency 8 against the backend called
 directly in batches of 16.
 
@@ -95,13 +96,15 @@ def data_url(path: Path) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def small_copies(photos: Path, folder: Path, copies: int) -> Path:
-    """`copies` distinct 384 px JPEGs per photo: images cheap enough to encode that the concurrency
-    limit (not the CPU) bounds the rate at 8 requests at a time."""
+def copies_of(photos: Path, folder: Path, copies: int, edge: int | None) -> Path:
+    """`copies` distinct JPEGs per photo (mirrored, cropped), at full size or fitted in `edge` px:
+    enough images that a run's fixed costs (start, last answers, commit) do not weigh on its rate."""
     folder.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(photos_in(photos)):
-        image = thumbnail(path)
-        image.thumbnail((384, 384))
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        if edge:
+            image.thumbnail((edge, edge))
         for k in range(copies):
             variant(image, k).save(folder / f"{i:04d}_{k:03d}.jpg", quality=90)
     return folder
@@ -157,9 +160,10 @@ def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> str:
     concurrency, each figure measured `--reps` times interleaved; the server runs in its own process."""
     from api_stub import ApiStub
 
-    sets = {"DreamBooth photos": photos}
+    sets = {f"full-size copies x{args.full_copies}": copies_of(photos, root / "full", args.full_copies, None)}
     if args.small_copies:
-        sets[f"384 px copies x{args.small_copies}"] = small_copies(photos, root / "small", args.small_copies)
+        small = copies_of(photos, root / "small", args.small_copies, 384)
+        sets[f"384 px copies x{args.small_copies}"] = small
     lines = []
     with ApiStub(args.latency, args.tokens) as stub:
         for label, folder in sets.items():
@@ -400,6 +404,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="openai: seconds per answer")
     parser.add_argument("--tokens", type=int, default=40, help="output tokens per caption")
     parser.add_argument("--copies", type=int, default=40, help="vllm: distinct variants of each photo")
+    parser.add_argument("--full-copies", type=int, default=3, help="openai: full-size copies per photo")
     parser.add_argument(
         "--small-copies", type=int, default=4, help="openai: 384 px copies per photo (0: none)"
     )
