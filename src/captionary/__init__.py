@@ -45,6 +45,7 @@ from captionary.sources.folder import Load
 from captionary.sources.huggingface import LoadHuggingFace
 from captionary.sources.manifest import LoadManifest
 from captionary.sources.prompts import LoadPrompts
+from captionary.sources.web.booru import LoadBooru
 from captionary.sources.webdataset import LoadWebDataset
 from captionary.steps.captions.map_caption import MapCaption
 from captionary.steps.captions.set_caption import SetCaption
@@ -122,6 +123,7 @@ __all__ = [
     "Item",
     "ItemError",
     "Load",
+    "LoadBooru",
     "LoadHuggingFace",
     "LoadManifest",
     "LoadPrompts",

@@ -116,7 +116,26 @@ def _v4_fanout_origins(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4_fanout_origins]
+def _web_crawls(db: sqlite3.Connection) -> None:
+    _statements(
+        db,
+        """
+        -- a web source's walk through a site's search results (load_booru), so a crawl resumes where
+        -- it stopped: the next page to ask for, and whether the listing is exhausted
+        CREATE TABLE web_crawls (
+            query TEXT PRIMARY KEY, cursor TEXT, exhausted INTEGER NOT NULL, updated REAL
+        ) WITHOUT ROWID;
+        -- every post the walk listed, in listing order (JSON: tags by category, rating, file URLs, md5)
+        CREATE TABLE web_posts (
+            query TEXT NOT NULL, post TEXT NOT NULL, position INTEGER NOT NULL, data TEXT NOT NULL,
+            PRIMARY KEY (query, post)
+        ) WITHOUT ROWID;
+        CREATE INDEX web_posts_position ON web_posts(query, position);
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4_fanout_origins, _web_crawls]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
 
 
