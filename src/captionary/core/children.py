@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 
 def make_children(parent: Item, step_prefix: bytes, children: list[Child]) -> list[Item]:
-    """The items a fan-out step's children become (see `core.outcome.Child`), each followed by its own
-    children (made from it the same way: its id is their parent id, its recipe the start of theirs)."""
+    """The items a fan-out step's children become (see `core.outcome.Child`): each child (unless
+    `keep` is False), then the items of its own children, made from it."""
     out = []
     for child in children:
         props = dict(parent.props) if child.inherit else {}
@@ -42,7 +42,8 @@ def make_children(parent: Item, step_prefix: bytes, children: list[Child]) -> li
         elif child.image is not None:
             item.image_hash = item.base = child.image
             item.recipe = ()
-        out.append(item)
+        if child.keep:
+            out.append(item)
         if child.children:
             out.extend(make_children(item, step_prefix, child.children))
     return out
@@ -50,32 +51,40 @@ def make_children(parent: Item, step_prefix: bytes, children: list[Child]) -> li
 
 def children_json(children: list[Child] | None) -> str | None:
     """Children as JSON for the cache row: `[[key, name, props, transform, image, inherit], ...]`, a
-    seventh element holding a child's own children when it has some."""
+    child with children of its own or `keep: false` followed by `[children], keep`."""
     if children is None:
         return None
     parts = []
     for c in children:
         transform = entry_json(c.transform) if c.transform is not None else "null"
-        nested = f",{children_json(c.children)}" if c.children else ""
+        nested = (
+            "" if c.children is None and c.keep else f",{children_json(c.children or [])},{_bool(c.keep)}"
+        )
         parts.append(
             f"[{canonical_json(c.key)},{canonical_json(c.name)},{canonical_json(c.props)},{transform},"
-            f"{canonical_json(c.image)},{'true' if c.inherit else 'false'}{nested}]"
+            f"{canonical_json(c.image)},{_bool(c.inherit)}{nested}]"
         )
     return "[" + ",".join(parts) + "]"
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def parse_children(text: str | None, steps: dict[str, ImageTransform]) -> list[Child] | None:
     if text is None:
         return None
-    return _parsed(json.loads(text), steps)
+    return _parse(json.loads(text), steps)
 
 
-def _parsed(rows: list, steps: dict[str, ImageTransform]) -> list[Child]:
+def _parse(values: list, steps: dict[str, ImageTransform]) -> list[Child]:
     out = []
-    for key, name, props, transform, image, inherit, *nested in rows:
+    for key, name, props, transform, image, inherit, *nested in values:
         entry = parse_entry(transform, steps) if transform else None
-        inner = _parsed(nested[0], steps) if nested else None
-        out.append(Child(key, props, entry, image, inherit, name, inner))
+        child = Child(key, props, entry, image, inherit, name)
+        if nested:
+            child.children, child.keep = _parse(nested[0], steps) or None, nested[1]
+        out.append(child)
     return out
 
 
@@ -84,11 +93,9 @@ def child_blobs(text: str) -> list[str]:
     return list(_blobs(json.loads(text)))
 
 
-def _blobs(rows: list) -> list[str]:
-    out = []
-    for _key, _name, _props, _transform, image, _inherit, *nested in rows:
+def _blobs(values: list):
+    for _key, _name, _props, _transform, image, _inherit, *nested in values:
         if image and not image.startswith("~"):
-            out.append(image)
+            yield image
         if nested:
-            out += _blobs(nested[0])
-    return out
+            yield from _blobs(nested[0])

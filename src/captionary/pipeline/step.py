@@ -364,18 +364,23 @@ class FanOut(Step):
     def children(self, item: Item) -> list[Child]:
         raise NotImplementedError
 
-    @property
-    def keeps_parent(self) -> bool:
-        return bool(getattr(self, "keep_parent", False))
-
-    def compute(self, item: Item, store: BlobStore) -> Outcome:
-        children = list(self.children(item))
+    def _check_children(self, children: list[Child]) -> None:
         keys = set()
         for child in children:
             checked_updates(self, child.props)
             if child.key in keys:
                 raise ItemError(f"{self.name} made two children with key {child.key!r}")
             keys.add(child.key)
+            if child.children:
+                self._check_children(child.children)
+
+    @property
+    def keeps_parent(self) -> bool:
+        return bool(getattr(self, "keep_parent", False))
+
+    def compute(self, item: Item, store: BlobStore) -> Outcome:
+        children = list(self.children(item))
+        self._check_children(children)
         if self.keeps_parent:
             return Outcome(children=children)
         reason = f"split into {len(children)} items" if children else "no items to split into"

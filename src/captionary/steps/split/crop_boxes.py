@@ -14,8 +14,10 @@ __all__ = ["CROP", "CropBoxes"]
 
 
 class CropBoxes(FanOut):
-    """One new item per box in a property (`face_boxes`, ...), cropped: `padding` (fraction of the box
-    added on each side), `square`, `min_size` (px; smaller boxes are skipped)."""
+    """One new item per box of a property such as `face_boxes`, cropped (padding, square, min_size).
+
+    `padding`: fraction of the box added on each side; `square`: grow the shorter side (kept inside the
+    image); `min_size` (px): smaller boxes are skipped; `keep_parent`: the photo goes on too."""
 
     name: ClassVar[str] = "crop_boxes"
     writes: ClassVar[tuple[str, ...]] = ("region", "box_index", "width", "height")
