@@ -50,6 +50,7 @@ from captionary.steps.dedup.phash import PerceptualHash
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
+from captionary.steps.generate.generate_image import GenerateImage
 from captionary.steps.human.base import HumanStep
 from captionary.steps.human.human_caption import HumanCaption
 from captionary.steps.human.human_filter import HumanFilter
@@ -98,6 +99,7 @@ __all__ = [
     "FilterByAspectRatio",
     "FilterByScore",
     "FilterBySize",
+    "GenerateImage",
     "FilterMonochrome",
     "FilterWhere",
     "GlobalStep",

@@ -144,9 +144,13 @@ class Backend:
     default_max_image_edge: ClassVar[int | None] = None
 
     def __init__(self, config: BackendConfig):
-        check_config(config)
+        check_options(type(self), config)
         self.config = config
-        self.settings: dict[str, Any] = settings(config)
+        self.settings: dict[str, Any] = {
+            "max_image_edge": self.default_max_image_edge,
+            **self.options,
+            **config.options,
+        }
 
     def preflight(self) -> None:
         """Cheap checks needing no model (credentials, local paths), run when a step is built; raise
@@ -211,7 +215,11 @@ def backend_class(name: str) -> type[Backend]:
 
 def check_config(config: BackendConfig) -> type[Backend]:
     """Fail early (ConfigError) on an unknown backend, unknown options or a missing library."""
-    cls = backend_class(config.backend)
+    return check_options(backend_class(config.backend), config)
+
+
+def check_options(cls: type[Backend], config: BackendConfig) -> type[Backend]:
+    """ConfigError on a missing model, options `cls` does not take, or a library it needs missing."""
     if not config.model:
         raise ConfigError(f"backend {config.backend!r} needs a model")
     unknown = sorted(set(config.options) - set(cls.options) - {"max_image_edge"})

@@ -1,0 +1,250 @@
+"""`generate_image`: give each item an image made from its prompt by a text-to-image model.
+
+The prompt is a template over the item's properties (`"{prompt}"` for prompt items, `"{caption}"` to
+regenerate an existing dataset's captions as synthetic pairs). Each image has a seed: the item's
+`seed` property (set by prompt sources), else the step's `seed`, else one derived from the item id,
+so every image can be made again alone. The image is stored as a blob (generated pixels cannot be
+recomputed cheaply) and replaces the item's image; it flows on like any other (caption, score,
+review, export). The cache key holds the model (backend, id, revision, dtype, pipeline options), the
+prompt, the seed and every parameter that changes pixels, never batch sizes or transport settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from captionary.backends.base import BackendConfig, is_out_of_memory, model_label
+from captionary.backends.images import (
+    ImageBackend,
+    ImageParams,
+    ImageRequest,
+    ImageResult,
+    image_cache_identity,
+    make_image_backend,
+)
+from captionary.core.item import Item
+from captionary.errors import ConfigError, ItemError, ParamError
+from captionary.pipeline.step import BatchStep, Outcome, checked_updates, require
+from captionary.steps.vlm.text import render, template_fields
+
+log = logging.getLogger(__name__)
+
+SEED_PROPERTY = "seed"
+TRANSPORT = ("base_url", "api_key_env", "concurrency", "timeout", "device")
+"""Parameters passed to the backend as options when set; they never change pixels."""
+PIXEL_PARAMS = (
+    "height",
+    "width",
+    "guidance_scale",
+    "num_inference_steps",
+    "negative_prompt",
+    "max_sequence_length",
+)
+
+
+class GenerateImage(BatchStep):
+    """Generate each item's image from its prompt with FLUX, SD3.5, SDXL (diffusers) or an images API."""
+
+    name: ClassVar[str] = "generate_image"
+    version: ClassVar[int | str] = 1
+    reads_image: ClassVar[bool] = False
+
+    model: str = ""  # a Hugging Face id or local folder (diffusers), or an API model name (openai)
+    backend: str | None = None  # diffusers | openai; None: openai when base_url is set, else diffusers
+    revision: str | None = None
+    prompt: str = "{prompt}"  # a template over the item's properties
+    height: int | None = None  # None: the model's default
+    width: int | None = None
+    guidance_scale: float | None = None
+    num_inference_steps: int | None = None
+    negative_prompt: str | None = None
+    max_sequence_length: int | None = None
+    seed: int | None = None  # for items without a `seed` property; None: derived from the item id
+    n: int = 1  # images per prompt
+    dtype: str | None = None
+    device: str | None = None
+    options: dict[str, Any] | None = None  # backend options: enable_model_cpu_offload, attention, quantization...
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = None
+    timeout: float | None = None
+    batch_size: int = 1
+
+    cache_exclude: ClassVar[tuple[str, ...]] = ("batch_size", *TRANSPORT)
+
+    # --- building ------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        require(bool(self.model), self, "required: a Hugging Face id, a local folder or an API model", "model")
+        require(self.batch_size >= 1, self, f"must be at least 1, got {self.batch_size}", "batch_size")
+        require(self.n == 1, self, f"only 1 image per prompt for now, got {self.n}", "n")
+        for name in ("height", "width", "num_inference_steps", "max_sequence_length"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, self, f"must be at least 1, got {value}", name)
+        try:
+            fields = template_fields(self.prompt)
+        except ValueError as exc:
+            raise ParamError(f"{self.name}.prompt: invalid template {self.prompt!r}: {exc}", param="prompt") from None
+        require(bool(fields), self, f"names no property (e.g. '{{prompt}}'): {self.prompt!r}", "prompt")
+        options = {k: getattr(self, k) for k in (*TRANSPORT, "dtype") if getattr(self, k) is not None}
+        backend = self.backend or ("openai" if self.base_url else "diffusers")
+        config = BackendConfig(backend, self.model, self.revision, {**options, **(self.options or {})})
+        try:
+            instance = make_image_backend(config)
+            instance.preflight()
+        except ConfigError as exc:
+            named = exc.message.split(" (")[0]
+            bad = next((k for k in (*TRANSPORT, "dtype", "options") if k in named), "backend")
+            raise ParamError(f"{self.name}: {exc.message}", param=bad) from None
+        self.__dict__.update(_backend=instance, _fields=fields, _params=self.image_params())
+
+    def image_params(self) -> ImageParams:
+        return ImageParams(**{k: getattr(self, k) for k in PIXEL_PARAMS})
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The parameters only (a loaded pipeline stays here); rebuilt on unpickling."""
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.validate()
+
+    @property
+    def image_backend(self) -> ImageBackend:
+        return self.__dict__["_backend"]
+
+    @property
+    def reads(self) -> tuple[str, ...]:  # the properties the prompt names, and the seed
+        return (*(f for f in self.__dict__["_fields"] if f != "name"), SEED_PROPERTY)
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return ("width", "height", SEED_PROPERTY)
+
+    @property
+    def cache_params(self) -> dict[str, Any]:
+        """Every parameter that changes pixels, with the model resolved (backend, id, revision, dtype,
+        pipeline options); never batch sizes, devices, URLs or API keys."""
+        plain = {k: v for k, v in self.params.items() if k not in self.cache_exclude}
+        for name in ("backend", "model", "revision", "dtype", "options"):
+            plain.pop(name)
+        return {**plain, "model": image_cache_identity(self.image_backend)}
+
+    def model_id(self) -> str:
+        return model_label(self.image_backend.config)
+
+    @property
+    def size_of_batch(self) -> int:
+        """`batch_size`, or the backend's `concurrency` when larger (an API runs that many at once)."""
+        return max(self.batch_size, int(self.image_backend.settings.get("concurrency") or 0))
+
+    # --- running -------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.__dict__.update(_chunk=self.size_of_batch, _memo={}, _load_error=None, _usage={})
+        try:
+            self.image_backend.load()
+        except Exception as exc:  # reported with every item
+            self.__dict__["_load_error"] = f"could not load {self.model_id()}: {type(exc).__name__}: {exc}"
+
+    def teardown(self) -> None:
+        self.image_backend.close()
+        self.__dict__["_memo"] = {}
+
+    def accelerator(self) -> str | None:
+        return self.image_backend.accelerator()
+
+    def usage(self) -> dict[str, int]:
+        counts = dict(self.__dict__.get("_usage", {}))
+        for key, value in self.image_backend.usage().items():
+            counts[key] = counts.get(key, 0) + value
+        self.__dict__["_usage"] = {}
+        return counts
+
+    def item_seed(self, item: Item) -> int:
+        """The item's `seed` property, else the step's `seed`, else a stable number from the item id."""
+        seed = item.props.get(SEED_PROPERTY)
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            return seed
+        if seed is not None:
+            raise ItemError(f"{self.name}: the item's seed must be an integer, got {seed!r}")
+        if self.seed is not None:
+            return self.seed
+        return int.from_bytes(hashlib.sha256(item.id.encode()).digest()[:4], "big")
+
+    def request(self, item: Item) -> ImageRequest:
+        text = render(self.prompt, self.__dict__["_fields"], item, None, self.name)
+        if not text.strip():
+            raise ItemError(f"{self.name}: the prompt is empty")
+        return ImageRequest(text, self.item_seed(item), self.__dict__["_params"])
+
+    def compute_batch(self, items: Sequence[Item]) -> list[Outcome]:
+        """One outcome per item; when some items fail, the others' images are kept, so the stage's
+        item-by-item retry generates nothing twice."""
+        memo: dict[int, Outcome | Exception] = self.__dict__.setdefault("_memo", {})
+        if not all(id(item) in memo for item in items):
+            memo.clear()
+            memo.update(zip(map(id, items), self._run(items)))
+        outcomes = [memo[id(item)] for item in items]
+        failed = [o for o in outcomes if isinstance(o, Exception)]
+        if failed:
+            raise failed[0] if len(items) == 1 else ItemError(f"{len(failed)} of {len(items)} items failed")
+        for item in items:
+            memo.pop(id(item), None)
+        return outcomes  # type: ignore[return-value]
+
+    def _run(self, items: Sequence[Item]) -> list[Outcome | Exception]:
+        if error := self.__dict__.get("_load_error"):
+            return [ItemError(error) for _ in items]
+        outcomes: list[Outcome | Exception | None] = [None] * len(items)
+        requests, positions = [], []
+        for position, item in enumerate(items):
+            try:
+                requests.append(self.request(item))
+                positions.append(position)
+            except Exception as exc:
+                outcomes[position] = exc
+        for position, request, result in zip(positions, requests, self._generate(requests)):
+            try:
+                outcomes[position] = self.outcome(items[position], request, result)
+            except Exception as exc:
+                outcomes[position] = exc
+        return outcomes  # type: ignore[return-value]
+
+    def outcome(self, item: Item, request: ImageRequest, result: ImageResult) -> Outcome:
+        """The generated image stored as a blob (PNG: lossless), the item's image from now on."""
+        for key, value in result.usage.items():
+            usage = self.__dict__.setdefault("_usage", {})
+            usage[key] = usage.get(key, 0) + value
+        if result.error is not None or result.image is None:
+            raise ItemError(f"{self.model_id()}: {result.error or 'no image'}")
+        image = result.image if result.image.mode in ("RGB", "RGBA", "L") else result.image.convert("RGB")
+        if item.store is None:
+            raise ItemError(f"{self.name}: the item is not attached to a blob store")
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        digest = item.store.put(buffer.getvalue())
+        props = {"width": image.width, "height": image.height, SEED_PROPERTY: request.seed}
+        return Outcome(props=checked_updates(self, props), image=digest, pixels=image)
+
+    def _generate(self, requests: list[ImageRequest]) -> list[ImageResult]:
+        """All results, in chunks of the batch size; a chunk out of memory is halved and retried."""
+        results: list[ImageResult] = []
+        start = 0
+        while start < len(requests):
+            chunk = requests[start : start + self.__dict__.get("_chunk", self.size_of_batch)]
+            try:
+                answer = self.image_backend.generate(chunk)
+            except Exception as exc:
+                if not is_out_of_memory(exc) or len(chunk) == 1:
+                    raise
+                self.__dict__["_chunk"] = max(1, len(chunk) // 2)
+                log.warning("%s: out of memory at batch size %d; trying %d", self.name, len(chunk), len(chunk) // 2)
+                continue
+            if len(answer) != len(chunk):
+                raise ItemError(f"{self.model_id()} returned {len(answer)} results for {len(chunk)} requests")
+            results += answer
+            start += len(chunk)
+        return results
