@@ -34,7 +34,9 @@ def word_tokenizer(max_length: int) -> Any:
     vocab = {t: i for i, t in enumerate([*basics, *words])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="<unk>",
@@ -103,7 +105,7 @@ def _save(pipe: Any, out: Path) -> Path:
 
 
 def build_flux(out: Path, seed: int = 0) -> Path:
-    """A FLUX.1-shaped pipeline (FluxPipeline): FluxTransformer2DModel, CLIP-L + T5 encoders."""
+    """A FLUX.1-dev-shaped pipeline (FluxPipeline): FluxTransformer2DModel, CLIP-L + T5 encoders."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
@@ -118,6 +120,7 @@ def build_flux(out: Path, seed: int = 0) -> Path:
         joint_attention_dim=32,
         pooled_projection_dim=32,
         axes_dims_rope=[4, 4, 8],
+        guidance_embeds=True,  # FLUX.1-dev: guidance_scale is an input of the transformer
     )
     vae = _vae(1, use_quant_conv=False, use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
     tok, tok2 = word_tokenizer(77), word_tokenizer(32)
@@ -191,7 +194,11 @@ def build_sdxl(out: Path, seed: int = 0) -> Path:
         norm_num_groups=1,
     )
     scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, steps_offset=1, beta_schedule="scaled_linear", timestep_spacing="leading"
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        beta_schedule="scaled_linear",
+        timestep_spacing="leading",
     )
     vae = _vae(4, blocks=(32, 64), sample_size=128)
     tok, tok2 = word_tokenizer(77), word_tokenizer(77)
@@ -208,3 +215,29 @@ def build_sdxl(out: Path, seed: int = 0) -> Path:
 
 
 BUILDERS = {"flux": build_flux, "sd3": build_sd3, "sdxl": build_sdxl}
+
+
+def _oom_backend() -> type:
+    from captionary.backends.base import OutOfMemory
+    from captionary.backends.diffusers import DiffusersBackend
+
+    class FitsOne(DiffusersBackend):
+        """A diffusers backend on a device that holds one image at a time: a larger batch raises
+        OutOfMemory (as torch.OutOfMemoryError becomes in the real backend). Records batch sizes."""
+
+        sizes: list[int] = []
+
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            FitsOne.sizes.append(len(requests))
+            if len(requests) > 1:
+                raise OutOfMemory(f"{len(requests)} images did not fit")
+            return super().generate(requests)
+
+    return FitsOne
+
+
+def __getattr__(name: str) -> Any:  # `backend: "tiny_pipelines:FitsOne"` imports diffusers lazily
+    if name == "FitsOne":
+        globals()[name] = cls = _oom_backend()
+        return cls
+    raise AttributeError(name)

@@ -42,7 +42,7 @@ class DiffusersBackend(ImageBackend):
         "enable_vae_slicing": False,
         "enable_vae_tiling": False,
         "attention": None,  # a diffusers attention backend, e.g. "flash", "_native_cudnn", "sage"
-        "quantization": None,  # PipelineQuantizationConfig arguments: {quant_backend, quant_kwargs, components_to_quantize}
+        "quantization": None,  # PipelineQuantizationConfig(**this): {quant_backend, quant_kwargs, ...}
         "load_options": {},  # other from_pretrained arguments
         "call_options": {},  # other pipeline call arguments for every image (e.g. {true_cfg_scale: 4.0})
     }
@@ -58,9 +58,13 @@ class DiffusersBackend(ImageBackend):
     def __init__(self, config: BackendConfig):
         super().__init__(config)
         if str(self.settings["dtype"]) not in DTYPES:
-            raise ConfigError(f"diffusers: dtype must be one of {', '.join(DTYPES)}, got {self.settings['dtype']!r}")
+            raise ConfigError(
+                f"diffusers: dtype must be one of {', '.join(DTYPES)}, got {self.settings['dtype']!r}"
+            )
         if self.settings["enable_model_cpu_offload"] and self.settings["enable_sequential_cpu_offload"]:
-            raise ConfigError("diffusers: choose one of enable_model_cpu_offload and enable_sequential_cpu_offload")
+            raise ConfigError(
+                "diffusers: choose one of enable_model_cpu_offload and enable_sequential_cpu_offload"
+            )
         self.pipe: Any = None
         self.accepts: frozenset[str] = frozenset()
         self.device = "cpu"
@@ -165,14 +169,20 @@ class DiffusersBackend(ImageBackend):
             with torch.inference_mode():
                 self.calls += 1
                 output = self.pipe(
-                    prompt=prompts, generator=generators, num_images_per_prompt=1, output_type="pil", **arguments
+                    prompt=prompts,
+                    generator=generators,
+                    num_images_per_prompt=1,
+                    output_type="pil",
+                    **arguments,
                 )
         except torch.OutOfMemoryError as exc:
             free_memory(self.device)
             raise OutOfMemory(f"{len(requests)} images did not fit on {self.device}: {exc}") from exc
         images = list(output.images)
         if len(images) != len(requests):
-            raise RuntimeError(f"{type(self.pipe).__name__} returned {len(images)} images for {len(requests)} prompts")
+            raise RuntimeError(
+                f"{type(self.pipe).__name__} returned {len(images)} images for {len(requests)} prompts"
+            )
         self._images += len(images)
         return images
 

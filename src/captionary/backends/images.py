@@ -96,7 +96,8 @@ def image_backend_class(name: str) -> type[ImageBackend]:
         close = difflib.get_close_matches(name, IMAGE_BACKENDS, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(
-            f"unknown image backend {name!r}{hint} (image backends: {', '.join(IMAGE_BACKENDS)}, or 'module:Class')"
+            f"unknown image backend {name!r}{hint} "
+            f"(image backends: {', '.join(IMAGE_BACKENDS)}, or 'module:Class')"
         )
     module, _, attr = target.partition(":")
     try:

@@ -63,7 +63,9 @@ class OpenAIImagesBackend(OpenAIBackend, ImageBackend):
             image = Image.open(io.BytesIO(data))
             image.load()
         except (KeyError, IndexError, TypeError, binascii.Error, OSError) as exc:
-            return ImageResult(error=f"malformed images answer ({type(exc).__name__}: {exc}): {answer!r:.200}")
+            return ImageResult(
+                error=f"malformed images answer ({type(exc).__name__}: {exc}): {answer!r:.200}"
+            )
         usage = answer.get("usage") or {}
         return ImageResult(
             image=image,

@@ -67,7 +67,9 @@ class GenerateImage(BatchStep):
     n: int = 1  # images per prompt
     dtype: str | None = None
     device: str | None = None
-    options: dict[str, Any] | None = None  # backend options: enable_model_cpu_offload, attention, quantization...
+    options: dict[str, Any] | None = (
+        None  # backend options: enable_model_cpu_offload, attention, quantization...
+    )
     base_url: str | None = None
     api_key_env: str | None = None
     concurrency: int | None = None
@@ -78,7 +80,9 @@ class GenerateImage(BatchStep):
 
     # --- building ------------------------------------------------------------------------------------
     def validate(self) -> None:
-        require(bool(self.model), self, "required: a Hugging Face id, a local folder or an API model", "model")
+        require(
+            bool(self.model), self, "required: a Hugging Face id, a local folder or an API model", "model"
+        )
         require(self.batch_size >= 1, self, f"must be at least 1, got {self.batch_size}", "batch_size")
         require(self.n == 1, self, f"only 1 image per prompt for now, got {self.n}", "n")
         for name in ("height", "width", "num_inference_steps", "max_sequence_length"):
@@ -87,7 +91,9 @@ class GenerateImage(BatchStep):
         try:
             fields = template_fields(self.prompt)
         except ValueError as exc:
-            raise ParamError(f"{self.name}.prompt: invalid template {self.prompt!r}: {exc}", param="prompt") from None
+            raise ParamError(
+                f"{self.name}.prompt: invalid template {self.prompt!r}: {exc}", param="prompt"
+            ) from None
         require(bool(fields), self, f"names no property (e.g. '{{prompt}}'): {self.prompt!r}", "prompt")
         options = {k: getattr(self, k) for k in (*TRANSPORT, "dtype") if getattr(self, k) is not None}
         backend = self.backend or ("openai" if self.base_url else "diffusers")
@@ -241,7 +247,9 @@ class GenerateImage(BatchStep):
                 if not is_out_of_memory(exc) or len(chunk) == 1:
                     raise
                 self.__dict__["_chunk"] = max(1, len(chunk) // 2)
-                log.warning("%s: out of memory at batch size %d; trying %d", self.name, len(chunk), len(chunk) // 2)
+                log.warning(
+                    "%s: out of memory at batch size %d; trying %d", self.name, len(chunk), len(chunk) // 2
+                )
                 continue
             if len(answer) != len(chunk):
                 raise ItemError(f"{self.model_id()} returned {len(answer)} results for {len(chunk)} requests")
