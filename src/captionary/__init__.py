@@ -8,6 +8,7 @@ with Workspace("ws") as ws:
 
 from __future__ import annotations
 
+from captionary import orchestration  # noqa: F401  registers how Workspace.run runs pipelines
 from captionary.core.item import Item
 from captionary.core.workspace import Workspace
 from captionary.errors import (
@@ -22,10 +23,12 @@ from captionary.errors import (
 )
 from captionary.executors.summary import RunSummary, StepStats
 from captionary.pipeline.function_step import step
-from captionary.pipeline.pipeline import Pipeline
+from captionary.pipeline.pipeline import Pipeline, concat
 from captionary.pipeline.registry import STEPS
 from captionary.pipeline.step import (
     BatchStep,
+    Child,
+    FanOut,
     Filter,
     GlobalStep,
     ImageMap,
@@ -40,6 +43,7 @@ from captionary.sinks.save import Save
 from captionary.sources.folder import Load
 from captionary.sources.huggingface import LoadHuggingFace
 from captionary.sources.manifest import LoadManifest
+from captionary.sources.prompts import LoadPrompts
 from captionary.sources.webdataset import LoadWebDataset
 from captionary.steps.captions.map_caption import MapCaption
 from captionary.steps.captions.set_caption import SetCaption
@@ -67,9 +71,12 @@ from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
+from captionary.steps.split.crop_boxes import CropBoxes
+from captionary.steps.split.flip import Flip
 from captionary.steps.tags.tag import Tag
 from captionary.steps.transforms.convert import Convert
 from captionary.steps.transforms.crop import CropToAspect
+from captionary.steps.transforms.region import CropRegion, Mirror
 from captionary.steps.transforms.resize import Resize
 from captionary.steps.vlm.caption import Caption
 from captionary.steps.vlm.compose import ComposeCaption
@@ -86,21 +93,26 @@ __all__ = [
     "Caption",
     "CaptionVariations",
     "CaptionaryError",
+    "Child",
     "ClipEmbed",
     "ClipScore",
     "ComposeCaption",
     "ConfigError",
     "Convert",
+    "CropBoxes",
+    "CropRegion",
     "CropToAspect",
     "Dedup",
     "ExactDedup",
     "Faces",
+    "FanOut",
     "Filter",
     "FilterByAspectRatio",
     "FilterByScore",
     "FilterBySize",
     "FilterMonochrome",
     "FilterWhere",
+    "Flip",
     "GenerateImage",
     "GlobalStep",
     "HumanCaption",
@@ -113,9 +125,11 @@ __all__ = [
     "Load",
     "LoadHuggingFace",
     "LoadManifest",
+    "LoadPrompts",
     "LoadWebDataset",
     "Map",
     "MapCaption",
+    "Mirror",
     "Monochrome",
     "Nsfw",
     "Outcome",
@@ -144,6 +158,7 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "__version__",
+    "concat",
     "load_pipeline",
     "parse_pipeline",
     "step",

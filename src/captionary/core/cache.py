@@ -8,14 +8,20 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING
 
+from captionary.core.children import children_json, parse_children
 from captionary.core.hashing import KEY_PREFIX, cache_key, canonical_json
-from captionary.pipeline.step import Outcome
+from captionary.core.outcome import Outcome
 
 if TYPE_CHECKING:
     from captionary.core.item import Item
-    from captionary.pipeline.step import Step
+    from captionary.pipeline.step import Step  # any object with name, cache_prefix, reads, reads_image
 
-INSERT_RESULT = "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
+INSERT_RESULT = (
+    "INSERT OR REPLACE INTO results (key, step, item, props, image, dropped, created, children) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_COLUMNS = "key, props, image, dropped, children"
+_RECIPE_STEPS: dict = {}  # steps rebuilt from cached children, each distinct one once
 _LOOKUP_CHUNK = 500
 
 
@@ -47,11 +53,11 @@ class StepCache:
             else b"\xff" * (KEY_PREFIX + 17)
         )
         rows = db.execute(
-            "SELECT key, props, image, dropped FROM results WHERE key >= ? AND key < ? LIMIT ?",
+            f"SELECT {_COLUMNS} FROM results WHERE key >= ? AND key < ? LIMIT ?",
             (low, high, PRELOAD_LIMIT + 1),
         ).fetchall()
         if len(rows) <= PRELOAD_LIMIT:
-            self.table = {key: (props, image, dropped) for key, props, image, dropped in rows}
+            self.table = {row[0]: row[1:] for row in rows}
 
     def lookup(self, keys: list[bytes]) -> dict[bytes, Outcome]:
         if self.table is None:
@@ -61,8 +67,7 @@ class StepCache:
         for key in keys:
             row = table.get(key)
             if row is not None:
-                props, image, dropped = row
-                found[key] = Outcome(decode_props(props) if props else None, image, dropped)
+                found[key] = _outcome(*row)
         return found
 
 
@@ -72,10 +77,19 @@ def lookup(db: sqlite3.Connection, keys: list[bytes]) -> dict[bytes, Outcome]:
     for start in range(0, len(keys), _LOOKUP_CHUNK):
         chunk = keys[start : start + _LOOKUP_CHUNK]
         marks = ",".join("?" * len(chunk))
-        rows = db.execute(f"SELECT key, props, image, dropped FROM results WHERE key IN ({marks})", chunk)
-        for key, props, image, dropped in rows:
-            found[key] = Outcome(decode_props(props) if props else None, image, dropped)
+        rows = db.execute(f"SELECT {_COLUMNS} FROM results WHERE key IN ({marks})", chunk)
+        for key, *values in rows:
+            found[key] = _outcome(*values)
     return found
+
+
+def _outcome(props: str | None, image: str | None, dropped: str | None, children: str | None) -> Outcome:
+    return Outcome(
+        decode_props(props) if props else None,
+        image,
+        dropped,
+        children=parse_children(children, _RECIPE_STEPS) if children is not None else None,
+    )
 
 
 @functools.lru_cache(maxsize=8192)
@@ -86,17 +100,15 @@ def decode_props(text: str) -> dict:
 
 
 def lookup_one(db: sqlite3.Connection, key: bytes) -> Outcome | None:
-    row = db.execute("SELECT props, image, dropped FROM results WHERE key = ?", (key,)).fetchone()
-    if row is None:
-        return None
-    props, image, dropped = row
-    return Outcome(decode_props(props) if props else None, image, dropped)
+    row = db.execute(f"SELECT {_COLUMNS} FROM results WHERE key = ?", (key,)).fetchone()
+    return None if row is None else _outcome(*row[1:])
 
 
 def result_row(key: bytes, step: Step, item: Item, outcome: Outcome) -> tuple:
     """The `results` row for a computed outcome (raises TypeError if props are not JSON-serialisable)."""
     props = canonical_json(outcome.props) if outcome.props else None
-    return (key, step.name, item.id, props, outcome.image, outcome.dropped, time.time())
+    children = children_json(outcome.children)
+    return (key, step.name, item.id, props, outcome.image, outcome.dropped, time.time(), children)
 
 
 def apply(item: Item, outcome: Outcome, step: Step) -> Item:

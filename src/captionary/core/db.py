@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from captionary.errors import WorkspaceError
@@ -99,7 +100,22 @@ def _v3(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+def _v4_fanout_origins(db: sqlite3.Connection) -> None:
+    _statements(
+        db,
+        """
+        -- a fan-out step's cached children (JSON list of child specs), see core/children.py
+        ALTER TABLE results ADD COLUMN children TEXT;
+        -- where the items of a run with several sources came from (one row per item and origin)
+        CREATE TABLE item_origins (
+            item TEXT NOT NULL, step TEXT NOT NULL, source TEXT NOT NULL, run INTEGER,
+            PRIMARY KEY (item, step, source)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4_fanout_origins]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
 
 
@@ -128,11 +144,19 @@ def migrate(db: sqlite3.Connection) -> None:
             f"({len(MIGRATIONS)}); upgrade captionary"
         )
     for number in range(version, len(MIGRATIONS)):
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             MIGRATIONS[number](db)
             db.execute(f"PRAGMA user_version={number + 1}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """`BEGIN IMMEDIATE` (the write lock at once, so no deadlock upgrading a read) ... `COMMIT`, or
+    `ROLLBACK` on any exception (Ctrl-C included). For connections opened by `connect`."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -5,17 +5,42 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from captionary.errors import ItemError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from captionary.core.blobstore import BlobStore
-    from captionary.pipeline.step import Step
 
 
-RecipeEntry = tuple["Step", dict[str, Any]]
+class ImageTransform(Protocol):
+    """What a recipe needs of an image step (`pipeline.step.ImageMap` is one)."""
+
+    name: str
+    reads: tuple[str, ...]
+
+    @property
+    def cache_prefix(self) -> bytes: ...
+
+    @property
+    def recipe_json(self) -> str: ...
+
+    @property
+    def wants_draft(self) -> bool: ...
+
+    def draft_scale(self, width: int, height: int) -> float | None: ...
+
+    def transform(self, image: Image, item: Item) -> Image: ...
+
+
+RecipeEntry = tuple[ImageTransform, dict[str, Any]]
 """An image step and the properties it read, applied to reproduce a derived image."""
+
+NO_IMAGE = ""
+"""`image_hash` and `base` of an item without pixels yet (a prompt): `item.has_image` is False."""
+NO_IMAGE_ERROR = "item has no image yet (a prompt item: an image generation step gives it one)"
 
 ORDER_PROPERTY = "order"
 """An integer property that orders items (written by `shuffle`); global steps see items sorted by it."""
@@ -67,12 +92,12 @@ class Item:
         recipe: tuple[RecipeEntry, ...] = (),
     ):
         self.id = id
-        self.image_hash = image_hash or id
+        self.image_hash = id if image_hash is None else image_hash
         self.props = props if props is not None else {}
         self.source = source
         self.name = name or id[:16]
         self.format = format
-        self.base = base or id
+        self.base = id if base is None else base
         self.recipe = recipe
         self.rendered: tuple[str, bytes] | None = None  # a sink's encoded file, made where pixels were
         self._store = store
@@ -97,6 +122,12 @@ class Item:
         return self.props["height"]
 
     @property
+    def has_image(self) -> bool:
+        """False for an item without pixels yet (a prompt item): steps that read pixels refuse it,
+        image sinks skip it."""
+        return self.image_hash != NO_IMAGE
+
+    @property
     def image(self) -> Image:
         """The current image, decoded once, upright (EXIF orientation applied).
 
@@ -111,7 +142,7 @@ class Item:
             self._decoded = image
         return self._decoded
 
-    def pixels_for(self, step: Step) -> Image:
+    def pixels_for(self, step: ImageTransform) -> Image:
         """The image as input to image step `step`: for an underived image, decoded at the scale the
         step asks for (a replayed recipe decodes the same way, so both give identical pixels)."""
         if self.recipe or not step.wants_draft:
@@ -120,7 +151,9 @@ class Item:
             self._decoded = self._decode(step)
         return self._decoded
 
-    def _decode(self, step: Step | None) -> Image:
+    def _decode(self, step: ImageTransform | None) -> Image:
+        if self.base == NO_IMAGE:
+            raise ItemError(NO_IMAGE_ERROR)
         if self._store is None:
             raise RuntimeError("item is not attached to a blob store")
         draft = step.draft_scale if step is not None and step.wants_draft else None

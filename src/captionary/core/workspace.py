@@ -6,23 +6,32 @@ import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from captionary.core.arrays import load_array, referenced_digests
 from captionary.core.blobstore import BLOBS_URL_FILE, workspace_blob_store
-from captionary.core.db import connect, migrate
+from captionary.core.children import child_blobs
+from captionary.core.db import connect, migrate, transaction
 from captionary.core.item import Item
+from captionary.core.recipes import parse_recipe
+from captionary.core.source_files import unusable_source_keys
 from captionary.errors import WorkspaceError
-from captionary.pipeline.step import Step
-
-if TYPE_CHECKING:
-    from captionary.executors.summary import RunSummary
-    from captionary.pipeline.pipeline import Pipeline
 
 DB_NAME = "captionary.db"
+
+Runner = Callable[..., Any]
+"""`runner(ws, pipeline, executor, **options) -> RunSummary`: how `Workspace.run` runs a pipeline."""
+_runner: Runner | None = None
+
+
+def set_runner(runner: Runner) -> None:
+    """Register how pipelines run (the orchestration floor does, `captionary/orchestration.py`): core
+    holds data and knows neither steps nor executors."""
+    global _runner
+    _runner = runner
 
 
 @dataclass
@@ -95,14 +104,12 @@ class Workspace:
             db.close()
 
     # --- running -------------------------------------------------------------------------------
-    def run(self, pipeline: Pipeline | Step, executor: str = "local", **options: Any) -> RunSummary:
-        """Run a pipeline; options go to the executor (`max_errors`, `workers`, `progress`, ...)."""
-        from captionary.executors import get_executor
-        from captionary.pipeline.pipeline import Pipeline
-
-        if not isinstance(pipeline, Pipeline):
-            pipeline = Pipeline([pipeline])
-        return get_executor(executor, **options).run(self, pipeline)
+    def run(self, pipeline: Any, executor: str = "local", **options: Any) -> Any:
+        """Run a pipeline (or one step) and return its `RunSummary`; options go to the executor
+        (`max_errors`, `workers`, `progress`, ...)."""
+        if _runner is None:
+            raise WorkspaceError("no pipeline runner registered: import captionary first")
+        return _runner(self, pipeline, executor, **options)
 
     @contextlib.contextmanager
     def run_lock(self) -> Iterator[None]:
@@ -137,13 +144,21 @@ class Workspace:
         if not include_dropped:
             sql += " WHERE dropped_by IS NULL"
         rows = self.query(sql + " ORDER BY name")
-        steps: dict[str, Step] = {}
+        steps: dict = {}
         for item_id, image, source, name, props, dropped_by, reason, format, base, recipe in rows:
             values = json.loads(props) if props else {}
             if dropped_by is not None:
                 values = {**values, "dropped_by": dropped_by, "drop_reason": reason}
             yield Item(
-                item_id, image, values, source, name, self.blobs, format or "", base, _recipe(recipe, steps)
+                item_id,
+                image,
+                values,
+                source,
+                name,
+                self.blobs,
+                format or "",
+                base,
+                parse_recipe(recipe, steps),
             )
 
     def __len__(self) -> int:
@@ -196,10 +211,12 @@ class Workspace:
         for sql in (
             "SELECT id FROM items",
             "SELECT image FROM results WHERE image IS NOT NULL AND image NOT LIKE '~%'",
-            "SELECT base FROM item_state WHERE base IS NOT NULL",
+            "SELECT base FROM item_state WHERE base IS NOT NULL AND base != ''",
             "SELECT blob FROM thumbnails",  # the review app's, made once per image
         ):
             referenced.update(row[0] for row in self.db.execute(sql))
+        for (children,) in self.db.execute("SELECT children FROM results WHERE children LIKE '%[%'"):
+            referenced.update(child_blobs(children))  # generated pixels of fan-out children
         for table in ("results", "item_state"):  # arrays (embeddings) referenced from properties
             rows = self.db.execute(f'SELECT props FROM {table} WHERE props LIKE \'%"array":"%\'')
             referenced.update(referenced_digests(row[0] for row in rows))
@@ -227,33 +244,11 @@ class Workspace:
             return GcReport(removed, freed, kept, pruned)
 
     def _prune_source_files(self, digests: set[str]) -> int:
-        from captionary.sources.records import unusable_source_keys
-
         rows = self.db.execute("SELECT path, item FROM source_files").fetchall()
         stale = unusable_source_keys(rows, digests.__contains__)
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             self.db.executemany("DELETE FROM source_files WHERE path = ?", ((key,) for key in stale))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return len(stale)
 
     def __repr__(self) -> str:
         return f"Workspace({os.fspath(self.path)!r})"
-
-
-def _recipe(text: str | None, steps: dict[str, Step]) -> tuple:
-    """Rebuild a stored recipe's steps (each distinct step once) so derived images can be recomputed."""
-    if not text:
-        return ()
-    from captionary.pipeline.registry import STEPS
-
-    recipe = []
-    for name, params, read in json.loads(text):
-        key = name + json.dumps(params, sort_keys=True)
-        if key not in steps:
-            steps[key] = STEPS.get(name)(**params)
-        recipe.append((steps[key], read))
-    return tuple(recipe)

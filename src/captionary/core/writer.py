@@ -8,6 +8,8 @@ import threading
 import time
 from collections.abc import Iterable
 
+from captionary.core.db import transaction
+
 _STOP = object()
 _SYNC = object()
 
@@ -88,11 +90,6 @@ class DbWriter:
     def _commit(self, pending: list[tuple[str, list]]) -> None:
         if not pending or self.error is not None:
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             for sql, rows in pending:
                 self.db.executemany(sql, rows)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise

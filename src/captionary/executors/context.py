@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json
+from captionary.core.recipes import recipe_json
 from captionary.executors.summary import StepStats
 
 if TYPE_CHECKING:
@@ -18,11 +19,7 @@ UPSERT_STATE = "INSERT OR REPLACE INTO item_state VALUES (?, ?, ?, ?, ?, ?, ?, ?
 INSERT_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?)"
 
 
-def recipe_json(recipe: tuple) -> str | None:
-    """A recipe as JSON (`[[step, params, read properties], ...]`), for `Workspace.items()`."""
-    if not recipe:
-        return None
-    return "[" + ",".join(f"[{step.recipe_json},{canonical_json(read)}]" for step, read in recipe) + "]"
+__all__ = ["RunContext", "Stopped", "recipe_json"]
 
 
 class Stopped(Exception):
@@ -53,6 +50,7 @@ class RunContext:
         self.crash: BaseException | None = None
         self._lock = threading.Lock()
         self.seen: set[str] = set()
+        self.origins: dict[str, list[tuple[str, str]]] = {}  # item -> (source step, key), several sources
         self._previous = {
             row[0]: row[1:]
             for row in ws.query(
@@ -103,9 +101,19 @@ class RunContext:
             self.writer.write(UPSERT_STATE, (item.id, *state, self.run_id))
 
     def forget_unseen(self) -> None:
-        """After a complete run: items it never reached are no longer part of the dataset."""
+        """After a complete run: items it never reached are no longer part of the dataset; the origins
+        of a run with several sources replace the previous ones."""
         stale = [(item,) for item in self._previous.keys() - self.seen]
         self.writer.write_many("DELETE FROM item_state WHERE item = ?", stale)
+        before = set(self.ws.query("SELECT item, step, source FROM item_origins"))
+        now = {(item, step, source) for item, found in self.origins.items() for step, source in found}
+        self.writer.write_many(
+            "DELETE FROM item_origins WHERE item = ? AND step = ? AND source = ?", before - now
+        )
+        self.writer.write_many(
+            "INSERT OR REPLACE INTO item_origins VALUES (?, ?, ?, ?)",
+            [(*row, self.run_id) for row in now - before],
+        )
 
     # --- stopping ------------------------------------------------------------------------------------
     def abort(self, reason: str) -> None:

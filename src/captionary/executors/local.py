@@ -25,6 +25,7 @@ from captionary.executors.progress import Progress
 from captionary.executors.stages.base import Stage
 from captionary.executors.stages.batch import BatchStage
 from captionary.executors.stages.chain import ChainStage
+from captionary.executors.stages.fanout import FanOutStage
 from captionary.executors.stages.global_ import GlobalStage
 from captionary.executors.stages.human import HumanStage
 from captionary.executors.stages.sink import SinkStage
@@ -162,7 +163,7 @@ class LocalExecutor:
         chains: list[list[PerItemStep]] = []
         stages: list[Stage] = []
         pool = self._pool(ctx, chains)
-        index = 1
+        index = len(pipeline.sources)
         while index < len(steps):
             step = steps[index]
             if isinstance(step, PerItemStep):
@@ -182,7 +183,7 @@ class LocalExecutor:
         for chain, following in itertools.pairwise(stages):
             if isinstance(chain, ChainStage) and isinstance(following, SinkStage):
                 chain.render = following.step.renderer()
-        return SourceStage(ctx, 0, steps[0]), stages, pool
+        return SourceStage(ctx, pipeline.sources), stages, pool
 
     def _pool(self, ctx: RunContext, chains: list[list[PerItemStep]]) -> LazyPool:
         """Where `parallel` chain steps run (another executor may put them elsewhere)."""
@@ -192,7 +193,13 @@ class LocalExecutor:
         return STAGES[step.kind](ctx, index, step)
 
 
-STAGES = {"batch": BatchStage, "global": GlobalStage, "sink": SinkStage, "human": HumanStage}
+STAGES = {
+    "batch": BatchStage,
+    "global": GlobalStage,
+    "sink": SinkStage,
+    "human": HumanStage,
+    "fanout": FanOutStage,
+}
 
 
 class Driver:
@@ -218,12 +225,11 @@ class Driver:
     def run(self) -> None:
         chunk: list[Item] = []
         last_feed = time.monotonic()
-        source = self.ctx.stats[0]
         items = self.source.items()
         while True:
             started = time.perf_counter()
             item = next(items, None)
-            source.seconds += time.perf_counter() - started
+            self.source.stats.seconds += time.perf_counter() - started
             if item is None:
                 break
             chunk.append(item)

@@ -19,9 +19,10 @@ from typing import Protocol
 from captionary.core.blobstore import BlobStore, open_blob_store
 from captionary.core.cache import apply, item_key, lookup_one
 from captionary.core.db import connect
-from captionary.core.item import Item
+from captionary.core.item import NO_IMAGE_ERROR, Item
+from captionary.core.outcome import Outcome
 from captionary.errors import ItemError
-from captionary.pipeline.step import Outcome, PerItemStep
+from captionary.pipeline.step import PerItemStep
 
 Event = tuple[int, bytes, Outcome | None, str | None, bool]
 """(position in chain, cache key, outcome, error reason, came from cache)"""
@@ -38,6 +39,9 @@ def advance(
     events: list[Event] = []
     for position in range(start, len(steps)):
         step = steps[position]
+        if step.reads_image and not item.has_image:
+            events.append((position, b"", None, f"{step.name} reads pixels: {NO_IMAGE_ERROR}", False))
+            break
         key = item_key(step, item)
         if position > start and (hit := cached(key)) is not None:
             events.append((position, key, hit, None, True))

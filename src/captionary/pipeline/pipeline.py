@@ -26,23 +26,53 @@ class Pipeline:
     def __len__(self) -> int:
         return len(self.steps)
 
+    def __add__(self, other: Step | Pipeline) -> Pipeline:
+        """Sources one after another (`Load(a) + Load(b)`): their items merged in order."""
+        return concat(self, other)
+
+    @property
+    def sources(self) -> list[Step]:
+        """The source steps at the start (several are merged in order)."""
+        out = []
+        for step in self.steps:
+            if step.kind != "source":
+                break
+            out.append(step)
+        return out
+
     def check(self) -> None:
-        """Structural checks: one source, first; no source later on."""
+        """Structural checks: one or more sources, first; no source later on."""
         if not self.steps:
             raise ConfigError("the pipeline has no steps")
         if self.steps[0].kind != "source":
             raise ConfigError(
                 f"a pipeline starts with a source step (e.g. load); it starts with {self.steps[0].name!r}"
             )
-        for step in self.steps[1:]:
+        for step in self.steps[len(self.sources) :]:
             if step.kind == "source":
-                raise ConfigError(f"source step {step.name!r} can only come first")
+                raise ConfigError(
+                    f"source step {step.name!r} can only come at the start (several sources are merged "
+                    f"in order: list them one after another before the other steps)"
+                )
 
     def describe(self) -> list[dict[str, Any]]:
         return [step.describe() for step in self.steps]
 
     def __repr__(self) -> str:
         return " >> ".join(repr(s) for s in self.steps)
+
+
+def concat(*parts: Step | Pipeline) -> Pipeline:
+    """Several sources merged in order: `concat(Load("a"), LoadManifest("m.jsonl")) >> Resize(...)`."""
+    steps: list[Step] = []
+    for part in parts:
+        for step in part if isinstance(part, Pipeline) else [_as_step(part)]:
+            if step.kind != "source":
+                raise ConfigError(f"concat takes source steps; {step.name!r} is a {step.kind} step")
+            steps.append(step)
+    if not steps:
+        raise ConfigError("concat needs at least one source")
+    return Pipeline(steps)
 
 
 def _as_step(value: Any) -> Step:

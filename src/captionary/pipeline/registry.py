@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING
 
+from captionary.core.recipes import set_step_builder
 from captionary.errors import RegistryError, UnknownStepError
 
 if TYPE_CHECKING:
@@ -46,3 +47,5 @@ def _origin(cls: type) -> str:
 
 STEPS = Registry()
 """Every registered step. Builtin steps register on `import captionary`."""
+
+set_step_builder(lambda name, params: STEPS.get(name)(**params))  # core rebuilds recipes with it

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from captionary.core.arrays import externalize
 from captionary.core.hashing import canonical_json, step_prefix
 from captionary.core.item import ORDER_PROPERTY
+from captionary.core.outcome import Child, Outcome
 from captionary.errors import ItemError, ParamError
 from captionary.pipeline.params import check, type_name
 from captionary.pipeline.registry import STEPS
@@ -35,22 +36,11 @@ if TYPE_CHECKING:
 
     from captionary.core.blobstore import BlobStore
     from captionary.core.item import Item
+    from captionary.pipeline.context import SinkContext, SourceContext
     from captionary.pipeline.pipeline import Pipeline
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What one step did to one item: property updates, a new image, or a drop reason.
-
-    `image` is a blob hash, or a derived id (`~...`) for an image step's output, which is recomputed
-    from the item's recipe when needed instead of being stored. `pixels` carries the new image to the
-    next step in the same process only; it is never stored or sent.
-    """
-
-    props: dict[str, Any] | None = None
-    image: str | None = None
-    dropped: str | None = None
-    pixels: Any = None
+__all__ = ["Child", "Outcome"]  # re-exported: they live in core/outcome.py
 
 
 class Step:
@@ -152,7 +142,18 @@ class Step:
 def _is_step_attribute(name: str) -> bool:
     """Names a parameter may not take: methods and properties of the step classes (class settings
     like `reads` are annotated as ClassVar and allowed)."""
-    bases = ("Step", "PerItemStep", "Map", "ImageMap", "Filter", "BatchStep", "GlobalStep", "Source", "Sink")
+    bases = (
+        "Step",
+        "PerItemStep",
+        "Map",
+        "ImageMap",
+        "Filter",
+        "BatchStep",
+        "GlobalStep",
+        "FanOut",
+        "Source",
+        "Sink",
+    )
     for base in filter(None, map(globals().get, bases)):  # those defined so far
         if isinstance(base.__dict__.get(name), (property, types.FunctionType)):
             return True
@@ -305,6 +306,46 @@ class GlobalStep(Step):
         raise NotImplementedError
 
 
+class FanOut(Step):
+    """Makes new items (children) from each input. Implement `children(item) -> list[Child]`.
+
+    A child's id is derived from its parent's id, this step's cache prefix and the child's key
+    (`core.outcome.child_id`), so a re-run finds it (and everything downstream of it) cached. A child
+    gets the property `parent` (the parent's id), the parent's properties (unless `Child.inherit` is
+    False) and the child's `props` (declared in `writes`, like `region`). Its image is the parent's
+    with `Child.transform` applied (a derived image: parent recipe + one entry, never stored), or a
+    stored blob (`Child.image`), or the parent's image as it is.
+
+    The parent goes on too when the step's `keep_parent` parameter (declare one) is true; otherwise it
+    is recorded as dropped ("split into N items"). Fan-out steps run in the driver, one item at a time,
+    on cache misses: keep them cheap (read properties such as boxes a batch step wrote, not pixels).
+    A batch step that fans out returns `Outcome(children=[...])` from `compute_batch` instead.
+    """
+
+    kind: ClassVar[str] = "fanout"
+    reads_image: ClassVar[bool] = False
+
+    def children(self, item: Item) -> list[Child]:
+        raise NotImplementedError
+
+    @property
+    def keeps_parent(self) -> bool:
+        return bool(getattr(self, "keep_parent", False))
+
+    def compute(self, item: Item, store: BlobStore) -> Outcome:
+        children = list(self.children(item))
+        keys = set()
+        for child in children:
+            checked_updates(self, child.props)
+            if child.key in keys:
+                raise ItemError(f"{self.name} made two children with key {child.key!r}")
+            keys.add(child.key)
+        if self.keeps_parent:
+            return Outcome(children=children)
+        reason = f"split into {len(children)} items" if children else "no items to split into"
+        return Outcome(dropped=reason, children=children)
+
+
 @dataclass(slots=True)
 class Ingested:
     """One record a source produced: an item (new or known), a drop, or an error."""
@@ -317,12 +358,20 @@ class Ingested:
 
 
 class Source(Step):
-    """Produces items. Implement `scan(ctx)`, yielding `Ingested` records."""
+    """Produces items. Implement `scan(ctx)`, yielding `Ingested` records.
+
+    `Load(a) + Load(b)` (or `concat(...)`) merges several sources in order.
+    """
 
     kind: ClassVar[str] = "source"
 
-    def scan(self, ctx: Any) -> Iterator[Any]:
+    def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         raise NotImplementedError
+
+    def __add__(self, other: Step | Pipeline) -> Pipeline:
+        from captionary.pipeline.pipeline import concat
+
+        return concat(self, other)
 
 
 class Sink(Step):
@@ -332,7 +381,7 @@ class Sink(Step):
 
     kind: ClassVar[str] = "sink"
 
-    def open(self, ctx: Any) -> None:
+    def open(self, ctx: SinkContext) -> None:
         pass
 
     def write(self, items: Sequence[Item]) -> list[Any]:

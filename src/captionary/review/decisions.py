@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from captionary.core.db import connect
+from captionary.core.db import connect, transaction
 from captionary.core.hashing import canonical_json
 
 TASK_KINDS = ("filter", "tag", "caption")
@@ -48,14 +48,8 @@ class DecisionStore:
             self.db.close()
 
     def write(self, sql: str, rows: Sequence[tuple]) -> None:
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.executemany(sql, rows)
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with self.lock, transaction(self.db):
+            self.db.executemany(sql, rows)
 
     def read(self, sql: str, params: tuple = ()) -> list[tuple]:
         with self.lock:
@@ -96,42 +90,36 @@ class DecisionStore:
     ) -> None:
         """Add or update a task's items (new ones go to the end; known ones keep their place) and stamp
         them and the unchanged items `seen` with `run`: the app shows the items of the latest run."""
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for start in range(0, len(seen), 500):
-                    chunk = list(seen[start : start + 500])
-                    marks = ",".join("?" * len(chunk))
-                    self.db.execute(
-                        f"UPDATE task_items SET run = ? WHERE task = ? AND item IN ({marks})",
-                        (run, task, *chunk),
-                    )
-                (end,) = self.db.execute(
-                    "SELECT coalesce(max(position) + 1, 0) FROM task_items WHERE task = ?", (task,)
-                ).fetchone()
-                for it in items:
-                    self.db.execute(
-                        "INSERT INTO task_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT (task, item) DO UPDATE SET image = excluded.image, "
-                        "name = excluded.name, props = excluded.props, base = excluded.base, "
-                        "recipe = excluded.recipe, run = excluded.run",
-                        (
-                            task,
-                            it.item,
-                            end,
-                            it.image,
-                            it.name,
-                            canonical_json(it.props),
-                            it.base,
-                            it.recipe,
-                            run,
-                        ),
-                    )
-                    end += 1
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with self.lock, transaction(self.db):
+            for start in range(0, len(seen), 500):
+                chunk = list(seen[start : start + 500])
+                marks = ",".join("?" * len(chunk))
+                self.db.execute(
+                    f"UPDATE task_items SET run = ? WHERE task = ? AND item IN ({marks})",
+                    (run, task, *chunk),
+                )
+            (end,) = self.db.execute(
+                "SELECT coalesce(max(position) + 1, 0) FROM task_items WHERE task = ?", (task,)
+            ).fetchone()
+            for it in items:
+                self.db.execute(
+                    "INSERT INTO task_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (task, item) DO UPDATE SET image = excluded.image, "
+                    "name = excluded.name, props = excluded.props, base = excluded.base, "
+                    "recipe = excluded.recipe, run = excluded.run",
+                    (
+                        task,
+                        it.item,
+                        end,
+                        it.image,
+                        it.name,
+                        canonical_json(it.props),
+                        it.base,
+                        it.recipe,
+                        run,
+                    ),
+                )
+                end += 1
 
     def items(self, task: str, after: int = -1, limit: int = -1) -> list[TaskItem]:
         """The items the latest run that reached the task asked about, in the order they came."""

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from captionary.core.db import db_text
 from captionary.core.images import readable_extensions
+from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import SourceRecords, should_verify, stat_fingerprint
 
@@ -37,13 +38,13 @@ class Load(Source):
         require(self.path.is_dir(), self, f"folder not found: {self.path}", param="path")
         require(self.threads >= 1, self, "must be at least 1", param="threads")
 
-    def scan(self, ctx: Any) -> Iterator[Ingested]:
+    def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         verify = should_verify(self.verify, ctx)
         root = self.path.resolve()
         records = SourceRecords(ctx, db_text(str(root)) + os.sep, verify)
         fresh: list[tuple[str, str, str, str, list[str]]] = []
         files = list(self._files(root))
-        ctx.stats[0].expected = len(files)
+        ctx.expect(len(files))
         for real_path, real_name, fingerprint, sidecars in files:
             key, name = db_text(real_path), db_text(real_name)
             if isinstance(fingerprint, Exception):

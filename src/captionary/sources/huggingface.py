@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from captionary.core import optional
+from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import SourceRecords, should_verify
 
@@ -28,7 +29,7 @@ class LoadHuggingFace(Source):
         optional.require("datasets", "huggingface")
         require(bool(self.dataset), self, "name a dataset (hub id or local folder)", param="dataset")
 
-    def scan(self, ctx: Any) -> Iterator[Ingested]:
+    def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         from datasets import Image as ImageFeature
 
         ds = self._open()
@@ -44,7 +45,7 @@ class LoadHuggingFace(Source):
         verify = should_verify(self.verify, ctx)
         prefix = f"hf:{self.dataset}:{self.split}#"
         records = SourceRecords(ctx, prefix, verify)
-        ctx.stats[0].expected = len(ds)
+        ctx.expect(len(ds))
         fresh = []
         for index in range(len(ds)):  # known rows of an unchanged dataset are not even read
             key, name = f"{prefix}{index:09d}", f"{self.split}/{index:06d}"

@@ -16,6 +16,7 @@ from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.core.locations import is_http
 from captionary.core.manifest_rows import csv_rows, jsonl_rows
+from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.download import Downloader
 from captionary.sources.records import SourceRecords, should_verify, stat_fingerprint
@@ -62,7 +63,7 @@ class LoadManifest(Source):
     def manifest_format(self) -> str | None:
         return FORMATS.get(self.path.suffix.lower()) if self.format == "auto" else self.format
 
-    def scan(self, ctx: Any) -> Iterator[Ingested]:
+    def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         verify = should_verify(self.verify, ctx)
         manifest = self.path.resolve()
         records = SourceRecords(ctx, db_text(str(manifest)) + "::", verify)
@@ -94,7 +95,7 @@ class LoadManifest(Source):
                 yield known
             else:
                 (urls if remote else fresh).append((key, real_path, name, fingerprint, props))
-        ctx.stats[0].expected = ctx.stats[0].n_in + len(fresh) + len(urls)
+        ctx.expect(ctx.produced + len(fresh) + len(urls))
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
             for record in pool.map(lambda args: records.ingest(*args, in_place=not self.copy), fresh):
                 yield record if record.item is None else records.unique(record.item, cached=False)

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from captionary.core import optional
 from captionary.core.locations import UNKNOWN, Location, is_fsspec_url, is_http, remote_fingerprint
 from captionary.core.wds_stream import READ_ERRORS, is_local, open_shard, tar_samples
+from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import UPSERT_SOURCE_FILE, SourceRecords, should_verify, stat_fingerprint
 
@@ -47,12 +48,12 @@ class LoadWebDataset(Source):
             elif is_local(url):
                 require(os.path.isfile(url), self, f"shard not found: {url}", param="shards")
 
-    def scan(self, ctx: Any) -> Iterator[Ingested]:
+    def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         verify = should_verify(self.verify, ctx)
         for url in self.__dict__["_urls"]:
             yield from self._shard(ctx, url, verify)
 
-    def _shard(self, ctx: Any, url: str, verify: bool) -> Iterator[Ingested]:
+    def _shard(self, ctx: SourceContext, url: str, verify: bool) -> Iterator[Ingested]:
         local = is_local(url)
         shard = os.path.abspath(url) if local else url
         records = SourceRecords(ctx, f"wds:{shard}#", verify)

@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from captionary.core.arrays import externalize_many
-from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, result_row
+from captionary.core.cache import INSERT_RESULT, StepCache, item_key, result_row
 from captionary.core.item import Item
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
+from captionary.executors.stages.fanout import refuse_imageless, spread
 from captionary.executors.worker import describe_error
 from captionary.pipeline.step import BatchStep, Outcome
 
@@ -41,6 +42,7 @@ class BatchStage(Stage):
 
     def push(self, items: list[Item]) -> list[Item]:
         self.last_push = time.monotonic()
+        items = refuse_imageless(self.ctx, self.index, self.step, items)
         keys = [item_key(self.step, item) for item in items]
         self.cache = self.cache or StepCache(self.db, self.step)
         found = self.cache.lookup(keys)
@@ -52,8 +54,7 @@ class BatchStage(Stage):
                 continue
             self.stats.n_in += 1
             self.stats.cached += 1
-            if (kept := self.settle(item, outcome)) is not None:
-                ready.append(kept)
+            ready.extend(self.settle(item, outcome))
         size = max(1, self.step.size_of_batch)
         while len(self.waiting) >= size and self.may_load():
             self.submit(self.waiting[:size])
@@ -151,18 +152,13 @@ class BatchStage(Stage):
                 self.ctx.fail(self.index, item, f"result is not JSON-serialisable: {exc}")
                 continue
             self.stats.computed += 1
-            if (kept := self.settle(item, outcome)) is not None:
-                ready.append(kept)
+            ready.extend(self.settle(item, outcome))
         self.ctx.writer.write_many(INSERT_RESULT, rows)
         return ready
 
-    def settle(self, item: Item, outcome: Outcome) -> Item | None:
-        if outcome.dropped is not None:
-            self.stats.dropped += 1
-            self.ctx.drop(self.index, item, outcome.dropped)
-            return None
-        self.stats.n_out += 1
-        return apply(item, outcome, self.step)
+    def settle(self, item: Item, outcome: Outcome) -> list[Item]:
+        """The item (unless dropped) and the children a fan-out batch step made of it."""
+        return spread(self.ctx, self.index, self.step, item, outcome)
 
     def close(self, complete: bool) -> None:
         self.release()

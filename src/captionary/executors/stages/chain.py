@@ -40,6 +40,9 @@ class ChainStage(Stage):
 
     def push(self, items: list[Item]) -> list[Item]:
         ready, misses = self.resolve(items)
+        if any(not item.has_image for item, _ in misses):  # prompt items: refused at once, here
+            ready.extend(self.collect(self.run_inline([m for m in misses if not m[0].has_image])))
+            misses = [m for m in misses if m[0].has_image]
         for start in range(0, len(misses), TASK_SIZE):
             batch = misses[start : start + TASK_SIZE]
             if self.pool is None:
@@ -64,6 +67,9 @@ class ChainStage(Stage):
             started = time.perf_counter()
             index = self.indices[position]
             stats = self.ctx.stats[index]
+            if step.reads_image:  # items without pixels fail there (advance says why)
+                misses.extend((item, position) for item in active if not item.has_image)
+                active = [item for item in active if item.has_image]
             keys = [item_key(step, item) for item in active]
             cache = self.caches[position] or StepCache(self.db, step)
             self.caches[position] = cache

@@ -73,7 +73,9 @@ class GlobalStage(Stage):
         except Exception as exc:
             return self.failed(items, exc)
         self.stats.computed = len(items)
-        self.ctx.writer.write(INSERT_RESULT, (key, self.step.name, None, props, None, None, time.time()))
+        self.ctx.writer.write(
+            INSERT_RESULT, (key, self.step.name, None, props, None, None, time.time(), None)
+        )
         return {i: Outcome(*value) for i, value in json.loads(props).items()}
 
     def failed(self, items: list[Item], exc: Exception) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from captionary.core.item import Item
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
+from captionary.pipeline.context import SinkContext
 from captionary.pipeline.step import Sink
 
 
@@ -18,7 +19,7 @@ class SinkStage(Stage):
         self.index = index
         self.step = step
         self.stats = ctx.stats[index]
-        step.open(ctx)
+        step.open(SinkContext(ctx.ws, ctx.writer, ctx.run_id, ctx.errors))
 
     def push(self, items: list[Item]) -> list[Item]:
         ready = []

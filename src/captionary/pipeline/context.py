@@ -1,0 +1,48 @@
+"""What a run gives a source (`Source.scan(ctx)`) and a sink (`Sink.open(ctx)`): typed, small contexts
+instead of the executor's whole run state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from captionary.core.workspace import Workspace
+    from captionary.core.writer import DbWriter
+
+
+@dataclass
+class SourceContext:
+    """A source's view of the run: the workspace, the run's database writer, and its progress.
+
+    decodes_later: an image step later in the pipeline decodes every item anyway (so a source need not
+    verify images by decoding them).
+    """
+
+    ws: Workspace
+    writer: DbWriter
+    run_id: int
+    decodes_later: bool = False
+    on_expect: Callable[[int], None] = field(default=lambda total: None, repr=False)
+    count: Callable[[], int] = field(default=lambda: 0, repr=False)
+
+    def expect(self, total: int) -> None:
+        """How many records this source will produce in all (the progress bar's total)."""
+        self.on_expect(total)
+
+    @property
+    def produced(self) -> int:
+        """Records this source has produced so far in this run."""
+        return self.count()
+
+
+@dataclass
+class SinkContext:
+    """A sink's view of the run: the workspace, the run's database writer, and the run's errors so far
+    (dicts with `item`, `step`, `reason`, `source`; a sink keeps the files of items that failed)."""
+
+    ws: Workspace
+    writer: DbWriter
+    run_id: int
+    errors: list[dict] = field(default_factory=list)

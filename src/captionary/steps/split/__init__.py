@@ -1,0 +1,1 @@
+"""Fan-out steps: each input makes new items (crops, flipped copies)."""
