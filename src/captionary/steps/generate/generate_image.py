@@ -5,8 +5,10 @@ regenerate an existing dataset's captions as synthetic pairs). Each image has a 
 `seed` property (set by prompt sources), else the step's `seed`, else one derived from the item id,
 so every image can be made again alone. The image is stored as a blob (generated pixels cannot be
 recomputed cheaply) and replaces the item's image; it flows on like any other (caption, score,
-review, export). The cache key holds the model (backend, id, revision, dtype, pipeline options), the
-prompt, the seed and every parameter that changes pixels, never batch sizes or transport settings.
+review, export). With `n` > 1 each prompt makes `n` child items (seeds seed, seed + 1, ...), and the
+prompt item itself does not go on. The cache key holds the model (backend, id, revision, dtype,
+pipeline options), the prompt, the seed and every parameter that changes pixels, never batch sizes or
+transport settings.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from captionary.backends.images import (
 )
 from captionary.core.item import Item
 from captionary.errors import ConfigError, ItemError, ParamError
-from captionary.pipeline.step import BatchStep, Outcome, checked_updates, require
+from captionary.pipeline.step import BatchStep, Child, Outcome, checked_updates, require
 from captionary.steps.vlm.text import render, template_fields
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ class GenerateImage(BatchStep):
             bool(self.model), self, "required: a Hugging Face id, a local folder or an API model", "model"
         )
         require(self.batch_size >= 1, self, f"must be at least 1, got {self.batch_size}", "batch_size")
-        require(self.n == 1, self, f"only 1 image per prompt for now, got {self.n}", "n")
+        require(self.n >= 1, self, f"must be at least 1, got {self.n}", "n")
         for name in ("height", "width", "num_inference_steps", "max_sequence_length"):
             value = getattr(self, name)
             require(value is None or value >= 1, self, f"must be at least 1, got {value}", name)
@@ -180,11 +182,13 @@ class GenerateImage(BatchStep):
             return self.seed
         return int.from_bytes(hashlib.sha256(item.id.encode()).digest()[:4], "big")
 
-    def request(self, item: Item) -> ImageRequest:
+    def requests(self, item: Item) -> list[ImageRequest]:
+        """The item's `n` images: its prompt with seeds seed, seed + 1, ..."""
         text = render(self.prompt, self.__dict__["_fields"], item, None, self.name)
         if not text.strip():
             raise ItemError(f"{self.name}: the prompt is empty")
-        return ImageRequest(text, self.item_seed(item), self.__dict__["_params"])
+        seed = self.item_seed(item)
+        return [ImageRequest(text, seed + k, self.__dict__["_params"]) for k in range(self.n)]
 
     def compute_batch(self, items: Sequence[Item]) -> list[Outcome]:
         """One outcome per item; when some items fail, the others' images are kept, so the stage's
@@ -205,35 +209,56 @@ class GenerateImage(BatchStep):
         if error := self.__dict__.get("_load_error"):
             return [ItemError(error) for _ in items]
         outcomes: list[Outcome | Exception | None] = [None] * len(items)
-        requests, positions = [], []
+        asked: list[tuple[int, list[ImageRequest]]] = []
         for position, item in enumerate(items):
             try:
-                requests.append(self.request(item))
-                positions.append(position)
+                asked.append((position, self.requests(item)))
             except Exception as exc:
                 outcomes[position] = exc
-        for position, request, result in zip(positions, requests, self._generate(requests)):
+        results = iter(self._generate([request for _, requests in asked for request in requests]))
+        for position, requests in asked:
+            answers = [next(results) for _ in requests]
             try:
-                outcomes[position] = self.outcome(items[position], request, result)
+                outcomes[position] = self.outcome(items[position], requests, answers)
             except Exception as exc:
                 outcomes[position] = exc
         return outcomes  # type: ignore[return-value]
 
-    def outcome(self, item: Item, request: ImageRequest, result: ImageResult) -> Outcome:
-        """The generated image stored as a blob (PNG: lossless), the item's image from now on."""
-        for key, value in result.usage.items():
-            usage = self.__dict__.setdefault("_usage", {})
-            usage[key] = usage.get(key, 0) + value
-        if result.error is not None or result.image is None:
-            raise ItemError(f"{self.model_id()}: {result.error or 'no image'}")
-        image = result.image if result.image.mode in ("RGB", "RGBA", "L") else result.image.convert("RGB")
+    def outcome(self, item: Item, requests: list[ImageRequest], results: list[ImageResult]) -> Outcome:
+        """The generated image stored as a blob (PNG: lossless): the item's image from now on, or with
+        `n` > 1 one child item per image (the prompt item itself does not go on)."""
+        usage = self.__dict__.setdefault("_usage", {})
+        for result in results:
+            for key, value in result.usage.items():
+                usage[key] = usage.get(key, 0) + value
+        failed = next((r for r in results if r.error is not None or r.image is None), None)
+        if failed is not None:
+            raise ItemError(f"{self.model_id()}: {failed.error or 'no image'}")
         if item.store is None:
             raise ItemError(f"{self.name}: the item is not attached to a blob store")
+        stored = [(request, *self._store(item, result.image)) for request, result in zip(requests, results)]
+        if self.n == 1:
+            ((request, digest, image),) = stored
+            return Outcome(
+                props=checked_updates(self, self._props(request, image)), image=digest, pixels=image
+            )
+        children = [
+            Child(key=str(k), props=checked_updates(self, self._props(request, image)), image=digest)
+            for k, (request, digest, image) in enumerate(stored)
+        ]
+        return Outcome(children=children, dropped=f"made {self.n} images from its prompt")
+
+    @staticmethod
+    def _store(item: Item, image: Any) -> tuple[str, Any]:
+        if image.mode not in ("RGB", "RGBA", "L"):
+            image = image.convert("RGB")
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
-        digest = item.store.put(buffer.getvalue())
-        props = {"width": image.width, "height": image.height, SEED_PROPERTY: request.seed}
-        return Outcome(props=checked_updates(self, props), image=digest, pixels=image)
+        return item.store.put(buffer.getvalue()), image
+
+    @staticmethod
+    def _props(request: ImageRequest, image: Any) -> dict[str, Any]:
+        return {"width": image.width, "height": image.height, SEED_PROPERTY: request.seed}
 
     def _generate(self, requests: list[ImageRequest]) -> list[ImageResult]:
         """All results, in chunks of the batch size; a chunk out of memory is halved and retried."""
