@@ -54,6 +54,7 @@ from captionary.steps.dedup.phash import PerceptualHash
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
+from captionary.steps.generate.class_images import ClassImages
 from captionary.steps.generate.generate_image import GenerateImage
 from captionary.steps.human.base import HumanStep
 from captionary.steps.human.human_caption import HumanCaption
@@ -94,6 +95,7 @@ __all__ = [
     "CaptionVariations",
     "CaptionaryError",
     "Child",
+    "ClassImages",
     "ClipEmbed",
     "ClipScore",
     "ComposeCaption",

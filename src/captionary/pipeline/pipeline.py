@@ -13,7 +13,7 @@ class Pipeline:
     def __init__(self, steps: list[Step] | None = None):
         self.steps: list[Step] = []
         for step in steps or []:
-            self.steps.append(_as_step(step))
+            self.steps.extend(_as_step(step).expanded())  # a shorthand step stands for several
 
     def __rshift__(self, other: Step | type[Step] | Pipeline) -> Pipeline:
         if isinstance(other, Pipeline):

@@ -79,6 +79,11 @@ class Step:
         """Model id and revision, for steps that run a model (part of the cache key)."""
         return None
 
+    def expanded(self) -> list[Step]:
+        """The steps this one stands for in a pipeline: itself. A shorthand (`class_images` with a
+        model: a source and its generation step) returns several; expanding those again changes nothing."""
+        return [self]
+
     # --- composition and description -----------------------------------------------------------
     def __rshift__(self, other: Step | type[Step] | Pipeline) -> Pipeline:
         from captionary.pipeline.pipeline import Pipeline
