@@ -49,8 +49,14 @@ class TransformersBackend(Backend):
         "trust_remote_code": False,
         "processor_options": {},  # passed to AutoProcessor.from_pretrained, e.g. {max_pixels: 802816}
         "model_options": {},  # passed to from_pretrained, e.g. {load_in_8bit: true}
+        "generate_options": {},  # other model.generate arguments, e.g. {top_k: 50, repetition_penalty: 1.1}
     }
-    cache_options: ClassVar[tuple[str, ...]] = ("dtype", "processor_options", "model_options")
+    cache_options: ClassVar[tuple[str, ...]] = (
+        "dtype",
+        "processor_options",
+        "model_options",
+        "generate_options",
+    )
     default_max_image_edge: ClassVar[int | None] = 1024
 
     def __init__(self, config: BackendConfig):
@@ -215,7 +221,10 @@ class TransformersBackend(Backend):
                 kwargs["top_p"] = params.top_p
         else:
             kwargs |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        return kwargs
+        extra = dict(self.settings["generate_options"] or {})
+        if not kwargs["do_sample"]:  # sampling settings mean nothing to greedy decoding
+            extra = {k: v for k, v in extra.items() if k not in ("top_k", "min_p", "typical_p")}
+        return kwargs | extra
 
     def finish(self, tokens: list[int], params: GenerationParams, request: Request) -> tuple[str, str, int]:
         """Text, finish reason ("stop" or "length") and the number of tokens generated for one row."""

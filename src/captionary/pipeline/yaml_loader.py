@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from captionary.errors import ConfigError, ParamError
+from captionary.pipeline import dataflow_gen
 from captionary.pipeline.params import check
 from captionary.pipeline.pipeline import Pipeline
 from captionary.pipeline.registry import STEPS
@@ -69,6 +70,9 @@ class _Parser:
             raise ConfigError(f"invalid YAML: {problem}", line=mark.line + 1 if mark else None) from None
         if not isinstance(root, yaml.MappingNode):
             raise ConfigError("a pipeline file is a mapping with `workspace:` and `steps:`", line=1)
+        if dataflow_gen.is_dataflow_gen(root):  # Dataflow-Gen's layout, read as it is
+            workspace, pipeline = dataflow_gen.convert(root, self.base)
+            return PipelineFile(workspace, pipeline)
         top = {}
         for key_node, value_node in root.value:
             key = key_node.value

@@ -1,5 +1,5 @@
 """`load_manifest`: images listed in a JSONL, JSON, CSV, TSV or Parquet file; other columns become
-properties. Relative image paths resolve against the manifest's folder."""
+properties. Relative image paths resolve against the manifest's folder (or `image_root`)."""
 
 from __future__ import annotations
 
@@ -46,9 +46,14 @@ class LoadManifest(Source):
     download_retries: int = 3
     downloads_per_host: int = 4
     copy: bool = True  # False: keep images where they are (a reference to the file or URL per image)
+    image_root: Path | None = None  # the folder relative image paths are in; None: the manifest's
 
     def validate(self) -> None:
         require(self.path.is_file(), self, f"file not found: {self.path}", param="path")
+        if self.image_root is not None:
+            require(
+                self.image_root.is_dir(), self, f"folder not found: {self.image_root}", param="image_root"
+            )
         formats = ", ".join(sorted(set(FORMATS.values())))
         require(
             self.manifest_format is not None,
@@ -131,8 +136,9 @@ class LoadManifest(Source):
         if is_http(image):
             stem = os.path.splitext(os.path.basename(urlsplit(image).path))[0] or "image"
             return f"{db_text(str(manifest))}::{image}", image, stem, props
-        real_path = os.path.normpath(os.path.join(manifest.parent, os.path.expanduser(image)))
-        relative = os.path.relpath(real_path, manifest.parent)
+        root = self.image_root.resolve() if self.image_root is not None else manifest.parent
+        real_path = os.path.normpath(os.path.join(root, os.path.expanduser(image)))
+        relative = os.path.relpath(real_path, root)
         stem = os.path.splitext(relative if not relative.startswith("..") else os.path.basename(relative))[0]
         key = f"{db_text(str(manifest))}::{db_text(real_path)}"
         return key, real_path, db_text(stem.replace(os.sep, "/")), props
