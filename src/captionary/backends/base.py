@@ -275,6 +275,7 @@ class Preset:
     temperature: float | None = None
     top_p: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    vllm: bool | None = None  # vLLM supports the architecture (`backend: vllm` runs it); None: not checked
 
 
 def find_preset(name: str) -> Preset | None:
