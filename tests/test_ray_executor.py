@@ -236,3 +236,34 @@ def test_model_actors_take_the_gpus_one_copy_of_the_model_needs(tmp_path):
     with pytest.raises(ConfigError, match="needs 2 GPUs and the cluster has 1"):
         model_actor_plan(split, cluster_gpus=1)
     assert model_actor_plan(split, cluster_gpus=1, gpus=2.0) == (1, 2.0)  # explicit: an autoscaler adds GPUs
+
+
+def test_fan_out_on_ray_gives_the_local_output(photos, tmp_path):
+    """Children made in the driver (crop_boxes) and on a model actor (a batch step that splits), their
+    crops replayed on chain actors: the same files and cache rows as the local executor."""
+    from captionary import CropBoxes
+    from steps_for_fanout import TBatchSplit, TBoxes
+
+    def split(out):
+        return (
+            Load(photos)
+            >> TBoxes()
+            >> CropBoxes(padding=0.1)
+            >> Resize(max_edge=80)
+            >> TBatchSplit()
+            >> Resize(max_edge=32)
+            >> Save(out, json_sidecar=True)
+        )
+
+    summaries = {}
+    for executor in ("local", "ray"):
+        with Workspace(tmp_path / f"ws-{executor}") as ws:
+            summaries[executor] = ws.run(
+                split(tmp_path / f"out-{executor}"), executor=executor, progress=False
+            )
+            again = ws.run(split(tmp_path / f"out-{executor}"), executor=executor, progress=False)
+            assert again.computed == 0
+    assert summaries["ray"].step("t_batch_split").n_out == 48
+    assert tree(tmp_path / "out-local") == tree(tmp_path / "out-ray")
+    assert len([p for p in tree(tmp_path / "out-ray") if p.endswith(".jpg")]) == 48
+    assert cache_rows(tmp_path / "ws-local") == cache_rows(tmp_path / "ws-ray")

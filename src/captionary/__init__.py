@@ -39,11 +39,13 @@ from captionary.pipeline.step import (
     Step,
 )
 from captionary.pipeline.yaml_loader import load_pipeline, parse_pipeline
+from captionary.review import serve as _review_serve  # noqa: F401  registers the review app host
 from captionary.sinks.save import Save
 from captionary.sources.folder import Load
 from captionary.sources.huggingface import LoadHuggingFace
 from captionary.sources.manifest import LoadManifest
 from captionary.sources.prompts import LoadPrompts
+from captionary.sources.web.booru import LoadBooru
 from captionary.sources.webdataset import LoadWebDataset
 from captionary.steps.captions.map_caption import MapCaption
 from captionary.steps.captions.set_caption import SetCaption
@@ -125,6 +127,7 @@ __all__ = [
     "Item",
     "ItemError",
     "Load",
+    "LoadBooru",
     "LoadHuggingFace",
     "LoadManifest",
     "LoadPrompts",

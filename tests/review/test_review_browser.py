@@ -327,3 +327,25 @@ def test_decisions_made_on_another_device_appear(browser, tmp_path):
         showing(page, items[1]["id"])
         assert page.get_attribute("#decision", "data-value") == '"reject"'
         page.close()
+
+
+def test_browse_shows_a_childs_parent_and_opens_it(browser, tmp_path):
+    from captionary import Flip, Workspace
+
+    photos = make_photos(tmp_path / "photos", 2, size=(120, 90))
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(photos) >> Flip(), progress=False)
+        items = {item.name: item for item in ws.items()}
+    child, parent = items["p001_flip"], items["p001"]
+    with Served(tmp_path / "ws") as served:
+        page = browser.new_page(viewport={"width": 800, "height": 600})
+        page.goto(served.url + "#/browse")
+        page.wait_for_selector("#count:has-text('4 item(s)')")
+        page.click(f'#grid .cell[data-item="{child.id}"]')
+        page.wait_for_selector("#detail:not([hidden]) button.parent")
+        assert page.inner_text("#detail button.parent") == f"p001 · {parent.id[:12]}"
+        page.click("#detail button.parent")
+        page.wait_for_selector("#detail:not([hidden]) img")
+        page.wait_for_function("!document.querySelector('#detail button.parent')")
+        assert "p001_flip" not in page.inner_text("#detail") and "p001" in page.inner_text("#detail")
+        page.close()

@@ -163,3 +163,17 @@ def test_browse_finds_the_items_that_failed_in_the_latest_run(tmp_path):
         assert error["step"] == "set_caption" and "caption" in error["reason"]
         fine = client.get("/api/browse", params={"q": "error == None and 'a photo' in caption"}).json()
         assert [item["name"] for item in fine["items"]] == ["p000", "p002"]
+
+
+def test_browse_details_name_a_childs_parent(tmp_path):
+    from captionary import Flip, Workspace
+
+    photos = make_photos(tmp_path / "photos", 2)
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(photos) >> Flip(), progress=False)
+        items = {item.name: item for item in ws.items()}
+    with Served(tmp_path / "ws") as served, client_for(served.url) as client:
+        child = client.get(f"/api/browse/{items['p000_flip'].id}").json()
+        parent = client.get(f"/api/browse/{items['p000'].id}").json()
+    assert child["parent"] == {"id": items["p000"].id, "name": "p000"}
+    assert parent["parent"] is None

@@ -126,8 +126,15 @@ def test_cleanup_options_exclude_and_merge(tagger, colours, tmp_path):
         "long hair",
     ]
     assert "sks" not in merged["red"]["tag_scores"]  # scores are the model's only
-    replaced, _ = tagged(tmp_path / "c", colours, Tag(model=str(tagger)), AddTags(tags=["sks"]))
-    assert "sks" not in replaced["red"]["tags"]
+    replaced, _ = tagged(tmp_path / "c", colours, Tag(model=str(tagger), force=True), AddTags(tags=["sks"]))
+    assert "sks" not in replaced["red"]["tags"] and replaced["red"]["tags"][0] == "red background"
+    # the default: an item that has tags (a web source's) keeps them; only untagged items are tagged
+    kept, _ = tagged(tmp_path / "d", colours, Tag(model=str(tagger)), AddTags(tags=["sks"]))
+    assert kept["red"]["tags"] == ["sks"] and "tag_scores" not in kept["red"]
+    gaps, _ = tagged(tmp_path / "g", colours, Tag(model=str(tagger)))
+    assert gaps["red"]["tags"][0] == "red background"
+    with pytest.raises(ParamError, match="merge and force"):
+        Tag(model=str(tagger), merge=True, force=True)
 
 
 def test_batching_keeps_each_image_with_its_own_scores(tagger, colours, photos, tmp_path):
@@ -275,7 +282,7 @@ def test_cuda_provider_is_used_when_present(tagger):
 def test_apply_batch_without_prefetch_matches_the_run(tagger, colours, ws_path):
     """Called directly (no stage queued the batch ahead), the step prepares images itself."""
     props, _ = tagged(ws_path, colours, Tag(model=str(tagger)))
-    step = Tag(model=str(tagger))
+    step = Tag(model=str(tagger), force=True)  # the items already have the run's tags: tag them again
     with Workspace(ws_path) as ws:
         items = sorted(ws.items(), key=lambda item: item.name)
         step.setup()

@@ -6,7 +6,7 @@ import functools
 import json
 import sqlite3
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from captionary.core.children import children_json, parse_children
 from captionary.core.hashing import KEY_PREFIX, cache_key, canonical_json
@@ -14,7 +14,18 @@ from captionary.core.outcome import Outcome
 
 if TYPE_CHECKING:
     from captionary.core.item import Item
-    from captionary.pipeline.step import Step  # any object with name, cache_prefix, reads, reads_image
+
+
+class Step(Protocol):
+    """What the cache needs of a step (`pipeline.step.Step` is one)."""
+
+    name: str
+    reads: tuple[str, ...]
+    reads_image: bool
+
+    @property
+    def cache_prefix(self) -> bytes: ...
+
 
 INSERT_RESULT = (
     "INSERT OR REPLACE INTO results (key, step, item, props, image, dropped, created, children) "

@@ -107,15 +107,35 @@ def _v4_fanout_origins(db: sqlite3.Connection) -> None:
         -- a fan-out step's cached children (JSON list of child specs), see core/children.py
         ALTER TABLE results ADD COLUMN children TEXT;
         -- where the items of a run with several sources came from (one row per item and origin)
+        -- (position: the source's place in the pipeline, so origins read back in order)
         CREATE TABLE item_origins (
-            item TEXT NOT NULL, step TEXT NOT NULL, source TEXT NOT NULL, run INTEGER,
-            PRIMARY KEY (item, step, source)
+            item TEXT NOT NULL, position INTEGER NOT NULL, step TEXT NOT NULL, source TEXT NOT NULL,
+            run INTEGER, PRIMARY KEY (item, position, source)
         ) WITHOUT ROWID;
         """,
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4_fanout_origins]
+def _web_crawls(db: sqlite3.Connection) -> None:
+    _statements(
+        db,
+        """
+        -- a web source's walk through a site's search results (load_booru), so a crawl resumes where
+        -- it stopped: the next page to ask for, and whether the listing is exhausted
+        CREATE TABLE web_crawls (
+            query TEXT PRIMARY KEY, cursor TEXT, exhausted INTEGER NOT NULL, updated REAL
+        ) WITHOUT ROWID;
+        -- every post the walk listed, in listing order (JSON: tags by category, rating, file URLs, md5)
+        CREATE TABLE web_posts (
+            query TEXT NOT NULL, post TEXT NOT NULL, position INTEGER NOT NULL, data TEXT NOT NULL,
+            PRIMARY KEY (query, post)
+        ) WITHOUT ROWID;
+        CREATE INDEX web_posts_position ON web_posts(query, position);
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4_fanout_origins, _web_crawls]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from captionary.errors import ItemError
@@ -158,7 +160,14 @@ class Item:
             raise RuntimeError("item is not attached to a blob store")
         draft = step.draft_scale if step is not None and step.wants_draft else None
         self._draft = step.cache_prefix if draft is not None else None
-        return decode_image(self._store.get(self.base), draft)
+        shared = getattr(_decodes, "shared", None)
+        if shared is None:
+            return decode_image(self._store.get(self.base), draft)
+        key = (self.base, self._draft)
+        if shared.get("key") != key:  # one entry: siblings arrive together, others never wait in memory
+            shared["image"] = None
+            shared["image"], shared["key"] = decode_image(self._store.get(self.base), draft), key
+        return shared["image"]
 
     @property
     def store(self) -> BlobStore | None:
@@ -211,6 +220,21 @@ class Item:
 
     def __repr__(self) -> str:
         return f"Item({self.id[:12]}, name={self.name!r}, props={self.props!r})"
+
+
+_decodes = threading.local()
+
+
+@contextlib.contextmanager
+def sharing_decodes() -> Iterator[None]:
+    """Within the block (in this thread), consecutive items with the same base decode it once: the
+    children of one parent (crops, a flip) replay their recipes from one decoded original. Only the
+    latest base is kept. Steps never modify their input image in place, so sharing it is safe."""
+    _decodes.shared = {}
+    try:
+        yield
+    finally:
+        _decodes.shared = None
 
 
 def decode_image(data: bytes, draft: Callable[[int, int], float | None] | None = None) -> Image:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from captionary.core import item_state
 from captionary.core.arrays import load_array, referenced_digests
 from captionary.core.blobstore import BLOBS_URL_FILE, workspace_blob_store
 from captionary.core.children import child_blobs
@@ -95,6 +96,10 @@ class Workspace:
         """A new read-only connection (one per thread or process)."""
         return connect(self.db_path, readonly=True)
 
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of one query on the workspace's own connection (this thread only)."""
+        return self.db.execute(sql, params).fetchall()
+
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """All rows of one query, on a fresh read-only connection (safe from any thread)."""
         db = self.reader()
@@ -137,18 +142,15 @@ class Workspace:
         Dropped items come too on request, with `dropped_by` and `drop_reason` properties. An item
         that failed in the latest run keeps the state of the run before.
         """
-        sql = (
-            "SELECT item, image, source, name, props, dropped_by, reason, format, base, recipe "
-            "FROM item_state"
-        )
-        if not include_dropped:
-            sql += " WHERE dropped_by IS NULL"
-        rows = self.query(sql + " ORDER BY name")
+        rows = item_state.all_states(self.query, include_dropped=include_dropped, order_by_name=True)
+        origins = self._origins()
         steps: dict = {}
         for item_id, image, source, name, props, dropped_by, reason, format, base, recipe in rows:
             values = json.loads(props) if props else {}
             if dropped_by is not None:
                 values = {**values, "dropped_by": dropped_by, "drop_reason": reason}
+            if item_id in origins:
+                values = {**values, "origins": origins[item_id]}
             yield Item(
                 item_id,
                 image,
@@ -161,9 +163,24 @@ class Workspace:
                 parse_recipe(recipe, steps),
             )
 
+    def origins(self, item_id: str) -> list[dict[str, str]]:
+        """Where an item came from in the latest complete run with several sources: `{"step", "source"}`
+        per source that produced it (the same bytes from two sources are one item), in pipeline order."""
+        return self._origins(item_id).get(item_id, [])
+
+    def _origins(self, item_id: str | None = None) -> dict[str, list[dict[str, str]]]:
+        sql = "SELECT item, step, source FROM item_origins"
+        rows = self.query(
+            sql + " WHERE item = ? ORDER BY position" if item_id else sql + " ORDER BY item, position",
+            (item_id,) if item_id else (),
+        )
+        found: dict[str, list[dict[str, str]]] = {}
+        for item, step, source in rows:
+            found.setdefault(item, []).append({"step": step, "source": source})
+        return found
+
     def __len__(self) -> int:
-        (count,) = self.db.execute("SELECT count(*) FROM item_state WHERE dropped_by IS NULL").fetchone()
-        return count
+        return item_state.count_kept(self._read)
 
     def last_run(self) -> dict[str, Any] | None:
         """The latest run's per-step counts and errors (what `captionary status --json` prints)."""
@@ -211,15 +228,16 @@ class Workspace:
         for sql in (
             "SELECT id FROM items",
             "SELECT image FROM results WHERE image IS NOT NULL AND image NOT LIKE '~%'",
-            "SELECT base FROM item_state WHERE base IS NOT NULL AND base != ''",
             "SELECT blob FROM thumbnails",  # the review app's, made once per image
         ):
             referenced.update(row[0] for row in self.db.execute(sql))
+        referenced.update(item_state.stored_bases(self._read))
         for (children,) in self.db.execute("SELECT children FROM results WHERE children LIKE '%[%'"):
             referenced.update(child_blobs(children))  # generated pixels of fan-out children
-        for table in ("results", "item_state"):  # arrays (embeddings) referenced from properties
-            rows = self.db.execute(f'SELECT props FROM {table} WHERE props LIKE \'%"array":"%\'')
-            referenced.update(referenced_digests(row[0] for row in rows))
+        # arrays (embeddings) referenced from properties
+        rows = self.db.execute('SELECT props FROM results WHERE props LIKE \'%"array":"%\'')
+        referenced.update(referenced_digests(row[0] for row in rows))
+        referenced.update(referenced_digests(item_state.props_with_arrays(self._read)))
         return referenced
 
     def load_array(self, ref: dict[str, Any]) -> Any:

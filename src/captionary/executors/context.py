@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from captionary.core import item_state
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json
 from captionary.core.recipes import recipe_json
@@ -15,7 +16,6 @@ if TYPE_CHECKING:
     from captionary.core.workspace import Workspace
     from captionary.core.writer import DbWriter
 
-UPSERT_STATE = "INSERT OR REPLACE INTO item_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?)"
 
 
@@ -50,14 +50,9 @@ class RunContext:
         self.crash: BaseException | None = None
         self._lock = threading.Lock()
         self.seen: set[str] = set()
-        self.origins: dict[str, list[tuple[str, str]]] = {}  # item -> (source step, key), several sources
-        self._previous = {
-            row[0]: row[1:]
-            for row in ws.query(
-                "SELECT item, image, source, name, props, dropped_by, reason, format, base, recipe "
-                "FROM item_state"
-            )
-        }
+        self.origins: dict[str, list[tuple[int, str, str]]] = {}  # several sources: item -> origins
+        """(source position, step label, source key) per source that produced the item."""
+        self._previous = {row[0]: row[1:] for row in item_state.all_states(ws.query)}
 
     # --- outcomes of items ------------------------------------------------------------------------
     def fail(self, step_index: int, item: Item | None, reason: str, source: str | None = None) -> None:
@@ -98,20 +93,21 @@ class RunContext:
         )
         if self._previous.get(item.id) != state:
             self._previous[item.id] = state
-            self.writer.write(UPSERT_STATE, (item.id, *state, self.run_id))
+            self.writer.write(item_state.UPSERT, (item.id, *state, self.run_id))
 
     def forget_unseen(self) -> None:
         """After a complete run: items it never reached are no longer part of the dataset; the origins
         of a run with several sources replace the previous ones."""
         stale = [(item,) for item in self._previous.keys() - self.seen]
-        self.writer.write_many("DELETE FROM item_state WHERE item = ?", stale)
-        before = set(self.ws.query("SELECT item, step, source FROM item_origins"))
-        now = {(item, step, source) for item, found in self.origins.items() for step, source in found}
+        self.writer.write_many(item_state.DELETE, stale)
+        before = set(self.ws.query("SELECT item, position, step, source FROM item_origins"))
+        now = {(item, *origin) for item, found in self.origins.items() for origin in found}
         self.writer.write_many(
-            "DELETE FROM item_origins WHERE item = ? AND step = ? AND source = ?", before - now
+            "DELETE FROM item_origins WHERE item = ? AND position = ? AND source = ?",
+            [(item, position, source) for item, position, _, source in before - now],
         )
         self.writer.write_many(
-            "INSERT OR REPLACE INTO item_origins VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO item_origins VALUES (?, ?, ?, ?, ?)",
             [(*row, self.run_id) for row in now - before],
         )
 

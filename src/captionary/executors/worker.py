@@ -19,7 +19,7 @@ from typing import Protocol
 from captionary.core.blobstore import BlobStore, open_blob_store
 from captionary.core.cache import apply, item_key, lookup_one
 from captionary.core.db import connect
-from captionary.core.item import NO_IMAGE_ERROR, Item
+from captionary.core.item import NO_IMAGE_ERROR, Item, sharing_decodes
 from captionary.core.outcome import Outcome
 from captionary.errors import ItemError
 from captionary.pipeline.step import PerItemStep
@@ -98,17 +98,26 @@ def run_task(
     store: BlobStore = _worker["store"]
     db: sqlite3.Connection | None = _worker["db"]
     steps = _worker["chains"][chain]
-    out = []
-    for item, start in batch:
-        item.attach(store)
-        done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key) if db else None)
-        if done is not item:
-            item.drop_pixels()  # the original's pixels: a task holding several would churn memory
-        if render is not None and done._decoded is not None:
-            done.rendered = render.render(done)  # encode for the sink while the pixels are here
-        done.drop_pixels()  # they do not cross processes anyway
-        out.append((done, events))
-    return out
+    with sharing_decodes():  # children of one parent in this task decode it once
+        return [_run_one(steps, item, start, store, db, render) for item, start in batch]
+
+
+def _run_one(
+    steps: Sequence[PerItemStep],
+    item: Item,
+    start: int,
+    store: BlobStore,
+    db: sqlite3.Connection | None,
+    render: Renderer | None,
+) -> tuple[Item, list[Event]]:
+    item.attach(store)
+    done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key) if db else None)
+    if done is not item:
+        item.drop_pixels()  # the original's pixels: a task holding several would churn memory
+    if render is not None and done._decoded is not None:
+        done.rendered = render.render(done)  # encode for the sink while the pixels are here
+    done.drop_pixels()  # they do not cross processes anyway
+    return done, events
 
 
 class Renderer(Protocol):

@@ -8,7 +8,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from captionary.review.decisions import DecisionStore
+from captionary.core import item_state
+from captionary.core.decisions import DecisionStore
 from captionary.steps.custom.expression import Expression
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -58,13 +59,10 @@ def browse(
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     expression = Expression(query) if query.strip() else None
     where, params = _after(after)
-    keys = store.read(
-        f"SELECT name, item, image, dropped_by FROM item_state {where} ORDER BY name, item LIMIT ?",
-        (*params, limit + 1 if expression is None else scan),
-    )
+    keys = item_state.page(store.read, where, params, limit + 1 if expression is None else scan)
     if expression is None:
         page = [_entry(*row) for row in keys[:limit]]
-        total = store.read("SELECT count(*) FROM item_state")[0][0] if after is None else None
+        total = item_state.count_all(store.read) if after is None else None
         more = len(keys) > limit
         return {"items": page, "next": _cursor(keys[limit - 1]) if more else None, "total": total}
     page, stopped = _matching(store, expression, keys, limit)
@@ -98,14 +96,7 @@ def _matching(
 
 def _decided_tasks(store: DecisionStore) -> list[str]:
     """The tasks that have decisions, one index probe each (not a scan of every decision)."""
-    tasks: list[str] = []
-    while True:
-        [(task,)] = store.read(
-            "SELECT min(task) FROM decisions WHERE task > ?", (tasks[-1] if tasks else "",)
-        )
-        if task is None:
-            return tasks
-        tasks.append(task)
+    return store.decided_tasks()
 
 
 def _facts(
@@ -113,19 +104,11 @@ def _facts(
 ) -> Callable[[str, str | None], dict[str, Any]]:
     """What a query may name about each of `items`: properties, state, decisions and errors."""
     marks = ",".join("?" * len(items))
-    rows = {
-        row[0]: row
-        for row in store.read(
-            f"SELECT item, source, props, dropped_by, reason FROM item_state WHERE item IN ({marks})",
-            tuple(items),
-        )
-    }
+    rows = {row[0]: row for row in item_state.facts(store.read, items)}
     decided: dict[str, dict[str, Any]] = {}
     for task in tasks:
-        for item, value in store.read(
-            f"SELECT item, value FROM decisions WHERE task = ? AND item IN ({marks})", (task, *items)
-        ):
-            decided.setdefault(item, {})[task] = json.loads(value)
+        for item, value in store.decisions(task, items).items():
+            decided.setdefault(item, {})[task] = value
     errors = dict(
         store.read(
             "SELECT item, step || ': ' || reason FROM errors "
@@ -176,30 +159,28 @@ def _entry(name: str | None, item: str, image: str | None, dropped_by: str | Non
 
 def details(store: DecisionStore, item: str) -> dict[str, Any] | None:
     """Everything known about one item: properties, state, decisions and errors."""
-    rows = store.read(
-        "SELECT image, name, source, props, dropped_by, reason FROM item_state WHERE item = ?", (item,)
-    )
-    if not rows:
+    row = item_state.details(store.read, item)
+    if row is None:
         return None
-    image, name, source, props, dropped_by, reason = rows[0]
-    decisions = {
-        task: {"value": json.loads(value), "decided_at": at}
-        for task, value, at in store.read(
-            "SELECT task, value, decided_at FROM decisions WHERE item = ? ORDER BY task", (item,)
-        )
-    }
+    image, name, source, props, dropped_by, reason = row
+    decisions = {task: {"value": value, "decided_at": at} for task, value, at in store.item_decisions(item)}
     errors = [
         {"run": run, "step": step, "reason": why}
         for run, step, why in store.read(
             "SELECT run, step, reason FROM errors WHERE item = ? ORDER BY run DESC LIMIT 20", (item,)
         )
     ]
+    values = json.loads(props or "{}")
+    parent = None
+    if isinstance(values.get("parent"), str):  # a fan-out step's child: name its parent too
+        parent = {"id": values["parent"], "name": item_state.name_of(store.read, values["parent"])}
     return {
         "id": item,
         "image": image,
         "name": name,
         "source": source,
-        "props": json.loads(props or "{}"),
+        "parent": parent,
+        "props": values,
         "dropped_by": dropped_by,
         "drop_reason": reason,
         "decisions": decisions,

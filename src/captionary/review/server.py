@@ -15,10 +15,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+from captionary.core import item_state
 from captionary.core.blobstore import workspace_blob_store
+from captionary.core.decisions import DecisionStore
 from captionary.errors import CaptionaryError
 from captionary.review.browse import PAGE, browse, details, parse_cursor
-from captionary.review.decisions import DecisionStore
 from captionary.review.thumbnails import SIZES, Thumbnails
 
 COOKIE_PREFIX = "captionary_"
@@ -180,16 +181,11 @@ def create_app(workspace: Path, token: str, progress: Callable[[], Any] | None =
     def image(item: str, image: str, size: str = "thumb") -> Response:
         if size not in SIZES or not ITEM_ID.match(item) or not IMAGE_ID.match(image):
             raise HTTPException(404, "no such image")
-        rows = bulk.read(
-            "SELECT base, recipe FROM task_items WHERE item = ? AND image = ? "
-            "UNION ALL SELECT base, recipe FROM item_state WHERE item = ? AND image = ? "
-            "UNION ALL SELECT id, NULL FROM items WHERE id = ? AND id = ? LIMIT 1",
-            (item, image, item, image, item, image),
-        )
-        if not rows:
+        found = item_state.image_source(bulk.read, item, image)
+        if found is None:
             raise HTTPException(404, "no such image")
         try:
-            data = thumbs.get(item, image, rows[0][0], rows[0][1], size)
+            data = thumbs.get(item, image, found[0], found[1], size)
         except Exception as exc:
             return JSONResponse({"detail": f"cannot render image {item[:12]}: {exc}"}, status_code=500)
         return Response(data, media_type="image/webp", headers={"Cache-Control": IMMUTABLE})

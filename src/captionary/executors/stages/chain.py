@@ -8,7 +8,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, lookup_one, result_row
-from captionary.core.item import Item
+from captionary.core.item import Item, sharing_decodes
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
 from captionary.executors.worker import Event, Renderer, advance, run_task
@@ -93,10 +93,11 @@ class ChainStage(Stage):
         return active, misses
 
     def run_inline(self, batch: list[tuple[Item, int]]) -> list[tuple[Item, list[Event]]]:
-        return [
-            advance(self.steps, item, start, self.ctx.ws.blobs, lambda key: lookup_one(self.db, key))
-            for item, start in batch
-        ]
+        with sharing_decodes():
+            return [
+                advance(self.steps, item, start, self.ctx.ws.blobs, lambda key: lookup_one(self.db, key))
+                for item, start in batch
+            ]
 
     def absorb(self, results: list[tuple[Item, list[Event]]]) -> list[Item]:
         """Count, record and commit what the steps did; return the items that went through."""

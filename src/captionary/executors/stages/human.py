@@ -6,21 +6,36 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
+from captionary.core.decisions import DecisionStore, TaskItem
 from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
-from captionary.executors.context import RunContext, recipe_json
+from captionary.core.outcome import Outcome
+from captionary.core.recipes import recipe_json
+from captionary.executors.context import RunContext
+from captionary.executors.review_host import start_review_host
 from captionary.executors.stages.base import Stage
 from captionary.executors.summary import StepStats
-from captionary.review.decisions import DecisionStore, TaskItem
-from captionary.steps.human.base import HumanStep
 
 POLL_EVERY = 0.1
 """Seconds between looks for new decisions while items wait."""
 CLOCK_MARGIN = 5.0
 """Decisions stamped this long before the last look are read again (a commit may lag its stamp)."""
+
+
+class HumanStep(Protocol):
+    """What the stage needs of a human step (`steps/human/base.py: HumanStep` is one)."""
+
+    name: str
+    task_kind: str
+
+    def task_name(self) -> str: ...
+    def task_config(self) -> dict[str, Any]: ...
+    def describe(self) -> dict[str, Any]: ...
+    def check(self, value: Any) -> Any: ...
+    def outcome(self, item: Item, value: Any) -> Outcome: ...
 
 
 class HumanStage(Stage):
@@ -134,12 +149,10 @@ class HumanStage(Stage):
         """Start the run's review server (one per run, shared by its human stages) and announce it."""
         if self.ctx.review_server is not None:
             return
-        from captionary.review.serve import ReviewServer
-
         options = dict(self.ctx.review_options)
         announce = options.pop("announce", None) or _announce
         counts = functools.partial(_counts, self.ctx.stats)
-        server = ReviewServer(self.ctx.ws.path, progress=counts, **options).start()
+        server = start_review_host(self.ctx.ws.path, counts, **options)
         self.ctx.review_server = server
         announce(f"{server.url}#/task/{quote(self.task)}")
 

@@ -42,7 +42,7 @@ class SourceStage:
                     continue
                 item = record.item
                 if several:
-                    self.ctx.origins.setdefault(item.id, []).append((label, item.source or ""))
+                    self.ctx.origins.setdefault(item.id, []).append((index, label, item.source or ""))
                     if len(self.ctx.origins[item.id]) > 1:  # the same bytes again: one item, two origins
                         stats.dropped += 1
                         continue

@@ -13,6 +13,8 @@ def read_workspace(root: Path, *, caption_column: str | None = None, **_: object
     records = []
     with Workspace(root) as ws:
         for item in ws.items():
+            if not item.has_image:  # a prompt no step has given pixels yet: nothing to train on
+                continue
             props = dict(item.props)
             captions = captions_of(props.pop(caption_column or "caption", None))
             size = (props["width"], props["height"]) if "width" in props and "height" in props else None

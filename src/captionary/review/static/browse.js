@@ -90,8 +90,13 @@ views.browse = () => {
     const add = (key, value) => rows.append(el("tr", {}, el("th", { text: key }), el("td", { text: typeof value === "string" ? value : JSON.stringify(value) })));
     add("name", info.name);
     add("source", info.source || "");
+    if (info.parent) {  // made by a fan-out step (a crop, a flip): the item it was made from
+      const label = `${info.parent.name || "(not in the latest run)"} · ${info.parent.id.slice(0, 12)}`;
+      const link = el("button", { type: "button", class: "link parent", onclick: () => open({ id: info.parent.id }) }, label);
+      rows.append(el("tr", {}, el("th", { text: "parent" }), el("td", {}, link)));
+    }
     if (info.dropped_by) add("dropped by", `${info.dropped_by}: ${info.drop_reason}`);
-    for (const [key, value] of Object.entries(info.props)) add(key, value);
+    for (const [key, value] of Object.entries(info.props)) if (key !== "parent" || !info.parent) add(key, value);
     for (const [task, decision] of Object.entries(info.decisions)) add(`decision: ${task}`, decision.value);
     for (const error of info.errors) add(`error (run ${error.run})`, `${error.step}: ${error.reason}`);
     detail.replaceChildren(

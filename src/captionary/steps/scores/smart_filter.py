@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from captionary.core.arrays import items_matrix
+from captionary.core.decisions import task_decisions
 from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
@@ -64,7 +65,7 @@ class SmartFilter(GlobalStep):
         """The task's decisions (read here so that a new decision recomputes)."""
         if not self.task:
             return ""
-        rows = ws.query("SELECT item, value FROM decisions WHERE task = ? ORDER BY item", (self.task,))
+        rows = task_decisions(ws.query, self.task)
         self.__dict__["_decisions"] = {item: json.loads(value) for item, value in rows}
         return hashlib.blake2b(canonical_json(rows).encode(), digest_size=16).hexdigest()
 

@@ -37,7 +37,10 @@ class CropBoxes(FanOut):
     def children(self, item: Item) -> list[Child]:
         width, height = item.width, item.height
         children = []
-        for index, value in enumerate(item.get(self.boxes) or []):
+        boxes = item.get(self.boxes) or []
+        if not isinstance(boxes, list):
+            raise ItemError(f"{self.boxes} must be a list of boxes [x0, y0, x1, y1]; got {boxes!r}")
+        for index, value in enumerate(boxes):
             left, top, right, bottom = self._pixels(_box(value, self.boxes), width, height)
             if min(right - left, bottom - top) < max(self.min_size, 1):
                 continue

@@ -47,7 +47,9 @@ class Tag(BatchStep):
     `general_threshold`, characters above `character_threshold` (`*_mcut`: the MCut threshold
     instead); `rating` is the rating tag with the highest score. Tag names: underscores become
     spaces (kaomoji like `^_^` kept), `escape_brackets` writes `\\(`; `exclude` drops tags (either
-    spelling); `merge` keeps the item's existing `tags` first and appends new ones; `rating_tag`
+    spelling). Existing `tags` (a web source's, a manifest's): by default an item that has them keeps
+    them and is not tagged (the tagger fills only the gaps); `merge` keeps them first and appends the
+    tagger's new ones; `force` replaces them. `rating_tag`
     puts the rating among the tags too (first or last, as kohya's `--use_rating_tags`).
     `fast_decode` decodes JPEGs at a reduced DCT scale no smaller than the model's input: about
     2.5x faster on large photos, pixels within ~1/255 on average of the reference preprocessing.
@@ -72,6 +74,7 @@ class Tag(BatchStep):
     exclude: list[str] = field(default_factory=list)
     max_tags: int | None = None
     merge: bool = False
+    force: bool = False
     rating_tag: Literal["none", "first", "last"] = "none"
     fast_decode: bool = False
     batch_size: int = 8
@@ -79,8 +82,12 @@ class Tag(BatchStep):
     providers: list[str] | None = None
 
     @property
-    def reads(self) -> tuple[str, ...]:  # existing tags are an input only when merged
-        return ("tags",) if self.merge else ()
+    def reads(self) -> tuple[str, ...]:  # existing tags are an input unless replaced
+        return () if self.force else ("tags",)
+
+    def keeps(self, item: Item) -> bool:
+        """An item whose existing tags stay as they are (neither merged nor forced): not tagged."""
+        return not (self.merge or self.force) and bool(item.get("tags"))
 
     def validate(self) -> None:
         require_module("numpy", "onnx")
@@ -88,6 +95,7 @@ class Tag(BatchStep):
         for param in ("general_threshold", "character_threshold"):
             value = getattr(self, param)
             require(0 <= value <= 1, self, f"must be between 0 and 1; got {value}", param=param)
+        require(not (self.merge and self.force), self, "merge and force exclude each other", param="force")
         require(self.batch_size >= 1, self, f"must be >= 1; got {self.batch_size}", param="batch_size")
         require(self.threads is None or self.threads >= 1, self, "must be >= 1", param="threads")
         require(self.max_tags is None or self.max_tags >= 1, self, "must be >= 1", param="max_tags")
@@ -172,7 +180,8 @@ class Tag(BatchStep):
         queued = self.__dict__.setdefault("_queued", {})
         pool = self._pool()
         for item in items:
-            queued[id(item)] = (item, pool.submit(self._prepared, item))
+            if not self.keeps(item):
+                queued[id(item)] = (item, pool.submit(self._prepared, item))
 
     def _pool(self) -> ThreadPoolExecutor:
         with _POOL_LOCK:
@@ -215,9 +224,13 @@ class Tag(BatchStep):
 
     # --- the step ----------------------------------------------------------------------------------
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-        scores = self.scores(items)
+        todo = [item for item in items if not self.keeps(item)]
+        if not todo:
+            return [None] * len(items)
+        scores = self.scores(todo)
         loaded = self._model()
-        return [self.select(loaded, row, item) for item, row in zip(items, scores)]
+        found = {id(item): self.select(loaded, row, item) for item, row in zip(todo, scores)}
+        return [found.get(id(item)) for item in items]
 
     def select(self, loaded: _Loaded, scores: np.ndarray, item: Item) -> dict[str, Any]:
         """One item's properties from its score row."""

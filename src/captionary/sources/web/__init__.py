@@ -1,0 +1,1 @@
+"""Web sources: image boards crawled politely and resumably (`load_booru`)."""

@@ -1,0 +1,1 @@
+"""One small adapter per site family (URL patterns, paging, fields)."""
