@@ -13,10 +13,12 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from typing import ClassVar
+
 import numpy as np
 from PIL import Image
 
-from captionary import GenerateImage, Load, Save, SetCaption, Workspace
+from captionary import BatchStep, GenerateImage, Load, Save, SetCaption, Workspace
 from captionary.errors import ParamError
 from captionary.pipeline.yaml_loader import load_pipeline
 
@@ -103,6 +105,37 @@ def test_a_batch_out_of_memory_is_halved(photos: Path, tmp_path: Path, pipelines
     assert FitsOne.sizes[:3] == [3, 1, 1]  # halved (3 // 2 = 1), then one at a time
 
 
+class TGenGpuCaptioner(BatchStep):
+    """Pretends to hold a GPU model after the generator: logs its load."""
+
+    name: ClassVar[str] = "t_gen_gpu_captioner"
+    writes: ClassVar[tuple[str, ...]] = ("caption",)
+    reads_image: ClassVar[bool] = False
+
+    def accelerator(self) -> str | None:
+        return "cuda:0"
+
+    def setup(self) -> None:
+        from tiny_pipelines import EVENTS
+
+        EVENTS.append("load captioner")
+
+    def apply_batch(self, items):
+        return [{"caption": "captioned"} for _ in items]
+
+
+def test_a_generator_and_a_captioner_never_hold_the_gpu_at_once(
+    photos: Path, tmp_path: Path, pipelines
+) -> None:
+    from tiny_pipelines import EVENTS
+
+    EVENTS.clear()
+    step = generate(pipelines, backend="tiny_pipelines:OnGpu")
+    summary = Workspace(tmp_path / "ws").run(Load(str(dog_photos(photos))) >> step >> TGenGpuCaptioner())
+    assert summary.steps[2].computed == 3
+    assert EVENTS == ["load generator", "release generator", "load captioner"]
+
+
 def test_a_prompt_template_over_several_properties(photos: Path, tmp_path: Path, pipelines) -> None:
     pipeline = (
         Load(str(dog_photos(photos)))
@@ -152,3 +185,11 @@ def test_cache_key_holds_every_pixel_parameter_but_not_batch_or_device(pipelines
     for change in [{"batch_size": 7}, {"device": "cpu"}]:
         assert generate(pipelines, **change).cache_prefix == base.cache_prefix, change
     assert json.loads(json.dumps(base.cache_params))["model"]["backend"] == "diffusers"
+
+
+def test_the_example_pipeline_parses() -> None:
+    plan = load_pipeline(Path(__file__).resolve().parents[2] / "examples" / "generate.yaml")
+    names = [s.name for s in plan.pipeline.steps]
+    assert names == ["load_prompts", "generate_image", "caption", "save"]
+    step = plan.pipeline.steps[1]
+    assert step.image_backend.config.model == "black-forest-labs/FLUX.1-dev" and step.dtype == "bfloat16"

@@ -236,8 +236,35 @@ def _oom_backend() -> type:
     return FitsOne
 
 
+EVENTS: list[str] = []
+
+
+def _gpu_backend() -> type:
+    from captionary.backends.diffusers import DiffusersBackend
+
+    class OnGpu(DiffusersBackend):
+        """Says its pipeline occupies `cuda:0` (it runs on the CPU here) and logs load and release, so a
+        test sees the executor's device hand-off between model steps."""
+
+        def accelerator(self) -> str | None:
+            return "cuda:0"
+
+        def load(self) -> None:
+            if self.pipe is None:
+                EVENTS.append("load generator")
+            super().load()
+
+        def close(self) -> None:
+            if self.pipe is not None:
+                EVENTS.append("release generator")
+            super().close()
+
+    return OnGpu
+
+
 def __getattr__(name: str) -> Any:  # `backend: "tiny_pipelines:FitsOne"` imports diffusers lazily
-    if name == "FitsOne":
-        globals()[name] = cls = _oom_backend()
+    makers = {"FitsOne": _oom_backend, "OnGpu": _gpu_backend}
+    if name in makers:
+        globals()[name] = cls = makers[name]()
         return cls
     raise AttributeError(name)
