@@ -152,6 +152,12 @@ class GenerateImage(BatchStep):
     # --- running -------------------------------------------------------------------------------------
     def setup(self) -> None:
         self.__dict__.update(_chunk=self.size_of_batch, _memo={}, _load_error=None, _usage={})
+        if not self.image_backend.reproducible:
+            log.warning(
+                "%s: %s takes no seed; the stored images are what later runs reuse",
+                self.name,
+                self.model_id(),
+            )
         try:
             self.image_backend.load()
         except Exception as exc:  # reported with every item
