@@ -97,5 +97,7 @@ def test_n_images_per_prompt_are_children(tmp_path: Path, pipelines) -> None:
     assert len(rows) == 6
     assert len({ws.blobs.get(item.base) for item in items}) == 6  # six different images
 
+    ws.gc()  # generated images are referenced by the cached children: gc keeps them
     again = ws.run(LoadPrompts(path) >> step >> Save(str(out), format="jsonl", image_format="png"))
     assert (again.steps[1].computed, again.steps[1].cached, again.steps[1].n_out) == (0, 2, 6)
+    assert all(ws.blobs.get(item.base)[:4] == b"\x89PNG" for item in ws.items())
