@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from captionary import Apply, FilterWhere, Load, ParamError, Workspace, load_pipeline
-from captionary.steps.custom.expression import Expression
+from captionary.core.expression import Expression
 
 
 def t_custom_is_dog(item):

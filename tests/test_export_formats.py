@@ -67,14 +67,14 @@ def test_parquet_rows_and_embedded_images_read_back_with_pyarrow(exported):
     from PIL import Image
 
     out, _ = exported("parquet", embed_images=True)
-    table = pq.read_table(out / "data.parquet")
+    table = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
     assert table.num_rows == 12
     assert {"image_path", "caption", "width", "height", "image"} <= set(table.column_names)
     for row in table.to_pylist():
-        assert row["image"] == (out / row["image_path"]).read_bytes()
-        assert Image.open(BytesIO(row["image"])).size == (row["width"], row["height"])
+        assert row["image"]["bytes"] == (out / ".images" / row["image_path"]).read_bytes()
+        assert Image.open(BytesIO(row["image"]["bytes"])).size == (row["width"], row["height"])
     captions = dict(zip(table["image_path"].to_pylist(), table["caption"].to_pylist(), strict=True))
-    assert captions["dog/01.jpg"] == "a photo of sks dog" and captions["cat/00.jpg"] is None
+    assert captions["dog/01.jpg"] == "a photo of sks dog" and captions["cat/00.jpg"] == ""
 
 
 def test_embed_images_is_only_for_parquet():
@@ -84,12 +84,14 @@ def test_embed_images_is_only_for_parquet():
         Save("out", format="jsonl", embed_images=True)
 
 
-def test_kohya_json_metadata_beside_a_flat_image_folder(exported, photos):
+def test_kohya_json_metadata_beside_a_flat_image_folder(exported, photos, capsys):
     (photos / "cat" / "00.json").write_text('{"caption": ["a cat", "a grey cat"], "tags": ["cat", "sofa"]}')
     out, _ = exported("kohya_json")
-    metadata = json.loads((out.parent / f"{out.name}.json").read_text())
+    where = out.parent / f"{out.name}.json"
+    assert f"kohya_json metadata written to {where}" in capsys.readouterr().out  # it sits outside out/
+    metadata = json.loads(where.read_text())
     assert set(metadata) == {p.stem for p in out.glob("*.jpg")} and len(metadata) == 12
     assert metadata["dog_00"] == {"caption": "a photo of sks dog"}
     assert metadata["cat_00"] == {"caption": "a cat", "tags": "cat, sofa"}
-    assert metadata["teapot_00"] == {}  # no caption, no tags
+    assert metadata["teapot_00"] == {"caption": ""}  # no caption (missing_caption: empty), no tags
     assert not [p for p in out.iterdir() if p.is_dir()]  # flat, as kohya's fine-tuning expects

@@ -64,7 +64,7 @@ def test_untouched_images_are_copied_byte_for_byte_with_caption_files(photos, ws
     run(ws_path, Load(photos) >> Save(out, caption_ext=".caption", json_sidecar=True))
     assert (out / "dog" / "00.jpg").read_bytes() == (photos / "dog" / "00.jpg").read_bytes()
     assert (out / "dog" / "00.caption").read_text() == "a photo of sks dog\n"
-    assert not (out / "dog" / "03.caption").exists()  # no caption, no file
+    assert (out / "dog" / "03.caption").read_text() == "\n"  # missing_caption: empty (kohya needs a line)
     assert json.loads((out / "cat" / "00.json").read_text())["width"] == 640
 
 
@@ -113,13 +113,43 @@ def test_files_of_dropped_items_are_removed_others_stay(photos, ws_path, tmp_pat
     assert (out / "dog" / "00.jpg").exists()
 
 
-def test_rewrites_a_file_someone_edited(photos, ws_path, tmp_path):
+def test_a_file_someone_edited_is_left_alone_and_reported(photos, ws_path, tmp_path):
     out = tmp_path / "out"
     run(ws_path, Load(photos) >> Save(out))
     (out / "dog" / "00.txt").write_text("edited by hand\n")
     summary, _ = run(ws_path, Load(photos) >> Save(out))
-    assert summary.step("save").computed == 1
+    [error] = summary.errors
+    assert "dog/00.txt was changed since captionary wrote it" in error["reason"]
+    assert (out / "dog" / "00.txt").read_text() == "edited by hand\n"
+    assert (out / "dog" / "00.jpg").exists()  # the item's files stay
+    summary, _ = run(ws_path, Load(photos) >> Save(out, overwrite_edited=True))
+    assert summary.step("save").computed == 1 and not summary.errors
     assert (out / "dog" / "00.txt").read_text() == "a photo of sks dog\n"
+
+
+def test_run_overwrite_edited_flag(photos, tmp_path, capsys):
+    from captionary.cli import main
+
+    (tmp_path / "p.yaml").write_text(
+        f"workspace: ws\nsteps:\n  - load: {{path: {photos}}}\n  - save: {{path: out}}\n"
+    )
+    assert main(["run", str(tmp_path / "p.yaml"), "--no-progress"]) == 0
+    (tmp_path / "out" / "dog" / "00.txt").write_text("edited by hand\n")
+    assert main(["run", str(tmp_path / "p.yaml"), "--no-progress"]) == 0
+    assert "was changed since captionary wrote it" in capsys.readouterr().err
+    assert (tmp_path / "out" / "dog" / "00.txt").read_text() == "edited by hand\n"
+    assert main(["run", str(tmp_path / "p.yaml"), "--no-progress", "--overwrite-edited"]) == 0
+    assert (tmp_path / "out" / "dog" / "00.txt").read_text() == "a photo of sks dog\n"
+
+
+def test_an_edited_file_of_a_dropped_item_is_kept(photos, ws_path, tmp_path):
+    out = tmp_path / "out"
+    run(ws_path, Load(photos) >> TIoDropCats(enabled=False) >> Save(out))
+    (out / "cat" / "00.txt").write_text("my caption\n")
+    summary, _ = run(ws_path, Load(photos) >> TIoDropCats() >> Save(out))
+    assert (out / "cat" / "00.txt").read_text() == "my caption\n"
+    assert not (out / "cat" / "01.txt").exists()
+    assert summary.step("save").usage["edited_files_kept"] == 1
 
 
 @pytest.mark.parametrize("name", ["café ☕.jpg", "日本語.jpg"])
@@ -159,3 +189,13 @@ def test_naming_by_id_or_number_is_stable(photos, ws_path, tmp_path, naming):
     assert {n: after[n] for n in first} == first  # nothing renamed
     if naming == "sequential":
         assert "000012.jpg" in after
+
+
+def test_an_edited_manifest_is_left_alone_and_the_run_completes(photos, ws_path, tmp_path):
+    out = tmp_path / "out"
+    run(ws_path, Load(photos) >> Save(out, format="jsonl"))
+    (out / "metadata.jsonl").write_text("my own manifest\n")
+    (photos / "cat" / "00.txt").write_text("a grey cat\n")  # the manifest would change
+    summary, _ = run(ws_path, Load(photos) >> Save(out, format="jsonl"))
+    assert summary.status == "completed" and summary.step("save").usage["edited_files_kept"] == 1
+    assert (out / "metadata.jsonl").read_text() == "my own manifest\n"

@@ -111,7 +111,7 @@ def test_a_killed_run_leaves_only_whole_shards(ws_path, photos, tmp_path):
     out.mkdir()
     (out / ".captionary-tmp-123-shard-000000.tar").write_bytes(b"half a shard")
     export(ws_path, photos, out, shard_size=100)
-    assert sorted(p.name for p in out.iterdir()) == ["shard-000000.tar"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "shard-000000.tar"]  # + the card
     assert len(read_samples(out)) == 12
 
 

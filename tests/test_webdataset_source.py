@@ -55,7 +55,7 @@ def test_brace_pattern_streams_every_sample(shards, tmp_path, monkeypatch):
         items = {item.name: item for item in ws.items()}
         opened = []
         real = module.tar_samples
-        monkeypatch.setattr(module, "tar_samples", lambda stream: opened.append(1) or real(stream))
+        monkeypatch.setattr(module, "tar_samples", lambda *args: opened.append(1) or real(*args))
         again = ws.run(source, progress=False)
     assert len(opened) == 1  # the clean, unchanged shard is not even opened; the one with errors is
     assert summary.step("load_webdataset").n_out == 12
@@ -191,7 +191,7 @@ def test_a_file_url_goes_through_fsspec_and_is_fingerprinted_by_mtime(shards, tm
     pytest.importorskip("fsspec")
     opened = []
     real = module.tar_samples
-    monkeypatch.setattr(module, "tar_samples", lambda stream: opened.append(1) or real(stream))
+    monkeypatch.setattr(module, "tar_samples", lambda *args: opened.append(1) or real(*args))
     source = LoadWebDataset(shards=f"file://{shards}/0000.tar", copy=False)
     with Workspace(tmp_path / "ws") as ws:
         first = ws.run(source, progress=False)

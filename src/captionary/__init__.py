@@ -16,6 +16,7 @@ from captionary.errors import (
     ConfigError,
     ItemError,
     ParamError,
+    PipelineWarning,
     RegistryError,
     RunAborted,
     UnknownStepError,
@@ -52,7 +53,7 @@ from captionary.steps.captions.set_caption import SetCaption
 from captionary.steps.captions.tags import AddTags, RemoveTags, RewriteTags
 from captionary.steps.custom.where import Apply, FilterWhere
 from captionary.steps.dedup.dedup import Dedup, ExactDedup
-from captionary.steps.dedup.phash import PerceptualHash
+from captionary.steps.dedup.phash import PerceptualHash, WindowHashes
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
@@ -72,6 +73,7 @@ from captionary.steps.scores.nsfw import Nsfw
 from captionary.steps.scores.sharpness import Sharpness
 from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
+from captionary.steps.scores.watermark import Watermark
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.split.crop_boxes import CropBoxes
@@ -141,6 +143,7 @@ __all__ = [
     "ParamError",
     "PerceptualHash",
     "Pipeline",
+    "PipelineWarning",
     "RegistryError",
     "RemoveTags",
     "Resize",
@@ -160,6 +163,8 @@ __all__ = [
     "Take",
     "TextArea",
     "UnknownStepError",
+    "Watermark",
+    "WindowHashes",
     "Workspace",
     "WorkspaceError",
     "__version__",

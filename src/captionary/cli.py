@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import signal
+import sqlite3
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-from captionary.errors import CaptionaryError, ConfigError, RunAborted
+from captionary.cli_items import add_items_command, dropped_note, existing_workspace
+from captionary.errors import CaptionaryError, ConfigError, PipelineWarning, RunAborted, WorkspaceError
 
 SHOWN_ERRORS = 20
 HOST_HELP = "address the review app binds (default 127.0.0.1; 0.0.0.0: the LAN, token required)"
@@ -56,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
         help="processes for CPU-heavy steps (default: all cores; 0: none)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
+    run.add_argument(
+        "--overwrite-edited",
+        action="store_true",
+        help="let save steps replace output files changed by hand since captionary wrote them",
+    )
     run.add_argument("--port", type=int, default=None, help=PORT_HELP)
     run.add_argument("--host", default="127.0.0.1", help=HOST_HELP)
     run.set_defaults(func=_run)
@@ -97,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     recaption.add_argument("--no-progress", action="store_true", help="no progress bars or log lines")
     recaption.set_defaults(func=_recaption)
 
+    push = commands.add_parser("push", help="upload an export folder to a Hugging Face dataset repo")
+    push.add_argument("out", type=Path, help="the output folder of a save step")
+    push.add_argument("repo_id", help="namespace/name of the dataset repo (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="branch to upload to (default: main)")
+    push.set_defaults(func=_push)
+
     status = commands.add_parser("status", help="per-step counts and errors of the last run")
     status.add_argument("workspace", type=Path)
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -115,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     preview = commands.add_parser("preview", help="PNG grid of one augmented training batch + bucket stats")
     preview.add_argument("dataset", help="an exported dataset (folder, file, glob, URL) or a workspace")
     preview.add_argument("--format", help="the dataset's format (default: detected)")
-    preview.add_argument("--out", type=Path, default=Path("preview.png"), help="the PNG to write")
+    preview.add_argument(
+        "--out", type=Path, help="the PNG to write (default: WORKSPACE/preview.png, or a temp folder's)"
+    )
     preview.add_argument("--config", type=Path, help="loader settings (YAML: image, caption, buckets)")
     preview.add_argument("--resolution", type=int, help="bucket resolution (default 512, kohya's)")
     preview.add_argument("--batch-size", type=int, default=8)
@@ -124,9 +143,22 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--drop-last", action="store_true", help="leave out buckets' smaller last batches")
     preview.set_defaults(func=_preview)
 
-    gc = commands.add_parser("gc", help="delete blobs nothing refers to and records of files that are gone")
+    gc = commands.add_parser(
+        "gc", help="free items that left the workspace, blobs nothing refers to, records of gone files"
+    )
     gc.add_argument("workspace", type=Path)
+    gc.add_argument(
+        "--keep-runs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="free an item once N complete runs in a row did not see it (default 1: the last run)",
+    )
+    gc.add_argument(
+        "--keep-days", type=float, default=0.0, metavar="D", help="and only if it left at least D days ago"
+    )
     gc.set_defaults(func=_gc)
+    add_items_command(commands)
     return parser
 
 
@@ -134,13 +166,25 @@ def _run(args: argparse.Namespace) -> int:
     from captionary.core.workspace import Workspace
     from captionary.pipeline.yaml_loader import load_pipeline
 
-    spec = load_pipeline(args.pipeline)  # every config error surfaces here, before any work
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PipelineWarning)
+        spec = load_pipeline(args.pipeline)  # every config error surfaces here, before any work
+    for warning in caught:
+        if issubclass(warning.category, PipelineWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     signal.signal(signal.SIGTERM, _interrupt)
     options = {"max_errors": args.max_errors, "workers": args.workers, "progress": not args.no_progress}
     options = {k: v for k, v in options.items() if v is not None} | _ray_options(args)
     if any(step.kind == "human" for step in spec.pipeline):
         options["review"] = {"host": args.host, "port": args.port}
-    with Workspace(args.workspace or spec.workspace, blobs=spec.blobs) as ws:
+    if args.overwrite_edited:
+        for step in spec.pipeline:
+            if hasattr(step, "overwrite_edited"):
+                step.overwrite_edited = True
+    folder = args.workspace or spec.workspace
+    with _workspace_errors(folder), Workspace(folder, blobs=spec.blobs) as ws:
         try:
             summary = ws.run(spec.pipeline, executor=args.executor, **options)
             code = 0
@@ -150,8 +194,19 @@ def _run(args: argparse.Namespace) -> int:
             code = 130 if summary.status == "interrupted" else 1
     print(summary.table())
     _print_errors(summary.errors)
+    note = dropped_note(ws.path)
+    if note:
+        print(note)
     print(f"{summary.status} in {summary.seconds:.2f} s; workspace: {ws.path}")
     return code
+
+
+def _push(args: argparse.Namespace) -> int:
+    from captionary.sinks.hub import push
+
+    url = push(args.out, args.repo_id, private=args.private, revision=args.revision)
+    print(f"uploaded {args.out} to {url}")
+    return 0
 
 
 def _add_ray_arguments(parser: argparse.ArgumentParser) -> None:
@@ -223,6 +278,27 @@ def _recaption(args: argparse.Namespace) -> int:
     return code
 
 
+@contextlib.contextmanager
+def _workspace_errors(folder: Path) -> Iterator[None]:
+    """A database or file system failure while working in `folder` (a full disk, above all) as one
+    line naming the path, instead of a traceback."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as raised:
+        if isinstance(raised, BrokenPipeError):
+            raise
+        exc: BaseException = raised
+        while isinstance(exc.__context__, (sqlite3.Error, OSError)) and exc.__cause__ is None:
+            exc = exc.__context__  # the first failure, not a later one while closing the workspace
+        if isinstance(exc, sqlite3.Error):
+            full = " (the disk under the workspace is full)" if "full" in str(exc) else ""
+            raise WorkspaceError(f"{Path(folder) / 'captionary.db'}: {exc}{full}") from None
+        assert isinstance(exc, OSError)
+        where = exc.filename or folder
+        full = " (the disk is full)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise WorkspaceError(f"{where}: {exc.strerror or exc}{full}") from None
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -238,11 +314,9 @@ def _print_errors(errors: list[dict]) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from captionary.core.workspace import DB_NAME, Workspace
+    from captionary.core.workspace import Workspace
 
-    if not (args.workspace / DB_NAME).exists():
-        raise ConfigError(f"{args.workspace} is not a captionary workspace (no {DB_NAME})")
-    with Workspace(args.workspace) as ws:
+    with Workspace(existing_workspace(args.workspace)) as ws:
         run = ws.last_run()
     if run is None:
         print("{}" if args.json else "no runs yet")
@@ -289,12 +363,10 @@ def _steps(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from captionary.core.workspace import DB_NAME, Workspace
+    from captionary.core.workspace import Workspace
     from captionary.review.serve import ReviewServer
 
-    if not (args.workspace / DB_NAME).exists():
-        raise ConfigError(f"{args.workspace} is not a captionary workspace (no {DB_NAME})")
-    Workspace(args.workspace).close()  # brings the schema up to date
+    Workspace(existing_workspace(args.workspace)).close()  # brings the schema up to date
     server = ReviewServer(args.workspace, host=args.host, port=args.port)
     print(f"Review: {server.url}", flush=True)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -304,8 +376,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
+    from captionary.core.optional import require
+
+    for module, package in (("torch", None), ("safetensors", None)):
+        require(module, "loader", package=package, user="captionary preview")
     from captionary.loader.config import load_yaml
-    from captionary.loader.preview import preview
+    from captionary.loader.preview import preview, preview_path
 
     options = load_yaml(args.config) if args.config else {}
     if args.resolution:
@@ -313,7 +389,7 @@ def _preview(args: argparse.Namespace) -> int:
         options["buckets"] = {**buckets, "resolution": args.resolution}
     result = preview(
         args.dataset,
-        args.out,
+        args.out or preview_path(args.dataset),
         format=args.format,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -332,11 +408,15 @@ def _preview(args: argparse.Namespace) -> int:
 def _gc(args: argparse.Namespace) -> int:
     from captionary.core.workspace import Workspace
 
-    with Workspace(args.workspace) as ws:
-        report = ws.gc()
+    if args.keep_runs < 1 or args.keep_days < 0:
+        raise ConfigError("--keep-runs must be at least 1 and --keep-days at least 0")
+    with Workspace(existing_workspace(args.workspace)) as ws:
+        report = ws.gc(keep_runs=args.keep_runs, keep_days=args.keep_days)
     print(
-        f"removed {report.removed} blob(s), freed {report.freed_bytes / 1e6:.1f} MB; kept {report.kept}; "
-        f"pruned {report.pruned_sources} source record(s) of files that are gone"
+        f"freed {report.items_freed} item(s) that left the workspace (kept {report.decisions_kept} human "
+        f"decision(s) about them); removed {report.removed} blob(s), freed {report.freed_bytes / 1e6:.1f} MB "
+        f"({report.freed_bytes:,} bytes); kept {report.kept}; pruned {report.pruned_sources} source "
+        "record(s) of files that are gone"
     )
     return 0
 

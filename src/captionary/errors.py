@@ -8,6 +8,8 @@ CaptionaryError
 ├── WorkspaceError           the workspace folder or database is unusable
 ├── ItemError                one item failed in one step; recorded, the run goes on
 └── RunAborted               the run stopped: too many errors, or interrupted
+
+PipelineWarning (a UserWarning): a pipeline that may be wrong, reported before the run
 """
 
 from __future__ import annotations
@@ -69,3 +71,16 @@ class ItemError(CaptionaryError):
 
 class RunAborted(CaptionaryError):
     """A run stopped before its end (too many errors, or Ctrl-C). Committed work is kept."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an item's error record: an ItemError's own message, else `Type: message`."""
+    if isinstance(exc, ItemError):
+        return str(exc)
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+class PipelineWarning(UserWarning):
+    """Something in a pipeline looks wrong but may be right (e.g. a filter names a property no earlier
+    step writes, which the source's sidecars or columns may still provide); the run goes on."""

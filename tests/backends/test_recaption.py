@@ -111,3 +111,17 @@ def test_recaption_with_vllm_in_ray_model_actors(photos, tmp_path):
     written = list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))
     assert sorted(s["__key__"] for s in written) == sorted(samples)
     assert all(json.loads(s["json"])["recaption"] for s in written)
+
+
+def test_recaption_keeps_a_hostile_key_inside_the_output_folder(photos, tmp_path, llava):
+    """Issue 13: `recaption` writes through `save`, so a shard key climbing out of the output folder
+    (`../../../../outside/owned`) is that sample's error, and nothing lands outside."""
+    (tmp_path / "in").mkdir()
+    with wds.TarWriter(str(tmp_path / "in" / "hostile.tar")) as sink:
+        sink.write({"__key__": "fine", "jpg": (photos / "dog" / "00.jpg").read_bytes()})
+        sink.write({"__key__": "../../../../outside/owned", "jpg": (photos / "cat" / "00.jpg").read_bytes()})
+    out = tmp_path / "a" / "b" / "out"
+    done = recaption(str(tmp_path / "in" / "hostile.tar"), out, llava, "--format", "parquet")
+    assert done.returncode == 0, done.stderr
+    assert "unsafe output name" in done.stderr and "'..' would leave the output folder" in done.stderr
+    assert not [p for p in tmp_path.rglob("*") if "owned" in p.name or p.name == "outside"]

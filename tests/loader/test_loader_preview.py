@@ -19,14 +19,16 @@ varied, export = loader_fixtures.varied, loader_fixtures.export
 BUCKETS = {"resolution": 256, "min_bucket_reso": 128, "max_bucket_reso": 512}
 
 
-def test_preview_draws_the_first_augmented_batch(export, tmp_path):
+def test_preview_draws_the_first_full_augmented_batch(export, tmp_path):
     out = export("kohya")
     options = {"buckets": BUCKETS, "image": {"flip_p": 0.5}, "caption": {"shuffle_tags": True}}
     result = preview(out, tmp_path / "grid.png", batch_size=2, seed=4, epoch=1, **options)
     dataset = ImageCaptionDataset(out, seed=4, **options)
     sampler = BucketBatchSampler(dataset, 2, seed=4)
     sampler.set_epoch(1)
-    samples = [dataset[k] for k in next(iter(sampler))]
+    batches = list(sampler)
+    assert len(batches[0]) == 1  # the sampler's first batch is a bucket's smaller last one: not shown
+    samples = [dataset[k] for k in next(batch for batch in batches if len(batch) == 2)]
     assert result.captions == [s["caption"] for s in samples]
     assert result.buckets == [s["bucket"] for s in samples]
     with Image.open(result.path) as grid:

@@ -64,7 +64,7 @@ def test_an_unchanged_s3_shard_is_not_read_again_and_a_changed_one_is(photos, tm
     paths = upload_shards(photos, tmp_path / "local", s3)
     opened = []
     real = wds_source.tar_samples
-    monkeypatch.setattr(wds_source, "tar_samples", lambda stream: opened.append(1) or real(stream))
+    monkeypatch.setattr(wds_source, "tar_samples", lambda *args: opened.append(1) or real(*args))
     source = LoadWebDataset(shards=s3.url("shards/{0000..0001}.tar"))
     with Workspace(tmp_path / "ws") as ws:
         first = ws.run(source, progress=False)

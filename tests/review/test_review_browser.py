@@ -329,6 +329,25 @@ def test_decisions_made_on_another_device_appear(browser, tmp_path):
         page.close()
 
 
+def test_the_end_screen_says_the_run_is_complete_with_its_counts(browser, tmp_path):
+    """When the last decision lets the run finish, the page says the run is complete (with the
+    counts), not that the server stopped answering."""
+    photos = make_photos(tmp_path / "photos", 2)
+    run = BackgroundRun(tmp_path / "ws", Load(photos) >> HumanFilter() >> Save(tmp_path / "out"))
+    page = browser.new_page()
+    page.goto(run.url())
+    page.wait_for_selector("#stage img.current")
+    page.keyboard.press("d")
+    page.keyboard.press("a")
+    run.join()
+    page.wait_for_selector("#done-note:has-text('The run is complete')", timeout=15000)
+    assert "save 1" in page.inner_text("#run")
+    time.sleep(2.5)  # the server is gone now: the page keeps saying the run completed
+    assert page.inner_text("#run").startswith("The run is complete")
+    assert "not answering" not in page.inner_text("body")
+    page.close()
+
+
 def test_browse_shows_a_childs_parent_and_opens_it(browser, tmp_path):
     from captionary import Flip, Workspace
 

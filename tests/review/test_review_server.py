@@ -177,3 +177,15 @@ def test_browse_details_name_a_childs_parent(tmp_path):
         parent = client.get(f"/api/browse/{items['p000'].id}").json()
     assert child["parent"] == {"id": items["p000"].id, "name": "p000"}
     assert parent["parent"] is None
+
+
+def test_a_3000_deep_or_huge_browse_query_is_a_400_with_one_clear_line(client):
+    deep = client.get("/api/browse", params={"q": "not " * 3000 + "x"})
+    assert deep.status_code == 400 and "nested too deeply" in deep.json()["detail"]
+    huge = client.get("/api/browse", params={"q": "'x' * 1000000000 == name"})
+    assert huge.status_code == 400 and "at most 1,000,000" in huge.json()["detail"]
+
+
+def test_the_favicon_is_served(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")

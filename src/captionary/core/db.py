@@ -135,7 +135,32 @@ def _web_crawls(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4_fanout_origins, _web_crawls]
+def _departed(db: sqlite3.Connection) -> None:
+    """Items that left the workspace: the first complete run whose sources did not see them, and
+    when (`gc` frees them after `--keep-runs` / `--keep-days`). In an existing workspace, items no
+    source has on record and its latest complete run did not reach count as departed from that run."""
+    _statements(
+        db,
+        """
+        CREATE TABLE departed (item TEXT PRIMARY KEY, run INTEGER NOT NULL, at REAL NOT NULL) WITHOUT ROWID;
+        INSERT INTO departed
+            SELECT id, (SELECT max(id) FROM runs WHERE status = 'completed'),
+                CAST(strftime('%s', 'now') AS REAL) FROM items
+            WHERE EXISTS (SELECT 1 FROM runs WHERE status = 'completed')
+            AND id NOT IN (SELECT item FROM item_state)
+            AND id NOT IN (SELECT item FROM source_files WHERE item IS NOT NULL)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _v1,
+    _v2,
+    _v3,
+    _v4_fanout_origins,
+    _web_crawls,
+    _departed,
+]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
 
 

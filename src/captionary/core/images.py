@@ -21,7 +21,8 @@ class ImageInfo:
 def probe(data: bytes, *, verify: bool = True) -> ImageInfo:
     """Header facts of an image; with `verify`, decode it once (JPEGs at 1/8 scale) to catch corruption.
 
-    Raises ValueError with a reason a person can act on.
+    Raises ValueError with a reason a person can act on, whatever Pillow raised (a file cut off
+    inside its header raises OSError from `Image.open` or `getexif`).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -29,12 +30,14 @@ def probe(data: bytes, *, verify: bool = True) -> ImageInfo:
         raise ValueError("empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     except UnidentifiedImageError:
         raise ValueError("not an image Pillow can read (unknown or corrupt header)") from None
     except Image.DecompressionBombError as exc:
         raise ValueError(f"refused as a decompression bomb: {exc}") from None
-    width, height = image.size
-    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception as exc:  # a cut-off header: OSError, SyntaxError, struct.error, ... from the plugins
+        raise ValueError(f"corrupt or truncated image header ({len(data)} bytes): {exc}") from None
     if orientation in _TRANSPOSED:
         width, height = height, width
     info = ImageInfo(width, height, normal_format(image.format), image.mode)

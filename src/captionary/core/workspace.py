@@ -16,6 +16,7 @@ from captionary.core.arrays import load_array, referenced_digests
 from captionary.core.blobstore import BLOBS_URL_FILE, workspace_blob_store
 from captionary.core.children import child_blobs
 from captionary.core.db import connect, migrate, transaction
+from captionary.core.departures import forget, freeable, mark_orphans
 from captionary.core.item import Item
 from captionary.core.recipes import parse_recipe
 from captionary.core.source_files import unusable_source_keys
@@ -41,6 +42,8 @@ class GcReport:
     freed_bytes: int
     kept: int
     pruned_sources: int = 0  # `source_files` records no run can use any more
+    items_freed: int = 0  # items that left the workspace (`core/departures.py`), freed with their data
+    decisions_kept: int = 0  # the human decisions about those items, which gc keeps
 
 
 class Workspace:
@@ -69,7 +72,10 @@ class Workspace:
         except Exception as exc:
             if isinstance(exc, WorkspaceError):
                 raise
-            raise WorkspaceError(f"cannot open workspace database {self.db_path}: {exc}") from exc
+            first: BaseException = exc
+            while isinstance(first.__context__, Exception):  # e.g. a full disk, then a failed rollback
+                first = first.__context__
+            raise WorkspaceError(f"cannot open workspace database {self.db_path}: {first}") from exc
 
     def _remember_blobs_url(self, url: str) -> None:
         url_file = self.path / BLOBS_URL_FILE
@@ -244,12 +250,19 @@ class Workspace:
         """The numpy array an array reference (a property value such as `clip_embedding`) names."""
         return load_array(self.blobs, ref)
 
-    def gc(self) -> GcReport:
-        """Delete blobs that no database row refers to, and the ingest records (`source_files`) of
-        local files that are gone or of items whose bytes are gone."""
+    def gc(self, keep_runs: int = 1, keep_days: float = 0.0) -> GcReport:
+        """Free the items that left the workspace (no source saw them in the last `keep_runs` complete
+        runs, and they left at least `keep_days` ago): their originals, cached results and renditions,
+        keeping human decisions. Then delete blobs that no database row refers to, and the ingest
+        records (`source_files`) of local files that are gone or of items whose bytes are gone."""
+        if keep_runs < 1 or keep_days < 0:
+            raise ValueError(f"keep_runs must be >= 1 and keep_days >= 0; got {keep_runs}, {keep_days}")
         with self.run_lock():
+            pruned = self._prune_source_files(set(self.blobs.digests()))
+            mark_orphans(self.db)
+            departed = freeable(self.db, keep_runs, keep_days)
+            forget(self.db, departed.items)
             digests = set(self.blobs.digests())
-            pruned = self._prune_source_files(digests)
             referenced = self.referenced_blobs()
             removed = freed = kept = 0
             for digest in sorted(digests):
@@ -259,7 +272,7 @@ class Workspace:
                 freed += self.blobs.delete(digest)
                 removed += 1
             self.blobs.clear_tmp()
-            return GcReport(removed, freed, kept, pruned)
+            return GcReport(removed, freed, kept, pruned, len(departed.items), departed.decisions_kept)
 
     def _prune_source_files(self, digests: set[str]) -> int:
         rows = self.db.execute("SELECT path, item FROM source_files").fetchall()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from captionary.core import item_state
 from captionary.core.db import db_text
+from captionary.core.departures import DELETE_DEPARTED, INSERT_DEPARTED, departure_rows
 from captionary.core.hashing import canonical_json
 from captionary.core.recipes import recipe_json
 from captionary.executors.summary import StepStats
@@ -43,6 +44,7 @@ class RunContext:
         self.decodes_later = False  # an image step will decode every item's pixels (set by the executor)
         self.review_options: dict[str, Any] = {}  # host/port/announce for the review app a human step serves
         self.review_server: Any = None  # that app, once a human step started it (one per run)
+        self.review_watch: Any = None  # what the app's run line reads (stages/human.py: RunWatch)
         self.devices_held: dict[int, str] = {}  # batch step index -> the accelerator its loaded model holds
         self.errors: list[dict] = []
         self.stop = threading.Event()
@@ -50,6 +52,7 @@ class RunContext:
         self.crash: BaseException | None = None
         self._lock = threading.Lock()
         self.seen: set[str] = set()
+        self.covered: set[str] = set()  # items on record under the sources this run read (SourceRecords)
         self.origins: dict[str, list[tuple[int, str, str]]] = {}  # several sources: item -> origins
         """(source position, step label, source key) per source that produced the item."""
         self._previous = {row[0]: row[1:] for row in item_state.all_states(ws.query)}
@@ -97,7 +100,8 @@ class RunContext:
 
     def forget_unseen(self) -> None:
         """After a complete run: items it never reached are no longer part of the dataset; the origins
-        of a run with several sources replace the previous ones."""
+        of a run with several sources replace the previous ones. Items that left (on record under a
+        source this run read, and not seen) are recorded as departed; `gc` frees them later."""
         stale = [(item,) for item in self._previous.keys() - self.seen]
         self.writer.write_many(item_state.DELETE, stale)
         before = set(self.ws.query("SELECT item, position, step, source FROM item_origins"))
@@ -110,6 +114,10 @@ class RunContext:
             "INSERT OR REPLACE INTO item_origins VALUES (?, ?, ?, ?, ?)",
             [(*row, self.run_id) for row in now - before],
         )
+        departed = (row[0] for row in self.ws.query("SELECT item FROM departed"))
+        gone, back = departure_rows(self.covered, self.seen, departed, self.run_id)
+        self.writer.write_many(INSERT_DEPARTED, gone)
+        self.writer.write_many(DELETE_DEPARTED, back)
 
     # --- stopping ------------------------------------------------------------------------------------
     def abort(self, reason: str) -> None:

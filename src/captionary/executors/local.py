@@ -21,6 +21,7 @@ from captionary.core.workspace import Workspace
 from captionary.core.writer import DbWriter
 from captionary.errors import CaptionaryError, RunAborted
 from captionary.executors.context import RunContext, Stopped
+from captionary.executors.main_guard import check_main_guard
 from captionary.executors.progress import Progress
 from captionary.executors.stages.base import Stage
 from captionary.executors.stages.batch import BatchStage
@@ -88,6 +89,8 @@ class LocalExecutor:
 
     def run(self, ws: Workspace, pipeline: Pipeline) -> RunSummary:
         pipeline.check()
+        if self._spawns_workers(pipeline):
+            check_main_guard()  # before the lock and the pool: one clear message, not a broken pool
         with ws.run_lock():
             ws.blobs.clear_tmp()
             return self._run(ws, pipeline)
@@ -184,6 +187,10 @@ class LocalExecutor:
             if isinstance(chain, ChainStage) and isinstance(following, SinkStage):
                 chain.render = following.step.renderer()
         return SourceStage(ctx, pipeline.sources), stages, pool
+
+    def _spawns_workers(self, pipeline: Pipeline) -> bool:
+        """Whether this run may start the spawn process pool (which re-imports the main script)."""
+        return self.workers > 0 and any(getattr(step, "parallel", False) for step in pipeline)
 
     def _pool(self, ctx: RunContext, chains: list[list[PerItemStep]]) -> LazyPool:
         """Where `parallel` chain steps run (another executor may put them elsewhere)."""

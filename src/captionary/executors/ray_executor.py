@@ -85,6 +85,9 @@ class RayExecutor(LocalExecutor):
                 model_actor_plan(step, self.cluster_gpus, self.gpus_per_model_actor, self.model_actors)
         return super().run(ws, pipeline)
 
+    def _spawns_workers(self, pipeline) -> bool:
+        return False  # Ray actors import step modules, never the main script
+
     def _pool(self, ctx: RunContext, chains: list[list[PerItemStep]]) -> ChainActors:
         return ChainActors(self.ray, max(1, self.workers), ctx.ws, chains)
 

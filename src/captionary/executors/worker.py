@@ -21,7 +21,7 @@ from captionary.core.cache import apply, item_key, lookup_one
 from captionary.core.db import connect
 from captionary.core.item import NO_IMAGE_ERROR, Item, sharing_decodes
 from captionary.core.outcome import Outcome
-from captionary.errors import ItemError
+from captionary.errors import describe_error
 from captionary.pipeline.step import PerItemStep
 
 Event = tuple[int, bytes, Outcome | None, str | None, bool]
@@ -60,13 +60,6 @@ def advance(
         if outcome.dropped is not None:
             break
     return item, events
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, ItemError):
-        return str(exc)
-    text = str(exc) or repr(exc)
-    return f"{type(exc).__name__}: {text}"
 
 
 # --- process pool side -------------------------------------------------------------------------

@@ -32,12 +32,12 @@ def from_dict(cls: type[T], values: Mapping[str, Any] | T | None, section: str) 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """A loader config file: top-level keys `image`, `caption`, `buckets` (each a mapping)."""
-    import yaml
+    from captionary.core import yaml_limits
 
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        data = yaml_limits.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except ConfigError as exc:
+        raise exc.at(line=None, file=str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with image / caption / buckets sections")
     return data

@@ -21,7 +21,10 @@ class DownloadCache:
 
     def local(self, url: str) -> Path:
         digest = hashlib.sha256(url.encode()).hexdigest()
-        suffix = os.path.splitext(urlsplit(url).path)[1][:8]
+        try:
+            suffix = os.path.splitext(urlsplit(url).path)[1][:8]
+        except ValueError:  # a malformed URL: its download fails with the reason
+            suffix = ""
         return self.folder / digest[:2] / f"{digest}{suffix}"
 
     def path(self, url: str) -> Path:

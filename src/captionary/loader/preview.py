@@ -30,7 +30,8 @@ def preview(
     drop_last: bool = False,
     **dataset_options: Any,
 ) -> Preview:
-    """Draw the first batch the sampler yields for `epoch` (after augmentation) into `out`."""
+    """Draw the first full batch the sampler yields for `epoch` (after augmentation; the largest
+    batch when none is full) into `out`."""
     from captionary.loader.dataset import ImageCaptionDataset
     from captionary.loader.image_transforms import to_pil
     from captionary.loader.sampler import BucketBatchSampler
@@ -48,7 +49,9 @@ def preview(
     else:
         sampler = BucketBatchSampler(dataset, batch_size, seed=seed, drop_last=drop_last)
         sampler.set_epoch(epoch)
-        samples = [dataset[key] for key in next(iter(sampler))]
+        batches = list(sampler)
+        full = [batch for batch in batches if len(batch) == batch_size]
+        samples = [dataset[key] for key in (full or sorted(batches, key=len, reverse=True))[0]]
         skipped = dataset.skipped
     normalized = dataset.image_transform.normalize
     images = [to_pil(s["pixel_values"], normalized) for s in samples]
@@ -62,6 +65,18 @@ def preview(
         lines = [f"  {why}" for _, why in skipped]
         report += f"\n{len(skipped)} image(s) skipped (unreadable or too small):\n" + "\n".join(lines)
     return Preview(out, report, captions, buckets)
+
+
+def preview_path(dataset: str) -> Path:
+    """Where `captionary preview` writes without `--out`: inside a workspace, or a temp folder (never
+    the current folder, nor an export a trainer would read)."""
+    import tempfile
+
+    folder = Path(dataset)
+    if (folder / "captionary.db").is_file():
+        return folder / "preview.png"
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in folder.name or "dataset")
+    return Path(tempfile.gettempdir()) / "captionary-preview" / f"{name}.png"
 
 
 def _bucket(dataset: Any, skipped: list[tuple[str, str]]) -> Any:

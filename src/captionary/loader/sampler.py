@@ -108,14 +108,15 @@ class BucketBatchSampler:
         ]  # with repeats
         for s in self.stats():
             last = f"{s.partial} (kept)" if s.partial else "-"
+            batches = s.full_batches + (1 if s.partial else 0)  # a kept smaller batch is a batch too
             why = f"{s.dropped} (drop_last: short of a batch of {self.batch_size})" if s.dropped else "0"
-            lines.append(
-                f"{s.bucket[0]:>5}x{s.bucket[1]:<5}  {s.images:>6}  {s.full_batches:>7}  {last:>10}  {why}"
-            )
+            lines.append(f"{s.bucket[0]:>5}x{s.bucket[1]:<5}  {s.images:>6}  {batches:>7}  {last:>10}  {why}")
         total = sum(s.images for s in self.stats())
-        lines.append(f"{len(self.groups)} bucket(s), {total} image(s), batch size {self.batch_size}")
-        if self.num_replicas > 1:
-            lines.append(f"rank {self.rank} of {self.num_replicas}: {len(self)} batch(es) per epoch")
+        lines.append(
+            f"{len(self.groups)} bucket(s), {total} image(s), batch size {self.batch_size}, "
+            f"{len(self)} batch(es) per epoch"
+            + (f" on rank {self.rank} of {self.num_replicas}" if self.num_replicas > 1 else "")
+        )
         return "\n".join(lines)
 
     def _all_batches(self) -> list[list[tuple[int, int]]]:

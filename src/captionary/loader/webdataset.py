@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,8 +157,12 @@ def _expand(shards: str | Path | list[str]) -> list[str]:
 
 def _shard_records(url: str, timeout: float) -> Iterator[Record]:
     """The shard's samples as records, streamed (`tar_samples`: the `webdataset` library's grouping)."""
+
+    def damaged(offset: int, message: str) -> None:  # read past, never silently
+        warnings.warn(f"{url}, byte {offset}: {message}", stacklevel=2)
+
     with open_shard(url, timeout) as stream:
-        for key, members, _ in tar_samples(stream):
+        for key, members, _ in tar_samples(stream, damaged):
             yield _record(url, key, members)
 
 

@@ -3,7 +3,7 @@ instead of the executor's whole run state."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,12 @@ class SourceContext:
     decodes_later: bool = False
     on_expect: Callable[[int], None] = field(default=lambda total: None, repr=False)
     count: Callable[[], int] = field(default=lambda: 0, repr=False)
+    on_known: Callable[[Iterable[str]], None] = field(default=lambda items: None, repr=False)
+
+    def known(self, items: Iterable[str]) -> None:
+        """The items this source has on record from earlier runs (what it remembers it read): those
+        this run does not see have left the workspace (`core/departures.py`, freed by `gc`)."""
+        self.on_known(items)
 
     def expect(self, total: int) -> None:
         """How many records this source will produce in all (the progress bar's total)."""

@@ -12,6 +12,7 @@ from captionary.pipeline.step import Step
 class Pipeline:
     def __init__(self, steps: list[Step] | None = None):
         self.steps: list[Step] = []
+        self.properties_checked = False  # the YAML loader checks them itself, with line numbers
         for step in steps or []:
             self.steps.extend(_as_step(step).expanded())  # a shorthand step stands for several
 
@@ -41,7 +42,9 @@ class Pipeline:
         return out
 
     def check(self) -> None:
-        """Structural checks: one or more sources, first; no source later on."""
+        """Structural checks (one or more sources, first; no source later on), then the properties
+        steps name (`pipeline/properties.py`: an error, or a warning where a source's properties are
+        open-ended)."""
         if not self.steps:
             raise ConfigError("the pipeline has no steps")
         if self.steps[0].kind != "source":
@@ -54,6 +57,11 @@ class Pipeline:
                     f"source step {step.name!r} can only come at the start (several sources are merged "
                     f"in order: list them one after another before the other steps)"
                 )
+        if not self.properties_checked:
+            from captionary.pipeline.properties import report_property_problems
+
+            report_property_problems(self.steps)
+            self.properties_checked = True
 
     def describe(self) -> list[dict[str, Any]]:
         return [step.describe() for step in self.steps]

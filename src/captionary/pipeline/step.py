@@ -84,6 +84,11 @@ class Step:
         model: a source and its generation step) returns several; expanding those again changes nothing."""
         return [self]
 
+    def expected_properties(self) -> tuple[str, ...]:
+        """Properties this step's parameters name and needs to exist (a filter expression's names):
+        checked before the run against what earlier steps write (`pipeline/properties.py`)."""
+        return ()
+
     # --- composition and description -----------------------------------------------------------
     def __rshift__(self, other: Step | type[Step] | Pipeline) -> Pipeline:
         from captionary.pipeline.pipeline import Pipeline
@@ -127,8 +132,9 @@ class Step:
 
     @classmethod
     def summary(cls) -> str:
-        doc = (cls.__doc__ or "").strip().splitlines()
-        return doc[0] if doc else ""
+        """The docstring's first paragraph on one line (what `captionary steps` prints), never cut."""
+        paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+        return " ".join(line.strip() for line in paragraph.splitlines())
 
     @classmethod
     def signature(cls) -> list[str]:
@@ -366,9 +372,15 @@ class Source(Step):
     """Produces items. Implement `scan(ctx)`, yielding `Ingested` records.
 
     `Load(a) + Load(b)` (or `concat(...)`) merges several sources in order.
+
+    `provides` names the properties its items may have; `open_properties` says whether they may also
+    have others the pipeline cannot know before the run (sidecar keys, manifest columns): then a
+    later step naming an unknown property is a warning, not an error.
     """
 
     kind: ClassVar[str] = "source"
+    provides: ClassVar[tuple[str, ...]] = ("width", "height")
+    open_properties: ClassVar[bool] = True
 
     def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         raise NotImplementedError
@@ -394,6 +406,10 @@ class Sink(Step):
 
     def close(self, complete: bool) -> None:
         pass
+
+    def usage(self) -> dict[str, int]:
+        """Counters for the run summary (e.g. items without a caption), read after `close`."""
+        return {}
 
     def renderer(self) -> Any:
         """An optional picklable object whose `render(item) -> (digest, bytes) | None` encodes an item's

@@ -1,7 +1,8 @@
 """Pipelines from YAML, with errors that name the file, the line and the valid options.
 
 workspace: ws                 # relative paths resolve against the YAML file's folder
-imports: [my_steps]           # optional: modules that register custom steps
+imports: [my_steps]           # optional: modules that register custom steps (the file's folder is
+                              # searched after Python's path); importing them runs their code
 steps:
   - load: {path: photos}
   - filter_by_size: {min_edge: 512}
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +22,12 @@ from typing import Any
 
 import yaml
 
+from captionary.core import yaml_limits
 from captionary.errors import ConfigError, ParamError
 from captionary.pipeline import dataflow_gen
 from captionary.pipeline.params import check
 from captionary.pipeline.pipeline import Pipeline
+from captionary.pipeline.properties import report_property_problems
 from captionary.pipeline.registry import STEPS
 
 TOP_LEVEL = ("workspace", "blobs", "imports", "steps")
@@ -62,12 +66,7 @@ class _Parser:
         self.constructor = yaml.SafeLoader("")
 
     def parse(self, text: str) -> PipelineFile:
-        try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"invalid YAML: {problem}", line=mark.line + 1 if mark else None) from None
+        root = yaml_limits.compose(text)  # within limits: depth, alias expansion
         if not isinstance(root, yaml.MappingNode):
             raise ConfigError("a pipeline file is a mapping with `workspace:` and `steps:`", line=1)
         if dataflow_gen.is_dataflow_gen(root):  # Dataflow-Gen's layout, read as it is
@@ -84,6 +83,8 @@ class _Parser:
         for key in ("workspace", "steps"):
             if key not in top:
                 raise ConfigError(f"missing required key {key!r}", line=1)
+        if str(self.base) not in sys.path:  # a module beside the file is found, after installed ones
+            sys.path.append(str(self.base))
         if "imports" in top:
             self._imports(top["imports"][1])
         workspace_node = top["workspace"][1]
@@ -96,9 +97,13 @@ class _Parser:
         pipeline = Pipeline([self._step(node) for node in steps_node.value])
         for position, node in enumerate(steps_node.value):
             try:  # the structural checks of Pipeline.check, each located at its step's line
-                Pipeline(list(pipeline)[: position + 1]).check()
+                prefix = Pipeline(list(pipeline)[: position + 1])
+                prefix.properties_checked = True
+                prefix.check()
             except ConfigError as exc:
                 raise exc.at(line=_line(node)) from None
+        report_property_problems(list(pipeline), [_line(node) for node in steps_node.value], self.file)
+        pipeline.properties_checked = True
         blobs = None
         if "blobs" in top:
             blobs = self._value(top["blobs"][1])
@@ -185,7 +190,7 @@ class _Parser:
             raise exc.at(line=line) from None
 
     def _value(self, node: yaml.Node) -> Any:
-        return self.constructor.construct_object(node, deep=True)
+        return yaml_limits.construct(node, self.constructor)
 
     def _path(self, value: str | Path) -> Path:
         path = Path(value).expanduser()

@@ -10,7 +10,7 @@ from typing import Any
 
 from captionary.core import item_state
 from captionary.core.decisions import DecisionStore
-from captionary.steps.custom.expression import Expression
+from captionary.core.expression import Expression, ExpressionError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PAGE = 500
@@ -133,9 +133,14 @@ def _facts(
 
 
 def _matches(expression: Expression, names: dict[str, Any]) -> bool:
+    """The same semantics as `filter`: an absent property makes a comparison false. A value of the
+    wrong type for this item (`'dog' in 3`) does not match; an expression that cannot run at all (a
+    value too large) is the query's error."""
     try:
         return bool(expression(names))
-    except Exception:  # a type mismatch on this item (None > 3): it does not match
+    except ExpressionError:
+        raise
+    except Exception:
         return False
 
 

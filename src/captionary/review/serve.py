@@ -34,8 +34,8 @@ class ReviewServer:
         port: int | None = None,
         progress: Callable[[], list[dict[str, Any]]] | None = None,
     ):
-        require("fastapi", "review")
-        require("uvicorn", "review")
+        require("fastapi", "review", user="the review app")
+        require("uvicorn", "review", user="the review app")
         self.workspace = Path(workspace)
         self.progress = progress  # the run's per-step counts, when a run serves the app
         self.host = host
@@ -56,9 +56,11 @@ class ReviewServer:
     def _server(self) -> Any:
         import uvicorn
 
+        from captionary.review.guard import loopback_hosts
         from captionary.review.server import create_app
 
-        self.app = create_app(self.workspace, self.token, self.progress)
+        hosts = loopback_hosts(self.host, self.port)  # on a loopback bind: DNS rebinding is refused
+        self.app = create_app(self.workspace, self.token, self.progress, hosts)
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
         return self.server

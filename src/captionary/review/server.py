@@ -8,7 +8,6 @@ id in the database, and only blob-store bytes are sent. No CORS headers are set 
 import hashlib
 import json
 import re
-import secrets
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -20,6 +19,7 @@ from captionary.core.blobstore import workspace_blob_store
 from captionary.core.decisions import DecisionStore
 from captionary.errors import CaptionaryError
 from captionary.review.browse import PAGE, browse, details, parse_cursor
+from captionary.review.guard import RequestGuard
 from captionary.review.thumbnails import SIZES, Thumbnails
 
 COOKIE_PREFIX = "captionary_"
@@ -38,10 +38,23 @@ CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-
 WARM_AHEAD = 24
 
 
-def create_app(workspace: Path, token: str, progress: Callable[[], Any] | None = None) -> Any:
-    """The ASGI app for one workspace; `token` is required on every request. `progress` gives the
-    serving run's per-step counts (`GET /api/run`)."""
-    from fastapi import Body, Depends, FastAPI, HTTPException, Request, Response
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+    b'fill="#2b6cb0"/><path d="M4 11l3-4 2 3 1.5-2L13 11z" fill="#fff"/></svg>'
+)
+"""The app's icon (an SVG: browsers take any image type at /favicon.ico)."""
+
+
+def create_app(
+    workspace: Path,
+    token: str,
+    progress: Callable[[], Any] | None = None,
+    hosts: frozenset[str] | None = None,
+) -> Any:
+    """The ASGI app for one workspace; `token` is required on every request, checked with the `Host`
+    header (one of `hosts`, when given) and the body size before any route runs (`guard.py`).
+    `progress` gives the serving run's per-step counts (`GET /api/run`)."""
+    from fastapi import Body, FastAPI, HTTPException, Request, Response
     from fastapi.responses import JSONResponse
 
     store = DecisionStore(Path(workspace) / "captionary.db")  # decisions: fsynced, never behind a long read
@@ -55,16 +68,8 @@ def create_app(workspace: Path, token: str, progress: Callable[[], Any] | None =
 
     cookie = COOKIE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:12]
 
-    async def authorize(request: Request) -> None:  # async: no thread hand-off per request
-        given = request.query_params.get("token") or request.cookies.get(cookie) or ""
-        header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
-            given = given or header[7:]
-        if not secrets.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, "open the URL captionary printed: it carries the access token")
-
     app = FastAPI(title="captionary review", docs_url=None, redoc_url=None, openapi_url=None)
-    app.router.dependencies.append(Depends(authorize))
+    app.add_middleware(RequestGuard, token=token, cookie=cookie, hosts=hosts)  # every route, before its body
 
     def close() -> None:
         thumbs.close()
@@ -105,6 +110,10 @@ def create_app(workspace: Path, token: str, progress: Callable[[], Any] | None =
         if name not in STATIC:
             raise HTTPException(404, "not found")
         return Response(static[name], media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:  # what a browser asks for on every page: an icon, not a 404 in the log
+        return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/api/run")
     async def run() -> dict[str, Any]:

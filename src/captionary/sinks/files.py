@@ -1,15 +1,21 @@
-"""Writing output files the way every sink must: atomically, only when changed, and never touching
-a file the sink did not write itself. The `outputs` table remembers what each sink wrote."""
+"""Writing output files the way every sink must: atomically, only when changed, never outside the output
+folder, never touching a file the sink did not write itself, and never overwriting or deleting one a
+person edited since (unless asked to). The `outputs` table remembers what each sink wrote (digest, size,
+mtime): a file whose size or mtime moved since was changed by someone else."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from captionary.core.atomic import remove_temp_files, write_atomic
+from captionary.sinks.paths import UnsafePath, inside
+
+log = logging.getLogger("captionary")
 
 UPSERT_OUTPUT = "INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?, ?, ?)"
 DELETE_OUTPUT = "DELETE FROM outputs WHERE sink = ? AND path = ?"
@@ -19,13 +25,32 @@ class NotOurs(Exception):
     """The target exists with other content and no record says this sink wrote it."""
 
 
+class EditedByHand(NotOurs):
+    """The target is a file this sink wrote, changed on disk since (a person's edit)."""
+
+
 class OutputFiles:
-    def __init__(self, ctx: Any, sink_id: str, root: Path):
+    """`outside_ok`: paths (manifests the format itself names, like kohya_json's `../out.json`) that may
+    lie outside the root; item files never may."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        sink_id: str,
+        root: Path,
+        *,
+        overwrite_edited: bool = False,
+        outside_ok: frozenset[str] = frozenset(),
+    ):
         self.ctx = ctx
         self.sink_id = sink_id
         self.root = root
         self.root_prefix = str(root) + os.sep
+        self.overwrite_edited = overwrite_edited
+        self.outside_ok = outside_ok
         root.mkdir(parents=True, exist_ok=True)
+        self.root_real = os.path.realpath(root)
+        self.kept_edited: list[str] = []  # stale files left in place because a person changed them
         self.records: dict[str, tuple[str | None, str, int, int]] = {
             path: (item, digest, size, mtime)
             for path, item, digest, size, mtime in ctx.ws.query(
@@ -61,6 +86,7 @@ class OutputFiles:
         """
         if self.unchanged(relative, digest):
             return False
+        self.check_inside(relative)
         self.touched.add(relative)
         target = self.root / relative
         record = self.records.get(relative)
@@ -75,6 +101,14 @@ class OutputFiles:
                     f"{target} exists and was not written by captionary; move it or choose "
                     f"another output folder"
                 )
+        elif st is not None and record is not None and _moved(record, st):
+            if _sha(target.read_bytes()) != _sha(data):
+                if not self.overwrite_edited:
+                    raise EditedByHand(
+                        f"{target} was changed since captionary wrote it: left as it is (save: "
+                        f"{{overwrite_edited: true}} or --overwrite-edited replaces it)"
+                    )
+                self._write(target, data)
         elif st is None or record is None or _sha(target.read_bytes()) != _sha(data):
             self._write(target, data)
         st = target.stat()
@@ -91,11 +125,35 @@ class OutputFiles:
         for relative, (item, *_) in list(self.records.items()):
             if relative in self.touched or (item is not None and item in keep):
                 continue
-            (self.root / relative).unlink(missing_ok=True)
-            del self.records[relative]
+            target = self.root / relative
+            record = self.records.pop(relative)
+            if self.is_inside(relative) and not self._edited(record, target):
+                target.unlink(missing_ok=True)
             self.ctx.writer.write(DELETE_OUTPUT, (self.sink_id, relative))
             removed.append(relative)
         return removed
+
+    def is_inside(self, relative: str) -> bool:
+        return relative in self.outside_ok or inside(self.root_real, self.root_prefix + relative)
+
+    def check_inside(self, relative: str) -> None:
+        if not self.is_inside(relative):
+            raise UnsafePath(
+                f"{self.root / relative} resolves outside the output folder {self.root} (through a "
+                f"symlink?): refused"
+            )
+
+    def _edited(self, record: tuple[str | None, str, int, int], target: Path) -> bool:
+        """A stale file a person changed since we wrote it: kept (and reported) unless overwrite_edited."""
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            return False
+        if self.overwrite_edited or not _moved(record, st):
+            return False
+        self.kept_edited.append(str(target))
+        log.warning("%s was changed since captionary wrote it: kept, though its item is gone", target)
+        return True
 
     def _write(self, target: Path, data: bytes) -> None:
         folder = str(target.parent)
@@ -107,6 +165,10 @@ class OutputFiles:
     def _remove_temp_files(self) -> None:
         """Temp files a killed run left (they are this sink's own, by their name)."""
         remove_temp_files(str(self.root), recursive=True)
+
+
+def _moved(record: tuple[str | None, str, int, int], st: os.stat_result) -> bool:
+    return (record[2], record[3]) != (st.st_size, st.st_mtime_ns)
 
 
 def _sha(data: bytes) -> str:

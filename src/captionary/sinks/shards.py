@@ -16,6 +16,7 @@ only, and the samples of the unfinished shard are simply written again next time
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import tarfile
@@ -29,6 +30,7 @@ from captionary.core.atomic import TMP_PREFIX, remove_temp_files
 from captionary.core.wds_names import split_member_name
 from captionary.sinks.files import DELETE_OUTPUT, UPSERT_OUTPUT, NotOurs
 
+log = logging.getLogger("captionary")
 SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.tar$")
 
 
@@ -58,8 +60,9 @@ def sample_key(stem: str) -> str:
 class ShardWriter:
     """Writes samples into numbered tar shards under `root`, incrementally across runs."""
 
-    def __init__(self, ctx: Any, sink_id: str, root: Path, shard_size: int):
+    def __init__(self, ctx: Any, sink_id: str, root: Path, shard_size: int, overwrite_edited: bool = False):
         self.ctx = ctx
+        self.overwrite_edited = overwrite_edited
         self.sink_id = sink_id
         self.root = root
         self.shard_size = shard_size
@@ -79,6 +82,12 @@ class ShardWriter:
             else:
                 self.shards[shard] = (size, mtime)
         self.intact = {shard for shard in self.shards if self._on_disk_as_recorded(shard)}
+        self.edited = {s for s in self.shards if s not in self.intact and (root / s).exists()}
+        for records in self.by_shard.values():  # an item's sample in an intact shard is the one that counts
+            for record in records:
+                if record.shard in self.intact:
+                    self.samples[record.item] = record
+        self.kept_edited: list[str] = []  # shards a person changed: left in place, reported
         self.live: set[str] = set()  # items whose recorded sample this run confirmed or wrote
         self.lock = threading.Lock()
         self.open_tar: tarfile.TarFile | None = None
@@ -166,6 +175,9 @@ class ShardWriter:
         elsewhere because they changed (a shard changed on disk had all its samples written anew)."""
         for shard in sorted(self.shards):
             records = self.by_shard.get(shard, [])
+            if shard in self.edited and not self.overwrite_edited:
+                self._leave_edited(shard)
+                continue
             live = [r for r in records if r.item in keep and self.samples.get(r.item) is r]
             if len(live) == len(records) and records:
                 continue
@@ -181,6 +193,16 @@ class ShardWriter:
                 (self.root / shard).unlink(missing_ok=True)
                 del self.shards[shard]
                 self.ctx.writer.write(DELETE_OUTPUT, (self.sink_id, shard))
+
+    def _leave_edited(self, shard: str) -> None:
+        """A shard changed on disk since we wrote it: left as it is and reported (its samples were written
+        again in new shards); `overwrite_edited` lets a later run compact it like any other."""
+        self.kept_edited.append(str(self.root / shard))
+        log.warning(
+            "%s was changed since captionary wrote it: left as it is (its samples are written again in new "
+            "shards); move it away, or set save: {overwrite_edited: true} to let captionary replace it",
+            self.root / shard,
+        )
 
     def _rewrite(self, shard: str, keys: set[str]) -> None:
         """Copy the members of `keys` from `shard` into a new file of the same name, one at a time."""

@@ -1,8 +1,22 @@
 """Downloading image URLs: concurrent, a limit per host, retries with backoff (honouring Retry-After
-on 429/5xx), a timeout. A failure is a reason string naming the HTTP status, never an exception."""
+on 429/5xx). A failure is a reason string naming the HTTP status, never an exception.
+
+Bounded, whatever the server does: `timeout` is how long any one step may wait (connecting, each
+read), `deadline` the time one URL may take in all, attempts and backoff included (a server that
+drips a byte at a time is cut off then), `max_size` the most bytes read (streamed; a larger body is
+stopped at the limit), and a host whose connections
+fail `host_failures` times in a row is given up for `host_cooldown` seconds: its remaining URLs fail
+at once with the reason, so 10,000 URLs to a dead host take seconds, not hours (`circuit breaker`).
+A malformed URL (`http://[::1`) is that URL's error.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import http.client
+import itertools
+import socket
 import threading
 import time
 import urllib.error
@@ -10,10 +24,16 @@ import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import urlsplit
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 USER_AGENT = "captionary (+https://pypi.org/project/captionary/)"
+MAX_DOWNLOAD_SIZE = 1 << 30
+HOST_FAILURES = 10
+HOST_COOLDOWN = 60.0
+DEADLINE = 120.0
+CHUNK = 1 << 16
 
 
 class Downloader:
@@ -24,16 +44,26 @@ class Downloader:
         per_host: int = 4,
         retries: int = 3,
         timeout: float = 30.0,
+        deadline: float = DEADLINE,
         backoff: float = 1.0,
         max_wait: float = 60.0,
+        max_size: int = MAX_DOWNLOAD_SIZE,
+        host_failures: int = HOST_FAILURES,
+        host_cooldown: float = HOST_COOLDOWN,
     ):
         self.workers = workers
         self.retries = retries
         self.timeout = timeout
+        self.deadline = deadline
         self.backoff = backoff
         self.max_wait = max_wait
+        self.max_size = max_size
         self._hosts: dict[str, threading.Semaphore] = defaultdict(lambda: threading.Semaphore(per_host))
+        self._breakers: dict[str, _HostBreaker] = defaultdict(
+            lambda: _HostBreaker(host_failures, host_cooldown)
+        )
         self._lock = threading.Lock()
+        self._watchdog = _Watchdog()
 
     def fetch_all(self, urls: Iterable[str]) -> Iterator[tuple[str, bytes | str]]:
         """(url, bytes) or (url, reason), in the order given."""
@@ -42,26 +72,229 @@ class Downloader:
             yield from zip(urls, pool.map(self.fetch, urls))
 
     def fetch(self, url: str) -> bytes | str:
+        try:
+            parts = urlsplit(url)
+            host = parts.netloc
+            if not parts.hostname:
+                raise ValueError("no host name")
+            parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+        except ValueError as exc:
+            return f"malformed URL: {exc}"
         with self._lock:
-            gate = self._hosts[urlsplit(url).netloc]
-        reason = ""
+            gate, breaker = self._hosts[host], self._breakers[host]
+        deadline = 0.0
+        reason, attempts = "", 0
         for attempt in range(self.retries + 1):
             wait = self.backoff * 2**attempt
             with gate:
+                if (refusal := breaker.refusal(host)) is not None:  # given up: fail at once
+                    return refusal
+                attempts += 1
+                deadline = deadline or time.monotonic() + self.deadline  # from the first attempt on,
+                # not while the URL waited for its turn at the host
                 try:
-                    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-                    with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                        return response.read()
+                    data = self._get(url, deadline)
+                    breaker.answered()
+                    return data
                 except urllib.error.HTTPError as exc:
+                    breaker.answered()
                     reason = f"HTTP {exc.code} {exc.reason}"
                     if exc.code not in RETRY_STATUSES:
                         return f"download failed: {reason}"
                     wait = _retry_after(exc.headers.get("Retry-After"), wait)
-                except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                except _TooLarge as exc:
+                    breaker.answered()
+                    return f"download failed: {exc}"
+                except http.client.InvalidURL as exc:  # e.g. a control character in the URL
+                    return f"malformed URL: {exc}"
+                except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                     reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
-            if attempt < self.retries:
-                time.sleep(min(wait, self.max_wait))
-        return f"download failed after {self.retries + 1} attempts: {reason}"
+                    breaker.failed(reason)
+                except ValueError as exc:  # http.client.InvalidURL, an IDNA host name that cannot be
+                    return f"malformed URL: {exc}"  # encoded (after OSError: ssl errors are both)
+            pause = min(wait, self.max_wait)
+            if attempt == self.retries or time.monotonic() + pause >= deadline:
+                break
+            time.sleep(pause)
+        return f"download failed after {attempts} attempt{'s' if attempts != 1 else ''}: {reason}"
+
+    def _get(self, url: str, deadline: float) -> bytes:
+        """The body, read by `deadline` (monotonic) and at most `max_size` bytes."""
+        guard = self._watchdog.guard(deadline)
+        try:
+            opener = urllib.request.build_opener(_GuardedHTTP(guard), _GuardedHTTPS(guard))
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+            wait = max(0.001, min(self.timeout, deadline - time.monotonic()))
+            with opener.open(request, timeout=wait) as response:
+                announced = response.headers.get("Content-Length", "")
+                if announced.isdigit() and int(announced) > self.max_size:
+                    raise _TooLarge(f"{announced} bytes announced, over the limit ({self.max_size})")
+                chunks, size = [], 0
+                while chunk := response.read(min(CHUNK, self.max_size + 1 - size)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > self.max_size:
+                        raise _TooLarge(f"more than {self.max_size} bytes (the limit); stopped reading")
+            if guard.expired:  # the watchdog shut the socket: what was read is cut off
+                raise TimeoutError()
+            return b"".join(chunks)
+        except (OSError, http.client.HTTPException) as exc:
+            if guard.expired:
+                raise TimeoutError(
+                    f"timed out: not complete within the {self.deadline:g} s deadline"
+                ) from None
+            raise exc
+        finally:
+            guard.done()
+
+
+class _TooLarge(Exception):
+    """A body over the size limit."""
+
+
+class _HostBreaker:
+    """Consecutive connection failures of one host; at `limit`, its URLs fail at once for `cooldown`
+    seconds, then one attempt probes the host again (a success closes the breaker)."""
+
+    def __init__(self, limit: int, cooldown: float):
+        self.limit = limit
+        self.cooldown = cooldown
+        self.failures = 0
+        self.open_until = 0.0
+        self.reason = ""
+        self.lock = threading.Lock()
+
+    def refusal(self, host: str) -> str | None:
+        with self.lock:
+            if self.limit <= 0 or self.failures < self.limit:
+                return None
+            now = time.monotonic()
+            if now >= self.open_until:
+                self.open_until = now + self.cooldown  # this attempt probes; the others still fail fast
+                return None
+            return (
+                f"download failed: host {host} given up after {self.failures} connection failures in a "
+                f"row (last: {self.reason}); retried on the next run"
+            )
+
+    def failed(self, reason: str) -> None:
+        with self.lock:
+            self.failures += 1
+            self.reason = reason
+            if self.failures >= self.limit:
+                self.open_until = time.monotonic() + self.cooldown
+
+    def answered(self) -> None:
+        with self.lock:
+            self.failures, self.open_until = 0, 0.0
+
+
+class _Guard:
+    """One attempt's sockets, shut down by the watchdog when its deadline passes."""
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.expired = False
+        self.finished = False
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def expire(self) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            self.expired = True
+            for sock in self.sockets:
+                _shutdown(sock)
+
+    def done(self) -> None:
+        with self.lock:
+            self.finished = True
+            self.sockets.clear()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv; close() alone would not
+
+
+class _Watchdog:
+    """One daemon thread that expires guards at their deadlines; it exits after a second with none."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, _Guard]] = []
+        self.order = itertools.count()
+        self.condition = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def guard(self, deadline: float) -> _Guard:
+        guard = _Guard(deadline)
+        with self.condition:
+            heapq.heappush(self.heap, (deadline, next(self.order), guard))
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="captionary-download-deadlines")
+                self.thread.daemon = True
+                self.thread.start()
+            self.condition.notify()
+        return guard
+
+    def _run(self) -> None:
+        with self.condition:
+            while True:
+                now = time.monotonic()
+                while self.heap and (self.heap[0][0] <= now or self.heap[0][2].finished):
+                    heapq.heappop(self.heap)[2].expire()
+                if not self.heap:
+                    self.condition.wait(1.0)
+                    if not self.heap:
+                        self.thread = None
+                        return
+                    continue
+                self.condition.wait(self.heap[0][0] - now)
+
+
+_GUARDED: dict[type, type] = {}
+
+
+def _guarded_connection(base: type) -> type:
+    """`base` (HTTPConnection or HTTPSConnection) whose socket, once connected, the guard watches."""
+    if base not in _GUARDED:
+
+        class Guarded(base):  # type: ignore[valid-type, misc]
+            def __init__(self, *args: Any, guard: _Guard, **kwargs: Any):
+                super().__init__(*args, **kwargs)
+                self.guard = guard
+
+            def connect(self) -> None:
+                super().connect()
+                self.guard.watch(self.sock)
+
+        _GUARDED[base] = Guarded
+    return _GUARDED[base]
+
+
+class _GuardedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, guard: _Guard):
+        super().__init__()
+        self.guard = guard
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        return super().do_open(_guarded_connection(http_class), req, guard=self.guard, **kwargs)
+
+
+class _GuardedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, guard: _Guard):
+        super().__init__()
+        self.guard = guard
+
+    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+        return super().do_open(_guarded_connection(http_class), req, guard=self.guard, **kwargs)
 
 
 def _retry_after(header: str | None, default: float) -> float:

@@ -13,7 +13,13 @@ from captionary.core.db import db_text
 from captionary.core.images import readable_extensions
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
-from captionary.sources.records import SourceRecords, should_verify, stat_fingerprint
+from captionary.sources.records import (
+    MAX_FILE_SIZE,
+    SourceRecords,
+    read_regular_file,
+    should_verify,
+    stat_fingerprint,
+)
 
 CAPTION_SIDECARS = (".txt", ".caption")
 SIDECARS = (*CAPTION_SIDECARS, ".json")
@@ -24,24 +30,30 @@ class Load(Source):
 
     `verify` decodes each new image once to catch truncated or corrupt files. By default (None) it
     does so only when no image step later in the pipeline decodes the pixels anyway (that step
-    then reports a corrupt file, naming it).
+    then reports a corrupt file, naming it). Only regular files are read (links followed, then
+    checked: a FIFO or a device is that file's error), each at most `max_file_size` bytes.
     """
 
     name: ClassVar[str] = "load"
+    provides: ClassVar[tuple[str, ...]] = ("width", "height", "caption")  # + the .json sidecars' keys
 
     path: Path
     recursive: bool = True
     verify: bool | None = None
     threads: int = 4
+    max_file_size: int = MAX_FILE_SIZE  # bytes; a larger file (image or sidecar) is that item's error
 
     def validate(self) -> None:
         require(self.path.is_dir(), self, f"folder not found: {self.path}", param="path")
         require(self.threads >= 1, self, "must be at least 1", param="threads")
+        require(self.max_file_size >= 1, self, "must be at least 1 (bytes)", param="max_file_size")
 
     def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         verify = should_verify(self.verify, ctx)
         root = self.path.resolve()
-        records = SourceRecords(ctx, db_text(str(root)) + os.sep, verify)
+        records = SourceRecords(
+            ctx, db_text(str(root)) + os.sep, verify, self.max_file_size, complete=self.recursive
+        )
         fresh: list[tuple[str, str, str, str, list[str]]] = []
         files = list(self._files(root))
         ctx.expect(len(files))
@@ -95,20 +107,22 @@ class Load(Source):
         self, records: SourceRecords, key: str, path: str, name: str, fingerprint: str, sidecars: list[str]
     ) -> Ingested:
         try:
-            props = _sidecar_props(sidecars)
+            props = _sidecar_props(sidecars, self.max_file_size)
         except (OSError, ValueError) as exc:
             return Ingested(key, error=f"cannot load {Path(key).name}: {exc}")
         return records.ingest(key, path, name, fingerprint, props)
 
 
-def _sidecar_props(sidecars: list[str]) -> dict[str, Any]:
+def _sidecar_props(sidecars: list[str], max_size: int) -> dict[str, Any]:
     props: dict[str, Any] = {}
     for sidecar in sidecars:
         ext = os.path.splitext(sidecar)[1]
         try:
-            text = Path(sidecar).read_text(encoding="utf-8")
+            text = read_regular_file(sidecar, max_size).decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError(f"sidecar {Path(sidecar).name} is not UTF-8 text") from None
+        except ValueError as exc:
+            raise ValueError(f"sidecar {Path(sidecar).name}: {exc}") from None
         if ext == ".json":
             try:
                 values = json.loads(text)

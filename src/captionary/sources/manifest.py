@@ -18,8 +18,8 @@ from captionary.core.locations import is_http
 from captionary.core.manifest_rows import csv_rows, jsonl_rows
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
-from captionary.sources.download import Downloader
-from captionary.sources.records import SourceRecords, should_verify, stat_fingerprint
+from captionary.sources.download import DEADLINE, HOST_FAILURES, Downloader
+from captionary.sources.records import MAX_FILE_SIZE, SourceRecords, should_verify, stat_fingerprint
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -32,7 +32,12 @@ FORMATS = {
 
 
 class LoadManifest(Source):
-    """Load the images a manifest lists (JSONL/JSON/CSV/TSV/Parquet); other columns become properties."""
+    """Load the images a manifest lists (JSONL/JSON/CSV/TSV/Parquet); other columns become properties.
+
+    Image URLs are downloaded within limits: `download_deadline` seconds per URL in all,
+    `max_file_size` bytes, and a host is given up (its other URLs fail at once) after
+    `download_host_failures` connection failures in a row. Local images: regular files only.
+    """
 
     name: ClassVar[str] = "load_manifest"
 
@@ -42,14 +47,18 @@ class LoadManifest(Source):
     format: Literal["auto", "jsonl", "json", "csv", "tsv", "parquet"] = "auto"
     verify: bool | None = None
     threads: int = 4
-    download_timeout: float = 30.0
+    download_timeout: float = 30.0  # seconds any one step may wait (connecting, each read)
+    download_deadline: float = DEADLINE  # seconds one URL may take in all, retries included
     download_retries: int = 3
     downloads_per_host: int = 4
+    download_host_failures: int = HOST_FAILURES  # connection failures in a row that give a host up
     copy: bool = True  # False: keep images where they are (a reference to the file or URL per image)
+    max_file_size: int = MAX_FILE_SIZE  # bytes read at most per image (a file or a download)
     image_root: Path | None = None  # the folder relative image paths are in; None: the manifest's
 
     def validate(self) -> None:
-        require(self.path.is_file(), self, f"file not found: {self.path}", param="path")
+        problem = "not a regular file" if self.path.exists() else "file not found"
+        require(self.path.is_file(), self, f"{problem}: {self.path}", param="path")
         if self.image_root is not None:
             require(
                 self.image_root.is_dir(), self, f"folder not found: {self.image_root}", param="image_root"
@@ -63,6 +72,9 @@ class LoadManifest(Source):
         )
         if self.manifest_format == "parquet":
             optional.require("pyarrow.parquet", "parquet", package="pyarrow")
+        require(self.max_file_size >= 1, self, "must be at least 1 (bytes)", param="max_file_size")
+        for param in ("download_timeout", "download_deadline"):
+            require(getattr(self, param) > 0, self, "must be more than 0 (seconds)", param=param)
 
     @property
     def manifest_format(self) -> str | None:
@@ -71,7 +83,7 @@ class LoadManifest(Source):
     def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         verify = should_verify(self.verify, ctx)
         manifest = self.path.resolve()
-        records = SourceRecords(ctx, db_text(str(manifest)) + "::", verify)
+        records = SourceRecords(ctx, db_text(str(manifest)) + "::", verify, self.max_file_size)
         fresh: list[tuple] = []
         urls: list[tuple] = []
         for where, row in self._rows(manifest):
@@ -109,7 +121,12 @@ class LoadManifest(Source):
     def _download(self, records: SourceRecords, urls: list[tuple]) -> Iterator[Ingested]:
         """Download new image URLs (the blob store and `source_files` are the cache: never twice)."""
         downloader = Downloader(
-            per_host=self.downloads_per_host, retries=self.download_retries, timeout=self.download_timeout
+            per_host=self.downloads_per_host,
+            retries=self.download_retries,
+            timeout=self.download_timeout,
+            deadline=self.download_deadline,
+            max_size=self.max_file_size,
+            host_failures=self.download_host_failures,
         )
         entries = {entry[1]: entry for entry in urls}
         for url, result in downloader.fetch_all(entries):
@@ -134,7 +151,10 @@ class LoadManifest(Source):
         if self.caption_column != "caption" and self.caption_column in props:
             props["caption"] = props.pop(self.caption_column)
         if is_http(image):
-            stem = os.path.splitext(os.path.basename(urlsplit(image).path))[0] or "image"
+            try:
+                stem = os.path.splitext(os.path.basename(urlsplit(image).path))[0] or "image"
+            except ValueError as exc:  # e.g. "http://[::1": Invalid IPv6 URL
+                return Ingested(where, error=f"{where}: malformed URL {image!r}: {exc}")
             return f"{db_text(str(manifest))}::{image}", image, stem, props
         root = self.image_root.resolve() if self.image_root is not None else manifest.parent
         real_path = os.path.normpath(os.path.join(root, os.path.expanduser(image)))

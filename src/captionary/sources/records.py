@@ -4,6 +4,7 @@ file is never read again, and ingesting a new one (read, check, copy into the bl
 from __future__ import annotations
 
 import os
+import stat
 import time
 from typing import Any
 
@@ -16,6 +17,8 @@ from captionary.core.locations import Location
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested
 
+MAX_FILE_SIZE = 1 << 30
+"""The default `max_file_size` of the sources: 1 GiB, far above any image Pillow would open."""
 VERIFIED = "|verified"
 INSERT_ITEM = "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)"
 UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, ?)"
@@ -30,9 +33,23 @@ def should_verify(verify: bool | None, ctx: SourceContext) -> bool:
 class SourceRecords:
     """The `source_files` rows under one key prefix, and the items seen in this run (for duplicates)."""
 
-    def __init__(self, ctx: SourceContext, prefix: str, verify: bool):
+    def __init__(
+        self,
+        ctx: SourceContext,
+        prefix: str,
+        verify: bool,
+        max_size: int = MAX_FILE_SIZE,
+        *,
+        complete: bool = True,
+    ):
+        """`max_size`: the largest file read, in bytes. `complete`: this run lists every record under
+        `prefix` that still exists (a whole folder, manifest, shard or split), so an item on record it
+        does not see has left the workspace (gc frees it). A source that reads only part of what it
+        has on record (a crawl that goes on from where it stopped, a folder read without its
+        subfolders) says False."""
         self.ctx = ctx
         self.verify = verify
+        self.max_size = max_size
         self.known = {
             key: (fingerprint, item, props, format)
             for key, fingerprint, item, props, format in ctx.ws.query(
@@ -42,6 +59,8 @@ class SourceRecords:
             )
         }
         self.seen: dict[str, str] = {}
+        if complete:
+            ctx.known(item for _, item, _, _ in self.known.values() if item)  # gc: which items left
 
     def cached(self, key: str, name: str, fingerprint: str) -> Ingested | None:
         """The record of an unchanged file (verified, if this run verifies), or None: ingest it."""
@@ -66,10 +85,9 @@ class SourceRecords:
         """Read a new or changed image file: check it, copy it into the blob store (or, `in_place`,
         record where it is), remember it."""
         try:
-            with open(real_path, "rb") as f:
-                data = f.read()
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
+            data = read_regular_file(real_path, self.max_size)
+        except (OSError, ValueError) as exc:
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
             return Ingested(key, error=f"cannot load {db_text(os.path.basename(real_path))}: {reason}")
         location = {"file": os.path.abspath(real_path)} if in_place else None
         return self.ingest_bytes(key, data, os.path.basename(real_path), name, fingerprint, props, location)
@@ -107,6 +125,30 @@ class SourceRecords:
         if first != item.source:
             return Ingested(item.source or "", dropped=f"exact duplicate of {first}")
         return Ingested(item.source or "", item, cached=cached)
+
+
+def read_regular_file(path: str, max_size: int) -> bytes:
+    """The bytes of a regular file (links followed), at most `max_size` of them. A FIFO, a device
+    (`/dev/zero`), a socket or a folder is refused without blocking or reading: ValueError with the
+    reason, as for a file over `max_size`; OSError for what the system refuses."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:  # checked on the open file: no race with a swapped name
+        mode, size = os.fstat(fd).st_mode, os.fstat(fd).st_size
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"not a regular file (a {_file_kind(mode)}); only regular files are read")
+        if size > max_size:
+            raise ValueError(f"{size} bytes, over max_file_size ({max_size} bytes)")
+        os.set_blocking(fd, True)
+        data = f.read(max_size + 1)
+    if len(data) > max_size:
+        raise ValueError(f"grew over max_file_size ({max_size} bytes) while it was read")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device"}
+    kinds |= {stat.S_ISSOCK: "socket", stat.S_ISDIR: "folder"}
+    return next((name for test, name in kinds.items() if test(mode)), "special file")
 
 
 def stat_fingerprint(path: str | os.DirEntry) -> str:

@@ -16,14 +16,20 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from captionary.core import optional
 from captionary.core.locations import UNKNOWN, Location, is_fsspec_url, is_http, remote_fingerprint
-from captionary.core.wds_stream import READ_ERRORS, is_local, open_shard, tar_samples
+from captionary.core.wds_stream import READ_ERRORS, Sample, is_local, open_shard, tar_samples
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
-from captionary.sources.records import UPSERT_SOURCE_FILE, SourceRecords, should_verify, stat_fingerprint
+from captionary.sources.records import (
+    MAX_FILE_SIZE,
+    UPSERT_SOURCE_FILE,
+    SourceRecords,
+    should_verify,
+    stat_fingerprint,
+)
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
@@ -38,8 +44,10 @@ class LoadWebDataset(Source):
     verify: bool | None = None
     timeout: float = 60.0  # seconds, for http(s) shards (fsspec file systems use their own settings)
     copy: bool = True  # False: keep uncompressed shards' images where they are (a reference per image)
+    max_file_size: int = MAX_FILE_SIZE  # bytes; a larger member is reported and not read
 
     def validate(self) -> None:
+        require(self.max_file_size >= 1, self, "must be at least 1 (bytes)", param="max_file_size")
         braceexpand = optional.require("braceexpand", "webdataset")
         self.__dict__["_urls"] = list(braceexpand.braceexpand(self.shards))
         for url in self.__dict__["_urls"]:
@@ -71,21 +79,25 @@ class LoadWebDataset(Source):
                 yield from known
                 return
         errors = samples = 0
-        try:
-            with open_shard(url, self.timeout) as stream:
-                for sample_key, members, offsets in tar_samples(stream):
-                    key = f"wds:{shard}#{sample_key}"
-                    samples += 1
-                    version = fingerprint if fingerprint != UNKNOWN else _content_fingerprint(members)
-                    record = records.cached(key, _name(shard, key), version)
-                    if record is None:
-                        where = self._where(shard, offsets)
-                        record = self._ingest(records, key, shard, sample_key, members, version, where)
-                    errors += record.error is not None
-                    yield record
-        except Exception as exc:
-            yield _unreadable(shard, exc)
-            return
+        for read in _read_shard(url, self.timeout, self.max_file_size):
+            if isinstance(read, Damage):  # a damaged stretch, read past: reported where it was found
+                errors += 1
+                error = f"{shard}, byte {read.offset}: {read.message}"
+                yield Ingested(f"wds:{shard}@{read.offset}", error=error)
+                continue
+            if isinstance(read, Exception):
+                yield _unreadable(shard, read)
+                return
+            sample_key, members, offsets = read
+            key = f"wds:{shard}#{sample_key}"
+            samples += 1
+            version = fingerprint if fingerprint != UNKNOWN else _content_fingerprint(members)
+            record = records.cached(key, _name(shard, key), version)
+            if record is None:
+                where = self._where(shard, offsets)
+                record = self._ingest(records, key, shard, sample_key, members, version, where)
+            errors += record.error is not None
+            yield record
         if fingerprint != UNKNOWN and not errors:
             ctx.writer.write(
                 UPSERT_SOURCE_FILE, (marker, fingerprint, None, None, f'{{"samples":{samples}}}', None)
@@ -117,6 +129,31 @@ class LoadWebDataset(Source):
         location = in_place(image_ext, len(data)) if in_place else None
         record = records.ingest_bytes(key, data, where, _name(shard, key), fingerprint, props, location)
         return record if record.item is None else records.unique(record.item, cached=False)
+
+
+class Damage(NamedTuple):
+    """A stretch of a shard that could not be read (and was read past)."""
+
+    offset: int
+    message: str
+
+
+def _read_shard(url: str, timeout: float, max_member_size: int) -> Iterator[Sample | Damage | Exception]:
+    """The shard's samples and damaged stretches in order, then what ended the reading early (an
+    exception), if anything. Only reading the shard is guarded here: a sample's own failure is that
+    sample's error."""
+    damage: list[Damage] = []
+    try:
+        with open_shard(url, timeout) as stream:
+            for sample in tar_samples(stream, lambda *found: damage.append(Damage(*found)), max_member_size):
+                yield from damage
+                damage.clear()
+                yield sample
+    except Exception as exc:
+        yield from damage
+        yield exc
+        return
+    yield from damage
 
 
 def _name(shard: str, key: str) -> str:

@@ -11,10 +11,10 @@ from typing import Any
 from captionary.core.arrays import externalize_many
 from captionary.core.cache import INSERT_RESULT, StepCache, item_key, result_row
 from captionary.core.item import Item
+from captionary.errors import describe_error
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
 from captionary.executors.stages.fanout import refuse_imageless, spread
-from captionary.executors.worker import describe_error
 from captionary.pipeline.step import BatchStep, Outcome
 
 _UNASKED = object()

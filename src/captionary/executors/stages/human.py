@@ -3,8 +3,8 @@ served, and go on one by one as the person decides them. The stage is done when 
 
 from __future__ import annotations
 
-import functools
 import sys
+import threading
 import time
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -151,22 +151,49 @@ class HumanStage(Stage):
             return
         options = dict(self.ctx.review_options)
         announce = options.pop("announce", None) or _announce
-        counts = functools.partial(_counts, self.ctx.stats)
-        server = start_review_host(self.ctx.ws.path, counts, **options)
+        watch = RunWatch(self.ctx.stats)
+        server = start_review_host(self.ctx.ws.path, watch, **options)
+        self.ctx.review_watch = watch
         self.ctx.review_server = server
         announce(f"{server.url}#/task/{quote(self.task)}")
 
     def close(self, complete: bool) -> None:
         server = self.ctx.review_server
         if server is not None:
+            watch = getattr(self.ctx, "review_watch", None)
+            if complete and watch is not None:
+                watch.wait_until_seen()  # an open page learns the run completed; then the server stops
             server.stop()
             self.ctx.review_server = None
         self.store.close()
 
 
-def _counts(stats: list[StepStats]) -> list[dict[str, Any]]:
-    """The run's per-step counts, for the review app's run line."""
-    return [{"name": s.name, "in": s.n_in, "out": s.n_out, "failed": s.failed} for s in stats]
+class RunWatch:
+    """The run's per-step counts for the review app's run line (`GET /api/run`), remembering when a
+    page last asked, so that at the end of a complete run the server stays until an open page has
+    seen every step done (the page then says the run is complete, with the counts)."""
+
+    POLL = 2.0  # how often the page asks (review.js)
+
+    def __init__(self, stats: list[StepStats]):
+        self.stats = stats
+        self.asked = 0.0
+        self.seen_done = threading.Event()
+
+    def __call__(self) -> list[dict[str, Any]]:
+        self.asked = time.monotonic()
+        steps = [
+            {"name": s.name, "in": s.n_in, "out": s.n_out, "failed": s.failed, "done": s.done}
+            for s in self.stats
+        ]
+        if all(step["done"] for step in steps):
+            self.seen_done.set()
+        return steps
+
+    def wait_until_seen(self) -> None:
+        """Wait (at most one poll interval and a half) for a page that asked recently to see the end."""
+        if time.monotonic() - self.asked < 3 * self.POLL:
+            self.seen_done.wait(self.POLL * 1.5)
 
 
 def _announce(url: str) -> None:

@@ -45,3 +45,4 @@ class SinkStage(Stage):
 
     def close(self, complete: bool) -> None:
         self.step.close(complete)
+        self.stats.usage = dict(self.step.usage())

@@ -31,6 +31,7 @@ class SourceStage:
                 self.ctx.decodes_later,
                 on_expect=lambda total, stats=stats: setattr(stats, "expected", total),
                 count=lambda stats=stats: stats.n_in,
+                on_known=self.ctx.covered.update,
             )
             for record in step.scan(scan_ctx):
                 stats.n_in += 1

@@ -89,8 +89,8 @@ def detect_format(source: Any) -> str:
         if manifest.is_file():
             with open(manifest, encoding="utf-8") as f:
                 first = f.readline()
-            return "imagefolder" if '"file_name"' in first else "jsonl"
-    if "data.parquet" in names:
+            return "imagefolder" if '"file_name"' in first and '"image_path"' not in first else "jsonl"
+    if "data.parquet" in names or any((path / "data").glob("train-*.parquet")):
         return "parquet"
     if any(name.endswith(".tar") for name in names):
         return "webdataset"
@@ -118,11 +118,12 @@ def read_records(source: Any, format: str | None = None, **options: Any) -> list
 
 
 def _resolve(path: Path, fmt: str) -> Path:
-    """A folder stands for its manifest: metadata.jsonl, data.parquet, or (kohya_json) DIR.json."""
+    """A folder stands for its manifest: metadata.jsonl, data.parquet, or (kohya_json) DIR.json; a
+    folder of Hub-layout Parquet shards (`data/train-*.parquet`) is read as it is."""
     if path.is_dir():
         if fmt == "jsonl":
             return path / "metadata.jsonl"
-        if fmt == "parquet":
+        if fmt == "parquet" and (path / "data.parquet").is_file():
             return path / "data.parquet"
         if fmt == "kohya_json":
             return path.with_suffix(".json")

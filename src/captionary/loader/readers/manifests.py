@@ -41,6 +41,16 @@ def read_parquet(path: Path, **options: Any) -> list[Record]:
     from captionary.core.optional import require
 
     pq = require("pyarrow.parquet", "parquet", package="pyarrow")
+    if path.is_dir():  # the Hub's layout: data/train-0000N-of-0000M.parquet, image paths relative to path
+        shards = sorted((path / "data").glob("train-*.parquet"))
+        if not shards:
+            raise ManifestError(f"{path}: no data.parquet and no data/train-*.parquet")
+        rows = (
+            (f"{shard.name} row {n}", row)
+            for shard in shards
+            for n, row in enumerate(pq.read_table(shard).to_pylist(), 1)
+        )
+        return _records(path / "data.parquet", rows, **options)
     rows = pq.read_table(path).to_pylist()
     return _records(path, ((f"{path.name} row {n}", row) for n, row in enumerate(rows, 1)), **options)
 

@@ -65,7 +65,7 @@ views.review = (taskName) => {
     if (!item) {
       stage.replaceChildren(el("div", { class: "done", id: "done" },
         el("p", { text: state.items.length ? `All ${state.items.length} images seen.` : "No images in this task yet." }),
-        el("p", { class: "muted", text: "New images appear here while the run streams them in." })));
+        el("p", { class: "muted", id: "done-note", text: state.finished || "New images appear here while the run streams them in." })));
       stage.dataset.item = "";
       meta.replaceChildren();
       controls.replaceChildren(button("← back", "back", () => go(state.index - 1)));
@@ -275,17 +275,27 @@ views.review = (taskName) => {
   stage.addEventListener("touchend", onTouchEnd);
 
   // --- new items while a run streams them in, and the run's progress ---------------------------------
+  const counts = (steps) => steps.map((s) => `${s.name} ${s.out}${s.failed ? ` (${s.failed} failed)` : ""}`).join(" → ");
   async function showRun() {
+    if (state.finished) return;
     try {
       const run = await api("GET", "/api/run");
-      runLine.textContent = run.running
-        ? "run: " + run.steps.map((s) => `${s.name} ${s.out}${s.failed ? ` (${s.failed} failed)` : ""}`).join(" → ")
-        : "";
-    } catch (error) { runLine.textContent = "the review server is not answering (the run may be over)"; }
+      if (run.running && run.steps.length && run.steps.every((s) => s.done)) {
+        state.finished = "The run is complete: " + counts(run.steps);  // its server stops next
+        runLine.textContent = state.finished;
+        const note = $("#done-note");
+        if (note) note.textContent = state.finished;
+      } else {
+        runLine.textContent = run.running ? "run: " + counts(run.steps) : "";
+      }
+    } catch (error) {
+      runLine.textContent = "the review server is not answering: the run was stopped, or it ended while this page was away";
+    }
   }
 
   async function refresh() {
     showRun();
+    if (state.finished) { clearInterval(state.poll); return; }
     const last = state.items.length ? state.items[state.items.length - 1].position : -1;
     try {
       const here = state.items[state.index];

@@ -54,7 +54,7 @@ class Crawl:
     # --- the run ----------------------------------------------------------------------------------
     def run(self) -> Iterator[Any]:
         options = self.options
-        records = SourceRecords(self.ctx, KEY_PREFIX, options.verify)
+        records = SourceRecords(self.ctx, KEY_PREFIX, options.verify, complete=False)  # all sites, queries
         by_md5 = {
             fingerprint[4:36]: key
             for key, (fingerprint, item, _, _) in records.known.items()

@@ -6,10 +6,10 @@ import importlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from captionary.core.expression import Expression, ExpressionError
 from captionary.core.item import Item
 from captionary.errors import ItemError
 from captionary.pipeline.step import Filter, Map, require
-from captionary.steps.custom.expression import Expression
 
 
 def import_function(path: str) -> Callable:
@@ -49,13 +49,26 @@ class FilterWhere(Filter):
     def reads_image(self) -> bool:
         return self.function is not None and self.pixels
 
+    def expected_properties(self) -> tuple[str, ...]:
+        test = self.__dict__["_test"]
+        return tuple(test.names) if isinstance(test, Expression) else ()
+
     def drop_reason(self, item: Item) -> str | None:
         test = self.__dict__["_test"]
+        why: list[str] = []
         try:
-            keep = test(item.props) if isinstance(test, Expression) else test(item)
+            if isinstance(test, Expression):
+                keep, why = test.evaluate(item.props)
+            else:
+                keep = test(item)
+        except ExpressionError as exc:
+            raise ItemError(f"filter {self.expr}: {exc}") from None
         except Exception as exc:
             raise ItemError(f"filter {self.expr or self.function}: {type(exc).__name__}: {exc}") from None
-        return None if keep else f"filter: not {self.expr or self.function}"
+        if keep:
+            return None
+        reason = f"filter: not {self.expr or self.function}"
+        return f"{reason} ({', '.join(dict.fromkeys(why))})" if why else reason
 
 
 class Apply(Map):

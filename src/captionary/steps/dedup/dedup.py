@@ -3,6 +3,7 @@ group on every member and drop the others with a reason naming the kept item.
 
     dedup: {method: exact}                      # same pixels (any file format or metadata)
     dedup: {method: phash, threshold: 8}        # perceptual hash, Hamming distance in bits (of 64)
+    dedup: {method: robust, threshold: 8}       # also crops up to 10% per side and mirrored copies
     dedup: {method: embedding, threshold: 0.95} # cosine similarity of `clip_embed` embeddings
 
 `keep`: `largest` (most pixels), `sharpest` (`sharpness`), `highest` (the property named by
@@ -14,7 +15,6 @@ for values no earlier step stored (default: all cores; not part of the cache key
 
 from __future__ import annotations
 
-import string
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,20 +22,23 @@ from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ItemError
 from captionary.pipeline.step import GlobalStep, Outcome, require
-from captionary.steps.dedup.fingerprints import hash_array, per_item, perceptual_hash, pixel_digest
+from captionary.steps.dedup.fingerprints import hash_codes, per_item, perceptual_hash, pixel_digest
 from captionary.steps.dedup.groups import greedy_groups, ranks
 from captionary.steps.dedup.pairs import Pairs
 
 if TYPE_CHECKING:
     import numpy as np
 
-METHODS = ("exact", "phash", "embedding")
+METHODS = ("exact", "phash", "robust", "embedding")
 KEEP = ("largest", "sharpest", "highest", "first")
-DEFAULT_THRESHOLD = {"phash": 8, "embedding": 0.95}
+DEFAULT_THRESHOLD = {"phash": 8, "robust": 8, "embedding": 0.95}
 """phash 8: on the 158 DreamBooth photos the closest two different photos differ by 12 bits, while
 98% of 2%-cropped and of JPEG q50 copies stay within 8. embedding 0.95: CLIP near duplicates."""
+WINDOW_RADIUS = 6
+"""robust: a crop or mirror window within this many bits of another image's frame is a candidate
+(`windows.py` says how close copies come), kept only if the two align pixel for pixel (`verify.py`).
+A small radius keeps the search cheap: 1M images' 27M windows are searched in about a minute."""
 WRITES = ("dup_group", "dup_of", "dup_distance")
-HEX = set(string.hexdigits)
 
 
 class _Deduplicate(GlobalStep):
@@ -170,8 +173,10 @@ class Dedup(_Deduplicate):
         t = self.threshold
         if self.method == "exact":
             require(t is None, self, "method: exact takes no threshold", param="threshold")
-        elif self.method == "phash":
+        elif self.method in ("phash", "robust"):
             require_module("imagehash", "dedup")
+            if self.method == "robust":
+                require_module("cv2", "dedup", package="opencv-python-headless")
             require(
                 t is None or (0 <= t <= 32 and float(t).is_integer()),
                 self,
@@ -193,7 +198,12 @@ class Dedup(_Deduplicate):
 
     @property
     def compared(self) -> tuple[str, ...]:
-        return {"exact": (), "phash": ("phash",), "embedding": (self.embedding,)}[self.method]
+        return {
+            "exact": (),
+            "phash": ("phash",),
+            "robust": ("phash", "phash_windows"),
+            "embedding": (self.embedding,),
+        }[self.method]
 
     def find_pairs(self, items: Sequence[Item], rank: np.ndarray) -> Pairs:
         if self.method == "exact":
@@ -202,7 +212,11 @@ class Dedup(_Deduplicate):
             from captionary.steps.dedup.hamming import hamming_pairs
 
             hashes = per_item(items, "phash", perceptual_hash, self.threads)
-            return hamming_pairs(_hash_codes(items, hashes), int(self.limit), workers=self.workers)
+            return hamming_pairs(hash_codes(items, hashes), int(self.limit), workers=self.workers)
+        if self.method == "robust":
+            from captionary.steps.dedup.robust import robust_pairs
+
+            return robust_pairs(items, int(self.limit), WINDOW_RADIUS, self.threads, workers=self.workers)
         from captionary.steps.dedup.semantic import cosine_pairs
 
         return cosine_pairs(self.embeddings(items), self.limit)
@@ -226,6 +240,11 @@ class Dedup(_Deduplicate):
     def explain(self, distance: float) -> str:
         if self.method == "phash":
             return f"pHash distance {int(distance)} <= {int(self.limit)}"
+        if self.method == "robust":
+            return (
+                f"pHash distance {int(distance)} between the frames <= {int(self.limit)}, or between a crop "
+                f"or mirror window and a frame <= {WINDOW_RADIUS} with the pixels aligned"
+            )
         if self.method == "embedding":
             return f"cosine similarity {1 - distance:.3f} >= {self.limit:g}"
         return "same pixels"
@@ -243,10 +262,3 @@ def exact_pairs(keys: Sequence[Any], rank: np.ndarray) -> Pairs:
         return Pairs.empty()
     lead, other = np.array(pairs, dtype=np.int64).T
     return Pairs(np.minimum(lead, other), np.maximum(lead, other), np.zeros(len(pairs)))
-
-
-def _hash_codes(items: Sequence[Item], hashes: Sequence[Any]) -> np.ndarray:
-    for item, value in zip(items, hashes):
-        if not isinstance(value, str) or len(value) != 16 or not set(value) <= HEX:
-            raise ItemError(f"{item.name}: property 'phash' is {value!r}, not 16 hex digits")
-    return hash_array(hashes)

@@ -8,8 +8,11 @@ use the library. It survives re-encoding, resizing and colour changes and, less 
 from __future__ import annotations
 
 import hashlib
+import string
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
+
+from captionary.errors import ItemError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -39,6 +42,17 @@ def hash_array(values: Sequence[str]) -> np.ndarray:
     import numpy as np
 
     return np.fromiter((int(v, 16) for v in values), dtype=np.uint64, count=len(values))
+
+
+HEX = set(string.hexdigits)
+
+
+def hash_codes(items: Sequence[Item], hashes: Sequence[Any], prop: str = "phash") -> np.ndarray:
+    """Each item's hash (16 hex digits, from `prop` or computed) as a uint64, checked."""
+    for item, value in zip(items, hashes):
+        if not isinstance(value, str) or len(value) != 16 or not set(value) <= HEX:
+            raise ItemError(f"{item.name}: property {prop!r} is {value!r}, not 16 hex digits")
+    return hash_array(hashes)
 
 
 def per_item(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 BITS = 64
 CANDIDATE_COST = 5.0  # checking one candidate pair costs about 5 bucket probes (measured)
 PAIR_COST = 1 / 30  # comparing one pair directly costs about 1/30 of a bucket probe (measured)
+MAX_BAND_BITS = 26  # a band's bucket table has 2**bits counts: 512 MB while it is built, at 26
 POOL_FROM = 100_000  # fewer hashes are searched in this process (starting workers costs more)
 
 Band = tuple[int, int, int]
@@ -52,6 +53,64 @@ def hamming_pairs(hashes: np.ndarray, threshold: int, *, workers: int | None = N
     return Pairs.unique(*(np.concatenate([f[k] for f in found]) for k in range(3)))
 
 
+def cross_pairs(
+    queries: np.ndarray, keys: np.ndarray, threshold: int, *, workers: int | None = None
+) -> Pairs:
+    """Every (query index, key index) of `queries` and `keys` (uint64) within Hamming distance
+    `threshold`, by the same multi-index search: the keys are tabled per band, the queries look up
+    their band values under every mask (split over processes for large inputs, as `hamming_pairs`).
+    `Pairs.left` holds query indices, `right` key indices."""
+    import numpy as np
+
+    queries = np.ascontiguousarray(queries, dtype=np.uint64)
+    keys = np.ascontiguousarray(keys, dtype=np.uint64)
+    if len(queries) == 0 or len(keys) == 0:
+        return Pairs.empty()
+    plan = band_plan(len(keys), threshold)
+    tasks = [(band, first, last) for band in plan for first, last in _split(_n_masks(band), 16)]
+    workers = min(len(tasks), workers or cpu_count())
+    if workers > 1 and len(queries) + len(keys) >= POOL_FROM:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            chunks = [tasks[i::workers] for i in range(workers)]
+            found = list(
+                pool.map(_cross_search, [queries] * workers, [keys] * workers, [threshold] * workers, chunks)
+            )
+    else:
+        found = [_cross_search(queries, keys, threshold, tasks)]
+    left, right, distance = (np.concatenate([f[k] for f in found]) for k in range(3))
+    order = np.lexsort((right, left))
+    left, right, distance = left[order], right[order], distance[order]
+    first = np.ones(len(left), dtype=bool)
+    first[1:] = (left[1:] != left[:-1]) | (right[1:] != right[:-1])  # found in several bands: once
+    return Pairs(left[first], right[first], distance[first].astype(np.float64))
+
+
+def _cross_search(queries: np.ndarray, keys: np.ndarray, threshold: int, tasks: list) -> tuple:
+    """The (query, key) pairs found by masks `first..last` of each task's band."""
+    import numpy as np
+
+    lefts, rights, dists = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.uint8)]
+    table: _BandTable | None = None
+    values = queries
+    for band, first, last in tasks:
+        if table is None or table.band != band:  # tasks arrive grouped by band
+            table = _BandTable(keys, band)
+            start, width, _ = band
+            mask_bits = np.uint64((1 << width) - 1)
+            values = ((queries >> np.uint64(start)) & mask_bits).astype(table.values.dtype)
+        for mask in itertools.islice(_masks(band), first, last):
+            found = table.lookup(values ^ mask)
+            if found is None:
+                continue
+            query, key = found
+            distance = np.bitwise_count(queries[query] ^ keys[key])
+            close = distance <= threshold
+            lefts.append(query[close])
+            rights.append(key[close].astype(np.int64))
+            dists.append(distance[close])
+    return np.concatenate(lefts), np.concatenate(rights), np.concatenate(dists)
+
+
 def band_plan(n: int, threshold: int) -> list[Band]:
     """Bands that guarantee every pair within `threshold` is found, with the least estimated work
     for `n` uniformly spread hashes."""
@@ -67,8 +126,8 @@ def best_plan(n: int, threshold: int) -> tuple[float, list[Band]]:
         widths = [BITS // m + (1 if j < BITS % m else 0) for j in range(m)]
         quota, extra = divmod(threshold + 1, m)  # the radii + 1 must add up to threshold + 1
         radii = [quota - 1 + (1 if j < extra else 0) for j in range(m)]
-        if max(widths) > 32:
-            continue  # bucket tables of more than 2**32 entries
+        if max(widths) > MAX_BAND_BITS:
+            continue  # a bucket table's counts would not fit in memory
         cost = sum(
             _n_masks((0, w, r)) * n * (1.0 + CANDIDATE_COST * n / 2.0**w) + 2.0**w
             for w, r in zip(widths, radii)
@@ -128,13 +187,24 @@ class _BandTable:
 
     def probe(self, mask: int) -> tuple[np.ndarray, np.ndarray] | None:
         """(query, match) item indices whose band values differ by exactly `mask`."""
-        import numpy as np
 
         if mask:
             items, values = self.lacking(mask.bit_length() - 1)
-            keys = values ^ mask
+            found = self.lookup(values ^ mask)
         else:
-            items, keys = None, self.values
+            items, found = None, self.lookup(self.values)
+        if found is None:
+            return None
+        query, match = found
+        if items is not None:
+            return items[query], match
+        keep = query < match  # a bucket's pairs, each once
+        return query[keep], match[keep]
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(position in `keys`, item) for every item whose band value is one of `keys`."""
+        import numpy as np
+
         found = self.sizes[keys]
         queries = np.flatnonzero(found)
         if len(queries) == 0:
@@ -143,11 +213,7 @@ class _BandTable:
         ends = np.cumsum(sizes)
         within = np.arange(int(ends[-1]), dtype=np.int64) - np.repeat(ends - sizes, sizes)
         match = self.order[np.repeat(self.offsets[keys[queries]], sizes) + within]
-        query = np.repeat(queries if items is None else items[queries], sizes)
-        if not mask:
-            keep = query < match  # a bucket's pairs, each once
-            return query[keep], match[keep]
-        return query, match
+        return np.repeat(queries, sizes), match
 
     def lacking(self, bit: int) -> tuple[np.ndarray, np.ndarray]:
         """The items whose band value has `bit` clear, and those values, in value order (so that

@@ -23,3 +23,21 @@ class PerceptualHash(Map):
 
     def apply(self, item: Item) -> dict[str, Any]:
         return {"phash": perceptual_hash(item.image)}
+
+
+class WindowHashes(Map):
+    """Store pHashes of the image's crop and mirror windows in `phash_windows` (for dedup: robust)."""
+
+    name: ClassVar[str] = "phash_windows"
+    writes: ClassVar[tuple[str, ...]] = ("phash_windows",)
+    parallel: ClassVar[bool] = True
+
+    def validate(self) -> None:
+        from captionary.core.optional import require
+
+        require("imagehash", "dedup")
+
+    def apply(self, item: Item) -> dict[str, Any]:
+        from captionary.steps.dedup.windows import window_hashes
+
+        return {"phash_windows": window_hashes(item.image)}

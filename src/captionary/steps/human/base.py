@@ -13,7 +13,7 @@ import importlib.util
 from typing import Any, ClassVar
 
 from captionary.core.item import Item
-from captionary.errors import ConfigError
+from captionary.errors import ConfigError, ParamError
 from captionary.pipeline.step import Outcome, Step
 
 
@@ -25,12 +25,22 @@ class HumanStep(Step):
     reads_image: ClassVar[bool] = False
 
     def validate(self) -> None:
+        self._check_task_name()
         for module in ("fastapi", "uvicorn"):  # found, not imported: a re-run with no questions stays fast
             if importlib.util.find_spec(module) is None:
                 raise ConfigError(
                     f"{self.name} serves the review app, which needs {module}: "
                     "pip install 'captionary[review]'"
                 )
+
+    def _check_task_name(self) -> None:
+        """The name must survive the app's route `/api/tasks/{name}` (one URL path segment)."""
+        name = self.task_name()
+        problem = task_name_problem(name)
+        if problem is not None:
+            param = "task" if getattr(self, "task", "") else None
+            where = f"{self.name}.task" if param else self.name
+            raise ParamError(f"{where}: task name {name!r} {problem}", param=param)
 
     def task_name(self) -> str:
         return getattr(self, "task", "") or self.name
@@ -46,3 +56,19 @@ class HumanStep(Step):
     def outcome(self, item: Item, value: Any) -> Outcome:
         """What a decision does to the item."""
         raise NotImplementedError
+
+
+MAX_TASK_NAME = 200
+
+
+def task_name_problem(name: str) -> str | None:
+    """Why a task name cannot be a review task's (the review app's URL path segment), or None."""
+    if "/" in name:
+        return "cannot hold '/' (it is one segment of the review app's URLs)"
+    if name in (".", ".."):
+        return "cannot be '.' or '..' (browsers resolve them in URLs)"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return "cannot hold control characters"
+    if len(name) > MAX_TASK_NAME:
+        return f"is longer than {MAX_TASK_NAME} characters"
+    return None

@@ -32,8 +32,10 @@ WEIGHTS = "mmod_human_face_detector.dat"
 
 class Faces(ImageBatchStep):
     """Write `faces` (the count) and `face_boxes` (`[x0, y0, x1, y1]` as fractions of the width and
-    height, with a `score`). Images are scaled to `max_edge` first; `upsample` (0-2) doubles the
-    resolution that many times to find faces smaller than about 80 px at that size (slower).
+    height, with a `score`).
+
+    Images are scaled to `max_edge` first; `upsample` (0-2) doubles the resolution that many times to
+    find faces smaller than about 80 px at that size (slower).
     Filter with `filter: {expr: "faces == 0"}` (no people) or `"faces >= 1"`.
     """
 

@@ -34,6 +34,9 @@ class FilterByScore(Filter):
     def reads(self) -> tuple[str, ...]:
         return (self.property,)
 
+    def expected_properties(self) -> tuple[str, ...]:
+        return (self.property,)
+
     def drop_reason(self, item: Item) -> str | None:
         value = item.get(self.property)
         if value is None:

@@ -1,0 +1,104 @@
+"""How `save` turns an item's image into file bytes: the original copied, or encoded once."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from captionary.core.hashing import hash_bytes
+from captionary.core.images import EXIF_ORIENTATION, FORMAT_EXTENSIONS, normal_format
+from captionary.core.item import Item
+
+PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFile:
+    relative: str
+    digest: str  # names the content without producing it
+    content: Callable[[], bytes]
+
+
+def text_file(relative: str, text: str) -> PlannedFile:
+    data = text.encode()
+    return PlannedFile(relative, hash_bytes(data), lambda: data)
+
+
+@dataclass(frozen=True)
+class ImageEncoding:
+    """How `save` turns an item's image into file bytes; also runs in pool workers (picklable)."""
+
+    image_format: str
+    quality: int
+
+    def target(self, item: Item) -> str | None:
+        """The Pillow format to encode to, or None to copy the original bytes."""
+        untouched = item.image_hash == item.id
+        if self.image_format == "original":
+            return None if untouched else (item.format if item.format in PIL_FORMATS.values() else "PNG")
+        target = PIL_FORMATS[self.image_format]
+        return None if untouched and target == item.format else target
+
+    def digest(self, item: Item, target: str) -> str:
+        return f"{item.image_hash}:{target}:{self.quality}"
+
+    def encode(self, image: Any, target: str) -> bytes:
+        if target == "JPEG" and image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        buffer = io.BytesIO()
+        options: dict[str, Any] = {"quality": self.quality} if target in ("JPEG", "WEBP") else {}
+        image.save(buffer, format=target, **options)
+        return buffer.getvalue()
+
+    def render(self, item: Item) -> tuple[str, bytes] | None:
+        target = self.target(item)
+        if target is None:
+            return None
+        return self.digest(item, target), self.encode(item.image, target)
+
+    def plan(self, item: Item, stem: str, original: Callable[[], bytes]) -> PlannedFile:
+        """The image file for `stem`: the original bytes when no step changed the pixels and the format
+        is kept; else encoded once (or the bytes a pool worker already encoded)."""
+        target = self.target(item)
+        if target is None:
+            ext = FORMAT_EXTENSIONS.get(item.format) or f".{item.format.lower() or 'img'}"
+            return PlannedFile(stem + ext, f"upright:{item.id}", lambda: upright(original(), self.quality))
+        digest = self.digest(item, target)
+
+        def content() -> bytes:
+            if item.rendered is not None and item.rendered[0] == digest:
+                return item.rendered[1]
+            return self.encode(item.image, target)
+
+        return PlannedFile(stem + FORMAT_EXTENSIONS[target], digest, content)
+
+
+def upright(data: bytes, quality: int) -> bytes:
+    """The original bytes when they need no turn (no EXIF orientation, or 1); else the image turned
+    upright in its pixels, without the orientation tag (other EXIF, the ICC profile kept), encoded once.
+    A JPEG is re-encoded with its own quantization tables and chroma subsampling (its quality, not
+    `quality`): Pillow has no lossless DCT rotation, and no well-kept Python library offers one."""
+    from PIL import Image, ImageOps, JpegImagePlugin
+
+    image = Image.open(io.BytesIO(data))
+    if image.getexif().get(EXIF_ORIENTATION, 1) not in range(2, 9):
+        return data
+    fmt = normal_format(image.format)
+    options: dict[str, Any] = {}
+    if fmt == "JPEG":
+        options["qtables"] = image.quantization
+        sampling = JpegImagePlugin.get_sampling(image)
+        if sampling != -1:
+            options["subsampling"] = sampling
+    elif fmt == "WEBP":
+        options["quality"] = quality
+    if icc := image.info.get("icc_profile"):
+        options["icc_profile"] = icc
+    turned = ImageOps.exif_transpose(image)
+    exif = turned.getexif()
+    exif.pop(EXIF_ORIENTATION, None)
+    buffer = io.BytesIO()
+    turned.save(buffer, format=fmt, exif=exif.tobytes(), **options)
+    return buffer.getvalue()

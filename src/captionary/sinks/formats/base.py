@@ -1,0 +1,192 @@
+"""What every export format is (`ExportFormat`), and the common flow of the file formats (`FileExport`):
+an image file per item, sidecar files and/or one manifest of all items written at the end."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from captionary.core.hashing import canonical_json, hash_bytes
+from captionary.core.item import Item
+from captionary.errors import describe_error
+from captionary.pipeline.context import SinkContext
+from captionary.sinks.captions import SKIP, Captions
+from captionary.sinks.card import write_card
+from captionary.sinks.encoding import PlannedFile
+from captionary.sinks.files import NotOurs, OutputFiles
+from captionary.sinks.naming import Names
+
+if TYPE_CHECKING:
+    from captionary.sinks.save import Save
+
+log = logging.getLogger("captionary")
+
+WriteResult = bool | str | Future
+"""Per item: True (written), False (already up to date, or left out), a reason it failed, or a write in
+progress."""
+
+
+class ExportFormat(Protocol):
+    """One way of laying a dataset out on disk. Built with the `save` step (its parameters)."""
+
+    name: ClassVar[str]
+    text_only_rows: ClassVar[bool]  # exports items without an image (prompt items) as rows
+
+    def __init__(self, save: Save) -> None: ...
+
+    @classmethod
+    def validate(cls, save: Save) -> None:
+        """Refuse parameters this format cannot honour (raise ParamError through `require`)."""
+
+    def open(self, ctx: SinkContext) -> None: ...
+
+    def write(self, items: Sequence[Item]) -> list[WriteResult]: ...
+
+    def close(self, complete: bool) -> None: ...
+
+    def usage(self) -> dict[str, int]:
+        """Counters for the run summary (items without a caption, hand-edited files kept)."""
+        ...
+
+
+def failed_items(ctx: SinkContext) -> set[str]:
+    """Ids of the items that failed anywhere in this run: their earlier files are kept."""
+    return {e["item"] for e in ctx.errors if e["item"]}
+
+
+class FileExport:
+    """An image file per item (placed by `place`), the files `sidecars` adds beside it, and the manifest
+    files `manifests` makes of every item's `row`, written at the end of a complete run. Unchanged files
+    are not rewritten; files the sink did not write, or a person edited since, are never touched."""
+
+    name: ClassVar[str] = ""
+    text_only_rows: ClassVar[bool] = False
+    writes_card: ClassVar[bool] = True  # a dataset card (README.md) at the root, for the Hub
+    image_folder: ClassVar[str] = ""  # e.g. "train/": where images go under the output folder
+
+    def __init__(self, save: Save):
+        self.save = save
+
+    @classmethod
+    def validate(cls, save: Save) -> None:
+        pass
+
+    # --- what a format says -------------------------------------------------------------------------
+    def place(self, item: Item, stem: str) -> str:
+        """Where the item's files go (path without extension under the output folder), from its stem."""
+        return self.image_folder + stem
+
+    def key(self, item: Item, name: str) -> str:
+        """The output stem of an item's (checked) source name (naming: source)."""
+        return self.place(item, name)
+
+    def sidecars(self, item: Item, stem: str, caption: Any) -> list[PlannedFile]:
+        return []
+
+    def row(self, item: Item, image_path: str | None, caption: Any) -> dict[str, Any] | None:
+        """The item's manifest row (None: this format has no manifest)."""
+        return None
+
+    def manifests(self, rows: list[dict[str, Any]]) -> Iterable[tuple[str, bytes]]:
+        """(relative path, bytes) of the manifest files, from every item's row in path order."""
+        return []
+
+    def outside_ok(self) -> frozenset[str]:
+        """Manifest paths of this format that lie outside the output folder."""
+        return frozenset()
+
+    # --- the flow -----------------------------------------------------------------------------------
+    def open(self, ctx: SinkContext) -> None:
+        self.ctx = ctx
+        root = self.save.path.resolve()
+        self.files = OutputFiles(
+            ctx,
+            f"{root}::{self.name}",
+            root,
+            overwrite_edited=self.save.overwrite_edited,
+            outside_ok=self.outside_ok(),
+        )
+        self.names = Names(self.save.naming, self.files.claimed_names(), self.key, self.place)
+        self.encoding = self.save.renderer()
+        self.captions = Captions(self.save.caption_property, self.save.missing_caption)
+        self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path (or item id)
+        self.exported = 0
+        self.pool = ThreadPoolExecutor(self.save.threads, thread_name_prefix="captionary-save")
+
+    def write(self, items: Sequence[Item]) -> list[WriteResult]:
+        """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads."""
+        results: list[WriteResult] = []
+        for item in items:
+            try:
+                planned = self.plan(item)
+            except Exception as exc:
+                results.append(describe_error(exc))
+                continue
+            todo = [f for f in planned if not self.files.unchanged(f.relative, f.digest)]
+            results.append(self.pool.submit(self._write_files, item, todo) if todo else False)
+        return results
+
+    def close(self, complete: bool) -> None:
+        self.pool.shutdown()
+        if not complete:
+            return
+        for relative, data in self.manifests([self.rows[path] for path in sorted(self.rows)]):
+            try:
+                self.files.write(relative, None, hash_bytes(data), data)
+            except NotOurs as exc:  # a manifest someone else wrote, or edited: left as it is
+                self.files.kept_edited.append(relative)
+                log.warning("manifest not written: %s", exc)
+        if self.writes_card:
+            write_card(self.files, self.save, self.ctx, self.captions, self.exported)
+        self.files.remove_stale(failed_items(self.ctx))
+        self.report_manifest()
+
+    def report_manifest(self) -> None:
+        """Say where a manifest outside the output folder went (kohya_json)."""
+
+    def usage(self) -> dict[str, int]:
+        counts = dict(self.captions.counts)
+        if self.files.kept_edited:
+            counts["edited_files_kept"] = len(self.files.kept_edited)
+        return counts
+
+    def plan(self, item: Item) -> list[PlannedFile]:
+        if not item.has_image:
+            if not self.text_only_rows:
+                return []  # a prompt item (no pixels yet): image formats leave it out, it goes on
+            caption = self.captions.of(item)
+            if caption is not SKIP:
+                self.rows[f"~{item.id}"] = self.row(item, None, caption) or {}
+                self.exported += 1
+            return []
+        caption = self.captions.of(item)
+        if caption is SKIP:
+            return []
+        stem = self.names.stem(item)
+        self.exported += 1
+        image = self.encoding.plan(item, stem, lambda: self.ctx.ws.blobs.get(item.id))
+        row = self.row(item, image.relative, caption)
+        if row is not None:
+            self.rows[image.relative] = row
+        return [image, *self.sidecars(item, stem, caption)]
+
+    def _write_files(self, item: Item, files: list[PlannedFile]) -> tuple[Item, bool | str]:
+        try:
+            for f in files:
+                self.files.write(f.relative, item.id, f.digest, f.content)
+            return item, True
+        except NotOurs as exc:
+            return item, str(exc)
+        except Exception as exc:
+            return item, describe_error(exc)
+
+
+def properties_row(item: Item, caption_property: str) -> dict[str, Any]:
+    """The item's properties without its caption (which a manifest names its own way)."""
+    return {k: v for k, v in item.props.items() if k != caption_property}
+
+
+def jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(canonical_json(row) + "\n" for row in rows).encode()
