@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backends"))  # tiny_models (the VLMs)
 
 pytest.importorskip("torch")
 pytest.importorskip("diffusers")

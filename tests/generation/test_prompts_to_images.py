@@ -45,7 +45,7 @@ def test_prompts_become_images(tmp_path: Path, pipelines) -> None:
     images = pngs(out)
     assert sorted(images) == ["prompts_00001", "prompts_00002", "prompts_00003"]
     assert {a.shape for a in images.values()} == {(32, 48, 3)}
-    assert (out / "prompts_00001.txt").exists() is False  # no caption yet: only the image
+    assert (out / "prompts_00001.txt").read_text().strip() == ""  # no caption yet (missing_caption: empty)
     items = {item.name: item for item in ws.items()}
     assert items["prompts_00001"]["prompt"] == PROMPTS[0] and items["prompts_00001"].has_image
 
