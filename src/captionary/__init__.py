@@ -24,6 +24,7 @@ from captionary.errors import (
 )
 from captionary.executors.summary import RunSummary, StepStats
 from captionary.pipeline.function_step import step
+from captionary.pipeline.model_step import ImageBatchStep, ModelStep
 from captionary.pipeline.pipeline import Pipeline, concat
 from captionary.pipeline.registry import STEPS
 from captionary.pipeline.step import (
@@ -35,6 +36,7 @@ from captionary.pipeline.step import (
     ImageMap,
     Map,
     Outcome,
+    Runtime,
     Sink,
     Source,
     Step,
@@ -74,10 +76,15 @@ from captionary.steps.scores.sharpness import Sharpness
 from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
 from captionary.steps.scores.watermark import Watermark
+from captionary.steps.select.main_subject import MainSubject
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.split.crop_boxes import CropBoxes
+from captionary.steps.split.crop_faces import CropFaces
+from captionary.steps.split.crop_heads import CropHeads
 from captionary.steps.split.flip import Flip
+from captionary.steps.split.split_persons import SplitPersons
+from captionary.steps.split.three_stage import ThreeStageSplit
 from captionary.steps.tags.tag import Tag
 from captionary.steps.transforms.convert import Convert
 from captionary.steps.transforms.crop import CropToAspect
@@ -106,6 +113,8 @@ __all__ = [
     "ConfigError",
     "Convert",
     "CropBoxes",
+    "CropFaces",
+    "CropHeads",
     "CropRegion",
     "CropToAspect",
     "Dedup",
@@ -125,6 +134,7 @@ __all__ = [
     "HumanFilter",
     "HumanStep",
     "HumanTag",
+    "ImageBatchStep",
     "ImageMap",
     "Item",
     "ItemError",
@@ -134,9 +144,11 @@ __all__ = [
     "LoadManifest",
     "LoadPrompts",
     "LoadWebDataset",
+    "MainSubject",
     "Map",
     "MapCaption",
     "Mirror",
+    "ModelStep",
     "Monochrome",
     "Nsfw",
     "Outcome",
@@ -150,6 +162,7 @@ __all__ = [
     "RewriteTags",
     "RunAborted",
     "RunSummary",
+    "Runtime",
     "Save",
     "SetCaption",
     "Sharpness",
@@ -157,11 +170,13 @@ __all__ = [
     "Sink",
     "SmartFilter",
     "Source",
+    "SplitPersons",
     "Step",
     "StepStats",
     "Tag",
     "Take",
     "TextArea",
+    "ThreeStageSplit",
     "UnknownStepError",
     "Watermark",
     "WindowHashes",

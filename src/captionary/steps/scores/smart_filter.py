@@ -14,6 +14,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from captionary.core.arrays import items_matrix
@@ -22,9 +23,14 @@ from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ItemError
-from captionary.pipeline.step import GlobalStep, Outcome, require
+from captionary.pipeline.step import GlobalRuntime, GlobalStep, Outcome, Runtime, require
 
 LABELS = {"keep": True, "reject": False, True: True, False: False}
+
+
+@dataclass
+class _Decided(GlobalRuntime):
+    decisions: dict[str, Any] = field(default_factory=dict)  # item id -> the task's decision (`prepare`)
 
 
 class SmartFilter(GlobalStep):
@@ -38,6 +44,7 @@ class SmartFilter(GlobalStep):
     """
 
     name: ClassVar[str] = "smart_filter"
+    runtime_type: ClassVar[type[Runtime]] = _Decided
     version: ClassVar[int] = 1
     writes: ClassVar[tuple[str, ...]] = ("smart_filter",)
     reads_image: ClassVar[bool] = False
@@ -66,13 +73,13 @@ class SmartFilter(GlobalStep):
         if not self.task:
             return ""
         rows = task_decisions(ws.query, self.task)
-        self.__dict__["_decisions"] = {item: json.loads(value) for item, value in rows}
+        self.runtime.decisions = {item: json.loads(value) for item, value in rows}
         return hashlib.blake2b(canonical_json(rows).encode(), digest_size=16).hexdigest()
 
     def human_labels(self, items: Sequence[Item]) -> dict[str, bool]:
         """item id -> True (keep) / False (reject), for the items a person decided."""
         if self.task:
-            decided = self.__dict__.get("_decisions", {})
+            decided = self.runtime.decisions
             values = {item.id: decided[item.id] for item in items if item.id in decided}
             where = f"task {self.task!r}"
         else:
