@@ -105,29 +105,30 @@ def test_a_batch_out_of_memory_is_halved(photos: Path, tmp_path: Path, pipelines
     assert FitsOne.sizes[:3] == [3, 1, 1]  # halved (3 // 2 = 1), then one at a time
 
 
-class TGenGpuCaptioner(BatchStep):
-    """Pretends to hold a GPU model after the generator: logs its load."""
-
-    name: ClassVar[str] = "t_gen_gpu_captioner"
-    writes: ClassVar[tuple[str, ...]] = ("caption",)
-    reads_image: ClassVar[bool] = False
-
-    def accelerator(self) -> str | None:
-        return "cuda:0"
-
-    def setup(self) -> None:
-        from tiny_pipelines import EVENTS
-
-        EVENTS.append("load captioner")
-
-    def apply_batch(self, items):
-        return [{"caption": "captioned"} for _ in items]
-
-
 def test_a_generator_and_a_captioner_never_hold_the_gpu_at_once(
     photos: Path, tmp_path: Path, pipelines
 ) -> None:
     from tiny_pipelines import EVENTS
+
+    # defined here, not at import: a step class registers itself, and the step contract test lists
+    # the registry when it is collected
+    class TGenGpuCaptioner(BatchStep):
+        """Pretends to hold a GPU model after the generator: logs its load."""
+
+        name: ClassVar[str] = "t_gen_gpu_captioner"
+        writes: ClassVar[tuple[str, ...]] = ("caption",)
+        reads_image: ClassVar[bool] = False
+
+        def accelerator(self) -> str | None:
+            return "cuda:0"
+
+        def setup(self) -> None:
+            from tiny_pipelines import EVENTS
+
+            EVENTS.append("load captioner")
+
+        def apply_batch(self, items):
+            return [{"caption": "captioned"} for _ in items]
 
     EVENTS.clear()
     step = generate(pipelines, backend="tiny_pipelines:OnGpu")

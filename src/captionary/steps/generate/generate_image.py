@@ -17,6 +17,7 @@ import hashlib
 import io
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from captionary.backends.base import BackendConfig, is_out_of_memory, model_label
@@ -30,7 +31,8 @@ from captionary.backends.images import (
 )
 from captionary.core.item import Item
 from captionary.errors import ConfigError, ItemError, ParamError
-from captionary.pipeline.step import BatchStep, Child, Outcome, checked_updates, require
+from captionary.pipeline.model_step import ModelRuntime, ModelStep
+from captionary.pipeline.step import Child, Outcome, checked_updates, require
 from captionary.steps.vlm.text import render, template_fields
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,23 @@ PIXEL_PARAMS = (
 )
 
 
-class GenerateImage(BatchStep):
+@dataclass(frozen=True)
+class Resolved:
+    """What `validate` resolves from the parameters: rebuilt, not pickled, in another process."""
+
+    backend: ImageBackend  # built, not loaded: runtime.model holds it once loaded
+    fields: tuple[str, ...]  # the properties the prompt template names
+    params: ImageParams
+
+
+@dataclass
+class GenerateRuntime(ModelRuntime):
+    chunk: int | None = None  # requests per backend call, halved on out-of-memory (None: the batch size)
+    memo: dict[int, Outcome | Exception] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class GenerateImage(ModelStep):
     """Generate each item's image from its prompt with FLUX, SD3.5, SDXL (diffusers) or an images API."""
 
     name: ClassVar[str] = "generate_image"
@@ -79,6 +97,7 @@ class GenerateImage(BatchStep):
     batch_size: int = 1
 
     cache_exclude: ClassVar[tuple[str, ...]] = ("batch_size", *TRANSPORT)
+    runtime_type: ClassVar[type[GenerateRuntime]] = GenerateRuntime
 
     # --- building ------------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -107,26 +126,27 @@ class GenerateImage(BatchStep):
             named = exc.message.split(" (")[0]
             bad = next((k for k in (*TRANSPORT, "dtype", "options") if k in named), "backend")
             raise ParamError(f"{self.name}: {exc.message}", param=bad) from None
-        self.__dict__.update(_backend=instance, _fields=fields, _params=self.image_params())
+        self.resolved = Resolved(instance, fields, self.image_params())
 
     def image_params(self) -> ImageParams:
         return ImageParams(**{k: getattr(self, k) for k in PIXEL_PARAMS})
 
     def __getstate__(self) -> dict[str, Any]:
-        """The parameters only (a loaded pipeline stays here); rebuilt on unpickling."""
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        """The parameters only (the backend with its pipeline or clients stays here); rebuilt on
+        unpickling, so the step can be sent to another process."""
+        return {k: v for k, v in super().__getstate__().items() if k != "resolved"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         self.validate()
 
     @property
     def image_backend(self) -> ImageBackend:
-        return self.__dict__["_backend"]
+        return self.resolved.backend
 
     @property
     def reads(self) -> tuple[str, ...]:  # the properties the prompt names, and the seed
-        return (*(f for f in self.__dict__["_fields"] if f != "name"), SEED_PROPERTY)
+        return (*(f for f in self.resolved.fields if f != "name"), SEED_PROPERTY)
 
     @property
     def writes(self) -> tuple[str, ...]:
@@ -150,31 +170,26 @@ class GenerateImage(BatchStep):
         return max(self.batch_size, int(self.image_backend.settings.get("concurrency") or 0))
 
     # --- running -------------------------------------------------------------------------------------
-    def setup(self) -> None:
-        self.__dict__.update(_chunk=self.size_of_batch, _memo={}, _load_error=None, _usage={})
-        if not self.image_backend.reproducible:
+    def load_model(self) -> ImageBackend:
+        backend = self.image_backend
+        if not backend.reproducible:
             log.warning(
                 "%s: %s takes no seed; the stored images are what later runs reuse",
                 self.name,
                 self.model_id(),
             )
-        try:
-            self.image_backend.load()
-        except Exception as exc:  # reported with every item
-            self.__dict__["_load_error"] = f"could not load {self.model_id()}: {type(exc).__name__}: {exc}"
-
-    def teardown(self) -> None:
-        self.image_backend.close()
-        self.__dict__["_memo"] = {}
+        backend.load()
+        return backend
 
     def accelerator(self) -> str | None:
         return self.image_backend.accelerator()
 
     def usage(self) -> dict[str, int]:
-        counts = dict(self.__dict__.get("_usage", {}))
+        """Images, requests, retries and tokens since the last call (for the run summary); resets them."""
+        state: GenerateRuntime = self.runtime
+        counts, state.usage = state.usage, {}
         for key, value in self.image_backend.usage().items():
             counts[key] = counts.get(key, 0) + value
-        self.__dict__["_usage"] = {}
         return counts
 
     def item_seed(self, item: Item) -> int:
@@ -190,16 +205,16 @@ class GenerateImage(BatchStep):
 
     def requests(self, item: Item) -> list[ImageRequest]:
         """The item's `n` images: its prompt with seeds seed, seed + 1, ..."""
-        text = render(self.prompt, self.__dict__["_fields"], item, None, self.name)
+        text = render(self.prompt, self.resolved.fields, item, None, self.name)
         if not text.strip():
             raise ItemError(f"{self.name}: the prompt is empty")
         seed = self.item_seed(item)
-        return [ImageRequest(text, seed + k, self.__dict__["_params"]) for k in range(self.n)]
+        return [ImageRequest(text, seed + k, self.resolved.params) for k in range(self.n)]
 
     def compute_batch(self, items: Sequence[Item]) -> list[Outcome]:
         """One outcome per item; when some items fail, the others' images are kept, so the stage's
         item-by-item retry generates nothing twice."""
-        memo: dict[int, Outcome | Exception] = self.__dict__.setdefault("_memo", {})
+        memo = self.runtime.memo
         if not all(id(item) in memo for item in items):
             memo.clear()
             memo.update(zip(map(id, items), self._run(items)))
@@ -212,8 +227,7 @@ class GenerateImage(BatchStep):
         return outcomes  # type: ignore[return-value]
 
     def _run(self, items: Sequence[Item]) -> list[Outcome | Exception]:
-        if error := self.__dict__.get("_load_error"):
-            return [ItemError(error) for _ in items]
+        backend = self.loaded()  # the remembered load error fails the batch, then each item
         outcomes: list[Outcome | Exception | None] = [None] * len(items)
         asked: list[tuple[int, list[ImageRequest]]] = []
         for position, item in enumerate(items):
@@ -221,7 +235,7 @@ class GenerateImage(BatchStep):
                 asked.append((position, self.requests(item)))
             except Exception as exc:
                 outcomes[position] = exc
-        results = iter(self._generate([request for _, requests in asked for request in requests]))
+        results = iter(self._generate(backend, [request for _, requests in asked for request in requests]))
         for position, requests in asked:
             answers = [next(results) for _ in requests]
             try:
@@ -233,7 +247,7 @@ class GenerateImage(BatchStep):
     def outcome(self, item: Item, requests: list[ImageRequest], results: list[ImageResult]) -> Outcome:
         """The generated image stored as a blob (PNG: lossless): the item's image from now on, or with
         `n` > 1 one child item per image (the prompt item itself does not go on)."""
-        usage = self.__dict__.setdefault("_usage", {})
+        usage = self.runtime.usage
         for result in results:
             for key, value in result.usage.items():
                 usage[key] = usage.get(key, 0) + value
@@ -266,18 +280,19 @@ class GenerateImage(BatchStep):
     def _props(request: ImageRequest, image: Any) -> dict[str, Any]:
         return {"width": image.width, "height": image.height, SEED_PROPERTY: request.seed}
 
-    def _generate(self, requests: list[ImageRequest]) -> list[ImageResult]:
+    def _generate(self, backend: ImageBackend, requests: list[ImageRequest]) -> list[ImageResult]:
         """All results, in chunks of the batch size; a chunk out of memory is halved and retried."""
+        state: GenerateRuntime = self.runtime
         results: list[ImageResult] = []
         start = 0
         while start < len(requests):
-            chunk = requests[start : start + self.__dict__.get("_chunk", self.size_of_batch)]
+            chunk = requests[start : start + (state.chunk or self.size_of_batch)]
             try:
-                answer = self.image_backend.generate(chunk)
+                answer = backend.generate(chunk)
             except Exception as exc:
                 if not is_out_of_memory(exc) or len(chunk) == 1:
                     raise
-                self.__dict__["_chunk"] = max(1, len(chunk) // 2)
+                state.chunk = max(1, len(chunk) // 2)
                 log.warning(
                     "%s: out of memory at batch size %d; trying %d", self.name, len(chunk), len(chunk) // 2
                 )
