@@ -76,3 +76,17 @@ def test_without_a_model_only_prompt_items(tmp_path: Path, pipelines) -> None:
         ClassImages(prompt="a dog", count=2, height=64)
     with pytest.raises(ParamError, match="count: must be at least 1"):
         ClassImages(prompt="a dog", count=0)
+
+
+def test_class_images_into_a_kohya_regularization_folder(tmp_path: Path, pipelines) -> None:
+    """The issue's form: `save: {format: kohya, repeats: 1, folder: reg/1_dog}` beside the training set."""
+    source = ClassImages(prompt="a photo of a dog", count=2, model=str(pipelines["flux"]), **FLUX)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(source >> Save(str(tmp_path / "out"), format="kohya", repeats=1, folder="reg/1_dog"))
+    assert not summary.errors
+    folder = tmp_path / "out" / "reg" / "1_dog"
+    images = sorted(p.name for p in folder.glob("*.png"))
+    assert images == ["class_00000.png", "class_00001.png"]
+    assert all(
+        (folder / name).with_suffix(".txt").read_text().strip() == "a photo of a dog" for name in images
+    )

@@ -4,8 +4,9 @@
 fixed seeds (`seed`, `seed + 1`, ...) and, with a `model`, generates their images (it stands for
 `class_images >> generate_image` with the generation settings given here). An item's id depends only
 on the prompt and its seed, so a re-run with a larger `count` finds the first images cached and
-generates only the new ones. Save them as kohya's regularization folder or the diffusers class folder:
-`save: {path: reg, format: kohya}`.
+generates only the new ones. Each item's `caption` is the class prompt, which is what a trainer pairs a
+class image with. Save them as kohya's regularization folder (`save: {path: out, format: kohya,
+folder: reg/1_dog}`) or the diffusers class folder (`save: {path: class_dir, format: kohya}`).
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ class ClassImages(Source):
         made = int(known[0][0]) if known else 0  # items earlier runs made (cached ones)
         ctx.expect(self.count)
         for index in range(self.count):
-            props = {"prompt": prompt, "seed": self.seed + index}
+            props: dict[str, Any] = {"prompt": prompt, "seed": self.seed + index}
             item_id = hashlib.sha256(canonical_json({"class_image": props}).encode()).hexdigest()
+            props["caption"] = prompt  # a class image is captioned with its class prompt (kohya, diffusers)
             source = f"class_images:{prompt}#{self.seed + index}"
             item = Item(item_id, NO_IMAGE, props, source, f"class_{index:05d}", ctx.ws.blobs, "", NO_IMAGE)
             yield Ingested(source, item, cached=index < made)
