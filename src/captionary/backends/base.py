@@ -35,13 +35,13 @@ prompt and settings for common captioners, so `caption: {model: qwen2.5-vl-7b}` 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from captionary.core.optional import require
+from captionary.core.plugins import plugin_class
 from captionary.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -194,23 +194,7 @@ def backend_class(name: str) -> type[Backend]:
     """The backend class registered as `name`, or named by import path (`"my_pkg.backends:MyBackend"`,
     for a runtime of your own: it is imported wherever the step runs, pool workers and Ray actors
     included); ConfigError naming close matches on a miss."""
-    target = BACKENDS.get(name, name if ":" in name else None)
-    if target is None:
-        close = difflib.get_close_matches(name, BACKENDS, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"unknown backend {name!r}{hint} (backends: {', '.join(BACKENDS)}, or 'module:Class')"
-        ) from None
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        if name in BACKENDS:
-            raise
-        raise ConfigError(f"backend {name!r}: cannot import {attr!r} from {module!r}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise ConfigError(f"backend {name!r} is {cls!r}, not a captionary.backends.Backend subclass")
-    return cls
+    return plugin_class(name, BACKENDS, Backend, "backend", "captionary.backends.Backend")
 
 
 def check_config(config: BackendConfig) -> type[Backend]:

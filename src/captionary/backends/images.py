@@ -20,14 +20,12 @@ by the same `BackendConfig` as the text backends (backend, model, revision, opti
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from captionary.backends.base import Backend, BackendConfig, check_options
-from captionary.errors import ConfigError
+from captionary.core.plugins import plugin_class
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -91,24 +89,9 @@ IMAGE_BACKENDS: dict[str, str] = {
 
 def image_backend_class(name: str) -> type[ImageBackend]:
     """The image backend registered as `name` (or a "module:Class" of your own); ConfigError on a miss."""
-    target = IMAGE_BACKENDS.get(name, name if ":" in name else None)
-    if target is None:
-        close = difflib.get_close_matches(name, IMAGE_BACKENDS, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"unknown image backend {name!r}{hint} "
-            f"(image backends: {', '.join(IMAGE_BACKENDS)}, or 'module:Class')"
-        )
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        if name in IMAGE_BACKENDS:
-            raise
-        raise ConfigError(f"image backend {name!r}: cannot import {attr!r} from {module!r}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, ImageBackend)):
-        raise ConfigError(f"image backend {name!r} is {cls!r}, not a captionary.backends.images.ImageBackend")
-    return cls
+    return plugin_class(
+        name, IMAGE_BACKENDS, ImageBackend, "image backend", "captionary.backends.images.ImageBackend"
+    )
 
 
 def make_image_backend(config: BackendConfig) -> ImageBackend:
