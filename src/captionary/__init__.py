@@ -59,6 +59,8 @@ from captionary.steps.dedup.phash import PerceptualHash, WindowHashes
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
+from captionary.steps.generate.class_images import ClassImages
+from captionary.steps.generate.generate_image import GenerateImage
 from captionary.steps.human.base import HumanStep
 from captionary.steps.human.human_caption import HumanCaption
 from captionary.steps.human.human_filter import HumanFilter
@@ -104,6 +106,7 @@ __all__ = [
     "CaptionVariations",
     "CaptionaryError",
     "Child",
+    "ClassImages",
     "ClipEmbed",
     "ClipScore",
     "ComposeCaption",
@@ -125,6 +128,7 @@ __all__ = [
     "FilterMonochrome",
     "FilterWhere",
     "Flip",
+    "GenerateImage",
     "GlobalStep",
     "HumanCaption",
     "HumanFilter",

@@ -174,7 +174,7 @@ class OpenAIBackend(Backend):
         body.update(self.settings["extra_body"] or {})
         return body
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any] | str:
+    def _post(self, body: dict[str, Any], path: str = "/chat/completions") -> dict[str, Any] | str:
         """The decoded JSON answer, or an error message once retries are spent."""
         import httpx
 
@@ -185,7 +185,7 @@ class OpenAIBackend(Backend):
                 self.requests_sent += 1
             wait: float | None = None
             try:
-                response = self._client.post("/chat/completions", json=body)
+                response = self._client.post(path, json=body)
             except httpx.TimeoutException:
                 problem = f"timed out after {self.settings['timeout']} s"
             except httpx.TransportError as exc:

@@ -97,6 +97,11 @@ class Step:
         """Model id and revision, for steps that run a model (part of the cache key)."""
         return None
 
+    def expanded(self) -> list[Step]:
+        """The steps this one stands for in a pipeline: itself. A shorthand (`class_images` with a
+        model: a source and its generation step) returns several; expanding those again changes nothing."""
+        return [self]
+
     def expected_properties(self) -> tuple[str, ...]:
         """Properties this step's parameters name and needs to exist (a filter expression's names):
         checked before the run against what earlier steps write (`pipeline/properties.py`)."""
