@@ -5,7 +5,11 @@ Prints, measured in this one run on this machine:
     work (size filter, resize, JPEG out);
   * the fully cached re-run: the first one, and the best of three (goal: under 1 s for 20,000 images);
   * microseconds per item for each step on the cached re-run (the driver's own per-step timing);
-  * the same re-run through the CLI (`captionary run`), interpreter start-up and imports included.
+  * the same re-run through the CLI (`captionary run`), interpreter start-up and imports included,
+    wall and CPU seconds, with the bytecode cache an installed package has and without it
+    (PYTHONDONTWRITEBYTECODE=1 and no __pycache__ beside the sources: captionary's modules are
+    compiled at each start; this machine's environment sets it), next to the bare import and
+    `python -c pass`; and `-X importtime`'s cumulative figure for `import captionary.cli`.
 
     python benchmarks/cache.py            # 20,000 images (about 2 minutes on 2 cores)
     python benchmarks/cache.py --n 2000   # quicker
@@ -16,7 +20,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,6 +61,58 @@ def plain_pillow(src: Path, out: Path) -> int:
     return written
 
 
+CLI_LABELS = {
+    "bytecode": "captionary run (bytecode cached, as installed)",
+    "no bytecode": "captionary run, PYTHONDONTWRITEBYTECODE=1",
+    "import": "python -c 'import captionary.cli' (bytecode)",
+    "python": "python -c pass (interpreter start-up)",
+}
+
+
+def cli_runs(root: Path, reps: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU (user + sys) seconds of the cached re-run through the CLI, interleaved: with the
+    bytecode cache an installed package has, and without it (sources compiled at every start, as
+    under PYTHONDONTWRITEBYTECODE=1), next to the bare import and the interpreter's own start-up."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    commands = {
+        "bytecode": ([sys.executable, "-m", "captionary.cli", "run", "bench.yaml", "--no-progress"], env),
+        "no bytecode": (
+            [sys.executable, "-m", "captionary.cli", "run", "bench.yaml", "--no-progress"],
+            {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # the library's bytecode as it is, none written
+        ),
+        "import": ([sys.executable, "-c", "import captionary.cli"], env),
+        "python": ([sys.executable, "-c", "pass"], env),
+    }
+    subprocess.run(commands["import"][0], env=env, check=True)  # writes the bytecode cache
+    runs: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label in commands}
+    for _ in range(reps):
+        for label, (command, environment) in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run(command, cwd=root, env=environment, capture_output=True, check=True)
+            wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            runs[label][0].append(wall)
+            runs[label][1].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return runs
+
+
+def import_total_ms(root: Path) -> float:
+    """`python -X importtime -c 'import captionary.cli'`: the cumulative import time of the CLI module."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import captionary.cli"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [line] = [x for x in done.stderr.splitlines() if x.rstrip().endswith("| captionary.cli")]
+    return int(line.split("|")[1]) / 1e3
+
+
 def timed(fn):
     start = time.perf_counter()
     result = fn()
@@ -64,6 +122,7 @@ def timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of the CLI runs")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="captionary-bench-"))
     try:
@@ -88,10 +147,15 @@ def main() -> None:
             f"  - filter_by_size: {{min_edge: {MIN_EDGE}}}\n  - resize: {{max_edge: {MAX_EDGE}}}\n"
             f"  - save: {{path: out}}\n"
         )
-        command = [sys.executable, "-m", "captionary.cli", "run", str(root / "bench.yaml"), "--no-progress"]
-        cli_s, _ = timed(lambda: subprocess.run(command, capture_output=True, check=True))
+        cli = cli_runs(root, args.reps)
+        cli_s = statistics.median(cli["bytecode"][0])
 
-        print(f"{args.n} images, {os.cpu_count()} cores; load >> filter_by_size >> resize >> save\n")
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        imports = sorted(import_total_ms(root) for _ in range(args.reps))
+        print(
+            f"{args.n} images, {os.cpu_count()} cores, load average {load}; "
+            "load >> filter_by_size >> resize >> save\n"
+        )
         print(f"{'run':<46}{'wall s':>9}{'vs plain':>10}")
         rows = [
             ("plain Pillow loop, 1 process (baseline)", baseline_s),
@@ -111,6 +175,17 @@ def main() -> None:
             )
         other = best_s - sum(s.seconds for s in best.steps)
         print(f"{'(run set-up, item states, commit)':<37}{other * 1e3:>9.1f}")
+        print(f"\ncached re-run through the CLI, {args.reps} interleaved repetitions (load average {load})")
+        print(f"{'':<48}{'wall min':>9}{'median':>9}{'CPU min':>9}{'median':>9}")
+        for label, (walls, cpus) in cli.items():
+            print(
+                f"{CLI_LABELS[label]:<48}{min(walls):>9.3f}{statistics.median(walls):>9.3f}"
+                f"{min(cpus):>9.3f}{statistics.median(cpus):>9.3f}"
+            )
+        print(
+            f"python -X importtime -c 'import captionary.cli' (bytecode cached): captionary.cli cumulative "
+            f"min {imports[0]:.0f} ms, median {statistics.median(imports):.0f} ms"
+        )
         per_20k = best_s * 20_000 / args.n
         verdict = "met" if per_20k < 1.0 else "NOT met"
         print(

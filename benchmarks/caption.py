@@ -8,9 +8,14 @@ with the ratio to the direct loop.
     python benchmarks/caption.py                                  # every backend that can run here
     python benchmarks/caption.py --backends openai --photos examples/photos
 
-openai: a local OpenAI-compatible server in this process answers every request after a fixed
-`--latency` (default 0.1 s, like a fast hosted API) with `--tokens` words; images go as 512 px JPEG
-data URLs; 8 concurrent requests both ways.
+openai: a local OpenAI-compatible server (`api_stub.py`, asyncio, in a process of its own) answers
+every request after a fixed `--latency` (default 0.1 s, like a fast hosted API) with `--tokens` words;
+images go as 512 px JPEG data URLs. The caption step at concurrency 8 and 64 against the bound
+min(concurrency / latency, encode rate), on full-size copies of the photos (encoding binds) and on
+384 px copies (cheap to encode, so the concurrency limit binds at 8), with a bare client posting
+ready bodies as the machine's ceiling for the HTTP part alone.
+openai-runs: first run, cached re-run and new prompt at concurrency 8 against the backend called
+directly in batches of 16.
 
 transformers: the tests' tiny random-weight LLaVA (built offline, set to write exactly `--tokens`
 tokens) on CPU, so the model's work is small and captionary's own overhead shows: `model.generate`
@@ -25,15 +30,18 @@ tokens, on `--copies` variants of each photo: `LLM.chat` on batches of 48 vs the
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
+import io
 import json
+import os
 import shutil
+import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from PIL import Image
@@ -78,53 +86,152 @@ def thumbnail(path: Path) -> Image.Image:
 
 
 # --- openai ------------------------------------------------------------------------------------------
-def serve_openai(latency: float, tokens: int) -> ThreadingHTTPServer:
-    """A chat-completions server that waits `latency` s and answers `tokens` words."""
-    answer = " ".join(["word"] * tokens)
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            time.sleep(latency)
-            body = json.dumps(
-                {
-                    "choices": [{"index": 0, "message": {"content": answer}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": tokens},
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+CONCURRENCIES = (8, 64)
 
 
-def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> list[Row]:
-    server = serve_openai(args.latency, args.tokens)
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    options = {"base_url": url, "concurrency": 8, "max_image_edge": EDGE}
+def data_url(path: Path) -> str:
+    """The work behind one request's image: decode (at reduced JPEG scale), downscale, JPEG, base64."""
+    buffer = io.BytesIO()
+    thumbnail(path).save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def copies_of(photos: Path, folder: Path, copies: int, edge: int | None) -> Path:
+    """`copies` distinct JPEGs per photo (mirrored, cropped), at full size or fitted in `edge` px:
+    enough images that a run's fixed costs (start, last answers, commit) do not weigh on its rate."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(photos_in(photos)):
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        if edge:
+            image.thumbnail((edge, edge))
+        for k in range(copies):
+            variant(image, k).save(folder / f"{i:04d}_{k:03d}.jpg", quality=90)
+    return folder
+
+
+def encode_rate(paths: list[Path]) -> float:
+    """Images/s of `data_url` on one thread per core (Pillow releases the GIL while it decodes)."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        list(pool.map(data_url, paths))
+    return len(paths) / (time.perf_counter() - start)
+
+
+def bare_client(url: str, bodies: list[bytes], concurrency: int) -> float:
+    """Requests/s of `concurrency` threads posting ready-made bodies on one httpx client: what this
+    machine's client and server manage at that concurrency, with no image work at all."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=url, limits=limits, headers=headers) as client:
+
+        def post(body: bytes) -> None:
+            client.post("/chat/completions", content=body).json()
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(post, bodies))
+        return len(bodies) / (time.perf_counter() - start)
+
+
+def step_rate(ws: Workspace, photos: Path, url: str, concurrency: int, tokens: int, run: int) -> float:
+    """Images/s of the caption step on photos already ingested (a new prompt each run: no cache hit)."""
+    step = Caption(
+        backend="openai",
+        model="bench-vlm",
+        base_url=url,
+        concurrency=concurrency,
+        max_image_edge=EDGE,
+        batch_size=BATCH,
+        prompt=f"Describe the image ({run}).",
+        max_tokens=tokens + 10,
+    )
+    start = time.perf_counter()
+    summary = ws.run(Load(photos) >> step, progress=False)
+    seconds = time.perf_counter() - start
+    assert not summary.errors, summary.errors[:3]
+    return summary.step("caption").n_out / seconds
+
+
+def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> str:
+    """The caption step against the bound min(concurrency / latency, encode rate), per photo set and
+    concurrency, each figure measured `--reps` times interleaved; the server runs in its own process."""
+    from api_stub import ApiStub
+
+    sets = {f"full-size copies x{args.full_copies}": copies_of(photos, root / "full", args.full_copies, None)}
+    if args.small_copies:
+        small = copies_of(photos, root / "small", args.small_copies, 384)
+        sets[f"384 px copies x{args.small_copies}"] = small
+    lines = []
+    with ApiStub(args.latency, args.tokens) as stub:
+        for label, folder in sets.items():
+            paths = photos_in(folder)
+            bodies = [
+                json.dumps(
+                    {
+                        "model": "m",
+                        "messages": [
+                            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}
+                        ],
+                    }
+                ).encode()
+                for url in map(data_url, paths[:8])
+            ]
+            runs: dict[str, list[float]] = {}
+            with Workspace(root / f"ws-{len(lines)}") as ws:
+                ws.run(Load(folder), progress=False)  # ingested once: the step's own rate is measured
+                served, cpu = stub.stats()["requests"], stub.stats()["cpu_s"]
+                for rep in range(args.reps):
+                    runs.setdefault("encode", []).append(encode_rate(paths))
+                    for c in CONCURRENCIES:
+                        runs.setdefault(f"bare {c}", []).append(
+                            bare_client(stub.url, bodies * (c * 10 // len(bodies) + 1), c)
+                        )
+                        runs.setdefault(f"step {c}", []).append(
+                            step_rate(ws, folder, stub.url, c, args.tokens, rep * 100 + c)
+                        )
+                stats = stub.stats()
+                per_request = (stats["cpu_s"] - cpu) / max(1, stats["requests"] - served)
+            encode = statistics.median(runs["encode"])
+            lines.append(
+                f"{label}: {len(paths)} images; the server used {per_request * 1e3:.2f} ms of CPU per "
+                f"request (capacity ~{1 / per_request:.0f} requests/s per core)"
+            )
+            lines.append(
+                f"{'images/s (min / median of ' + str(args.reps) + ')':<44}{'min':>8}{'median':>8}"
+                f"{'bound':>8}{'median/bound':>14}"
+            )
+            lines.append(
+                f"{f'encode rate ({os.cpu_count()} threads)':<44}{min(runs['encode']):>8.1f}{encode:>8.1f}"
+            )
+            for c in CONCURRENCIES:
+                bound = min(c / args.latency, encode)
+                for key, name in (
+                    (f"bare {c}", f"bare client, no images, concurrency {c}"),
+                    (f"step {c}", f"caption step, concurrency {c}"),
+                ):
+                    median = statistics.median(runs[key])
+                    limit = c / args.latency if key.startswith("bare") else bound
+                    lines.append(
+                        f"{name:<44}{min(runs[key]):>8.1f}{median:>8.1f}{limit:>8.1f}{median / limit:>13.0%}"
+                    )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def bench_openai_runs(photos: Path, root: Path, args: argparse.Namespace) -> list[Row]:
+    """First run, cached re-run and new prompt of `load >> caption` at concurrency 8, against the
+    backend called directly in batches of 16 (decode, downscale, request) in the same run."""
+    from api_stub import ApiStub
+
     params = GenerationParams(max_tokens=args.tokens + 10)
     paths = photos_in(photos)
     rows = []
-    try:
+    with ApiStub(args.latency, args.tokens) as stub:
+        options = {"base_url": stub.url, "concurrency": 8, "max_image_edge": EDGE}
         with make_backend(BackendConfig("openai", "bench-vlm", options=options)) as backend:
-            start, tokens = time.perf_counter(), 0
-            for path in paths[: max(1, len(paths) // 4)]:  # one request at a time (a quarter: it is slow)
-                [result] = backend.generate(
-                    [Request("Describe the image.", [thumbnail(path)], params=params)]
-                )
-                tokens += result.completion_tokens
-            count = max(1, len(paths) // 4)
-            rows.append(Row("direct, one request at a time", time.perf_counter() - start, count, tokens))
-
             start, tokens = time.perf_counter(), 0
             for first in range(0, len(paths), BATCH):
                 batch = [
@@ -135,11 +242,10 @@ def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> list[Row
             rows.append(
                 Row(f"direct, batches of {BATCH} (baseline)", time.perf_counter() - start, len(paths), tokens)
             )
-
         step = Caption(
             backend="openai",
             model="bench-vlm",
-            base_url=url,
+            base_url=stub.url,
             concurrency=8,
             max_image_edge=EDGE,
             batch_size=BATCH,
@@ -147,9 +253,6 @@ def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> list[Row
             max_tokens=args.tokens + 10,
         )
         rows += run_captionary(step, photos, root / "ws-openai")
-    finally:
-        server.shutdown()
-        server.server_close()
     return rows
 
 
@@ -271,12 +374,13 @@ def run_captionary(step: Caption, photos: Path, ws_path: Path) -> list[Row]:
     return rows
 
 
-BENCHMARKS: dict[str, Callable[[Path, Path, argparse.Namespace], list[Row]]] = {
+BENCHMARKS: dict[str, Callable[[Path, Path, argparse.Namespace], list[Row] | str]] = {
     "openai": bench_openai,
+    "openai-runs": bench_openai_runs,
     "transformers": bench_transformers,
     "vllm": bench_vllm,
 }
-"""Backend name -> benchmark; each returns its rows, the baseline marked `(baseline)`."""
+"""Backend name -> benchmark; each returns its rows, the baseline marked `(baseline)`, or its table."""
 
 
 def table(name: str, rows: list[Row]) -> str:
@@ -300,15 +404,21 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="openai: seconds per answer")
     parser.add_argument("--tokens", type=int, default=40, help="output tokens per caption")
     parser.add_argument("--copies", type=int, default=40, help="vllm: distinct variants of each photo")
+    parser.add_argument("--full-copies", type=int, default=3, help="openai: full-size copies per photo")
+    parser.add_argument(
+        "--small-copies", type=int, default=4, help="openai: 384 px copies per photo (0: none)"
+    )
+    parser.add_argument("--reps", type=int, default=2, help="openai: interleaved repetitions")
     parser.add_argument("--vllm-batch", type=int, default=256, help="vllm: the caption step's batch_size")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="captionary-caption-"))
     try:
-        print(f"{len(photos_in(args.photos))} photos from {args.photos}")
+        print(f"{len(photos_in(args.photos))} photos from {args.photos}; load average {os.getloadavg()}")
         for name in args.backends.split(","):
             print()
             try:
-                print(table(name, BENCHMARKS[name](args.photos, root, args)))
+                rows = BENCHMARKS[name](args.photos, root, args)
+                print(rows if isinstance(rows, str) else table(name, rows))
             except Unavailable as exc:
                 print(f"{name}: skipped, {exc}")
     finally:

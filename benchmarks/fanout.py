@@ -51,20 +51,23 @@ class QuadrantBoxes(Map):
 
 
 def make_photos(source: Path, target: Path, count: int) -> list[Path]:
-    """`count` JPEGs: every source photo at several widths, until there are enough."""
+    """`count` distinct JPEGs: every source photo resized to several widths, until there are enough
+    (each original decoded once)."""
     originals = sorted(source.rglob("*.jpg"))
     made: list[Path] = []
-    for width in WIDTHS:
-        for path in originals:
-            if len(made) == count:
-                return made
-            with Image.open(path) as image:
-                image.draft("RGB", (width, width))
-                image = ImageOps.exif_transpose(image).convert("RGB")
-                image.thumbnail((width, width), Image.Resampling.LANCZOS)
-                out = target / f"{path.parent.name}_{path.stem}_{width}.jpg"
-                image.save(out, quality=90)
-                made.append(out)
+    rounds = -(-count // len(originals))
+    for path in originals:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image).convert("RGB")
+        for width in WIDTHS[:rounds]:
+            height = max(1, round(image.height * width / image.width))
+            out = target / f"{path.parent.name}_{path.stem}_{width}.jpg"
+            image.resize((width, height), Image.Resampling.BILINEAR).save(out, quality=90)
+            made.append(out)
+    made = made[:count]
+    for extra in sorted(target.glob("*.jpg")):
+        if extra not in made:
+            extra.unlink()
     return made
 
 

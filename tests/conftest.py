@@ -32,3 +32,19 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 def mtimes(folder: Path) -> dict[str, int]:
     return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random FLUX-, SD3- and SDXL-shaped diffusers pipelines (tests/generation/tiny_pipelines.py),
+    built once per session."""
+    pytest.importorskip("diffusers")
+    import sys
+
+    folder = str(REPO / "tests" / "generation")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    from tiny_pipelines import BUILDERS
+
+    root = tmp_path_factory.mktemp("tiny_pipelines")
+    return {name: build(root / name) for name, build in BUILDERS.items()}

@@ -6,7 +6,7 @@ import hashlib
 import io
 from typing import ClassVar
 
-from captionary import BatchStep, Child, Map, Outcome
+from captionary import BatchStep, Child, FanOut, Map, Outcome
 from captionary.pipeline.step import PerItemStep
 
 
@@ -75,3 +75,22 @@ class TBatchSplit(BatchStep):
             ]
             out.append(Outcome(props={"halves": 2}, dropped="split in halves", children=children))
         return out
+
+
+class TNestedSplit(FanOut):
+    """Stand-in for a three-stage split in one step: the left half (not kept), and inside it its top
+    and bottom halves, the top one split again into its left and right halves."""
+
+    name: ClassVar[str] = "t_nested_split"
+    writes: ClassVar[tuple[str, ...]] = ("region",)
+
+    def children(self, item):
+        from captionary.steps.split.crop_boxes import CROP
+
+        def crop(key, region, children=None, keep=True):
+            return Child(key, {"region": region}, (CROP, {"region": region}), children=children, keep=keep)
+
+        top = crop(
+            "top", [0.0, 0.0, 1.0, 0.5], [crop("l", [0.0, 0.0, 0.5, 1.0]), crop("r", [0.5, 0.0, 1.0, 1.0])]
+        )
+        return [crop("left", [0.0, 0.0, 0.5, 1.0], [top, crop("bottom", [0.0, 0.5, 1.0, 1.0])], keep=False)]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 from PIL import ImageStat
 
 from captionary import BatchStep, Map
+from captionary.pipeline.step import Runtime
 
 
 class TRayMeanColour(BatchStep):
@@ -43,7 +45,12 @@ class TRayMeanColour(BatchStep):
         return out
 
 
-_STATE_LOCK = threading.Lock()
+@dataclass
+class _Feed(Runtime):
+    prefetched: int = 0
+    computed: int = 0
+    more: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class TOverlap(BatchStep):
@@ -53,31 +60,26 @@ class TOverlap(BatchStep):
 
     name: ClassVar[str] = "t_overlap"
     writes: ClassVar[tuple[str, ...]] = ("next_batch_prepared",)
+    runtime_type: ClassVar[type[Runtime]] = _Feed  # prefetch (driver or actor thread) may come first
 
     batch_size: int = 3
     wait: float = 30.0
 
-    def _state(self) -> dict:
-        with _STATE_LOCK:  # prefetch (driver or actor thread) may come before setup (model thread)
-            return self.__dict__.setdefault(
-                "_feed", {"prefetched": 0, "computed": 0, "more": threading.Event(), "lock": threading.Lock()}
-            )
-
     def prefetch(self, items) -> None:
-        state = self._state()
-        with state["lock"]:
-            state["prefetched"] += 1
-            if state["prefetched"] >= 2:
-                state["more"].set()
+        state = self.runtime
+        with state.lock:
+            state.prefetched += 1
+            if state.prefetched >= 2:
+                state.more.set()
 
     def apply_batch(self, items):
-        state = self._state()
-        with state["lock"]:
-            state["computed"] += 1
-            first = state["computed"] == 1
+        state = self.runtime
+        with state.lock:
+            state.computed += 1
+            first = state.computed == 1
         if not first:
             return [{} for _ in items]
-        prepared = state["more"].wait(self.wait)
+        prepared = state.more.wait(self.wait)
         return [{"next_batch_prepared": prepared} for _ in items]
 
 

@@ -179,3 +179,44 @@ def test_a_batch_step_can_fan_out(photos, tmp_path):
     )  # the parent's props are inherited
     whole = np.asarray(middle.image)
     assert np.array_equal(np.hstack([np.asarray(left.image), np.asarray(right.image)]), whole)
+
+
+def test_children_of_children_from_one_step(photos, tmp_path):
+    """One outcome nests children (a three-stage split in one step): each generation is made from the
+    one before, `keep: false` leaves a middle one out, and the cache rebuilds the whole tree."""
+    from steps_for_fanout import TNestedSplit
+
+    shutil.rmtree(photos / "cat")
+    pipeline = Load(photos) >> TNestedSplit() >> Resize(max_edge=100) >> Save(tmp_path / "out")
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(pipeline, workers=0, progress=False)
+        items = by_name(ws)
+        again = ws.run(pipeline, workers=0, progress=False)
+    assert again.computed == 0 and summary.step("t_nested_split").n_out == 9 * 4
+    assert {n for n in items if n.startswith("dog/00")} == {
+        "dog/00_left_top",
+        "dog/00_left_top_l",
+        "dog/00_left_top_r",
+        "dog/00_left_bottom",
+    }
+    prefix = TNestedSplit().cache_prefix
+    photo = upright(photos / "dog" / "00.jpg")
+    top = items["dog/00_left_top"]
+    assert items["dog/00_left_top_r"]["parent"] == top.id
+    original_id = next(i.id for i in ws_items_all(tmp_path / "ws") if i.name == "dog/00")
+    assert top["parent"] == child_id(original_id, prefix, "left")  # the left half: not kept
+    assert top["parent"] not in {i.id for i in items.values()}
+    assert top.id == child_id(top["parent"], prefix, "top")
+    half = photo.crop(pixel_box([0.0, 0.0, 0.5, 1.0], *photo.size))
+    quarter = half.crop(pixel_box([0.0, 0.0, 1.0, 0.5], *half.size))
+    eighth = quarter.crop(pixel_box([0.5, 0.0, 1.0, 1.0], *quarter.size))
+    assert len(items["dog/00_left_top_r"].recipe) == 4  # three crops, then the resize
+    with Workspace(tmp_path / "ws2") as ws:
+        ws.run(Load(photos) >> TNestedSplit(), workers=0, progress=False)
+        unresized = by_name(ws)
+    assert np.array_equal(np.asarray(unresized["dog/00_left_top_r"].image), np.asarray(eighth))
+
+
+def ws_items_all(path):
+    with Workspace(path) as ws:
+        return list(ws.items(include_dropped=True))

@@ -24,6 +24,7 @@ from captionary.errors import (
 )
 from captionary.executors.summary import RunSummary, StepStats
 from captionary.pipeline.function_step import step
+from captionary.pipeline.model_step import ImageBatchStep, ModelStep
 from captionary.pipeline.pipeline import Pipeline, concat
 from captionary.pipeline.registry import STEPS
 from captionary.pipeline.step import (
@@ -35,6 +36,7 @@ from captionary.pipeline.step import (
     ImageMap,
     Map,
     Outcome,
+    Runtime,
     Sink,
     Source,
     Step,
@@ -57,6 +59,8 @@ from captionary.steps.dedup.phash import PerceptualHash, WindowHashes
 from captionary.steps.filters.aspect import FilterByAspectRatio
 from captionary.steps.filters.monochrome import FilterMonochrome
 from captionary.steps.filters.size import FilterBySize
+from captionary.steps.generate.class_images import ClassImages
+from captionary.steps.generate.generate_image import GenerateImage
 from captionary.steps.human.base import HumanStep
 from captionary.steps.human.human_caption import HumanCaption
 from captionary.steps.human.human_filter import HumanFilter
@@ -73,10 +77,15 @@ from captionary.steps.scores.sharpness import Sharpness
 from captionary.steps.scores.smart_filter import SmartFilter
 from captionary.steps.scores.text_area import TextArea
 from captionary.steps.scores.watermark import Watermark
+from captionary.steps.select.main_subject import MainSubject
 from captionary.steps.select.shuffle import Shuffle
 from captionary.steps.select.take import Take
 from captionary.steps.split.crop_boxes import CropBoxes
+from captionary.steps.split.crop_faces import CropFaces
+from captionary.steps.split.crop_heads import CropHeads
 from captionary.steps.split.flip import Flip
+from captionary.steps.split.split_persons import SplitPersons
+from captionary.steps.split.three_stage import ThreeStageSplit
 from captionary.steps.tags.smart_tag import SmartTag
 from captionary.steps.tags.tag import Tag
 from captionary.steps.transforms.convert import Convert
@@ -99,12 +108,15 @@ __all__ = [
     "CaptionVariations",
     "CaptionaryError",
     "Child",
+    "ClassImages",
     "ClipEmbed",
     "ClipScore",
     "ComposeCaption",
     "ConfigError",
     "Convert",
     "CropBoxes",
+    "CropFaces",
+    "CropHeads",
     "CropRegion",
     "CropToAspect",
     "Dedup",
@@ -118,12 +130,14 @@ __all__ = [
     "FilterMonochrome",
     "FilterWhere",
     "Flip",
+    "GenerateImage",
     "GlobalStep",
     "HumanCaption",
     "HumanFilter",
     "HumanRank",
     "HumanStep",
     "HumanTag",
+    "ImageBatchStep",
     "ImageMap",
     "Item",
     "ItemError",
@@ -133,9 +147,11 @@ __all__ = [
     "LoadManifest",
     "LoadPrompts",
     "LoadWebDataset",
+    "MainSubject",
     "Map",
     "MapCaption",
     "Mirror",
+    "ModelStep",
     "Monochrome",
     "Nsfw",
     "Outcome",
@@ -149,6 +165,7 @@ __all__ = [
     "RewriteTags",
     "RunAborted",
     "RunSummary",
+    "Runtime",
     "Save",
     "SetCaption",
     "Sharpness",
@@ -157,11 +174,13 @@ __all__ = [
     "SmartFilter",
     "SmartTag",
     "Source",
+    "SplitPersons",
     "Step",
     "StepStats",
     "Tag",
     "Take",
     "TextArea",
+    "ThreeStageSplit",
     "UnknownStepError",
     "Watermark",
     "WindowHashes",

@@ -68,36 +68,33 @@ def run_items(args: argparse.Namespace) -> int:
 def list_items(workspace: Path, *, dropped: bool = False, failed: bool = False) -> list[dict[str, Any]]:
     """The items of the latest complete run (`state`: kept or dropped, with the step and reason) and
     the latest run's failures (`state` failed). `dropped` / `failed` keep only those (both: either)."""
+    from captionary.core import item_state
     from captionary.core.db import connect
     from captionary.core.workspace import DB_NAME
 
     db = connect(workspace / DB_NAME, readonly=True)
+    read = _reader(db)
     try:
         rows: list[dict[str, Any]] = []
         if dropped or not failed:
-            sql = "SELECT item, name, source, props, dropped_by, reason FROM item_state"
-            sql += " WHERE dropped_by IS NOT NULL" if dropped and not failed else ""
-            for item, name, source, props, step, reason in db.execute(sql + " ORDER BY name, item"):
+            listed = item_state.listing(read, dropped_only=dropped and not failed)
+            for item, name, source, props, step, reason in listed:
                 state = "kept" if step is None else "dropped"
                 if failed and state == "kept":
                     continue
                 rows.append(_row(item, name, source, state, step, reason, props))
         if failed or not dropped:
-            rows.extend(_failures(db))
+            rows += [
+                _row(item, name, source, "failed", step, reason, props)
+                for item, step, reason, source, name, props in item_state.latest_failures(read)
+            ]
         return rows
     finally:
         db.close()
 
 
-def _failures(db: Any) -> list[dict[str, Any]]:
-    return [
-        _row(item, name, source, "failed", step, reason, props)
-        for item, step, reason, source, name, props in db.execute(
-            "SELECT e.item, e.step, e.reason, e.source, s.name, s.props FROM errors e "
-            "LEFT JOIN item_state s ON s.item = e.item "
-            "WHERE e.run = (SELECT max(id) FROM runs) ORDER BY e.rowid"
-        )
-    ]
+def _reader(db: Any) -> Any:
+    return lambda sql, params: db.execute(sql, params).fetchall()
 
 
 def _row(
@@ -154,21 +151,17 @@ def _line(row: dict[str, Any]) -> str:
 def dropped_note(workspace: Path, shown: int = SHOWN_DROPPED) -> str | None:
     """For the end of `captionary run`: a few dropped items with their reasons, and the command that
     lists them all. None when nothing is dropped."""
+    from captionary.core import item_state
     from captionary.core.db import connect
     from captionary.core.workspace import DB_NAME
 
     db = connect(workspace / DB_NAME, readonly=True)
     try:
-        (total,) = db.execute("SELECT count(*) FROM item_state WHERE dropped_by IS NOT NULL").fetchone()
-        if not total:
-            return None
-        rows = db.execute(
-            "SELECT name, dropped_by, reason FROM item_state WHERE dropped_by IS NOT NULL "
-            "ORDER BY name, item LIMIT ?",
-            (shown,),
-        ).fetchall()
+        total, rows = item_state.dropped_sample(_reader(db), shown)
     finally:
         db.close()
+    if not total:
+        return None
     lines = [f"{total} item(s) dropped:"]
     lines += [f"  {name}: {step}: {reason}" for name, step, reason in rows]
     if total > len(rows):

@@ -59,7 +59,7 @@ def test_caption_step_runs_batched_caches_and_never_loads_the_model_again(
     with Workspace(ws_path) as ws:
         step, plan = pipeline()
         first = ws.run(plan, progress=False)
-        backend = step.__dict__["_backend"]
+        backend = step.resolved.backend
         assert first.step("caption").computed == 12 and first.step("caption").failed == 0
         assert backend.calls == 3  # 12 images in batches of 5, 5, 2
         assert backend.model is None  # released when the step was done
@@ -67,7 +67,7 @@ def test_caption_step_runs_batched_caches_and_never_loads_the_model_again(
 
         step, plan = pipeline()
         second = ws.run(plan, progress=False)
-        backend = step.__dict__["_backend"]
+        backend = step.resolved.backend
     assert second.step("caption").computed == 0 and second.step("caption").cached == 12
     assert backend.calls == 0 and backend.model is None  # never loaded
 
@@ -108,7 +108,7 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(photos, ws_path, model
     step = Caption(
         backend="transformers", model=str(tiny_model("llava", models_root)), max_tokens=3, batch_size=8
     )
-    backend = step.__dict__["_backend"]
+    backend = step.resolved.backend
     original_load = backend.load
 
     def load_with_small_memory():

@@ -32,7 +32,12 @@ def test_every_family_has_a_well_formed_preset():
         assert re.fullmatch(r"[a-z0-9][a-z0-9.\-]*", name), name
         assert preset.backend in BACKENDS
         assert preset.prompt and preset.max_tokens and preset.temperature is not None
-        assert set(preset.options) <= {"base_url", "api_key_env", "max_image_edge"}
+        allowed = {"base_url", "api_key_env", "max_image_edge"}
+        if preset.backend != "openai":  # local backends (transformers, vllm) both take it
+            allowed.add("trust_remote_code")
+        if preset.vllm is False:  # runs on transformers only: its own options are fine
+            allowed.add("vision_model")
+        assert set(preset.options) <= allowed, name
 
 
 def test_a_preset_name_fills_backend_model_prompt_and_settings():

@@ -199,7 +199,7 @@ def test_bad_phash_property_is_an_error_naming_the_item():
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"method": "md5"}, "dedup.method: must be one of exact, phash, embedding"),
+        ({"method": "md5"}, "dedup.method: must be one of exact, phash, robust, embedding"),
         ({"method": "exact", "threshold": 3}, "dedup.threshold: method: exact takes no threshold"),
         ({"threshold": 4.5}, "dedup.threshold: for phash: a whole number of bits 0..32"),
         ({"method": "embedding", "threshold": 1.5}, "dedup.threshold: for embedding: a cosine similarity"),

@@ -191,10 +191,10 @@ def test_images_prefetched_for_a_failed_batch_are_not_kept(photos, ws_path, tmp_
         ws.run(Load(photos), progress=False)
         items = list(ws.items())[:4]
         step.prefetch(items)  # as the batch stage does when it queues a batch
-        assert len(step.__dict__["_queued"]) == 4
+        assert len(step.runtime.queued) == 4
         with pytest.raises(ItemError, match="cannot load the model"):
             step.compute_batch(items)
-        assert step.__dict__["_queued"] == {}
+        assert step.runtime.queued == {}
         step.teardown()
 
 

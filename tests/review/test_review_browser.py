@@ -365,7 +365,6 @@ def test_browse_shows_a_childs_parent_and_opens_it(browser, tmp_path):
         assert page.inner_text("#detail button.parent") == f"p001 · {parent.id[:12]}"
         page.click("#detail button.parent")
         page.wait_for_selector("#detail:not([hidden]) img")
-        # a function, not an expression string: Playwright would eval that, which the app's CSP refuses
-        page.wait_for_function("() => !document.querySelector('#detail button.parent')")
+        page.wait_for_selector("#detail button.parent", state="detached")
         assert "p001_flip" not in page.inner_text("#detail") and "p001" in page.inner_text("#detail")
         page.close()

@@ -194,3 +194,16 @@ def test_concurrency_above_the_batch_size_is_used(photos, ws_path):
         summary, _ = run(ws_path, photos, caption(server, batch_size=2, concurrency=6))
     assert summary.step("caption").computed == 12
     assert server.peak == 6
+
+
+def test_a_free_slot_takes_the_next_request_without_waiting_for_its_batch(photos, ws_path):
+    """One slow answer holds one of the 2 slots; the other slot goes on through the following items
+    (requests are sent as soon as their images are ready, across batch boundaries), and never more
+    than `concurrency` requests are in flight."""
+    with FakeOpenAI(script={"Describe": ["slow:1.0"]}) as server:
+        summary, props = run(ws_path, photos, caption(server, batch_size=2, concurrency=2))
+        slow = server.hits[0]
+        during = [h for h in server.hits[1:] if slow.at < h.at < slow.at + 0.9]
+    assert summary.step("caption").computed == 12 and all("caption" in p for p in props.values())
+    assert len(during) >= 5  # waiting for the slow one's batch would let only its batch-mate through
+    assert server.peak <= 2

@@ -142,16 +142,16 @@ def test_preamble_stripping(raw, clean):
 
 def test_images_are_decoded_ahead_in_background_threads(photos, ws_path, monkeypatch):
     threads: list[str] = []
-    decode = Caption._image
+    prepare = Caption.prepare
 
-    def watched(self, item):
+    def watched(self, image, item):
         threads.append(threading.current_thread().name)
-        return decode(self, item)
+        return prepare(self, image, item)
 
-    monkeypatch.setattr(Caption, "_image", watched)
+    monkeypatch.setattr(Caption, "prepare", watched)
     summary, _ = run(ws_path, photos, Caption(backend="t_budget", model="m", max_image_edge=32, batch_size=4))
     assert summary.step("caption").computed == 12
-    assert len(threads) == 12 and all(name.startswith("captionary-decode") for name in threads)
+    assert len(threads) == 12 and all(name.startswith("captionary-caption-decode") for name in threads)
 
 
 def test_a_step_pickles_without_its_model_and_keeps_its_cache_identity():

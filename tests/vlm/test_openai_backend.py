@@ -140,3 +140,31 @@ def test_api_key_from_the_named_environment_variable(monkeypatch):
             make_backend(BackendConfig("openai", "gpt-4o-mini", options={"base_url": hosted})).preflight()
     for own in ("http://localhost:8000/v1", "http://192.168.1.20:8000/v1", "http://gpu-box.local/v1"):
         make_backend(BackendConfig("openai", "m", options={"base_url": own})).preflight()  # no key needed
+
+
+def test_submitted_requests_keep_their_order_and_a_failed_preparation_fails_only_its_own():
+    """`submit` queues requests without waiting (one slot here): a request still being prepared (a
+    function, as the caption step passes them, waiting for its image) is built in its turn, an image
+    already encoded by `prepare_image` is sent as is, and a preparation that raised fails only its
+    own result."""
+    import threading
+
+    server = serve()
+    ready = threading.Event()
+
+    def first() -> Request:
+        ready.wait(10)
+        return Request("first")
+
+    def broken() -> Request:
+        raise OSError("truncated file")
+
+    with backend(server, concurrency=1, max_image_edge=64) as b:
+        encoded = b.prepare_image(photo())
+        futures = [b.submit(first), b.submit(broken), b.submit(Request("third", [encoded]))]
+        ready.set()
+        results = [f.exception() or f.result() for f in futures]
+    assert isinstance(encoded, str) and encoded.startswith("data:image/jpeg;base64,")
+    assert [h.prompt for h in server.hits] == ["first", "third"]
+    assert isinstance(results[1], OSError)
+    assert results[2].texts[0].startswith("a 64x") and results[2].texts[0].endswith("for: third")

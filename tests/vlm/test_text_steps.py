@@ -84,3 +84,20 @@ def test_caption_variations_one_text_is_still_a_list_and_a_missing_source_fails(
     summary, _ = run(ws_path, Load(photos) >> other)
     assert summary.step("caption_variations").failed == 12
     assert "no property 'short' to reword" in summary.errors[0]["reason"]
+
+
+def test_prompt_items_go_through_llm_text_steps(tmp_path, ws_path, server):
+    """Items without pixels (load_prompts) are text: an LLM step rewrites their prompt, no image sent."""
+    from captionary import LoadPrompts
+
+    (tmp_path / "prompts.txt").write_text("a dog on a beach\n")
+    pipeline = (
+        LoadPrompts(tmp_path / "prompts.txt", n=2)
+        >> SetCaption(template="{prompt}")
+        >> ComposeCaption(**llm(server), prompt="Improve: {caption} (seed {seed})")
+    )
+    summary, props = run(ws_path, pipeline)
+    assert summary.step("compose_caption").computed == 2 and not summary.errors
+    seed = props["prompts_00001_0"]["seed"]
+    assert props["prompts_00001_0"]["caption"] == f"no image for: Improve: a dog on a beach (seed {seed})"
+    assert all("image_url" not in str(h.body["messages"]) for h in server.hits)

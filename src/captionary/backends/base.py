@@ -16,7 +16,9 @@ Contract of `generate(requests) -> list[Result]`:
   other results are still returned. An exception fails the whole call.
 - A batch that does not fit in memory raises `OutOfMemory` (or the library's own out-of-memory
   error, see `is_out_of_memory`); the step then halves its batch and retries.
-- Images arrive as PIL images, already downscaled by the step to the `max_image_edge` option.
+- Images arrive as PIL images, already downscaled by the step to the `max_image_edge` option, or as
+  what the backend's `prepare_image` made of them (the step calls it ahead of the request, in its
+  decode threads, so CPU work such as JPEG encoding never holds one of the backend's request slots).
 
 Backends are named in `BACKENDS` (name -> "module:Class", imported on first use) and configured by a
 `BackendConfig`: the backend name, a model (Hugging Face id, local path, or API model name), a
@@ -35,16 +37,18 @@ prompt and settings for common captioners, so `caption: {model: qwen2.5-vl-7b}` 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from captionary.core.optional import require
+from captionary.core.plugins import plugin_class
 from captionary.errors import ConfigError
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from PIL.Image import Image
 
 
@@ -142,11 +146,18 @@ class Backend:
     options: ClassVar[dict[str, Any]] = {}
     cache_options: ClassVar[tuple[str, ...]] = ()
     default_max_image_edge: ClassVar[int | None] = None
+    streams: ClassVar[bool] = False
+    """True when `submit` sends one request at once (a concurrent API client): the step then sends
+    each item's request as soon as its image is ready, so batch boundaries never empty the slots."""
 
     def __init__(self, config: BackendConfig):
-        check_config(config)
+        check_options(type(self), config)
         self.config = config
-        self.settings: dict[str, Any] = settings(config)
+        self.settings: dict[str, Any] = {
+            "max_image_edge": self.default_max_image_edge,
+            **self.options,
+            **config.options,
+        }
 
     def preflight(self) -> None:
         """Cheap checks needing no model (credentials, local paths), run when a step is built; raise
@@ -160,6 +171,17 @@ class Backend:
 
     def close(self) -> None:
         """Release the model and its memory. The backend may be loaded again afterwards."""
+
+    def submit(self, request: Request | Callable[[], Request]) -> Future[Result]:
+        """Queue one request without waiting (backends with `streams = True`); loads if needed. A
+        function that builds the request is called in the request's slot, in its turn (so requests go
+        out in the order submitted); what it raises becomes the result's exception."""
+        raise NotImplementedError
+
+    def prepare_image(self, image: Image) -> Any:
+        """The image as `generate` wants it (e.g. an encoded data URL), made ahead of the request in
+        the step's decode threads; `generate` must accept both this and a PIL image. Default: as is."""
+        return image
 
     def accelerator(self) -> str | None:
         """The device `load()` puts the model on (`cuda`, `cuda:1`, `mps`), or None (CPU, a remote
@@ -190,28 +212,16 @@ def backend_class(name: str) -> type[Backend]:
     """The backend class registered as `name`, or named by import path (`"my_pkg.backends:MyBackend"`,
     for a runtime of your own: it is imported wherever the step runs, pool workers and Ray actors
     included); ConfigError naming close matches on a miss."""
-    target = BACKENDS.get(name, name if ":" in name else None)
-    if target is None:
-        close = difflib.get_close_matches(name, BACKENDS, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"unknown backend {name!r}{hint} (backends: {', '.join(BACKENDS)}, or 'module:Class')"
-        ) from None
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        if name in BACKENDS:
-            raise
-        raise ConfigError(f"backend {name!r}: cannot import {attr!r} from {module!r}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise ConfigError(f"backend {name!r} is {cls!r}, not a captionary.backends.Backend subclass")
-    return cls
+    return plugin_class(name, BACKENDS, Backend, "backend", "captionary.backends.Backend")
 
 
 def check_config(config: BackendConfig) -> type[Backend]:
     """Fail early (ConfigError) on an unknown backend, unknown options or a missing library."""
-    cls = backend_class(config.backend)
+    return check_options(backend_class(config.backend), config)
+
+
+def check_options(cls: type[Backend], config: BackendConfig) -> type[Backend]:
+    """ConfigError on a missing model, options `cls` does not take, or a library it needs missing."""
     if not config.model:
         raise ConfigError(f"backend {config.backend!r} needs a model")
     unknown = sorted(set(config.options) - set(cls.options) - {"max_image_edge"})
@@ -267,6 +277,7 @@ class Preset:
     temperature: float | None = None
     top_p: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    vllm: bool | None = None  # vLLM supports the architecture (`backend: vllm` runs it); None: not checked
 
 
 def find_preset(name: str) -> Preset | None:

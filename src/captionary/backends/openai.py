@@ -17,8 +17,8 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
@@ -53,6 +53,7 @@ class OpenAIBackend(Backend):
     }
     cache_options: ClassVar[tuple[str, ...]] = ("jpeg_quality", "extra_body")
     default_max_image_edge: ClassVar[int | None] = 1024
+    streams: ClassVar[bool] = True
 
     def __init__(self, config: Any):
         super().__init__(config)
@@ -67,10 +68,13 @@ class OpenAIBackend(Backend):
         self._api_key()
 
     def load(self) -> None:
+        with self._lock:  # the step may send its first requests (submit) while setup() loads
+            if self._client is None:
+                self._open()
+
+    def _open(self) -> None:
         import httpx
 
-        if self._client is not None:
-            return
         workers = max(1, int(self.settings["concurrency"]))
         headers = {"Content-Type": "application/json"}
         if key := self._api_key():
@@ -102,15 +106,22 @@ class OpenAIBackend(Backend):
 
     # --- generation --------------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Result]:
+        return [future.result() for future in [self.submit(request) for request in requests]]
+
+    def submit(self, request: Request | Callable[[], Request]) -> Future[Result]:
+        """The request queued for the next free one of `concurrency` connections."""
         if self._pool is None:
             self.load()
         assert self._pool is not None
-        return list(self._pool.map(self._complete, requests))
+        return self._pool.submit(self._complete, request)
 
-    def _complete(self, request: Request) -> Result:
+    def _complete(self, request: Request | Callable[[], Request]) -> Result:
+        return self._complete_request(request if isinstance(request, Request) else request())
+
+    def _complete_request(self, request: Request) -> Result:
         """All `n` texts of one request (asking again for the rest when a server ignores `n`)."""
         try:
-            images = [self._data_url(image) for image in request.images]
+            images = [image if isinstance(image, str) else self._data_url(image) for image in request.images]
         except OSError as exc:
             return Result(error=f"cannot encode the image: {exc}")
         result = Result()
@@ -163,7 +174,7 @@ class OpenAIBackend(Backend):
         body.update(self.settings["extra_body"] or {})
         return body
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any] | str:
+    def _post(self, body: dict[str, Any], path: str = "/chat/completions") -> dict[str, Any] | str:
         """The decoded JSON answer, or an error message once retries are spent."""
         import httpx
 
@@ -174,7 +185,7 @@ class OpenAIBackend(Backend):
                 self.requests_sent += 1
             wait: float | None = None
             try:
-                response = self._client.post("/chat/completions", json=body)
+                response = self._client.post(path, json=body)
             except httpx.TimeoutException:
                 problem = f"timed out after {self.settings['timeout']} s"
             except httpx.TransportError as exc:
@@ -196,6 +207,10 @@ class OpenAIBackend(Backend):
                 self.retries += 1
             time.sleep(min(float(self.settings["max_retry_wait"]), max(wait or 0.0, backoff)))
         raise AssertionError("unreachable")
+
+    def prepare_image(self, image: Image) -> str:
+        """The JPEG data URL (encoded in the step's decode threads, ahead of the request)."""
+        return self._data_url(image)
 
     def _data_url(self, image: Image) -> str:
         edge = self.settings["max_image_edge"]

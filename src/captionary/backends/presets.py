@@ -4,7 +4,8 @@ A preset names a backend, a model id (Hugging Face id or API model name), an opt
 prompt (and system prompt) and generation settings; the step's own parameters override any of them,
 including the backend (`{model: qwen2.5-vl-7b, backend: vllm}` runs the same model on vLLM). Models
 on the hub default to the `transformers` backend, which runs on CUDA, MPS or CPU; presets carry only
-options every backend takes, so switching the backend keeps them valid.
+options every local backend takes (`trust_remote_code`), so switching to vLLM keeps them valid.
+`Preset.vllm` says whether vLLM supports the architecture (None: not checked).
 """
 
 from __future__ import annotations
@@ -21,6 +22,19 @@ CAPTION_PROMPT = (
 
 def _hf(model: str, *, prompt: str = CAPTION_PROMPT, max_tokens: int = 300) -> Preset:
     return Preset(backend="transformers", model=model, prompt=prompt, max_tokens=max_tokens, temperature=0.0)
+
+
+def _remote(model: str, *, vllm: bool) -> Preset:
+    """A model that ships its own code: trusted to run it (read its code first)."""
+    return Preset(
+        backend="transformers",
+        model=model,
+        prompt=CAPTION_PROMPT,
+        max_tokens=300,
+        temperature=0.0,
+        options={"trust_remote_code": True},
+        vllm=vllm,
+    )
 
 
 def _api(model: str, **options: object) -> Preset:
@@ -70,6 +84,28 @@ PRESETS: dict[str, Preset] = {
     "smolvlm2-2.2b": _hf("HuggingFaceTB/SmolVLM2-2.2B-Instruct"),
     # BLIP-2 continues a text prefix; short captions
     "blip2-opt-2.7b": _hf("Salesforce/blip2-opt-2.7b", prompt="a photo of", max_tokens=60),
+    # Models that ship their own code (trust_remote_code: their processor and generate conventions,
+    # driven by backends/hf_families.py). vLLM: Phi-3-Vision and Molmo yes, BLIP-3 no.
+    "phi-3-vision": _remote("microsoft/Phi-3-vision-128k-instruct", vllm=True),
+    "phi-3.5-vision": _remote("microsoft/Phi-3.5-vision-instruct", vllm=True),
+    "molmo-7b-d": _remote("allenai/Molmo-7B-D-0924", vllm=True),
+    "molmo-7b-o": _remote("allenai/Molmo-7B-O-0924", vllm=True),
+    "xgen-mm": _remote("Salesforce/xgen-mm-phi3-mini-instruct-interleave-r-v1.5", vllm=False),
+    # JoyCaption Alpha Two: a LLaVA-style adapter with no transformers class (backends/llava_adapter.py).
+    # Its checkpoint folder (cgrkzexw-599808: image_adapter.pt, clip_model.pt, text_model/ (a LoRA on
+    # Llama 3.1 8B Instruct: needs peft)) comes from the fancyfeast/joy-caption-alpha-two Space; name
+    # the downloaded folder: `model: ./cgrkzexw-599808` with the prompt and settings below. No vLLM.
+    "joycaption-alpha-two": Preset(
+        backend="transformers",
+        model="./cgrkzexw-599808",
+        prompt=JOYCAPTION_PROMPT,
+        system=JOYCAPTION_SYSTEM,
+        max_tokens=300,
+        temperature=0.6,
+        top_p=0.9,
+        options={"vision_model": "google/siglip-so400m-patch14-384"},
+        vllm=False,
+    ),
     # GPT-4o-class APIs through the OpenAI-compatible backend (key from OPENAI_API_KEY / GEMINI_API_KEY)
     "gpt-4o": _api("gpt-4o"),
     "gpt-4o-mini": _api("gpt-4o-mini"),

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from captionary.backends.base import Backend, BackendConfig, GenerationParams, OutOfMemory, Request, Result
+from captionary.backends.hf_families import FAMILIES
+from captionary.backends.llava_adapter import LlavaAdapter, is_adapter_folder
 from captionary.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -49,8 +51,15 @@ class TransformersBackend(Backend):
         "trust_remote_code": False,
         "processor_options": {},  # passed to AutoProcessor.from_pretrained, e.g. {max_pixels: 802816}
         "model_options": {},  # passed to from_pretrained, e.g. {load_in_8bit: true}
+        "generate_options": {},  # other model.generate arguments, e.g. {top_k: 50, repetition_penalty: 1.1}
+        "vision_model": None,  # a LLaVA-style adapter folder's vision tower when it has no vision_model/
     }
-    cache_options: ClassVar[tuple[str, ...]] = ("dtype", "processor_options", "model_options")
+    cache_options: ClassVar[tuple[str, ...]] = (
+        "dtype",
+        "processor_options",
+        "model_options",
+        "generate_options",
+    )
     default_max_image_edge: ClassVar[int | None] = 1024
 
     def __init__(self, config: BackendConfig):
@@ -69,6 +78,7 @@ class TransformersBackend(Backend):
         self.tokenizer: Any = None
         self.model_type = ""
         self.is_vlm = True
+        self.family: Any = None  # a remote-code family or a LLaVA-style adapter (hf_families, llava_adapter)
         self.device = "cpu"
         self.calls = 0  # model.generate calls (tests assert a cached run makes none)
 
@@ -96,14 +106,24 @@ class TransformersBackend(Backend):
             "revision": self.config.revision,
             "trust_remote_code": bool(self.settings["trust_remote_code"]),
         }
-        config = transformers.AutoConfig.from_pretrained(self.config.model, **common)
-        self.model_type = str(getattr(config, "model_type", ""))
-        self.is_vlm = self.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
-        auto = transformers.AutoModelForImageTextToText if self.is_vlm else transformers.AutoModelForCausalLM
         kwargs = {"dtype": pick_dtype(str(self.settings["dtype"]), self.device), **common}
         if self.settings["attn_implementation"]:
             kwargs["attn_implementation"] = self.settings["attn_implementation"]
-        self.model = auto.from_pretrained(self.config.model, **kwargs, **self.settings["model_options"])
+        kwargs |= self.settings["model_options"]
+        if is_adapter_folder(self.config.model):  # a LLaVA-style adapter without a transformers class
+            self.family = LlavaAdapter()
+            self.family.load(self, common, kwargs)
+            return
+        config = transformers.AutoConfig.from_pretrained(self.config.model, **common)
+        self.model_type = str(getattr(config, "model_type", ""))
+        self.family = FAMILIES.get(self.model_type)
+        if self.family is not None:  # a model that ships its own code
+            self.family.load(self, common, kwargs)
+            self.model.to(self.device).eval()
+            return
+        self.is_vlm = self.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+        auto = transformers.AutoModelForImageTextToText if self.is_vlm else transformers.AutoModelForCausalLM
+        self.model = auto.from_pretrained(self.config.model, **kwargs)
         if not getattr(self.model, "hf_device_map", None):
             self.model.to(self.device)
         self.model.eval()
@@ -121,12 +141,14 @@ class TransformersBackend(Backend):
     def close(self) -> None:
         if self.model is None:
             return
-        self.model = self.processor = self.tokenizer = None
+        self.model = self.processor = self.tokenizer = self.family = None
         free_memory(self.device)
 
     # --- generation --------------------------------------------------------------------------------
     def generate(self, requests: Sequence[Request]) -> list[Result]:
         self.load()
+        if self.family is not None:
+            return self.family.generate(self, requests)
         results: list[Result | None] = [None] * len(requests)
         groups: dict[tuple[GenerationParams, int, str | None], list[int]] = {}
         for i, request in enumerate(requests):
@@ -215,14 +237,19 @@ class TransformersBackend(Backend):
                 kwargs["top_p"] = params.top_p
         else:
             kwargs |= {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        return kwargs
+        extra = dict(self.settings["generate_options"] or {})
+        if not kwargs["do_sample"]:  # sampling settings mean nothing to greedy decoding
+            extra = {k: v for k, v in extra.items() if k not in ("top_k", "min_p", "typical_p")}
+        return kwargs | extra
 
     def finish(self, tokens: list[int], params: GenerationParams, request: Request) -> tuple[str, str, int]:
         """Text, finish reason ("stop" or "length") and the number of tokens generated for one row."""
-        eos = self.model.generation_config.eos_token_id
+        generation_config = getattr(self.model, "generation_config", None)
+        eos = getattr(generation_config, "eos_token_id", None) or self.tokenizer.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         ended = next((j for j, token in enumerate(tokens) if token in eos_ids), None)
-        if ended == params.max_tokens - 1 and self.model.generation_config.forced_eos_token_id is not None:
+        forced = getattr(generation_config, "forced_eos_token_id", None)
+        if ended == params.max_tokens - 1 and forced is not None:
             ended = None  # EOS forced in the last place (BART, Florence-2): the text was cut off
         used = (
             ended + 1 if ended is not None else len(tokens) - _trailing(tokens, self.tokenizer.pad_token_id)

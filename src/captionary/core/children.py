@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def make_children(parent: Item, step_prefix: bytes, children: list[Child]) -> list[Item]:
-    """The items a fan-out step's children become (see `core.outcome.Child`)."""
+    """The items a fan-out step's children become (see `core.outcome.Child`): each child (unless
+    `keep` is False), then the items of its own children, made from it."""
     out = []
     for child in children:
         props = dict(parent.props) if child.inherit else {}
@@ -41,33 +42,60 @@ def make_children(parent: Item, step_prefix: bytes, children: list[Child]) -> li
         elif child.image is not None:
             item.image_hash = item.base = child.image
             item.recipe = ()
-        out.append(item)
+        if child.keep:
+            out.append(item)
+        if child.children:
+            out.extend(make_children(item, step_prefix, child.children))
     return out
 
 
 def children_json(children: list[Child] | None) -> str | None:
-    """Children as JSON for the cache row: `[[key, name, props, transform, image, inherit], ...]`."""
+    """Children as JSON for the cache row: `[[key, name, props, transform, image, inherit], ...]`, a
+    child with children of its own or `keep: false` followed by `[children], keep`."""
     if children is None:
         return None
     parts = []
     for c in children:
         transform = entry_json(c.transform) if c.transform is not None else "null"
+        nested = (
+            "" if c.children is None and c.keep else f",{children_json(c.children or [])},{_bool(c.keep)}"
+        )
         parts.append(
             f"[{canonical_json(c.key)},{canonical_json(c.name)},{canonical_json(c.props)},{transform},"
-            f"{canonical_json(c.image)},{'true' if c.inherit else 'false'}]"
+            f"{canonical_json(c.image)},{_bool(c.inherit)}{nested}]"
         )
     return "[" + ",".join(parts) + "]"
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def parse_children(text: str | None, steps: dict[str, ImageTransform]) -> list[Child] | None:
     if text is None:
         return None
-    return [
-        Child(key, props, parse_entry(transform, steps) if transform else None, image, inherit, name)
-        for key, name, props, transform, image, inherit in json.loads(text)
-    ]
+    return _parse(json.loads(text), steps)
+
+
+def _parse(values: list, steps: dict[str, ImageTransform]) -> list[Child]:
+    out = []
+    for key, name, props, transform, image, inherit, *nested in values:
+        entry = parse_entry(transform, steps) if transform else None
+        child = Child(key, props, entry, image, inherit, name)
+        if nested:
+            child.children, child.keep = _parse(nested[0], steps) or None, nested[1]
+        out.append(child)
+    return out
 
 
 def child_blobs(text: str) -> list[str]:
     """The stored blobs (generated pixels) a cached children JSON refers to (kept by `gc`)."""
-    return [image for *_, image, _ in json.loads(text) if image and not image.startswith("~")]
+    return list(_blobs(json.loads(text)))
+
+
+def _blobs(values: list):
+    for _key, _name, _props, _transform, image, _inherit, *nested in values:
+        if image and not image.startswith("~"):
+            yield image
+        if nested:
+            yield from _blobs(nested[0])

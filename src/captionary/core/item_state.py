@@ -44,6 +44,36 @@ def props_with_arrays(read: Read) -> list[str]:
     return [row[0] for row in read('SELECT props FROM item_state WHERE props LIKE \'%"array":"%\'', ())]
 
 
+def listing(read: Read, *, dropped_only: bool = False) -> list[tuple]:
+    """(item, name, source, props, dropped_by, reason) of every item (or the dropped ones), by name."""
+    where = " WHERE dropped_by IS NOT NULL" if dropped_only else ""
+    return read(
+        f"SELECT item, name, source, props, dropped_by, reason FROM item_state{where} ORDER BY name, item", ()
+    )
+
+
+def dropped_sample(read: Read, limit: int) -> tuple[int, list[tuple]]:
+    """How many items are dropped, and (name, dropped_by, reason) of the first `limit` by name."""
+    (total,) = read("SELECT count(*) FROM item_state WHERE dropped_by IS NOT NULL", ())[0]
+    rows = read(
+        "SELECT name, dropped_by, reason FROM item_state WHERE dropped_by IS NOT NULL "
+        "ORDER BY name, item LIMIT ?",
+        (limit,),
+    )
+    return total, rows
+
+
+def latest_failures(read: Read) -> list[tuple]:
+    """(item, step, reason, source, name, props) of the latest run's errors, with the item's state
+    where it has one."""
+    return read(
+        "SELECT e.item, e.step, e.reason, e.source, s.name, s.props FROM errors e "
+        "LEFT JOIN item_state s ON s.item = e.item "
+        "WHERE e.run = (SELECT max(id) FROM runs) ORDER BY e.rowid",
+        (),
+    )
+
+
 def page(read: Read, where: str, params: tuple, limit: int) -> list[tuple]:
     """(name, item, image, dropped_by) in (name, item) order; `where` is a keyset condition on those."""
     return read(

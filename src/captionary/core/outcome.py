@@ -25,6 +25,9 @@ class Child:
     image      or a stored blob hash (generated pixels): the child's image starts from it
     inherit    start from the parent's properties (False: only `parent` and `props`)
     name       the suffix of the child's name (`<parent name>_<name>`; default: the key)
+    children   children of this child, made from it (relative to its image): a three-stage split
+               (person -> upper body -> head) in one step; their `parent` is this child
+    keep       False: this child does not go on itself, only its children do
 
     Neither transform nor image: the child shows the parent's image as it is.
     """
@@ -35,6 +38,8 @@ class Child:
     image: str | None = None
     inherit: bool = True
     name: str | None = None
+    children: list[Child] | None = None
+    keep: bool = True
 
 
 @dataclass(slots=True)

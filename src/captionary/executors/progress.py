@@ -82,4 +82,6 @@ def _counts(s: StepStats) -> str:
         parts.append(f"dropped {s.dropped}")
     if s.failed:
         parts.append(f"failed {s.failed}")
+    if s.note:
+        parts.append(s.note)
     return ", ".join(parts)

@@ -22,6 +22,7 @@ class StepStats:
     expected: int | None = None  # a source may say how many records it will produce
     done: bool = False
     usage: dict[str, float] = field(default_factory=dict)  # model tokens; a learned step's accuracy
+    note: str = ""  # what the step is doing or found, for the progress line (a global step waiting)
 
 
 @dataclass

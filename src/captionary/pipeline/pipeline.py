@@ -14,7 +14,7 @@ class Pipeline:
         self.steps: list[Step] = []
         self.properties_checked = False  # the YAML loader checks them itself, with line numbers
         for step in steps or []:
-            self.steps.append(_as_step(step))
+            self.steps.extend(_as_step(step).expanded())  # a shorthand step stands for several
 
     def __rshift__(self, other: Step | type[Step] | Pipeline) -> Pipeline:
         if isinstance(other, Pipeline):

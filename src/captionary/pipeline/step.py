@@ -10,13 +10,21 @@ step is built, so a bad pipeline fails before any work. Class attributes declare
     reads_image   False for steps that never look at pixels (their cache ignores the image)
     parallel      True for CPU-heavy per-item work, run in the process pool
     cache_exclude parameters that do not change results (batch size, workers, ...)
+    runtime_type  the dataclass of the step's per-process working state (`step.runtime`)
+
+Values a step computes once from its parameters (a model fingerprint, a compiled expression) are
+`functools.cached_property`s: they travel with the step when it is pickled to a worker. What it
+builds while running (a loaded model, thread pools, memos) lives in `step.runtime`, which is never a
+parameter, never part of a cache key and never pickled: a copy sent to a worker starts empty.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
+import threading
 import types
 import typing
 from collections.abc import Iterator, Sequence
@@ -43,6 +51,15 @@ if TYPE_CHECKING:
 __all__ = ["Child", "Outcome"]  # re-exported: they live in core/outcome.py
 
 
+@dataclass
+class Runtime:
+    """A step's per-process working state. Steps that keep some subclass it (a dataclass with
+    defaults) and name it in their `runtime_type`."""
+
+
+_RUNTIME_LOCK = threading.Lock()  # held only to create a step's runtime (driver and batch threads race)
+
+
 class Step:
     kind: ClassVar[str] = ""
     wants_draft: ClassVar[bool] = False  # image steps that override ImageMap.draft_scale
@@ -53,10 +70,11 @@ class Step:
     reads_image: ClassVar[bool] = True
     parallel: ClassVar[bool] = False
     cache_exclude: ClassVar[tuple[str, ...]] = ()
+    runtime_type: ClassVar[type[Runtime]] = Runtime
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        taken = [n for n in inspect.get_annotations(cls) if _is_step_attribute(n)]
+        taken = [n for n in inspect.get_annotations(cls) if _is_step_attribute(cls, n)]
         if taken:
             raise TypeError(f"{cls.__qualname__}: parameter name(s) {taken} would hide Step attributes")
         dataclass(cls, eq=False, repr=False)
@@ -79,6 +97,11 @@ class Step:
         """Model id and revision, for steps that run a model (part of the cache key)."""
         return None
 
+    def expanded(self) -> list[Step]:
+        """The steps this one stands for in a pipeline: itself. A shorthand (`class_images` with a
+        model: a source and its generation step) returns several; expanding those again changes nothing."""
+        return [self]
+
     def expected_properties(self) -> tuple[str, ...]:
         """Properties this step's parameters name and needs to exist (a filter expression's names):
         checked before the run against what earlier steps write (`pipeline/properties.py`)."""
@@ -98,25 +121,36 @@ class Step:
     def cache_params(self) -> dict[str, Any]:
         return {k: v for k, v in self.params.items() if k not in self.cache_exclude}
 
-    @property
+    @functools.cached_property
     def cache_prefix(self) -> bytes:
         """The fixed part of this step's cache keys (computed once)."""
-        try:
-            return self.__dict__["_prefix"]
-        except KeyError:
-            prefix = step_prefix(self.name, self.version, self.cache_params, self.model_id())
-            self.__dict__["_prefix"] = prefix
-            return prefix
+        return step_prefix(self.name, self.version, self.cache_params, self.model_id())
 
-    @property
+    @functools.cached_property
     def recipe_json(self) -> str:
         """`"name",{params}` as JSON, enough to build this step again (computed once)."""
-        try:
-            return self.__dict__["_recipe_json"]
-        except KeyError:
-            text = canonical_json(self.name) + "," + canonical_json(self.params)
-            self.__dict__["_recipe_json"] = text
-            return text
+        return canonical_json(self.name) + "," + canonical_json(self.params)
+
+    # --- per-process state -------------------------------------------------------------------
+    @property
+    def runtime(self) -> Any:
+        """This step's working state in this process (a `runtime_type`), created on first use."""
+        state = vars(self).get("_runtime")
+        if state is None:
+            with _RUNTIME_LOCK:
+                state = vars(self).setdefault("_runtime", self.runtime_type())
+        return state
+
+    def reset_runtime(self) -> None:
+        """Forget the working state (after `teardown`): the next use starts from a fresh one."""
+        vars(self).pop("_runtime", None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the runtime: a step sent to another process starts with a fresh one."""
+        return {k: v for k, v in vars(self).items() if k != "_runtime"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
 
     def describe(self) -> dict[str, Any]:
         return {"step": self.name, **{k: _plain(v) for k, v in self.params.items()}}
@@ -145,23 +179,13 @@ class Step:
         return out
 
 
-def _is_step_attribute(name: str) -> bool:
-    """Names a parameter may not take: methods and properties of the step classes (class settings
-    like `reads` are annotated as ClassVar and allowed)."""
-    bases = (
-        "Step",
-        "PerItemStep",
-        "Map",
-        "ImageMap",
-        "Filter",
-        "BatchStep",
-        "GlobalStep",
-        "FanOut",
-        "Source",
-        "Sink",
-    )
-    for base in filter(None, map(globals().get, bases)):  # those defined so far
-        if isinstance(base.__dict__.get(name), (property, types.FunctionType)):
+def _is_step_attribute(cls: type, name: str) -> bool:
+    """Names a parameter may not take: methods and properties of the step base classes (those in
+    `captionary.pipeline`; class settings like `reads` are annotated as ClassVar and allowed)."""
+    for base in cls.__mro__[1:]:
+        if not base.__module__.startswith("captionary.pipeline."):
+            continue
+        if isinstance(vars(base).get(name), (property, functools.cached_property, types.FunctionType)):
             return True
     return False
 
@@ -290,13 +314,24 @@ class BatchStep(Step):
         return [Outcome(props=checked_updates(self, u)) for u in updates]
 
 
+@dataclass
+class GlobalRuntime(Runtime):
+    note: str = ""  # what the step says about its last `apply_all` (shown on the progress line)
+
+
 class GlobalStep(Step):
     """Needs every item at once (dedup, take, rank). Implement `apply_all(items) -> list[Outcome]`.
 
-    Items arrive sorted by (`order` property if set, source, id), never in arrival order.
+    Items arrive sorted by (`order` property if set, source, id), never in arrival order. While they
+    arrive, the progress line shows `waiting(count)`; afterwards `runtime.note`, if the step set one.
     """
 
     kind: ClassVar[str] = "global"
+    runtime_type: ClassVar[type[Runtime]] = GlobalRuntime
+
+    def waiting(self, count: int) -> str:
+        """The progress line's note while items arrive (a global step acts once all are in)."""
+        return f"waiting for every item: {count} so far"
 
     @property
     def writes_order(self) -> bool:
@@ -339,18 +374,23 @@ class FanOut(Step):
     def children(self, item: Item) -> list[Child]:
         raise NotImplementedError
 
-    @property
-    def keeps_parent(self) -> bool:
-        return bool(getattr(self, "keep_parent", False))
-
-    def compute(self, item: Item, store: BlobStore) -> Outcome:
-        children = list(self.children(item))
+    def _check_children(self, children: list[Child]) -> None:
         keys = set()
         for child in children:
             checked_updates(self, child.props)
             if child.key in keys:
                 raise ItemError(f"{self.name} made two children with key {child.key!r}")
             keys.add(child.key)
+            if child.children:
+                self._check_children(child.children)
+
+    @property
+    def keeps_parent(self) -> bool:
+        return bool(getattr(self, "keep_parent", False))
+
+    def compute(self, item: Item, store: BlobStore) -> Outcome:
+        children = list(self.children(item))
+        self._check_children(children)
         if self.keeps_parent:
             return Outcome(children=children)
         reason = f"split into {len(children)} items" if children else "no items to split into"

@@ -24,6 +24,7 @@ import yaml
 
 from captionary.core import yaml_limits
 from captionary.errors import ConfigError, ParamError
+from captionary.pipeline import dataflow_gen
 from captionary.pipeline.params import check
 from captionary.pipeline.pipeline import Pipeline
 from captionary.pipeline.properties import report_property_problems
@@ -68,6 +69,9 @@ class _Parser:
         root = yaml_limits.compose(text)  # within limits: depth, alias expansion
         if not isinstance(root, yaml.MappingNode):
             raise ConfigError("a pipeline file is a mapping with `workspace:` and `steps:`", line=1)
+        if dataflow_gen.is_dataflow_gen(root):  # Dataflow-Gen's layout, read as it is
+            workspace, pipeline = dataflow_gen.convert(root, self.base)
+            return PipelineFile(workspace, pipeline)
         top = {}
         for key_node, value_node in root.value:
             key = key_node.value

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import queue
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from captionary.core.item import Item, decode_image
+from captionary.core.recipes import parse_recipe
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -52,11 +52,7 @@ def encode(image: Image, edge: int) -> bytes:
 
 def recipe_steps(recipe: str | None) -> tuple:
     """Rebuild a stored recipe (`[[step, params, read], ...]`) as (step, read properties) pairs."""
-    if not recipe:
-        return ()
-    from captionary.pipeline.registry import STEPS
-
-    return tuple((STEPS.get(name)(**params), read) for name, params, read in json.loads(recipe))
+    return parse_recipe(recipe, {})
 
 
 class Thumbnails:

@@ -1,5 +1,5 @@
 """`load_manifest`: images listed in a JSONL, JSON, CSV, TSV or Parquet file; other columns become
-properties. Relative image paths resolve against the manifest's folder."""
+properties. Relative image paths resolve against the manifest's folder (or `image_root`)."""
 
 from __future__ import annotations
 
@@ -54,10 +54,15 @@ class LoadManifest(Source):
     download_host_failures: int = HOST_FAILURES  # connection failures in a row that give a host up
     copy: bool = True  # False: keep images where they are (a reference to the file or URL per image)
     max_file_size: int = MAX_FILE_SIZE  # bytes read at most per image (a file or a download)
+    image_root: Path | None = None  # the folder relative image paths are in; None: the manifest's
 
     def validate(self) -> None:
         problem = "not a regular file" if self.path.exists() else "file not found"
         require(self.path.is_file(), self, f"{problem}: {self.path}", param="path")
+        if self.image_root is not None:
+            require(
+                self.image_root.is_dir(), self, f"folder not found: {self.image_root}", param="image_root"
+            )
         formats = ", ".join(sorted(set(FORMATS.values())))
         require(
             self.manifest_format is not None,
@@ -151,8 +156,9 @@ class LoadManifest(Source):
             except ValueError as exc:  # e.g. "http://[::1": Invalid IPv6 URL
                 return Ingested(where, error=f"{where}: malformed URL {image!r}: {exc}")
             return f"{db_text(str(manifest))}::{image}", image, stem, props
-        real_path = os.path.normpath(os.path.join(manifest.parent, os.path.expanduser(image)))
-        relative = os.path.relpath(real_path, manifest.parent)
+        root = self.image_root.resolve() if self.image_root is not None else manifest.parent
+        real_path = os.path.normpath(os.path.join(root, os.path.expanduser(image)))
+        relative = os.path.relpath(real_path, root)
         stem = os.path.splitext(relative if not relative.startswith("..") else os.path.basename(relative))[0]
         key = f"{db_text(str(manifest))}::{db_text(real_path)}"
         return key, real_path, db_text(stem.replace(os.sep, "/")), props

@@ -23,8 +23,10 @@ UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?,
 
 
 class LoadPrompts(Source):
-    """Text items from a prompts file (.txt: a prompt per line; .jsonl / .csv: a `prompt` column, an
-    optional `seed`, other columns as properties), `n` items per prompt with stable seeds."""
+    """Text items (prompt, seed) from a .txt, .jsonl or .csv file, `n` per prompt, pixels given later.
+
+    .txt: a prompt per line (`#` comments); .jsonl / .csv: a `prompt` column, an optional `seed`,
+    other columns as properties. Seeds are the file's (+ copy index) or derived from prompt and index."""
 
     name: ClassVar[str] = "load_prompts"
 

@@ -49,8 +49,8 @@ class LoadWebDataset(Source):
     def validate(self) -> None:
         require(self.max_file_size >= 1, self, "must be at least 1 (bytes)", param="max_file_size")
         braceexpand = optional.require("braceexpand", "webdataset")
-        self.__dict__["_urls"] = list(braceexpand.braceexpand(self.shards))
-        for url in self.__dict__["_urls"]:
+        self.urls = list(braceexpand.braceexpand(self.shards))  # the shards the pattern names
+        for url in self.urls:
             if is_fsspec_url(url):
                 _check_file_system(self, url)
             elif is_local(url):
@@ -58,7 +58,7 @@ class LoadWebDataset(Source):
 
     def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
         verify = should_verify(self.verify, ctx)
-        for url in self.__dict__["_urls"]:
+        for url in self.urls:
             yield from self._shard(ctx, url, verify)
 
     def _shard(self, ctx: SourceContext, url: str, verify: bool) -> Iterator[Ingested]:

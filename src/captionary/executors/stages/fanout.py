@@ -4,8 +4,6 @@ such as boxes). `spread` turns any outcome with children into items, for the bat
 
 from __future__ import annotations
 
-import time
-
 from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, result_row
 from captionary.core.children import make_children
 from captionary.core.item import NO_IMAGE_ERROR, Item
@@ -39,15 +37,12 @@ class FanOutStage(Stage):
             if outcome is not None:
                 self.stats.cached += 1
             else:
-                started = time.perf_counter()
                 try:
                     outcome = self.step.compute(item, self.ctx.ws.blobs)
                     rows.append(result_row(key, self.step, item, outcome))
                 except Exception as exc:
                     self.ctx.fail(self.index, item, describe_error(exc))
                     continue
-                finally:
-                    self.stats.seconds += time.perf_counter() - started
                 self.stats.computed += 1
             ready.extend(spread(self.ctx, self.index, self.step, item, outcome))
         self.ctx.writer.write_many(INSERT_RESULT, rows)

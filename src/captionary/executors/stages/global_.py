@@ -30,13 +30,16 @@ class GlobalStage(Stage):
 
     def push(self, items: list[Item]) -> list[Item]:
         self.items.extend(items)
+        self.stats.note = self.step.waiting(len(self.items))
         return []
 
     def finish(self) -> list[Item]:
         items = sorted(self.items, key=order_key)
         self.items = []
         self.stats.n_in = len(items)
+        self.step.runtime.note = ""
         outcomes = self.outcomes(items)
+        self.stats.note = self.step.runtime.note
         if outcomes is None:  # the step failed; every item was recorded as failed
             return []
         ready: list[Item] = []

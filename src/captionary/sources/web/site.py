@@ -9,13 +9,12 @@ downloads and md5 checks. A user's own adapter is named by import path: `site: m
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from captionary.core.plugins import plugin_class
 from captionary.errors import ConfigError
 from captionary.sources.web.posts import Post
 
@@ -138,16 +137,4 @@ SITES: dict[str, str] = {
 
 def site_class(name: str) -> type[Site]:
     """The adapter class for `site:` (a name above or "module:Class"); ConfigError on a miss."""
-    target = SITES.get(name, name if ":" in name else None)
-    if target is None:
-        close = difflib.get_close_matches(name, SITES, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown site {name!r}{hint} (sites: {', '.join(SITES)}, or 'module:Class')")
-    module, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"site {name!r}: cannot import {attr!r} from {module!r}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Site)):
-        raise ConfigError(f"site {name!r} is {cls!r}, not a captionary.sources.web.site.Site subclass")
-    return cls
+    return plugin_class(name, SITES, Site, "site", "captionary.sources.web.site.Site")

@@ -26,11 +26,12 @@ class SetCaption(Map):
         except ValueError as exc:
             fields = []
             require(False, self, f"invalid template {self.template!r}: {exc}", param="template")
-        self.__dict__["_fields"] = tuple(dict.fromkeys(f.split(".")[0].split("[")[0] for f in fields))
+        names = dict.fromkeys(f.split(".")[0].split("[")[0] for f in fields)
+        self.fields = tuple(f for f in names if f != "name")
 
     @property
     def reads(self) -> tuple[str, ...]:  # the properties the template names are this step's inputs
-        return tuple(f for f in self.__dict__["_fields"] if f != "name")
+        return self.fields
 
     def apply(self, item: Item) -> dict[str, str]:
         values = {"name": item.name}

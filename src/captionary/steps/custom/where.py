@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, ClassVar
 
 from captionary.core.expression import Expression, ExpressionError
@@ -36,13 +37,17 @@ class FilterWhere(Filter):
     def validate(self) -> None:
         require((self.expr is None) != (self.function is None), self, "give exactly one of expr or function")
         try:
-            self.__dict__["_test"] = Expression(self.expr) if self.expr else import_function(self.function)
+            self.test  # noqa: B018 (compiled or imported now: a bad one fails the pipeline)
         except ValueError as exc:
             require(False, self, str(exc), param="expr" if self.expr else "function")
 
+    @cached_property
+    def test(self) -> Expression | Callable[[Item], Any]:
+        return Expression(self.expr) if self.expr else import_function(self.function)
+
     @property
     def reads(self) -> tuple[str, ...]:
-        test = self.__dict__["_test"]
+        test = self.test
         return tuple(test.names if isinstance(test, Expression) else self.reads_properties or ())
 
     @property
@@ -50,11 +55,11 @@ class FilterWhere(Filter):
         return self.function is not None and self.pixels
 
     def expected_properties(self) -> tuple[str, ...]:
-        test = self.__dict__["_test"]
+        test = self.test
         return tuple(test.names) if isinstance(test, Expression) else ()
 
     def drop_reason(self, item: Item) -> str | None:
-        test = self.__dict__["_test"]
+        test = self.test
         why: list[str] = []
         try:
             if isinstance(test, Expression):
@@ -83,9 +88,13 @@ class Apply(Map):
 
     def validate(self) -> None:
         try:
-            self.__dict__["_function"] = import_function(self.function)
+            self.imported  # noqa: B018 (imported now: a bad path fails the pipeline)
         except ValueError as exc:
             require(False, self, str(exc), param="function")
+
+    @cached_property
+    def imported(self) -> Callable[[Item], dict[str, Any] | None]:
+        return import_function(self.function)
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -100,4 +109,4 @@ class Apply(Map):
         return self.pixels
 
     def apply(self, item: Item) -> dict[str, Any] | None:
-        return self.__dict__["_function"](item)
+        return self.imported(item)

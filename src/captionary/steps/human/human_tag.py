@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, ClassVar
 
 from captionary.core.expression import Expression
@@ -33,17 +34,21 @@ class HumanTag(HumanStep):
         require(len(set(self.tags)) == len(self.tags), self, "tags must be distinct", "tags")
         if self.ask_if:
             try:
-                self.__dict__["_ask_if"] = Expression(self.ask_if)
+                Expression(self.ask_if)
             except ValueError as exc:
                 require(False, self, str(exc), "ask_if")
 
+    @cached_property
+    def ask_test(self) -> Expression | None:
+        return Expression(self.ask_if) if self.ask_if else None
+
     @property
     def reads(self) -> tuple[str, ...]:
-        test = self.__dict__.get("_ask_if")
+        test = self.ask_test
         return tuple(test.names) if test is not None else ()
 
     def asks(self, item: Item) -> bool:
-        test = self.__dict__.get("_ask_if")
+        test = self.ask_test
         try:
             return test is None or bool(test(item.props))
         except (ValueError, TypeError):  # cannot be told for this item (None > 3): ask the person

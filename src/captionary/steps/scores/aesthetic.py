@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -18,11 +19,12 @@ from captionary.core.arrays import items_matrix
 from captionary.core.fingerprints import model_fingerprint
 from captionary.core.item import Item
 from captionary.errors import ConfigError, ItemError
-from captionary.pipeline.step import BatchStep, require
-from captionary.steps.scores.models import loaded, release, unit_rows
+from captionary.pipeline.model_step import ModelStep
+from captionary.pipeline.step import require
+from captionary.steps.scores.models import unit_rows
 
 
-class Aesthetic(BatchStep):
+class Aesthetic(ModelStep):
     """Predict an aesthetic rating (`aesthetic`, about 1-10 for the LAION model) from `clip_embedding`.
 
     `checkpoint` is the MLP's weights file (e.g. `sac+logos+ava1-l14-linearMSE.pth`, a local path);
@@ -51,22 +53,17 @@ class Aesthetic(BatchStep):
         require(self.batch_size >= 1, self, f"must be >= 1; got {self.batch_size}", param="batch_size")
 
     def model_id(self) -> str:
-        if "_model_id" not in self.__dict__:
-            self.__dict__["_model_id"] = model_fingerprint(self.checkpoint)
-        return self.__dict__["_model_id"]
+        return self.fingerprint
 
-    def setup(self) -> None:
-        self.mlp()
+    @cached_property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.checkpoint)
 
-    def teardown(self) -> None:
-        release(self)
-
-    def mlp(self) -> Mlp:
-        return loaded(self, lambda: Mlp.load(Path(self.checkpoint), self.activation))
+    def load_model(self) -> Mlp:
+        return Mlp.load(Path(self.checkpoint), self.activation)
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-
-        mlp = self.mlp()
+        mlp: Mlp = self.loaded()
         embeddings = unit_rows(items_matrix(items, "clip_embedding"))
         if embeddings.shape[1] != mlp.input_size:
             model = (items[0].get("clip_embedding") or {}).get("model")

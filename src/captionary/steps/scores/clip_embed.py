@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any, ClassVar
 
 from captionary.core.fingerprints import model_fingerprint
@@ -10,15 +11,14 @@ from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.pipeline.step import require
 from captionary.steps.scores.clip_backend import ClipModel
-from captionary.steps.scores.image_step import ImageBatchStep
-from captionary.steps.scores.models import loaded
+from captionary.steps.scores.image_step import ScoreImageStep
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14"
 """ViT-L/14: what the LAION aesthetic predictor was trained on."""
 DRAFT_SHORT_EDGE = 512
 
 
-class ClipEmbed(ImageBatchStep):
+class ClipEmbed(ScoreImageStep):
     """Unit-length image embeddings in `clip_embedding` (a float32 array reference).
 
     `model` is a Hugging Face id or a local folder of a transformers CLIPModel or SiglipModel;
@@ -41,20 +41,19 @@ class ClipEmbed(ImageBatchStep):
         require(self.batch_size >= 1, self, f"must be >= 1; got {self.batch_size}", param="batch_size")
 
     def model_id(self) -> str:
-        if "_model_id" not in self.__dict__:
-            self.__dict__["_model_id"] = model_fingerprint(self.model, self.revision)
-        return self.__dict__["_model_id"]
+        return self.fingerprint
 
-    def setup(self) -> None:
-        self.clip()
+    @cached_property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.model, self.revision)
 
     def draft(self, width: int, height: int) -> float:
         return DRAFT_SHORT_EDGE / min(width, height)  # CLIP/SigLIP inputs are 224-448 px
 
-    def clip(self) -> ClipModel:
-        return loaded(self, lambda: ClipModel(self.model, self.revision, self.device))
+    def load_model(self) -> ClipModel:
+        return ClipModel(self.model, self.revision, self.device)
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-        clip = self.clip()
-        embeddings = clip.embed_images(self.images(items))
+        clip: ClipModel = self.loaded()
+        embeddings = clip.embed_images(self.inputs(items))
         return [{"clip_embedding": row} for row in embeddings]

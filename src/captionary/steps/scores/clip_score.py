@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import field
+from functools import cached_property
 from typing import Any, ClassVar
 
 from captionary.core.arrays import items_matrix
@@ -11,13 +12,13 @@ from captionary.core.fingerprints import model_fingerprint
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ItemError
-from captionary.pipeline.step import BatchStep, require
+from captionary.pipeline.model_step import ModelStep
+from captionary.pipeline.step import require
 from captionary.steps.scores.clip_backend import ClipModel
 from captionary.steps.scores.clip_embed import DEFAULT_MODEL
-from captionary.steps.scores.models import loaded, release
 
 
-class ClipScore(BatchStep):
+class ClipScore(ModelStep):
     """Score images against `prompts` (e.g. "a photo of a dog") and optional `negatives` ("a drawing").
 
     Writes `clip_score` (the best cosine similarity to a prompt), `clip_label` (the best matching
@@ -51,28 +52,22 @@ class ClipScore(BatchStep):
         require(len(set(texts)) == len(texts), self, "a prompt is listed twice", param="prompts")
 
     def model_id(self) -> str:
-        if "_model_id" not in self.__dict__:
-            self.__dict__["_model_id"] = model_fingerprint(self.model, self.revision)
-        return self.__dict__["_model_id"]
+        return self.fingerprint
 
-    def setup(self) -> None:
-        self.texts()
+    @cached_property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.model, self.revision)
+
+    def load_model(self) -> tuple[ClipModel, Any]:
+        """The model and the prompts' embeddings (computed once)."""
+        clip = ClipModel(self.model, self.revision, self.device)
+        return clip, clip.embed_texts([*self.prompts, *self.negatives])
 
     def teardown(self) -> None:
-        release(self)
-
-    def texts(self) -> tuple[ClipModel, Any]:
-        """The model and the prompts' embeddings (computed once)."""
-
-        def load() -> tuple[ClipModel, Any]:
-            clip = ClipModel(self.model, self.revision, self.device)
-            return clip, clip.embed_texts([*self.prompts, *self.negatives])
-
-        return loaded(self, load)
+        self.reset_runtime()  # (model, texts): nothing to close
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-
-        clip, texts = self.texts()
+        clip, texts = self.loaded()
         expected = self.model_id()
         images = items_matrix(items, "clip_embedding")
         for item in items:

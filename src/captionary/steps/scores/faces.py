@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -21,8 +22,7 @@ from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ConfigError
 from captionary.pipeline.step import require
-from captionary.steps.scores.image_step import ImageBatchStep
-from captionary.steps.scores.models import loaded
+from captionary.steps.scores.image_step import ScoreImageStep
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 WEIGHTS = "mmod_human_face_detector.dat"
 
 
-class Faces(ImageBatchStep):
+class Faces(ScoreImageStep):
     """Write `faces` (the count) and `face_boxes` (`[x0, y0, x1, y1]` as fractions of the width and
     height, with a `score`).
 
@@ -57,62 +57,40 @@ class Faces(ImageBatchStep):
         require(0 <= self.upsample <= 2, self, f"must be 0, 1 or 2; got {self.upsample}", param="upsample")
         if self.method == "cnn":
             try:
-                self.__dict__["_weights"] = weights_path(self.model)
+                self.weights  # noqa: B018 (found now, so a missing file fails the pipeline, not items)
             except ConfigError as exc:
                 require(False, self, str(exc), param="model")
+
+    @cached_property
+    def weights(self) -> Path:
+        return weights_path(self.model)
 
     def model_id(self) -> str:
         if self.method == "hog":
             return "dlib-hog-frontal"
-        return f"dlib-mmod:{file_fingerprint(self.__dict__['_weights'])}"
-
-    def setup(self) -> None:
-        self.detector()
+        return f"dlib-mmod:{file_fingerprint(self.weights)}"
 
     def draft(self, width: int, height: int) -> float:
         return self.max_edge / max(width, height)
 
-    def detector(self) -> Any:
-        def load() -> Any:
-            import dlib
+    def load_model(self) -> Any:
+        from captionary.steps.detect.base import Settings
+        from captionary.steps.detect.dlib_faces import DlibFaces
 
-            if self.method == "hog":
-                return dlib.get_frontal_face_detector()
-            return dlib.cnn_face_detection_model_v1(str(self.__dict__["_weights"]))
-
-        return loaded(self, load)
+        weights = self.weights if self.method == "cnn" else None
+        return DlibFaces(self.method == "cnn", Settings(min_score=self.min_score), self.upsample, weights)
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-        detector = self.detector()
-        return [self.detect(detector, image) for image in self.images(items)]
+        detector = self.loaded()
+        return [self.detect(detector, image) for image in self.inputs(items)]
 
     def detect(self, detector: Any, image: Image) -> dict[str, Any]:
-        import numpy as np
-
         if max(image.size) > self.max_edge:
             image = image.copy()
             image.thumbnail((self.max_edge, self.max_edge))
-        pixels = np.asarray(image)
-        if self.method == "hog":
-            rects, scores, _ = detector.run(pixels, self.upsample, 0.0)
-            found = list(zip(rects, scores))
-        else:
-            found = [(d.rect, d.confidence) for d in detector(pixels, self.upsample)]
-        width, height = image.size
         boxes = [
-            {
-                "box": [
-                    round(max(r.left(), 0) / width, 4),
-                    round(max(r.top(), 0) / height, 4),
-                    round(min(r.right(), width) / width, 4),
-                    round(min(r.bottom(), height) / height, 4),
-                ],
-                "score": round(float(score), 3),
-            }
-            for r, score in found
-            if score >= self.min_score
+            {"box": [round(v, 4) for v in d.box], "score": round(d.score, 3)} for d in detector.detect(image)
         ]
-        boxes.sort(key=lambda b: -b["score"])
         return {"faces": len(boxes), "face_boxes": boxes}
 
 

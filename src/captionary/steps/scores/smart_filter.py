@@ -14,6 +14,7 @@ import hashlib
 import json
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from captionary.core.arrays import items_matrix
@@ -22,9 +23,15 @@ from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ItemError
-from captionary.pipeline.step import GlobalStep, Outcome, require
+from captionary.pipeline.step import GlobalRuntime, GlobalStep, Outcome, Runtime, require
 
 LABELS = {"keep": True, "reject": False, True: True, False: False}
+
+
+@dataclass
+class _Decided(GlobalRuntime):
+    decisions: dict[str, Any] = field(default_factory=dict)  # item id -> the task's decision (`prepare`)
+    report: dict[str, float] = field(default_factory=dict)  # held-out accuracy of the last `apply_all`
 
 
 class SmartFilter(GlobalStep):
@@ -38,6 +45,7 @@ class SmartFilter(GlobalStep):
     """
 
     name: ClassVar[str] = "smart_filter"
+    runtime_type: ClassVar[type[Runtime]] = _Decided
     version: ClassVar[int] = 2  # 2: held-out accuracy in the run summary
     writes: ClassVar[tuple[str, ...]] = ("smart_filter",)
     reads_image: ClassVar[bool] = False
@@ -66,13 +74,13 @@ class SmartFilter(GlobalStep):
         if not self.task:
             return ""
         rows = task_decisions(ws.query, self.task)
-        self.__dict__["_decisions"] = {item: json.loads(value) for item, value in rows}
+        self.runtime.decisions = {item: json.loads(value) for item, value in rows}
         return hashlib.blake2b(canonical_json(rows).encode(), digest_size=16).hexdigest()
 
     def human_labels(self, items: Sequence[Item]) -> dict[str, bool]:
         """item id -> True (keep) / False (reject), for the items a person decided."""
         if self.task:
-            decided = self.__dict__.get("_decisions", {})
+            decided = self.runtime.decisions
             values = {item.id: decided[item.id] for item in items if item.id in decided}
             where = f"task {self.task!r}"
         else:
@@ -111,13 +119,13 @@ class SmartFilter(GlobalStep):
             model.fit(matrix[decided], target[decided])
         p_keep = model.predict_proba(matrix)[:, list(model.classes_).index(True)]
         chosen = float(model.C_[0]) if self.regularization is None else self.regularization
-        self.__dict__["_report"] = heldout_report(
+        self.runtime.report = heldout_report(
             matrix[decided], target[decided], chosen, self.confidence, min(5, *counts.values())
         )
         return [self.outcome(item, labels.get(item.id), float(p)) for item, p in zip(items, p_keep)]
 
     def usage(self) -> dict[str, float]:
-        return dict(self.__dict__.get("_report", {}))
+        return dict(self.runtime.report)
 
     def outcome(self, item: Item, human: bool | None, p_keep: float) -> Outcome:
         if human is not None:

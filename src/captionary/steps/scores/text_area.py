@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.pipeline.step import require
-from captionary.steps.scores.image_step import ImageBatchStep
-from captionary.steps.scores.models import loaded
+from captionary.steps.scores.image_step import ScoreImageStep
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 
-class TextArea(ImageBatchStep):
+class TextArea(ScoreImageStep):
     """Write `text_area` (0-1: the fraction of the image inside detected text regions) and
     `text_regions` (how many). Images are scaled to `max_edge` first (the fraction does not depend
     on scale; small text below about 8 px at that size is missed). Filter with
@@ -52,26 +51,20 @@ class TextArea(ImageBatchStep):
 
         return f"rapidocr-det@{version('rapidocr')}"
 
-    def setup(self) -> None:
-        self.engine()
-
     def draft(self, width: int, height: int) -> float:
         return self.max_edge / max(width, height)
 
-    def engine(self) -> Any:
-        def load() -> Any:
-            from rapidocr import RapidOCR
+    def load_model(self) -> Any:
+        from rapidocr import RapidOCR
 
-            params = {"Global.use_cls": False, "Global.use_rec": False, "Global.log_level": "error"}
-            params.update({"Det.limit_type": "max", "Det.limit_side_len": self.max_edge})
-            params["Det.box_thresh"] = self.min_score
-            return RapidOCR(params=params)
-
-        return loaded(self, load)
+        params = {"Global.use_cls": False, "Global.use_rec": False, "Global.log_level": "error"}
+        params.update({"Det.limit_type": "max", "Det.limit_side_len": self.max_edge})
+        params["Det.box_thresh"] = self.min_score
+        return RapidOCR(params=params)
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
-        engine = self.engine()
-        return [self.measure(engine, image) for image in self.images(items)]
+        engine = self.loaded()
+        return [self.measure(engine, image) for image in self.inputs(items)]
 
     def measure(self, engine: Any, image: Image) -> dict[str, Any]:
         import numpy as np

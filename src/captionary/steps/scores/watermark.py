@@ -24,8 +24,7 @@ from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ConfigError
 from captionary.pipeline.step import require
-from captionary.steps.scores.image_step import ImageBatchStep
-from captionary.steps.scores.models import loaded
+from captionary.steps.scores.image_step import ScoreImageStep
 
 SD_MESSAGES = {
     "sd1": [int(b) for byte in b"StableDiffusionV1" for b in f"{byte:08b}"],
@@ -34,7 +33,7 @@ SD_MESSAGES = {
 """The watermark payloads of the CompVis/Stability reference scripts and of diffusers' SDXL."""
 
 
-class Watermark(ImageBatchStep):
+class Watermark(ScoreImageStep):
     """Write `watermark` (the classifier's probability, when `model` is given) and `sd_watermark`
     (the invisible Stable Diffusion watermark's bit agreement, when `invisible` is true)."""
 
@@ -72,8 +71,8 @@ class Watermark(ImageBatchStep):
         return model_fingerprint(self.model) if self.model else "sd-invisible-watermark"
 
     def setup(self) -> None:
-        if self.model:
-            self.classifier()
+        if self.model:  # the invisible watermark needs no model
+            super().setup()
 
     def draft(self, width: int, height: int) -> float:
         return 2 * self.size / min(width, height)
@@ -82,17 +81,14 @@ class Watermark(ImageBatchStep):
         if self.model:  # the invisible watermark needs the full-size pixels, decoded in `sd_watermark`
             super().prefetch(items)
 
-    def classifier(self) -> Any:
-        def load() -> Any:
-            from captionary.backends.onnx import image_input, load_session
+    def load_model(self) -> Any:
+        from captionary.backends.onnx import image_input, load_session
 
-            session = load_session(self.model, self.providers, threads=self.threads)
-            spec = image_input(session)
-            if spec.channels != 3:
-                raise ConfigError(f"{self.model}: input {spec.name!r} has {spec.channels} channels, not 3")
-            return session, spec
-
-        return loaded(self, load)
+        session = load_session(self.model, self.providers, threads=self.threads)
+        spec = image_input(session)
+        if spec.channels != 3:
+            raise ConfigError(f"{self.model}: input {spec.name!r} has {spec.channels} channels, not 3")
+        return session, spec
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         out: list[dict[str, Any]] = [{} for _ in items]
@@ -107,10 +103,10 @@ class Watermark(ImageBatchStep):
     def classify(self, items: Sequence[Item]) -> Any:
         import numpy as np
 
-        session, spec = self.classifier()
+        session, spec = self.loaded()
         width, height = spec.width or self.size, spec.height or self.size
         mean, std = np.array(self.mean, np.float32), np.array(self.std, np.float32)
-        pixels = [np.asarray(image.resize((width, height)), np.float32) for image in self.images(items)]
+        pixels = [np.asarray(image.resize((width, height)), np.float32) for image in self.inputs(items)]
         batch = (np.stack(pixels) / 255 - mean) / std
         if spec.layout == "NCHW":
             batch = batch.transpose(0, 3, 1, 2)

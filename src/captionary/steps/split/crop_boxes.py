@@ -8,14 +8,16 @@ from typing import Any, ClassVar
 from captionary.core.item import Item
 from captionary.errors import ItemError
 from captionary.pipeline.step import Child, FanOut, require
-from captionary.steps.transforms.region import CropRegion
+from captionary.steps.split.boxes import CROP, crop_child, crop_pixels
 
-CROP = CropRegion()
+__all__ = ["CROP", "CropBoxes"]
 
 
 class CropBoxes(FanOut):
-    """One new item per box in a property (`face_boxes`, ...), cropped: `padding` (fraction of the box
-    added on each side), `square`, `min_size` (px; smaller boxes are skipped)."""
+    """One new item per box of a property such as `face_boxes`, cropped (padding, square, min_size).
+
+    `padding`: fraction of the box added on each side; `square`: grow the shorter side (kept inside the
+    image); `min_size` (px): smaller boxes are skipped; `keep_parent`: the photo goes on too."""
 
     name: ClassVar[str] = "crop_boxes"
     writes: ClassVar[tuple[str, ...]] = ("region", "box_index", "width", "height")
@@ -41,33 +43,13 @@ class CropBoxes(FanOut):
         if not isinstance(boxes, list):
             raise ItemError(f"{self.boxes} must be a list of boxes [x0, y0, x1, y1]; got {boxes!r}")
         for index, value in enumerate(boxes):
-            left, top, right, bottom = self._pixels(_box(value, self.boxes), width, height)
+            box = _box(value, self.boxes)
+            left, top, right, bottom = pixels = crop_pixels(box, width, height, self.padding, self.square)
             if min(right - left, bottom - top) < max(self.min_size, 1):
                 continue
-            region = [
-                round(left / width, 6),
-                round(top / height, 6),
-                round(right / width, 6),
-                round(bottom / height, 6),
-            ]
-            key = f"{index}:" + ",".join(f"{v:.6f}" for v in region)
-            props = {"region": region, "box_index": index, "width": right - left, "height": bottom - top}
-            children.append(Child(key, props, transform=(CROP, {"region": region}), name=f"box{index}"))
+            props = {"box_index": index}
+            children.append(crop_child(f"{index}", pixels, width, height, props, f"box{index}"))
         return children
-
-    def _pixels(self, box: list[float], width: int, height: int) -> tuple[int, int, int, int]:
-        """The box in pixels: padded, made square when asked, kept inside the image."""
-        x0, y0, x1, y1 = box[0] * width, box[1] * height, box[2] * width, box[3] * height
-        pad_x, pad_y = (x1 - x0) * self.padding, (y1 - y0) * self.padding
-        x0, y0, x1, y1 = x0 - pad_x, y0 - pad_y, x1 + pad_x, y1 + pad_y
-        if self.square:
-            side = min(max(x1 - x0, y1 - y0), width, height)
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            x0 = min(max(cx - side / 2, 0), width - side)
-            y0 = min(max(cy - side / 2, 0), height - side)
-            x1, y1 = x0 + side, y0 + side
-        left, top = max(round(x0), 0), max(round(y0), 0)
-        return left, top, min(round(x1), width), min(round(y1), height)
 
 
 def _box(value: Any, prop: str) -> list[float]:

@@ -17,14 +17,22 @@ import hashlib
 import json
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from captionary.core.arrays import items_matrix
+from captionary.core.decisions import task_decisions
 from captionary.core.hashing import canonical_json
 from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ItemError
-from captionary.pipeline.step import GlobalStep, Outcome, require
+from captionary.pipeline.step import GlobalRuntime, GlobalStep, Outcome, Runtime, require
+
+
+@dataclass
+class _Learned(GlobalRuntime):
+    decisions: dict[str, Any] = field(default_factory=dict)  # item id -> the task's tag list (`prepare`)
+    report: dict[str, float] = field(default_factory=dict)  # held-out accuracy of the last `apply_all`
 
 
 class SmartTag(GlobalStep):
@@ -36,6 +44,7 @@ class SmartTag(GlobalStep):
     """
 
     name: ClassVar[str] = "smart_tag"
+    runtime_type: ClassVar[type[Runtime]] = _Learned
     version: ClassVar[int] = 1
     writes: ClassVar[tuple[str, ...]] = ("tags", "tags_uncertain", "smart_tag")
     reads_image: ClassVar[bool] = False
@@ -60,12 +69,12 @@ class SmartTag(GlobalStep):
 
     def prepare(self, ws: Any) -> str:
         """The task's decisions (read here so that a new decision recomputes)."""
-        rows = ws.query("SELECT item, value FROM decisions WHERE task = ? ORDER BY item", (self.task,))
-        self.__dict__["_decisions"] = {item: json.loads(value) for item, value in rows}
+        rows = task_decisions(ws.query, self.task)
+        self.runtime.decisions = {item: json.loads(value) for item, value in rows}
         return hashlib.blake2b(canonical_json(rows).encode(), digest_size=16).hexdigest()
 
     def human_tags(self, items: Sequence[Item]) -> dict[str, list[str]]:
-        decided = self.__dict__.get("_decisions", {})
+        decided = self.runtime.decisions
         labels = {}
         for item in items:
             if item.id not in decided:
@@ -107,7 +116,7 @@ class SmartTag(GlobalStep):
                 model = LogisticRegression(C=self.regularization, max_iter=2000, class_weight="balanced")
                 model.fit(matrix[decided], truth[decided, k])
                 p[:, k] = model.predict_proba(matrix)[:, 1]
-        self.__dict__["_report"] = self.heldout(matrix[decided], truth[decided])
+        self.runtime.report = self.heldout(matrix[decided], truth[decided])
         return [self.outcome(item, labels.get(item.id), learned, p[row]) for row, item in enumerate(items)]
 
     def outcome(self, item: Item, human: list[str] | None, learned: list[str], p: Any) -> Outcome:
@@ -158,4 +167,4 @@ class SmartTag(GlobalStep):
         return report
 
     def usage(self) -> dict[str, float]:
-        return dict(self.__dict__.get("_report", {}))
+        return dict(self.runtime.report)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from captionary.backends.onnx import ImageInput, image_input, load_session, outputs
 from captionary.core.fingerprints import file_fingerprint as fingerprint
-from captionary.core.item import Item, decode_image
+from captionary.core.item import Item
 from captionary.core.optional import require as require_module
 from captionary.errors import ConfigError, ItemError, ParamError
-from captionary.pipeline.step import BatchStep, require
+from captionary.pipeline.model_step import ImageBatchStep
+from captionary.pipeline.step import require
 from captionary.steps.tags.cleanup import clean_tag
 from captionary.steps.tags.labels import CHARACTER, GENERAL, RATING, TagLabels, read_labels
 from captionary.steps.tags.model_files import TaggerFiles, hub_files, is_repo_id, local_files
@@ -24,10 +23,9 @@ from captionary.steps.tags.wd14 import MCUT_CHARACTER_FLOOR, above, prepare_imag
 if TYPE_CHECKING:
     import numpy as np
     from onnxruntime import InferenceSession
+    from PIL.Image import Image
 
 DEFAULT_SIZE = 448  # WD14 taggers' input size, used when a model leaves it dynamic
-_LOAD_LOCK = threading.Lock()  # a model loads once, in whichever thread asks first
-_POOL_LOCK = threading.Lock()  # never held long: prefetch (driver thread) must not block
 
 
 @dataclass
@@ -39,7 +37,7 @@ class _Loaded:
     groups: dict[int, np.ndarray]  # category -> indexes of its tags
 
 
-class Tag(BatchStep):
+class Tag(ImageBatchStep):
     """Tag images with a WD14-style ONNX tagger: `tags` (by score), `tag_scores`, `rating`.
 
     `model` is a local folder (or `.onnx` file) with `selected_tags.csv` beside it, or a Hugging Face
@@ -114,52 +112,32 @@ class Tag(BatchStep):
             f"no such folder or file, and not a Hugging Face repo id: {self.model!r} (in {os.getcwd()})",
             param="model",
         )
-        self.__dict__["_files"] = files
-        self.__dict__["_labels"] = labels
+        self.local = (files, labels)
         unescaped = (t.strip().replace("\\(", "(").replace("\\)", ")") for t in self.exclude)
-        self.__dict__["_exclude"] = {clean_tag(t) for t in unescaped}
+        self.excluded = {clean_tag(t) for t in unescaped}
+
+    @cached_property
+    def fingerprint(self) -> str:
+        files: TaggerFiles | None = self.local[0]
+        if files is None:
+            return f"hf:{self.model}@{self.revision or 'main'}"
+        return f"wd14:{fingerprint(files.model)}:{fingerprint(files.tags)}"
 
     def model_id(self) -> str:
-        if "_model_id" not in self.__dict__:
-            files: TaggerFiles | None = self.__dict__["_files"]
-            if files is None:
-                ident = f"hf:{self.model}@{self.revision or 'main'}"
-            else:
-                ident = f"wd14:{fingerprint(files.model)}:{fingerprint(files.tags)}"
-            self.__dict__["_model_id"] = ident
-        return self.__dict__["_model_id"]
+        return self.fingerprint
 
     # --- the model ---------------------------------------------------------------------------------
-    def setup(self) -> None:
-        with contextlib.suppress(ItemError):  # remembered: every batch reports it
-            self._model()
+    def load_error(self, exc: Exception) -> str:
+        if isinstance(exc, ConfigError):
+            return f"tag: {exc}"
+        return super().load_error(exc)
 
-    def teardown(self) -> None:
-        self.__dict__.pop("_loaded", None)
-        self.__dict__.pop("_load_error", None)
-        self.__dict__.pop("_queued", None)
-        if pool := self.__dict__.pop("_prep_pool", None):
-            pool.shutdown(cancel_futures=True)
-
-    def _model(self) -> _Loaded:
-        if (loaded := self.__dict__.get("_loaded")) is not None:
-            return loaded
-        with _LOAD_LOCK:
-            if "_load_error" in self.__dict__:
-                raise ItemError(self.__dict__["_load_error"])
-            if "_loaded" not in self.__dict__:
-                try:
-                    self.__dict__["_loaded"] = self._load()
-                except ConfigError as exc:
-                    self.__dict__["_load_error"] = f"tag: {exc}"
-                    raise ItemError(f"tag: {exc}") from None
-            return self.__dict__["_loaded"]
-
-    def _load(self) -> _Loaded:
+    def load_model(self) -> _Loaded:
         import numpy as np
 
-        files = self.__dict__["_files"] or hub_files(self.model, self.revision)
-        labels = self.__dict__["_labels"] or read_labels(files.tags)
+        local_files_, local_labels = self.local
+        files = local_files_ or hub_files(self.model, self.revision)
+        labels = local_labels or read_labels(files.tags)
         session = load_session(files.model, self.providers, threads=self.threads)
         spec = image_input(session)
         if spec.layout != "NHWC" or spec.channels != 3:
@@ -177,41 +155,25 @@ class Tag(BatchStep):
 
     # --- images: prepared on every core, the next batch while the model runs the current one -------
     def prefetch(self, items: Sequence[Item]) -> None:
-        queued = self.__dict__.setdefault("_queued", {})
-        pool = self._pool()
-        for item in items:
-            if not self.keeps(item):
-                queued[id(item)] = (item, pool.submit(self._prepared, item))
+        super().prefetch([item for item in items if not self.keeps(item)])
 
-    def _pool(self) -> ThreadPoolExecutor:
-        with _POOL_LOCK:
-            if (pool := self.__dict__.get("_prep_pool")) is None:
-                pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="captionary-tag-prep")
-                self.__dict__["_prep_pool"] = pool
-            return pool
+    def input_size(self) -> int:
+        return self.loaded().spec.height or DEFAULT_SIZE
 
-    def _prepared(self, item: Item) -> np.ndarray:
-        """The model input of one item. An original is decoded here, not through `item.image`,
-        so the full-size pixels are not kept on the item after tagging."""
-        size = self._model().spec.height or DEFAULT_SIZE
-        if not item.recipe and item.store is not None:
-            draft = (lambda w, h: size / max(w, h)) if self.fast_decode else None
-            image = decode_image(item.store.get(item.base), draft)
-        else:
-            image = item.image
-        return prepare_image(image, size)
+    def draft_scale(self, width: int, height: int) -> float | None:
+        return self.input_size() / max(width, height) if self.fast_decode else None
+
+    def prepare(self, image: Image, item: Item) -> np.ndarray:
+        """The model input of one item (the reference WD14 preprocessing)."""
+        return prepare_image(image, self.input_size())
 
     def scores(self, items: Sequence[Item]) -> np.ndarray:
         """Model scores, one row per item."""
         import numpy as np
 
-        loaded = self._model()
+        loaded: _Loaded = self.loaded()
         spec = loaded.spec
-        queued = self.__dict__.get("_queued", {})
-        entries = [queued.pop(id(item), None) for item in items]
-        pool = self._pool()
-        futures = [e[1] if e else pool.submit(self._prepared, item) for item, e in zip(items, entries)]
-        arrays = [f.result() for f in futures]
+        arrays = self.inputs(items)
         feeds = [np.stack(arrays)] if spec.batch is None else [a[None] for a in arrays]
         rows = [
             loaded.session.run([loaded.output], {spec.name: x.astype(spec.dtype, copy=False)})[0]
@@ -228,7 +190,7 @@ class Tag(BatchStep):
         if not todo:
             return [None] * len(items)
         scores = self.scores(todo)
-        loaded = self._model()
+        loaded = self.loaded()
         found = {id(item): self.select(loaded, row, item) for item, row in zip(todo, scores)}
         return [found.get(id(item)) for item in items]
 
@@ -248,7 +210,7 @@ class Tag(BatchStep):
         for i in by_score:
             raw = labels.names[i]
             name = clean_tag(raw, underscores=self.replace_underscores, escape=self.escape_brackets)
-            if clean_tag(raw) not in self.__dict__["_exclude"] and name not in picked:
+            if clean_tag(raw) not in self.excluded and name not in picked:
                 picked[name] = round(values[i], 4)
         if self.max_tags is not None:
             picked = dict(list(picked.items())[: self.max_tags])

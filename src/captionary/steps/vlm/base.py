@@ -2,18 +2,21 @@
 
 A step names its model the same way for every backend (`backend`, `model`, `revision`, transport and
 device settings, free-form `options`) or by a preset name (`model: qwen2.5-vl-7b`). The backend is
-built (and its library checked) when the step is built, loaded once per run in `setup()` and released
-in `teardown()`. Batches that run out of memory are halved and retried; a request that fails alone
+built (and its library checked) when the step is built (`step.resolved`), loaded once per run
+(`pipeline/model_step.ModelStep`: a load failure fails every item with the reason) and released in
+`teardown()`. Images are decoded ahead, while the model works on the batch before
+(`ImageBatchStep`). Batches that run out of memory are halved and retried; a request that fails alone
 fails only its item. Token usage is counted for the run summary.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, Literal
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from captionary.backends.base import (
     Backend,
@@ -28,10 +31,14 @@ from captionary.backends.base import (
     make_backend,
     model_label,
 )
-from captionary.core.item import Item, decode_image
+from captionary.core.item import Item
 from captionary.errors import ConfigError, ItemError, ParamError
-from captionary.pipeline.step import BatchStep, require
+from captionary.pipeline.model_step import ImageBatchRuntime, ImageBatchStep
+from captionary.pipeline.step import Runtime, require
 from captionary.steps.vlm.text import render, strip_preamble, template_fields
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +59,35 @@ NOT_CACHED = ("backend", "model", "revision", "options", *BACKEND_PARAMS, "batch
 """Left out of the step's plain cache params: they enter the key resolved (preset applied) instead."""
 
 
-class GenerativeStep(BatchStep):
+@dataclass(frozen=True)
+class Resolved:
+    """What `validate` resolves from a generative step's parameters (preset applied): rebuilt, not
+    pickled, when the step is sent to another process."""
+
+    config: BackendConfig
+    backend: Backend  # built and preflighted; loaded by `setup`
+    prompt: str
+    system: str | None
+    fields: tuple[str, ...]  # the properties the prompt names
+    generation: GenerationParams
+
+
+@dataclass
+class GenerativeRuntime(ImageBatchRuntime):
+    chunk: int | None = None  # requests per backend call, halved on out-of-memory (None: the batch size)
+    memo: dict[int, tuple[Item, dict[str, Any] | Exception]] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+    # id(item) -> (the item, its request queued on a streaming backend by `prefetch`)
+    sent: dict[int, tuple[Item, Future]] = field(default_factory=dict)
+
+
+class GenerativeStep(ImageBatchStep):
     """Base of the steps that generate text with a backend. A subclass sets `name`, `reads_image` and
     the `default_*` values; it may override `request(item)` (what to ask) or `updates(result)` (what
     to write)."""
 
     version: ClassVar[int | str] = 1
+    runtime_type: ClassVar[type[Runtime]] = GenerativeRuntime
     default_prompt: ClassVar[str] = ""
     default_temperature: ClassVar[float] = 0.0
     default_max_tokens: ClassVar[int] = 256
@@ -141,40 +171,40 @@ class GenerativeStep(BatchStep):
         )
         require(params.n >= 1, self, f"must be at least 1, got {params.n}", "n")
         require(params.max_tokens >= 1, self, f"must be at least 1, got {params.max_tokens}", "max_tokens")
-        self.__dict__.update(
-            _config=config,
-            _backend=instance,
-            _prompt=prompt,
-            _system=self.system or (preset_prompt and preset_prompt.system) or None,
-            _fields=fields,
-            _generation=params,
+        self.resolved = Resolved(
+            config=config,
+            backend=instance,
+            prompt=prompt,
+            system=self.system or (preset_prompt and preset_prompt.system) or None,
+            fields=fields,
+            generation=params,
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        """The parameters only (a loaded model, clients and threads stay here); rebuilt on unpickling,
-        so a step can be sent to another process."""
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        """The parameters only (the backend with its clients and threads stays here); rebuilt on
+        unpickling, so a step can be sent to another process."""
+        return {k: v for k, v in super().__getstate__().items() if k != "resolved"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         self.validate()
 
     @property
     def backend_config(self) -> BackendConfig:
-        return self.__dict__["_config"]
+        return self.resolved.config
 
     @property
     def prompt_template(self) -> str:
         """The prompt in use (the step's, else the preset's, else the step's default)."""
-        return self.__dict__["_prompt"]
+        return self.resolved.prompt
 
     @property
     def generation(self) -> GenerationParams:
-        return self.__dict__["_generation"]
+        return self.resolved.generation
 
     @property
     def reads(self) -> tuple[str, ...]:  # the properties the prompt names are this step's inputs
-        return tuple(f for f in self.__dict__["_fields"] if f != "name")
+        return tuple(f for f in self.resolved.fields if f != "name")
 
     @property
     def writes(self) -> tuple[str, ...]:
@@ -189,8 +219,8 @@ class GenerativeStep(BatchStep):
         return {
             **plain,
             "model": cache_identity(self.backend_config),
-            "prompt": self.__dict__["_prompt"],
-            "system": self.__dict__["_system"],
+            "prompt": self.resolved.prompt,
+            "system": self.resolved.system,
             "generation": self.generation.as_dict(),
         }
 
@@ -199,37 +229,42 @@ class GenerativeStep(BatchStep):
 
     @property
     def size_of_batch(self) -> int:
-        """`batch_size`, or the backend's `concurrency` when larger (so that many requests can run)."""
-        return max(self.batch_size, int(self._backend_instance.settings.get("concurrency") or 0))
+        """`batch_size`, or the backend's `concurrency` when larger (so that many requests can run); twice
+        that for a streaming backend, so the queued batches hold more requests than its slots."""
+        backend = self._backend_instance
+        concurrency = int(backend.settings.get("concurrency") or 0)
+        return max(self.batch_size, 2 * concurrency if backend.streams else concurrency)
 
     # --- running -------------------------------------------------------------------------------------
-    def setup(self) -> None:
-        self.__dict__.update(_chunk=self.size_of_batch, _memo={}, _load_error=None)
-        self.__dict__.setdefault("_usage", {})
-        try:
-            self._backend_instance.load()
-        except Exception as exc:  # the stage ignores setup errors: report them with every item
-            self.__dict__["_load_error"] = f"could not load {self.model_id()}: {type(exc).__name__}: {exc}"
+    def load_model(self) -> Backend:
+        self._backend_instance.load()
+        return self._backend_instance
+
+    def load_error(self, exc: Exception) -> str:
+        return f"could not load {self.model_id()}: {type(exc).__name__}: {exc}"
 
     def teardown(self) -> None:
-        self._backend_instance.close()
-        self.__dict__["_memo"] = {}
-        self.__dict__["_prefetched"] = {}
-        if decoders := self.__dict__.pop("_decoders", None):
-            decoders.shutdown(cancel_futures=True)
+        ready = self.runtime.ready
+        super().teardown()  # stops the decoding threads, closes the backend if it loaded
+        if not ready:
+            self._backend_instance.close()  # one whose load failed half-way
 
     def prefetch(self, items: Sequence[Item]) -> None:
-        """Decode and downscale a queued batch's images on every core (decoding releases the GIL)
-        while the model works on the batch before it."""
-        if not self.reads_image:
+        """Decode and prepare the queued batch's images (see ImageBatchStep). With a streaming backend
+        (an API), each item's request is also queued on it now, in item order: a slot freed by a quick
+        answer takes the next item even while the batch before waits for a slow one, so the backend's
+        `concurrency` slots stay full across batch boundaries."""
+        super().prefetch(items)
+        backend = self._backend_instance
+        if not backend.streams:
             return
-        decoders = self.__dict__.get("_decoders")
-        if decoders is None:
-            decoders = ThreadPoolExecutor(os.cpu_count() or 2, "captionary-decode")
-            self.__dict__["_decoders"] = decoders
-        prefetched = self.__dict__.setdefault("_prefetched", {})
+        try:
+            self.loaded()  # an API client: cheap to open here
+        except ItemError:
+            return  # every batch reports the load error
+        sent = self.runtime.sent
         for item in items:
-            prefetched[id(item)] = (item, decoders.submit(self._image, item))
+            sent[id(item)] = (item, backend.submit(functools.partial(self.request, item)))
 
     def accelerator(self) -> str | None:
         return self._backend_instance.accelerator()
@@ -239,17 +274,18 @@ class GenerativeStep(BatchStep):
 
     def usage(self) -> dict[str, int]:
         """Tokens and requests since the last call (for the run summary); resets the counters."""
-        counts, self.__dict__["_usage"] = self.__dict__.get("_usage", {}), {}
+        state: GenerativeRuntime = self.runtime
+        counts, state.usage = state.usage, {}
         return counts
 
     @property
     def _backend_instance(self) -> Backend:
-        return self.__dict__["_backend"]
+        return self.resolved.backend
 
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         """One update per item. When some items fail, their errors and the others' results are kept,
         so the stage's item-by-item retry costs no second request."""
-        memo: dict[int, tuple[Item, dict[str, Any] | Exception]] = self.__dict__.setdefault("_memo", {})
+        memo = self.runtime.memo
         if not all(id(item) in memo for item in items):
             memo.clear()
             for item, outcome in zip(items, self._run(items)):
@@ -263,17 +299,25 @@ class GenerativeStep(BatchStep):
         return outcomes  # type: ignore[return-value]
 
     def _run(self, items: Sequence[Item]) -> list[dict[str, Any] | Exception]:
-        if self.__dict__.get("_load_error"):
-            return [ItemError(self.__dict__["_load_error"]) for _ in items]
+        try:
+            self.loaded()
+        except ItemError as exc:  # the load failed: every item says why
+            return [exc for _ in items]
         outcomes: list[dict[str, Any] | Exception | None] = [None] * len(items)
         requests, positions = [], []
-        for position, request in enumerate(map(self._request_or_error, items)):
+        answered: list[tuple[int, Result]] = []
+        sent = self.runtime.sent
+        for position, item in enumerate(items):
+            entry = sent.pop(id(item), None)
+            request = _answer_or_error(entry[1]) if entry is not None else self._request_or_error(item)
             if isinstance(request, Exception):
                 outcomes[position] = request
+            elif isinstance(request, Result):
+                answered.append((position, request))
             else:
                 requests.append(request)
                 positions.append(position)
-        for position, result in zip(positions, self._generate(requests)):
+        for position, result in [*answered, *zip(positions, self._generate(requests))]:
             self._count(result)
             try:
                 outcomes[position] = self.updates(result)
@@ -288,40 +332,39 @@ class GenerativeStep(BatchStep):
             return exc
 
     def request(self, item: Item) -> Request:
-        prompt = render(self.__dict__["_prompt"], self.__dict__["_fields"], item, self.default, self.name)
-        images = [self._prefetched_image(item)] if self.reads_image else []
-        return Request(prompt, images, self.__dict__["_system"], self.generation)
+        resolved = self.resolved
+        prompt = render(resolved.prompt, resolved.fields, item, self.default, self.name)
+        images = self.inputs([item]) if self.reads_image else []  # prefetched when it was queued
+        return Request(prompt, images, resolved.system, self.generation)
 
-    def _prefetched_image(self, item: Item) -> Any:
-        entry = self.__dict__.get("_prefetched", {}).pop(id(item), None)
-        return entry[1].result() if entry is not None else self._image(item)
-
-    def _image(self, item: Item) -> Any:
-        """The item's image as RGB, downscaled to the backend's max_image_edge (a JPEG decoded at a
-        reduced DCT scale when that is enough)."""
+    def draft_scale(self, width: int, height: int) -> float | None:
+        """A JPEG is decoded at a reduced DCT scale when the backend's max_image_edge allows it."""
         edge = self._backend_instance.settings.get("max_image_edge")
-        if edge and not item.recipe and item.store is not None:
-            image = decode_image(item.store.get(item.base), lambda w, h: edge / max(w, h))
-        else:
-            image = item.image.copy() if edge else item.image  # thumbnail() works in place
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        if edge and max(image.size) > edge:
-            image.thumbnail((edge, edge))
-        return image
+        return edge / max(width, height) if edge else None
+
+    def prepare(self, image: Image, item: Item) -> Any:
+        """The item's image as RGB, downscaled to the backend's max_image_edge, in the form the backend
+        takes (`Backend.prepare_image`: the openai backend's JPEG data URL is encoded here, in a decoding
+        thread, not in one of its request slots)."""
+        edge = self._backend_instance.settings.get("max_image_edge")
+        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        if edge and max(rgb.size) > edge:
+            rgb = rgb.copy() if rgb is image else rgb  # thumbnail() works in place: not on the item's pixels
+            rgb.thumbnail((edge, edge))
+        return self._backend_instance.prepare_image(rgb)
 
     def _generate(self, requests: list[Request]) -> list[Result]:
         """All results, in chunks of the batch size; a chunk out of memory is halved and retried."""
         results: list[Result] = []
         start = 0
         while start < len(requests):
-            chunk = requests[start : start + self.__dict__.get("_chunk", self.size_of_batch)]
+            chunk = requests[start : start + (self.runtime.chunk or self.size_of_batch)]
             try:
                 answer = self._backend_instance.generate(chunk)
             except Exception as exc:
                 if not is_out_of_memory(exc) or len(chunk) == 1:
                     raise
-                self.__dict__["_chunk"] = max(1, len(chunk) // 2)
+                self.runtime.chunk = max(1, len(chunk) // 2)
                 log.warning(
                     "%s: out of memory at batch size %d; trying %d", self.name, len(chunk), len(chunk) // 2
                 )
@@ -333,7 +376,7 @@ class GenerativeStep(BatchStep):
         return results
 
     def _count(self, result: Result) -> None:
-        usage = self.__dict__.setdefault("_usage", {})
+        usage = self.runtime.usage
         for key, value in (
             ("requests", 1),
             ("prompt_tokens", result.prompt_tokens),
@@ -359,6 +402,14 @@ class GenerativeStep(BatchStep):
         if self.on_truncated == "flag":
             updates[f"{self.target}_truncated"] = truncated
         return updates
+
+
+def _answer_or_error(sent: Future[Result]) -> Result | Exception:
+    """The answer to a request `prefetch` queued, or why it could not be built or sent."""
+    try:
+        return sent.result()
+    except Exception as exc:
+        return exc
 
 
 def _first(*values: Any) -> Any:

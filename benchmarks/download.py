@@ -1,0 +1,183 @@
+"""Downloads: `load_manifest` with URLs against img2dataset, on the same URL list, server and resize.
+
+A local HTTP server (`python -m http.server`, in a process of its own) serves `--n` distinct photos
+made from the DreamBooth photos (mirrored and cropped copies, fitted in `--edge` px); both tools
+download every URL and write it resized to 512 px on its longest side (captionary:
+`load_manifest >> resize: {max_edge: 512} >> save`, through its CLI, with its default of 4 downloads
+at a time per host and with as many as it has threads; img2dataset: `--image_size 512 --resize_mode
+keep_ratio_largest --output_format files`, 2 processes; `--threads` download threads for both). Each
+is run as a process of its own, `--reps` times, interleaved; wall and CPU seconds (user + system of
+the process and its children), images/s, and the ratio to img2dataset's median.
+
+img2dataset runs in a virtual environment of its own (it pins libraries captionary's environment
+has at other versions): `python -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset`, then
+
+    python benchmarks/download.py --img2dataset /tmp/i2d/bin/python
+    python benchmarks/download.py --n 200 --reps 1      # quicker; without --img2dataset: captionary only
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from bench_models import variant
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO.parent / "shared" / "data" / "dreambooth"
+SIZE = 512
+
+
+def make_photos(photos: Path, folder: Path, n: int, edge: int) -> list[str]:
+    """`n` distinct JPEGs (q90) fitted in `edge` px, cycling over the photos; their file names."""
+    folder.mkdir(parents=True)
+    sources = sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    names = []
+    copies = -(-n // len(sources))
+    for i, path in enumerate(sources):
+        with Image.open(path) as opened:
+            opened.draft("RGB", (edge, edge))
+            image = opened.convert("RGB")
+        image.thumbnail((edge, edge))
+        for k in range(copies):
+            if len(names) == n:
+                return names
+            name = f"{i:04d}_{k:03d}.jpg"
+            variant(image, k).save(folder / name, quality=90)
+            names.append(name)
+    return names
+
+
+def serve(folder: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m http.server` on a free port; the base URL once it answers."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(folder),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(base + "/", timeout=1).close()
+            return server, base
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the local server did not start")
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, the process and its children) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # img2dataset's albumentations: no update check
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[:3]} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def count_images(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".webp", ".png"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--photos", type=Path, default=DEFAULT)
+    parser.add_argument("--n", type=int, default=2000, help="photos served")
+    parser.add_argument("--edge", type=int, default=1024, help="longest side of the served photos")
+    parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions")
+    parser.add_argument(
+        "--img2dataset", help="the Python of a virtual environment with img2dataset (its script beside it)"
+    )
+    parser.add_argument("--threads", type=int, default=16, help="download threads, both tools")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="captionary-download-"))
+    server = None
+    try:
+        names = make_photos(args.photos, root / "served", args.n, args.edge)
+        server, base = serve(root / "served")
+        urls = [f"{base}/{name}" for name in names]
+        (root / "urls.txt").write_text("\n".join(urls) + "\n")
+        (root / "manifest.csv").write_text("image\n" + "\n".join(urls) + "\n")
+        runs: dict[str, list[tuple[float, float]]] = {}
+        for rep in range(args.reps):
+            for per_host in (4, args.threads):
+                ws, out = root / f"ws{rep}-{per_host}", root / f"out{rep}-{per_host}"
+                pipeline = root / f"pipeline{rep}-{per_host}.yaml"
+                pipeline.write_text(
+                    f"workspace: {ws}\nsteps:\n"
+                    f"  - load_manifest: {{path: {root / 'manifest.csv'}, threads: {args.threads}, "
+                    f"downloads_per_host: {per_host}}}\n"
+                    f"  - resize: {{max_edge: {SIZE}}}\n"
+                    f"  - save: {{path: {out}}}\n"
+                )
+                command = [sys.executable, "-m", "captionary.cli", "run", str(pipeline), "--no-progress"]
+                label = f"captionary, {per_host} downloads per host" + (" (default)" if per_host == 4 else "")
+                runs.setdefault(label, []).append(timed(command, root))
+                assert count_images(out) == len(urls), f"captionary wrote {count_images(out)} of {len(urls)}"
+                shutil.rmtree(ws, ignore_errors=True)
+                shutil.rmtree(out, ignore_errors=True)
+            if args.img2dataset:
+                target = root / f"i2d{rep}"
+                i2d = [
+                    str(Path(args.img2dataset).parent / "img2dataset"), "--url_list", str(root / "urls.txt"),
+                    "--input_format", "txt", "--output_format", "files", "--output_folder", str(target),
+                    "--image_size", str(SIZE), "--resize_mode", "keep_ratio_largest",
+                    "--processes_count", "2", "--thread_count", str(args.threads),
+                    "--enable_wandb", "False", "--disallowed_header_directives", "[]",
+                ]  # fmt: skip
+                runs.setdefault("img2dataset (baseline)", []).append(timed(i2d, root))
+                got = count_images(target)
+                assert got == len(urls), f"img2dataset wrote {got} of {len(urls)}"
+            shutil.rmtree(root / f"i2d{rep}", ignore_errors=True)
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(
+            f"{len(urls)} photos ({args.edge} px, JPEG q90) from {base}, resized to {SIZE}; "
+            f"{os.cpu_count()} cores, load average {load}; {args.reps} interleaved repetitions\n"
+        )
+        base_rate = None
+        if "img2dataset (baseline)" in runs:
+            base_rate = len(urls) / statistics.median(w for w, _ in runs["img2dataset (baseline)"])
+        print(f"{'run':<56}{'wall min':>9}{'median':>8}{'CPU s':>7}{'images/s':>10}{'vs base':>9}")
+        for label, values in runs.items():
+            walls = [w for w, _ in values]
+            rate = len(urls) / statistics.median(walls)
+            ratio = f"{rate / base_rate:>8.2f}x" if base_rate else ""
+            print(
+                f"{label:<56}{min(walls):>9.2f}{statistics.median(walls):>8.2f}"
+                f"{statistics.median(c for _, c in values):>7.1f}{rate:>10.1f}{ratio}"
+            )
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
