@@ -208,7 +208,7 @@ def test_step_refuses_wrong_type_naming_step_and_param():
 
 
 def test_step_refuses_bool_for_int_param():
-    with pytest.raises(ParamError, match=r"take\.n: expected int, got bool True"):
+    with pytest.raises(ParamError, match=r"take\.n: expected int \| None, got bool True"):
         Take(n=True)
 
 

@@ -40,3 +40,34 @@ def test_sequential_file_names_follow_the_shuffled_order(photos, tmp_path):
     files = sorted(out.glob("*.*[!t]"))  # images, not the .txt captions
     assert [p.stem for p in files] == [f"{n:06d}" for n in range(12)]
     assert [p.read_bytes() for p in files] == [by_order[n] for n in range(12)]
+
+
+def test_take_top_by_a_score_keeps_the_highest_and_says_why_the_rest_went(photos, tmp_path):
+    from captionary import FilterByScore, step
+
+    @step(kind="map", writes=("score",), reads_image=False)
+    def score_by_name(item):
+        return {"score": float(item.name[-2:]) if item.name[-2:].isdigit() else 0.0}
+
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(photos) >> score_by_name() >> Take(top=3, by="score"), progress=False, workers=0)
+        kept = sorted((item["score"] for item in ws.items()), reverse=True)
+        everything = sorted((item["score"] for item in ws.items(include_dropped=True)), reverse=True)
+        assert kept == everything[:3]
+        ws.run(
+            Load(photos) >> score_by_name() >> FilterByScore(property="score", min=everything[2]),
+            progress=False,
+            workers=0,
+        )
+        assert sorted((item["score"] for item in ws.items()), reverse=True) == kept
+
+
+def test_take_needs_n_or_top_with_by():
+    import pytest
+
+    from captionary.errors import ParamError
+
+    with pytest.raises(ParamError, match="one of them"):
+        Take(n=3, top=3, by="x")
+    with pytest.raises(ParamError, match="top needs by"):
+        Take(top=3)

@@ -60,6 +60,7 @@ EXAMPLES: dict[str, dict] = {
     "save": {"path": "out"},
     "set_caption": {"template": "a photo of {name}"},
     "smart_filter": {"label": "verdict"},
+    "smart_tag": {"task": "human_tag"},
     "take": {"n": 2},
     "watermark": {"model": "./watermark.onnx"},
 }
@@ -77,6 +78,7 @@ DEFAULTS_INVALID = {
     "generate_image",
     "resize",
     "smart_filter",
+    "take",
     "watermark",
 }
 """Steps without a required parameter whose defaults alone are refused (a model, or one of several
@@ -94,6 +96,7 @@ NOT_RUN = {
     "generate_image": "needs a diffusers model: tests/generation (tiny FLUX/SD3/SDXL pipelines)",
     "human_caption": "needs a person's decisions: tests/review/test_human_steps.py",
     "human_filter": "needs a person's decisions: tests/review/test_human_steps.py",
+    "human_rank": "needs a person's answers: tests/review/test_human_rank.py, test_rank_browser.py",
     "human_tag": "needs a person's decisions: tests/review/test_human_steps.py",
     "load_booru": "needs an image board (network): tests/web (a local stand-in server)",
     "load_hf": "a source with its own input: tests/test_huggingface_source.py",
@@ -104,6 +107,7 @@ NOT_RUN = {
     "crop_region": "the image transform of crop_boxes' children (needs `region`): tests/test_fanout.py",
     "load_webdataset": "a source with its own input: tests/test_webdataset_source.py",
     "smart_filter": "needs embeddings and decisions: tests/quality/test_scores_smart_filter.py",
+    "smart_tag": "needs embeddings and a human_tag task's decisions: tests/review/test_smart_tag.py",
     "tag": "needs a WD14 tagger download: tests/tags (tiny model)",
     "watermark": "needs an ONNX classifier or invisible-watermark: tests/quality/test_scores_watermark.py",
 }

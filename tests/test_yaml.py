@@ -149,13 +149,13 @@ def test_missing_required_parameter_names_the_step_line(tmp_path, photos):
         workspace: ws
         steps:
           - load: {path: photos}
-          - take
+          - filter_by_score
     """,
     )
     error = config_error(path)
     assert isinstance(error, ParamError)
-    assert error.line == line_of(path, "take") == 4
-    assert "step 'take' is missing required parameter 'n'" in str(error)
+    assert error.line == line_of(path, "filter_by_score") == 4
+    assert "step 'filter_by_score' is missing required parameter 'property'" in str(error)
 
 
 def test_missing_required_parameter_with_other_parameters_given(tmp_path):

@@ -64,6 +64,7 @@ from captionary.steps.generate.generate_image import GenerateImage
 from captionary.steps.human.base import HumanStep
 from captionary.steps.human.human_caption import HumanCaption
 from captionary.steps.human.human_filter import HumanFilter
+from captionary.steps.human.human_rank import HumanRank
 from captionary.steps.human.human_tag import HumanTag
 from captionary.steps.scores.aesthetic import Aesthetic
 from captionary.steps.scores.clip_embed import ClipEmbed
@@ -85,6 +86,7 @@ from captionary.steps.split.crop_heads import CropHeads
 from captionary.steps.split.flip import Flip
 from captionary.steps.split.split_persons import SplitPersons
 from captionary.steps.split.three_stage import ThreeStageSplit
+from captionary.steps.tags.smart_tag import SmartTag
 from captionary.steps.tags.tag import Tag
 from captionary.steps.transforms.convert import Convert
 from captionary.steps.transforms.crop import CropToAspect
@@ -132,6 +134,7 @@ __all__ = [
     "GlobalStep",
     "HumanCaption",
     "HumanFilter",
+    "HumanRank",
     "HumanStep",
     "HumanTag",
     "ImageBatchStep",
@@ -169,6 +172,7 @@ __all__ = [
     "Shuffle",
     "Sink",
     "SmartFilter",
+    "SmartTag",
     "Source",
     "SplitPersons",
     "Step",

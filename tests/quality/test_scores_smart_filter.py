@@ -73,6 +73,15 @@ def test_confident_predictions_are_accurate_and_the_uncertain_middle_is_left(dat
     assert accuracy >= 0.95
     assert len(model) >= 50 and len(left) >= 5  # overlapping classes: a real uncertain middle
 
+    # the run summary reports the model's cross-validated accuracy on the person's labels, also when cached
+    report = summary.step("smart_filter").usage
+    assert 0.8 <= report["heldout_accuracy"] <= 1 and 0 < report["heldout_coverage"] < 1
+    assert report["heldout_confident_accuracy"] >= report["heldout_accuracy"]
+    assert "smart_filter: heldout accuracy 0." in summary.table()
+    with Workspace(ws_path) as ws:
+        again = ws.run(Load(dataset) >> TSmartSynthetic() >> step, progress=False)
+    assert again.step("smart_filter").cached == 2 * N_PER_CLASS and again.step("smart_filter").usage == report
+
     # rejected items (by the person or the model) are dropped with who decided in the reason
     dropped = {i.name: i["drop_reason"] for i in every if i.get("dropped_by") == "smart_filter"}
     rejected = {n for n, v in values.items() if v["decision"] == "reject"}

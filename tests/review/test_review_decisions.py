@@ -52,8 +52,8 @@ def test_each_decision_is_committed_and_visible_to_another_connection(tmp_path):
     assert store.tasks() == [
         {"name": "t", "kind": "filter", "config": store.task("t")["config"], "total": 2, "decided": 0}
     ]
-    with pytest.raises(ValueError, match="unknown task kind 'rank'"):
-        store.register_task("r", "rank", {})
+    with pytest.raises(ValueError, match="unknown task kind 'score'"):
+        store.register_task("r", "score", {})
     store.close()
 
 

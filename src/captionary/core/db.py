@@ -153,6 +153,21 @@ def _departed(db: sqlite3.Connection) -> None:
     )
 
 
+def _comparisons(db: sqlite3.Connection) -> None:
+    _statements(
+        db,
+        """
+        -- pairwise answers of a ranking task (human_rank), keyed by task and the two original item
+        -- ids (a < b): winner is a or b, NULL for "can't tell"
+        CREATE TABLE comparisons (
+            task TEXT NOT NULL, a TEXT NOT NULL, b TEXT NOT NULL, winner TEXT, decided_at REAL NOT NULL,
+            PRIMARY KEY (task, a, b)
+        ) WITHOUT ROWID;
+        CREATE INDEX comparisons_time ON comparisons(task, decided_at);
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v1,
     _v2,
@@ -160,6 +175,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _v4_fanout_origins,
     _web_crawls,
     _departed,
+    _comparisons,
 ]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Append, never edit."""
 

@@ -18,7 +18,7 @@ from typing import Any
 from captionary.core.db import connect, transaction
 from captionary.core.hashing import canonical_json
 
-TASK_KINDS = ("filter", "tag", "caption")
+TASK_KINDS = ("filter", "tag", "caption", "rank")
 
 
 @dataclass(frozen=True, slots=True)

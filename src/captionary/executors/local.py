@@ -26,7 +26,7 @@ from captionary.executors.stages.batch import BatchStage
 from captionary.executors.stages.chain import ChainStage
 from captionary.executors.stages.fanout import FanOutStage
 from captionary.executors.stages.global_ import GlobalStage
-from captionary.executors.stages.human import HumanStage
+from captionary.executors.stages.human_rank import human_stage
 from captionary.executors.stages.sink import SinkStage
 from captionary.executors.stages.source import SourceStage
 from captionary.executors.summary import RunSummary, StepStats
@@ -208,7 +208,7 @@ STAGES = {
     "batch": BatchStage,
     "global": GlobalStage,
     "sink": SinkStage,
-    "human": HumanStage,
+    "human": human_stage,
     "fanout": FanOutStage,
 }
 

@@ -21,7 +21,7 @@ class StepStats:
     seconds: float = 0.0  # time the driver spent on this step (its background work not included)
     expected: int | None = None  # a source may say how many records it will produce
     done: bool = False
-    usage: dict[str, int] = field(default_factory=dict)  # what a batch step reports (e.g. model tokens)
+    usage: dict[str, float] = field(default_factory=dict)  # model tokens; a learned step's accuracy
     note: str = ""  # what the step is doing or found, for the progress line (a global step waiting)
 
 
@@ -58,6 +58,10 @@ def stats_table(steps: list[StepStats]) -> str:
     for s in steps:
         if s.usage:
             lines.append(
-                f"{s.name}: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in s.usage.items())
+                f"{s.name}: " + ", ".join(f"{k.replace('_', ' ')} {_number(v)}" for k, v in s.usage.items())
             )
     return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3f}"

@@ -346,6 +346,11 @@ class GlobalStep(Step):
     def apply_all(self, items: Sequence[Item]) -> list[Outcome]:
         raise NotImplementedError
 
+    def usage(self) -> dict[str, float]:
+        """What `apply_all` reports for the run summary (e.g. a learned step's held-out accuracy);
+        cached with its result."""
+        return {}
+
 
 class FanOut(Step):
     """Makes new items (children) from each input. Implement `children(item) -> list[Child]`.

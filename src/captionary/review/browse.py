@@ -53,7 +53,8 @@ def browse(
     one, the number of matches if this page is also the last, else None (a filter is evaluated page by
     page, looking at `scan` rows at most). Names in the query: every property, `name`, `source`,
     `dropped_by`, `drop_reason`, `error` (the latest run's error for the item) and each review task's
-    name (its decision for the item). Raises ValueError for a query the expression language refuses.
+    name (its decision for the item), `by` and `confidence` (who made the learned calls: `learned`).
+    Raises ValueError for a query the expression language refuses.
     """
     if not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
@@ -85,9 +86,13 @@ def _matching(
         batch = keys[start : start + BATCH]
         facts = _facts(store, [row[1] for row in batch], tasks)
         for offset, (name, item, image, dropped_by) in enumerate(batch):
-            if not _matches(expression, facts(item, name)):
+            known = facts(item, name)
+            if not _matches(expression, known):
                 continue
-            page.append(_entry(name, item, image, dropped_by))
+            entry = _entry(name, item, image, dropped_by)
+            if known.get("by") is not None:  # a learned step's call: who made it, how sure the model was
+                entry["by"], entry["confidence"] = known["by"], known.get("confidence")
+            page.append(entry)
             if len(page) == limit:
                 index = start + offset
                 return page, index if index < len(keys) - 1 else None
@@ -119,8 +124,10 @@ def _facts(
 
     def names(item: str, name: str | None) -> dict[str, Any]:
         _, source, props, dropped_by, reason = rows.get(item, (item, None, None, None, None))
+        values = json.loads(props or "{}")
         return {
-            **json.loads(props or "{}"),
+            **learned(values),
+            **values,
             **decided.get(item, {}),
             "name": name,
             "source": source,
@@ -130,6 +137,25 @@ def _facts(
         }
 
     return names
+
+
+def learned(props: dict[str, Any]) -> dict[str, Any]:
+    """Who made an item's learned calls (`smart_filter`, `smart_tag`: a property with a `by`;
+    `human_rank`: `rank_by`): `by` is "model" when a model made any of them, else "human" when a
+    person did, else None; `confidence` is the model's least sure call (None without one)."""
+    bys, sure = [], []
+    for value in props.values():
+        if isinstance(value, dict) and "by" in value:
+            bys.append(value["by"])
+            if value["by"] == "model":
+                if isinstance(value.get("confidence"), (int, float)):
+                    sure.append(float(value["confidence"]))
+                elif isinstance(value.get("p_keep"), (int, float)):
+                    sure.append(max(value["p_keep"], 1 - value["p_keep"]))
+    if props.get("rank_by") is not None:
+        bys.append(props["rank_by"])
+    by = "model" if "model" in bys else "human" if "human" in bys else None
+    return {"by": by, "confidence": round(min(sure), 4) if sure else None}
 
 
 def _matches(expression: Expression, names: dict[str, Any]) -> bool:
@@ -186,6 +212,7 @@ def details(store: DecisionStore, item: str) -> dict[str, Any] | None:
         "source": source,
         "parent": parent,
         "props": values,
+        "learned": learned(values),
         "dropped_by": dropped_by,
         "drop_reason": reason,
         "decisions": decisions,

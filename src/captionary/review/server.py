@@ -20,6 +20,7 @@ from captionary.core.decisions import DecisionStore
 from captionary.errors import CaptionaryError
 from captionary.review.browse import PAGE, browse, details, parse_cursor
 from captionary.review.guard import RequestGuard
+from captionary.review.rank_routes import add_rank_routes
 from captionary.review.thumbnails import SIZES, Thumbnails
 
 COOKIE_PREFIX = "captionary_"
@@ -32,6 +33,7 @@ STATIC = {
     "common.js": "text/javascript; charset=utf-8",
     "review.js": "text/javascript; charset=utf-8",
     "browse.js": "text/javascript; charset=utf-8",
+    "rank.js": "text/javascript; charset=utf-8",
 }
 IMMUTABLE = "public, max-age=31536000, immutable"
 CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; base-uri 'none'"
@@ -94,6 +96,8 @@ def create_app(
             except CaptionaryError as exc:  # e.g. a custom human step this process cannot import
                 raise HTTPException(500, f"task {name!r}: cannot rebuild its step: {exc}") from None
         return steps[key]
+
+    add_rank_routes(app, workspace, store, bulk, blobs, task_step, ITEM_ID)
 
     @app.get("/")
     def index(request: Request) -> Response:

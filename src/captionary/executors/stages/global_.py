@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from captionary.core.arrays import externalize_many
 from captionary.core.cache import INSERT_RESULT, apply, item_key, lookup_one
@@ -13,6 +14,9 @@ from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
 from captionary.executors.worker import describe_error
 from captionary.pipeline.step import GlobalStep, Outcome
+
+REPORT = ""
+"""The key of the step's `usage()` report in its cached row (never an item id)."""
 
 
 class GlobalStage(Stage):
@@ -64,14 +68,21 @@ class GlobalStage(Stage):
             db.close()
         if cached is not None:
             self.stats.cached = len(items)
-            return {i: Outcome(*value) for i, value in (cached.props or {}).items()}
+            table = dict(cached.props or {})
+            self.stats.usage = table.pop(REPORT, None) or {}
+            return {i: Outcome(*value) for i, value in table.items()}
         try:
             computed = list(self.step.apply_all(items))
             if len(computed) != len(items):
                 raise ValueError(f"apply_all returned {len(computed)} outcomes for {len(items)} items")
             model, blobs = self.step.model_id(), self.ctx.ws.blobs
             props_list = externalize_many([o.props for o in computed], blobs, model)
-            table = {item.id: [p, o.image, o.dropped] for item, o, p in zip(items, computed, props_list)}
+            table: dict[str, Any] = {
+                item.id: [p, o.image, o.dropped] for item, o, p in zip(items, computed, props_list)
+            }
+            report = self.step.usage()  # e.g. a learned step's held-out accuracy: kept with the result
+            if report:
+                table[REPORT] = report
             props = canonical_json(table)
         except Exception as exc:
             return self.failed(items, exc)
@@ -79,7 +90,9 @@ class GlobalStage(Stage):
         self.ctx.writer.write(
             INSERT_RESULT, (key, self.step.name, None, props, None, None, time.time(), None)
         )
-        return {i: Outcome(*value) for i, value in json.loads(props).items()}
+        table = json.loads(props)
+        self.stats.usage = table.pop(REPORT, None) or {}
+        return {i: Outcome(*value) for i, value in table.items()}
 
     def failed(self, items: list[Item], exc: Exception) -> None:
         """The step failed: every item is recorded as failed with the reason."""

@@ -34,6 +34,7 @@ class HumanStep(Protocol):
     def task_name(self) -> str: ...
     def task_config(self) -> dict[str, Any]: ...
     def describe(self) -> dict[str, Any]: ...
+    def asks(self, item: Item) -> bool: ...
     def check(self, value: Any) -> Any: ...
     def outcome(self, item: Item, value: Any) -> Outcome: ...
 
@@ -62,6 +63,11 @@ class HumanStage(Stage):
 
     def push(self, items: list[Item]) -> list[Item]:
         self.stats.n_in += len(items)
+        passing = [item for item in items if not self.step.asks(item)]  # not asked: on unchanged
+        if passing:
+            self.stats.cached += len(passing)
+            self.stats.n_out += len(passing)
+            items = [item for item in items if self.step.asks(item)]
         self._register(items)
         decided = self.store.decisions(self.task, [item.id for item in items])
         ready = []
@@ -72,7 +78,7 @@ class HumanStage(Stage):
                 self.waiting[item.id] = item
         if self.waiting:
             self._serve()
-        return ready
+        return passing + ready
 
     def poll(self, block: bool = False) -> list[Item]:
         if not self.waiting:

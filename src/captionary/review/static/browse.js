@@ -8,6 +8,10 @@ views.browse = () => {
   const view = $("#view");
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   const query = el("input", { id: "query", type: "search", placeholder: "filter, e.g.  'dog' in tags and human_filter == 'keep'", value: params.get("q") || "", autocomplete: "off" });
+  const by = el("select", { id: "by", title: "who made the learned calls (smart_filter, smart_tag, human_rank)" },
+    el("option", { value: "", text: "any" }), el("option", { value: "human", text: "by a person" }),
+    el("option", { value: "model", text: "by a model" }));
+  by.value = params.get("by") || "";
   const count = el("span", { id: "count", class: "muted" });
   const grid = el("div", { class: "grid", id: "grid" });
   const spacer = el("div", { class: "spacer" });
@@ -32,6 +36,10 @@ views.browse = () => {
       if (!cell) {
         cell = el("button", { type: "button", class: `cell${item.dropped ? " dropped" : ""}`, title: item.name, "data-item": item.id, onclick: () => open(item) },
           el("img", { src: imageUrl(item), alt: item.name, draggable: "false" }));
+        if (item.by) {
+          const sure = item.confidence !== null && item.confidence !== undefined ? ` ${item.confidence.toFixed(2)}` : "";
+          cell.append(el("span", { class: `by ${item.by}`, text: `${item.by}${sure}` }));
+        }
         grid.append(cell);
       }
       cell.style.transform = `translate(${(i % columns) * CELL}px, ${Math.floor(i / columns) * CELL}px)`;
@@ -53,7 +61,7 @@ views.browse = () => {
     const asked = generation;
     const after = next === undefined ? "" : `&after=${encodeURIComponent(JSON.stringify(next))}`;
     try {
-      const found = await api("GET", `/api/browse?q=${encodeURIComponent(query.value)}${after}`);
+      const found = await api("GET", `/api/browse?q=${encodeURIComponent(fullQuery())}${after}`);
       if (asked !== generation) return;
       items = items.concat(found.items);
       next = found.next;
@@ -69,6 +77,13 @@ views.browse = () => {
       if (asked === generation) loading = false;
     }
     layout();
+  }
+
+  function fullQuery() {  // the typed filter, and who decided when chosen
+    const typed = query.value.trim();
+    if (!by.value) return typed;
+    const who = `by == '${by.value}'`;
+    return typed ? `(${typed}) and ${who}` : who;
   }
 
   function load() {
@@ -96,6 +111,10 @@ views.browse = () => {
       rows.append(el("tr", {}, el("th", { text: "parent" }), el("td", {}, link)));
     }
     if (info.dropped_by) add("dropped by", `${info.dropped_by}: ${info.drop_reason}`);
+    if (info.learned && info.learned.by) {
+      const sure = info.learned.confidence !== null ? `, confidence ${info.learned.confidence}` : "";
+      add("learned calls by", `${info.learned.by}${sure}`);
+    }
     for (const [key, value] of Object.entries(info.props)) if (key !== "parent" || !info.parent) add(key, value);
     for (const [task, decision] of Object.entries(info.decisions)) add(`decision: ${task}`, decision.value);
     for (const error of info.errors) add(`error (run ${error.run})`, `${error.step}: ${error.reason}`);
@@ -111,11 +130,12 @@ views.browse = () => {
 
   let timer = null;
   query.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(load, 250); });
+  by.addEventListener("change", load);
   grid.addEventListener("scroll", () => requestAnimationFrame(layout));
   window.addEventListener("resize", layout);
   document.addEventListener("keydown", onKey);
   $("#title").textContent = "browse";
-  view.replaceChildren(el("section", { class: "browse" }, el("div", { class: "row" }, query, count), grid, detail));
+  view.replaceChildren(el("section", { class: "browse" }, el("div", { class: "row" }, query, by, count), grid, detail));
   load();
   return {
     leave() {

@@ -42,8 +42,8 @@ const saves = {
   running: false,
   acked: [],  // {task, item, value} in the order the server committed them
   listeners: [],
-  push(task, item, value) {
-    this.queue.push({ task, item, value });
+  push(task, item, value, request) {  // request: {method, path, body} for other routes (rank answers)
+    this.queue.push({ task, item, value, request, pair: request && request.pair });
     this.show();
     this.run();
   },
@@ -55,7 +55,8 @@ const saves = {
       const next = this.queue[0];
       const path = `/api/tasks/${encodeURIComponent(next.task)}/items/${next.item}`;
       try {
-        if (next.value === null) await api("DELETE", path);
+        if (next.request) await api(next.request.method, next.request.path, next.request.body);
+        else if (next.value === null) await api("DELETE", path);
         else await api("PUT", path, { value: next.value });
         this.queue.shift();
         this.acked.push(next);
@@ -106,6 +107,7 @@ function route() {
   $("#progress").textContent = "";
   let match;
   if ((match = hash.match(/^#\/task\/(.+)$/))) currentView = views.review(decodeURIComponent(match[1]));
+  else if ((match = hash.match(/^#\/rank\/(.+)$/))) currentView = views.rank(decodeURIComponent(match[1]));
   else if (hash.startsWith("#/browse")) currentView = views.browse();
   else currentView = views.home();
 }
@@ -116,13 +118,14 @@ views.home = () => {
   api("GET", "/api/tasks").then((tasks) => {
     if (tasks.length === 1 && !sessionStorage.getItem("captionary-home")) {  // one task: straight to it
       sessionStorage.setItem("captionary-home", "1");
-      location.replace(`#/task/${encodeURIComponent(tasks[0].name)}`);
+      location.replace(`#/${tasks[0].kind === "rank" ? "rank" : "task"}/${encodeURIComponent(tasks[0].name)}`);
       return;
     }
     const list = el("ul", { class: "tasks" });
     for (const task of tasks) {
-      const link = el("a", { href: `#/task/${encodeURIComponent(task.name)}` }, `${task.name}`);
-      list.append(el("li", {}, link, el("span", { class: "muted", text: ` ${task.kind} · ${task.decided} / ${task.total} decided` })));
+      const link = el("a", { href: `#/${task.kind === "rank" ? "rank" : "task"}/${encodeURIComponent(task.name)}` }, `${task.name}`);
+      const count = task.kind === "rank" ? `${task.total} images` : `${task.decided} / ${task.total} decided`;
+      list.append(el("li", {}, link, el("span", { class: "muted", text: ` ${task.kind} · ${count}` })));
     }
     if (!tasks.length) list.append(el("li", { class: "muted", text: "no review tasks yet: add a human step to a pipeline" }));
     view.replaceChildren(el("h1", { text: "Review tasks" }), list, el("p", {}, el("a", { href: "#/browse" }, "Browse the workspace")));

@@ -323,6 +323,7 @@ views.review = (taskName) => {
 
   document.addEventListener("keydown", onKey);
   api("GET", `/api/tasks/${encodeURIComponent(taskName)}`).then((task) => {
+    if (task.kind === "rank") { location.replace(`#/rank/${encodeURIComponent(taskName)}`); return; }
     state.task = task;
     state.items = task.items;
     state.decisions = task.decisions;

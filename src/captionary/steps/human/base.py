@@ -21,7 +21,8 @@ class HumanStep(Step):
     """A review task. `task` names it (default: the step name); decisions are stored under it."""
 
     kind: ClassVar[str] = "human"
-    task_kind: ClassVar[str] = ""  # filter | tag | caption: which review screen the app shows
+    task_kind: ClassVar[str] = ""  # filter | tag | caption | rank: which review screen the app shows
+    collects_all: ClassVar[bool] = False  # True: needs every item before any goes on (human_rank)
     reads_image: ClassVar[bool] = False
 
     def validate(self) -> None:
@@ -48,6 +49,10 @@ class HumanStep(Step):
     def task_config(self) -> dict[str, Any]:
         """What the review screen needs besides the items (e.g. the tag list)."""
         return {}
+
+    def asks(self, item: Item) -> bool:
+        """Whether the person is asked about `item`; the others go on unchanged."""
+        return True
 
     def check(self, value: Any) -> Any:
         """Validate a decision from the app; return it normalised or raise ValueError."""

@@ -31,6 +31,7 @@ LABELS = {"keep": True, "reject": False, True: True, False: False}
 @dataclass
 class _Decided(GlobalRuntime):
     decisions: dict[str, Any] = field(default_factory=dict)  # item id -> the task's decision (`prepare`)
+    report: dict[str, float] = field(default_factory=dict)  # held-out accuracy of the last `apply_all`
 
 
 class SmartFilter(GlobalStep):
@@ -45,7 +46,7 @@ class SmartFilter(GlobalStep):
 
     name: ClassVar[str] = "smart_filter"
     runtime_type: ClassVar[type[Runtime]] = _Decided
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: held-out accuracy in the run summary
     writes: ClassVar[tuple[str, ...]] = ("smart_filter",)
     reads_image: ClassVar[bool] = False
 
@@ -117,7 +118,14 @@ class SmartFilter(GlobalStep):
             warnings.simplefilter("ignore", FutureWarning)
             model.fit(matrix[decided], target[decided])
         p_keep = model.predict_proba(matrix)[:, list(model.classes_).index(True)]
+        chosen = float(model.C_[0]) if self.regularization is None else self.regularization
+        self.runtime.report = heldout_report(
+            matrix[decided], target[decided], chosen, self.confidence, min(5, *counts.values())
+        )
         return [self.outcome(item, labels.get(item.id), float(p)) for item, p in zip(items, p_keep)]
+
+    def usage(self) -> dict[str, float]:
+        return dict(self.runtime.report)
 
     def outcome(self, item: Item, human: bool | None, p_keep: float) -> Outcome:
         if human is not None:
@@ -135,3 +143,28 @@ class SmartFilter(GlobalStep):
                 else f"smart_filter: predicted reject (p_keep {p_keep:.3f}, confidence {self.confidence})"
             )
         return Outcome(props={"smart_filter": value}, dropped=dropped)
+
+
+def heldout_report(x: Any, y: Any, c: float, confidence: float, folds: int) -> dict[str, float]:
+    """Cross-validated accuracy on the person's labels (each predicted by a model that did not see
+    it): over all of them, over those the model would apply (p >= `confidence`), and that share."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    if folds < 2:
+        return {}
+    model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        split = StratifiedKFold(folds, shuffle=True, random_state=0)
+        p = cross_val_predict(model, x, y, cv=split, method="predict_proba")[:, 1]
+    right = (p >= 0.5) == y
+    sure = np.maximum(p, 1 - p) >= confidence
+    report = {
+        "heldout_accuracy": round(float(right.mean()), 4),
+        "heldout_coverage": round(float(sure.mean()), 4),
+    }
+    if sure.any():
+        report["heldout_confident_accuracy"] = round(float(right[sure].mean()), 4)
+    return report
