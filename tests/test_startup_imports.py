@@ -1,6 +1,7 @@
 """The CLI's start-up stays light: `import captionary.cli`, and a cached `captionary run`, leave out the
 standard-library modules only downloads, shards, review servers, process pools and error hints need
-(imported where they are used). Every step is still registered (tests/test_step_contract.py)."""
+(imported where they are used), and a cached run of a folder of JPEGs leaves out Pillow. Every step is
+still registered (tests/test_step_contract.py)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ LAZY_ON_CACHED_RUN = (
     "difflib",
     "multiprocessing",
     "concurrent.futures.process",
+    "PIL.Image",  # the folder's extensions are told without Pillow's plugin registry
 )
 
 
@@ -52,6 +54,7 @@ def test_a_cached_cli_run_does_not_load_downloads_shards_or_a_process_pool(tmp_p
     (tmp_path / "photos").mkdir()
     for i in range(3):
         Image.new("RGB", (40 + i, 30), (i * 40, 90, 160)).save(tmp_path / "photos" / f"{i}.jpg")
+    (tmp_path / "photos" / "0.txt").write_text("a caption sidecar")
     (tmp_path / "p.yaml").write_text(
         "workspace: ws\nsteps:\n  - load: {path: photos}\n  - filter_by_size: {min_edge: 8}\n"
         "  - resize: {max_edge: 16}\n  - save: {path: out}\n"
@@ -61,3 +64,19 @@ def test_a_cached_cli_run_does_not_load_downloads_shards_or_a_process_pool(tmp_p
     assert "multiprocessing" in first  # the first run computes in the pool: the probe sees the imports
     assert len(list((tmp_path / "out").glob("*.jpg"))) == 3
     assert _loaded(run, LAZY_ON_CACHED_RUN, cwd=str(tmp_path)) == []
+
+
+def test_the_extensions_told_without_pillow_agree_with_pillow():
+    from captionary.core.images import (
+        ALWAYS_READABLE,
+        NEVER_READABLE,
+        ReadableExtensions,
+        readable_extensions,
+    )
+
+    pillow = readable_extensions()
+    assert pillow >= ALWAYS_READABLE
+    assert not pillow & NEVER_READABLE
+    readable = ReadableExtensions()
+    assert all(ext in readable for ext in pillow)  # .webp, .avif, ... through Pillow's registry
+    assert ".txt" not in readable and ".exe" not in readable
