@@ -13,6 +13,8 @@ Prints, measured in this one run on this machine:
 
     python benchmarks/cache.py            # 20,000 images (about 2 minutes on 2 cores)
     python benchmarks/cache.py --n 2000   # quicker
+    python benchmarks/cache.py --baseline /tmp/old/src   # the CLI rows of another source tree too
+                                                         # (e.g. a `git worktree` of main), interleaved
 """
 
 from __future__ import annotations
@@ -67,24 +69,39 @@ CLI_LABELS = {
     "import": "python -c 'import captionary.cli' (bytecode)",
     "python": "python -c pass (interpreter start-up)",
 }
+BASELINE = " [baseline]"
 
 
-def cli_runs(root: Path, reps: int) -> dict[str, tuple[list[float], list[float]]]:
+def _environments(root: Path, baseline: str | None) -> dict[str, dict[str, str]]:
+    """The environment of the measured sources ("") and of the baseline's (BASELINE), if any: with a
+    bytecode cache under `root`, and ("... no bytecode") without one written."""
+    trees = {"": os.environ.get("PYTHONPATH", "")} | ({BASELINE: baseline} if baseline else {})
+    envs = {}
+    for suffix, path in trees.items():
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
+        if path:
+            env["PYTHONPATH"] = path
+        envs[suffix] = {**env, "PYTHONPYCACHEPREFIX": str(root / "pycache")}
+        envs[suffix + " no bytecode"] = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+    return envs
+
+
+def cli_runs(
+    root: Path, reps: int, baseline: str | None = None
+) -> dict[str, tuple[list[float], list[float]]]:
     """Wall and CPU (user + sys) seconds of the cached re-run through the CLI, interleaved: with the
     bytecode cache an installed package has, and without it (sources compiled at every start, as
-    under PYTHONDONTWRITEBYTECODE=1), next to the bare import and the interpreter's own start-up."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
-    commands = {
-        "bytecode": ([sys.executable, "-m", "captionary.cli", "run", "bench.yaml", "--no-progress"], env),
-        "no bytecode": (
-            [sys.executable, "-m", "captionary.cli", "run", "bench.yaml", "--no-progress"],
-            {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # the library's bytecode as it is, none written
-        ),
-        "import": ([sys.executable, "-c", "import captionary.cli"], env),
-        "python": ([sys.executable, "-c", "pass"], env),
-    }
-    subprocess.run(commands["import"][0], env=env, check=True)  # writes the bytecode cache
+    under PYTHONDONTWRITEBYTECODE=1), next to the bare import and the interpreter's own start-up;
+    with `baseline` (another source tree), its run and import rows too, in the same rounds."""
+    envs = _environments(root, baseline)
+    run = [sys.executable, "-m", "captionary.cli", "run", "bench.yaml", "--no-progress"]
+    commands = {}
+    for suffix in ("", BASELINE) if baseline else ("",):
+        commands["bytecode" + suffix] = (run, envs[suffix])
+        commands["no bytecode" + suffix] = (run, envs[suffix + " no bytecode"])
+        commands["import" + suffix] = ([sys.executable, "-c", "import captionary.cli"], envs[suffix])
+        subprocess.run(commands["import" + suffix][0], env=envs[suffix], check=True)  # writes bytecode
+    commands["python"] = ([sys.executable, "-c", "pass"], envs[""])
     runs: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label in commands}
     for _ in range(reps):
         for label, (command, environment) in commands.items():
@@ -98,10 +115,8 @@ def cli_runs(root: Path, reps: int) -> dict[str, tuple[list[float], list[float]]
     return runs
 
 
-def import_total_ms(root: Path) -> float:
+def import_total_ms(env: dict[str, str]) -> float:
     """`python -X importtime -c 'import captionary.cli'`: the cumulative import time of the CLI module."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", "import captionary.cli"],
         env=env,
@@ -123,6 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions of the CLI runs")
+    parser.add_argument(
+        "--baseline", help="another captionary source tree (its src/) to time the CLI rows of"
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="captionary-bench-"))
     try:
@@ -147,11 +165,16 @@ def main() -> None:
             f"  - filter_by_size: {{min_edge: {MIN_EDGE}}}\n  - resize: {{max_edge: {MAX_EDGE}}}\n"
             f"  - save: {{path: out}}\n"
         )
-        cli = cli_runs(root, args.reps)
+        cli = cli_runs(root, args.reps, args.baseline)
         cli_s = statistics.median(cli["bytecode"][0])
 
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-        imports = sorted(import_total_ms(root) for _ in range(args.reps))
+        envs = _environments(root, args.baseline)
+        suffixes = ("", BASELINE) if args.baseline else ("",)
+        imports: dict[str, list[float]] = {suffix: [] for suffix in suffixes}
+        for _ in range(args.reps):
+            for suffix in suffixes:
+                imports[suffix].append(import_total_ms(envs[suffix]))
         print(
             f"{args.n} images, {os.cpu_count()} cores, load average {load}; "
             "load >> filter_by_size >> resize >> save\n"
@@ -176,16 +199,24 @@ def main() -> None:
         other = best_s - sum(s.seconds for s in best.steps)
         print(f"{'(run set-up, item states, commit)':<37}{other * 1e3:>9.1f}")
         print(f"\ncached re-run through the CLI, {args.reps} interleaved repetitions (load average {load})")
-        print(f"{'':<48}{'wall min':>9}{'median':>9}{'CPU min':>9}{'median':>9}")
+        width = 60 if args.baseline else 48
+        print(f"{'':<{width}}{'wall min':>9}{'median':>9}{'CPU min':>9}{'median':>9}")
         for label, (walls, cpus) in cli.items():
+            name = CLI_LABELS[label.removesuffix(BASELINE)] + (BASELINE if label.endswith(BASELINE) else "")
             print(
-                f"{CLI_LABELS[label]:<48}{min(walls):>9.3f}{statistics.median(walls):>9.3f}"
+                f"{name:<{width}}{min(walls):>9.3f}{statistics.median(walls):>9.3f}"
                 f"{min(cpus):>9.3f}{statistics.median(cpus):>9.3f}"
             )
-        print(
-            f"python -X importtime -c 'import captionary.cli' (bytecode cached): captionary.cli cumulative "
-            f"min {imports[0]:.0f} ms, median {statistics.median(imports):.0f} ms"
-        )
+        if args.baseline:
+            print(f"{'':<{width}}{'wall, median baseline / median this':>36}")
+            for label in ("bytecode", "no bytecode", "import"):
+                ratio = statistics.median(cli[label + BASELINE][0]) / statistics.median(cli[label][0])
+                print(f"{CLI_LABELS[label]:<{width}}{ratio:>35.2f}x")
+        for suffix, totals in imports.items():
+            print(
+                f"python -X importtime -c 'import captionary.cli' (bytecode cached){suffix}: captionary.cli "
+                f"cumulative min {min(totals):.0f} ms, median {statistics.median(totals):.0f} ms"
+            )
         per_20k = best_s * 20_000 / args.n
         verdict = "met" if per_20k < 1.0 else "NOT met"
         print(

@@ -14,7 +14,6 @@ tell an unchanged remote shard from a changed one without reading it.
 from __future__ import annotations
 
 import re
-import urllib.request
 from typing import Any
 
 from captionary.core.hashing import hash_bytes
@@ -51,6 +50,8 @@ def remote_fingerprint(url: str, timeout: float = TIMEOUT) -> str:
     or `UNKNOWN` when the server tells neither (or refuses the HEAD). A missing fsspec file raises
     FileNotFoundError; the file system's own errors (credentials, ...) pass through."""
     if is_http(url):
+        import urllib.request  # here, not at start-up: 20 ms that a local or cached run never needs
+
         try:
             with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as r:
                 headers = r.headers
@@ -77,6 +78,8 @@ def read_location(location: Location, digest: str) -> bytes:
         except OSError as exc:
             raise ItemError(f"cannot read {where}: {exc.strerror or exc}") from None
     elif "url" in location:
+        import urllib.request
+
         where = location["url"]
         request = urllib.request.Request(where)
         if size is not None:

@@ -4,7 +4,6 @@ the `load_manifest` source and the training loader. A row that cannot be used co
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,8 @@ def jsonl_rows(path: Path, label: str) -> Iterator[tuple[str, Row]]:
 def csv_rows(path: Path, label: str, delimiter: str = ",") -> Iterator[tuple[str, Row]]:
     """(`label:line`, row) per record under the header; a line without the header's fields comes as
     the reason."""
+    import csv
+
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         for row in reader:

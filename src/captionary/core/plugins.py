@@ -5,7 +5,6 @@ imported wherever the step runs (pool workers and Ray actors included)."""
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Mapping
 from typing import TypeVar
@@ -21,6 +20,8 @@ def plugin_class(name: str, known: Mapping[str, str], base: type[T], what: str, 
     kind in messages ("backend", "site")."""
     target = known.get(name, name if ":" in name else None)
     if target is None:
+        import difflib  # only for an error message
+
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown {what} {name!r}{hint} ({what}s: {', '.join(known)}, or 'module:Class')")

@@ -4,18 +4,27 @@ reader for the `load_webdataset` source and the training loader."""
 
 from __future__ import annotations
 
-import subprocess
-import tarfile
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from captionary.core.locations import is_fsspec_url, is_http, url_to_fs
 from captionary.core.wds_names import split_member_name
 
-READ_ERRORS = (OSError, tarfile.TarError, EOFError, subprocess.SubprocessError)
-"""What reading a broken, missing or cut-off shard raises (besides a remote file system's own errors)."""
+if TYPE_CHECKING:
+    import tarfile
+
+# subprocess, tarfile and urllib.request are imported on first use: a cached run that never reads a
+# shard does not pay for them at start-up.
+
+
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a broken, missing or cut-off shard raises (besides a remote file system's own errors)."""
+    import subprocess
+    import tarfile
+
+    return (OSError, tarfile.TarError, EOFError, subprocess.SubprocessError)
+
 
 Sample = tuple[str, dict[str, bytes], dict[str, int]]
 """(key, {extension: bytes}, {extension: offset of those bytes in the tar})."""
@@ -31,6 +40,8 @@ def open_shard(url: str, timeout: float = 60.0) -> Iterator[IO[bytes]]:
     """The shard's bytes as a stream; `timeout` (seconds) is for http(s). A `pipe:` command that
     exits with an error raises SubprocessError when the stream is closed."""
     if url.startswith("pipe:"):
+        import subprocess
+
         process = subprocess.Popen(url[5:], shell=True, stdout=subprocess.PIPE)
         assert process.stdout is not None
         try:
@@ -40,6 +51,8 @@ def open_shard(url: str, timeout: float = 60.0) -> Iterator[IO[bytes]]:
             if process.wait() != 0:
                 raise subprocess.SubprocessError(f"{url[5:]!r} exited with {process.returncode}")
     elif is_http(url):
+        import urllib.request
+
         with urllib.request.urlopen(url, timeout=timeout) as response:
             yield response
     elif is_fsspec_url(url):
@@ -63,6 +76,8 @@ def tar_samples(
     next valid header, as `tar -i` does, and described to `on_damage(byte offset, message)`, so the
     samples after it are still read; so is a member larger than `max_member_size` (not read).
     """
+    import tarfile
+
     damage: list[tuple[int, str]] = []
     tarinfo = _checked_tarinfo(damage)
     with tarfile.open(fileobj=stream, mode="r|*", ignore_zeros=True, tarinfo=tarinfo) as tar:
@@ -103,6 +118,7 @@ def _report(damage: list[tuple[int, str]], on_damage: Callable[[int, str], None]
 def _checked_tarinfo(damage: list[tuple[int, str]]) -> type[tarfile.TarInfo]:
     """A TarInfo class that notes each header `TarFile.next` would skip (with `ignore_zeros`) or take
     as the end: a block failing its checksum (runs of them are one note), a header cut off."""
+    import tarfile
 
     class CheckedTarInfo(tarfile.TarInfo):
         bad_since: int | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Any
 
@@ -19,6 +18,8 @@ def get_executor(name: str, **options: Any):
     try:
         target = EXECUTORS[name]
     except KeyError:
+        import difflib  # only for an error message
+
         close = difflib.get_close_matches(name, EXECUTORS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown executor {name!r}{hint} (available: {', '.join(EXECUTORS)})") from None

@@ -6,14 +6,12 @@ from __future__ import annotations
 import gc
 import itertools
 import json
-import multiprocessing
 import os
 import pickle
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING
 
 from captionary.core.db import connect
 from captionary.core.item import Item
@@ -36,6 +34,9 @@ from captionary.executors.worker import init_worker
 from captionary.pipeline.pipeline import Pipeline
 from captionary.pipeline.step import ImageMap, PerItemStep
 
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
 
 class LazyPool:
     """The process pool for `parallel` steps, started on first use (a cached re-run never starts it)."""
@@ -48,6 +49,9 @@ class LazyPool:
 
     def __call__(self) -> ProcessPoolExecutor:
         if self._pool is None:  # only the driver thread calls this
+            import multiprocessing  # here: a cached run starts no pool and skips these 10 ms of imports
+            from concurrent.futures import ProcessPoolExecutor
+
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
@@ -146,7 +150,7 @@ class LocalExecutor:
         writer.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # readers of the next run skip the WAL
         writer.db.close()
         summary = RunSummary(run_id, status, time.time() - started, stats, ctx.errors)
-        if isinstance(ctx.crash, BrokenProcessPool):
+        if ctx.crash is not None and _broken_pool(ctx.crash):
             raise CaptionaryError(
                 "a worker process died before finishing its images (out of memory, or killed). If you "
                 'run a Python script, put the pipeline under `if __name__ == "__main__":`: workers '
@@ -319,3 +323,10 @@ def _unique_names(pipeline: Pipeline) -> list[str]:
         seen[step.name] = seen.get(step.name, 0) + 1
         names.append(step.name if seen[step.name] == 1 else f"{step.name}#{seen[step.name]}")
     return names
+
+
+def _broken_pool(crash: BaseException) -> bool:
+    """The crash is a worker process that died (the pool's module is loaded once a pool started)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(crash, BrokenProcessPool)

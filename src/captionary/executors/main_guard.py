@@ -11,7 +11,6 @@ script into a run exits at once with `REIMPORT_EXIT`, and the executor reports t
 from __future__ import annotations
 
 import ast
-import multiprocessing
 import sys
 from types import FrameType
 
@@ -33,7 +32,8 @@ def guard_message(path: str, line: int | None) -> str:
 def check_main_guard() -> None:
     """Raise ConfigError if the main script runs this pipeline outside `if __name__ == "__main__":`;
     exit at once (REIMPORT_EXIT) if this is a spawned worker importing that script."""
-    if getattr(multiprocessing.current_process(), "_inheriting", False):
+    multiprocessing = sys.modules.get("multiprocessing")  # a spawned worker has it; a run need not load it
+    if multiprocessing is not None and getattr(multiprocessing.current_process(), "_inheriting", False):
         raise SystemExit(REIMPORT_EXIT)  # a pool worker importing an unguarded script: say nothing
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)

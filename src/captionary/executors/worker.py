@@ -6,8 +6,6 @@ chain); processes exchange items (ids, blob hashes, properties), never pixels.
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import sqlite3
@@ -79,6 +77,9 @@ def init_worker(objects: Path, db_path: Path, chains: list[list[PerItemStep]]) -
 
 def _exit_with_parent() -> None:
     """A killed driver (SIGKILL) cannot stop its pool: each worker leaves when its parent is gone."""
+    import multiprocessing
+    import multiprocessing.connection
+
     parent = multiprocessing.parent_process()
     if parent is not None:
         multiprocessing.connection.wait([parent.sentinel])

@@ -8,7 +8,6 @@ columns, dataset fields) it is a `PipelineWarning`. Either way it comes with "di
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +57,8 @@ def report_property_problems(
 
 
 def _message(step: Step, name: str, sources: list[Step], known: set[str], open_ended: bool) -> str:
+    import difflib  # only for an error message
+
     close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     if not close:  # a property some other step writes: say which, so the missing step is obvious

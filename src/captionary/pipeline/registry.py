@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING
 
 from captionary.core.recipes import set_step_builder
@@ -30,6 +29,8 @@ class Registry:
             return self._steps[name]
         except KeyError:
             pass
+        import difflib  # only for an error message
+
         close = difflib.get_close_matches(name, self._steps, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownStepError(f"unknown step {name!r}{hint} (valid steps: {', '.join(sorted(self._steps))})")

@@ -4,17 +4,20 @@ or in the foreground (`captionary serve`)."""
 from __future__ import annotations
 
 import contextlib
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from captionary.core.optional import require
 from captionary.errors import ConfigError
 from captionary.executors.review_host import set_review_host
+
+if TYPE_CHECKING:
+    import socket
+
+# secrets and socket are imported when a server starts: `import captionary` registers this module.
 
 DEFAULT_PORT = 8765
 
@@ -39,6 +42,8 @@ class ReviewServer:
         self.workspace = Path(workspace)
         self.progress = progress  # the run's per-step counts, when a run serves the app
         self.host = host
+        import secrets
+
         self.token = secrets.token_urlsafe(24)
         self.sock = _bind(host, port)
         self.port = self.sock.getsockname()[1]
@@ -102,6 +107,8 @@ class ReviewServer:
 
 
 def _bind(host: str, port: int | None) -> socket.socket:
+    import socket
+
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for candidate in [DEFAULT_PORT, 0] if port is None else [port]:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -121,6 +128,8 @@ def _bind(host: str, port: int | None) -> socket.socket:
 
 def _lan_address() -> str:
     """This machine's address on the LAN (no packet is sent), for a URL a phone can open."""
+    import socket
+
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect(("10.255.255.255", 1))

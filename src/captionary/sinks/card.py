@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import statistics
 from typing import TYPE_CHECKING, Any
 
 from captionary.core.hashing import hash_bytes
@@ -72,6 +71,8 @@ def card_text(
         if counts.get(key):
             lines.append(f"- {key.replace('_', ' ')}: {counts[key]}")
     if words:
+        import statistics  # here, not at start-up (with fractions and decimal)
+
         lines.append(
             f"- caption words: min {min(words)}, median {statistics.median(words):g}, "
             f"mean {statistics.fmean(words):.1f}, max {max(words)}"

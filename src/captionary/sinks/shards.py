@@ -19,16 +19,18 @@ import io
 import logging
 import os
 import re
-import tarfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from captionary.core.atomic import TMP_PREFIX, remove_temp_files
 from captionary.core.wds_names import split_member_name
 from captionary.sinks.files import DELETE_OUTPUT, UPSERT_OUTPUT, NotOurs
+
+if TYPE_CHECKING:
+    import tarfile  # imported where a shard is written: not at start-up
 
 log = logging.getLogger("captionary")
 SHARD_PATTERN = re.compile(r"^shard-(\d{6})\.tar$")
@@ -152,6 +154,8 @@ class ShardWriter:
         name = f"shard-{self.next_number:06d}.tar"
         self.next_number += 1
         tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{name}"
+        import tarfile
+
         self.open_file = open(tmp, "wb")  # noqa: SIM115 (closed in _close_open)
         self.open_tar = tarfile.open(fileobj=self.open_file, mode="w")  # noqa: SIM115
         self.open_name = name
@@ -208,6 +212,8 @@ class ShardWriter:
         """Copy the members of `keys` from `shard` into a new file of the same name, one at a time."""
         source = self.root / shard
         tmp = self.root / f"{TMP_PREFIX}{os.getpid()}-{shard}"
+        import tarfile
+
         with tarfile.open(source, "r") as old, tarfile.open(tmp, "w") as new:
             for info in old:
                 split = split_member_name(info.name)
@@ -237,6 +243,8 @@ class ShardWriter:
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    import tarfile
+
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o644

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import http.client
 import itertools
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import socket
+
+# urllib.request, http.client and socket (20 ms of imports, with ssl and email) are imported when the
+# first URL is fetched, not when the CLI starts: a cached run never downloads.
 
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 USER_AGENT = "captionary (+https://pypi.org/project/captionary/)"
@@ -72,6 +74,9 @@ class Downloader:
             yield from zip(urls, pool.map(self.fetch, urls))
 
     def fetch(self, url: str) -> bytes | str:
+        import http.client
+        import urllib.error
+
         try:
             parts = urlsplit(url)
             host = parts.netloc
@@ -120,9 +125,13 @@ class Downloader:
 
     def _get(self, url: str, deadline: float) -> bytes:
         """The body, read by `deadline` (monotonic) and at most `max_size` bytes."""
+        import http.client
+        import urllib.request
+
         guard = self._watchdog.guard(deadline)
         try:
-            opener = urllib.request.build_opener(_GuardedHTTP(guard), _GuardedHTTPS(guard))
+            guarded_http, guarded_https = _guarded_handlers()
+            opener = urllib.request.build_opener(guarded_http(guard), guarded_https(guard))
             request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
             wait = max(0.001, min(self.timeout, deadline - time.monotonic()))
             with opener.open(request, timeout=wait) as response:
@@ -220,6 +229,8 @@ class _Guard:
 
 
 def _shutdown(sock: socket.socket) -> None:
+    import socket
+
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked recv; close() alone would not
 
@@ -279,22 +290,33 @@ def _guarded_connection(base: type) -> type:
     return _GUARDED[base]
 
 
-class _GuardedHTTP(urllib.request.HTTPHandler):
-    def __init__(self, guard: _Guard):
-        super().__init__()
-        self.guard = guard
-
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_guarded_connection(http_class), req, guard=self.guard, **kwargs)
+_HANDLERS: tuple[type, type] | None = None
 
 
-class _GuardedHTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, guard: _Guard):
-        super().__init__()
-        self.guard = guard
+def _guarded_handlers() -> tuple[type, type]:
+    """urllib's HTTP and HTTPS handlers whose connections the guard watches (built on first use)."""
+    global _HANDLERS
+    if _HANDLERS is None:
+        import urllib.request
 
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_guarded_connection(http_class), req, guard=self.guard, **kwargs)
+        class GuardedHTTP(urllib.request.HTTPHandler):
+            def __init__(self, guard: _Guard):
+                super().__init__()
+                self.guard = guard
+
+            def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+                return super().do_open(_guarded_connection(http_class), req, guard=self.guard, **kwargs)
+
+        class GuardedHTTPS(urllib.request.HTTPSHandler):
+            def __init__(self, guard: _Guard):
+                super().__init__()
+                self.guard = guard
+
+            def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
+                return super().do_open(_guarded_connection(http_class), req, guard=self.guard, **kwargs)
+
+        _HANDLERS = (GuardedHTTP, GuardedHTTPS)
+    return _HANDLERS
 
 
 def _retry_after(header: str | None, default: float) -> float:

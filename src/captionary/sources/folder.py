@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from captionary.core.db import db_text
-from captionary.core.images import readable_extensions
+from captionary.core.images import ReadableExtensions
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import (
@@ -71,7 +71,7 @@ class Load(Source):
 
     def _files(self, root: Path) -> Iterator[tuple[str, str, str | Exception, list[str]]]:
         """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars."""
-        extensions = readable_extensions()
+        extensions = ReadableExtensions()
         prefix = len(str(root)) + 1
         folders = [str(root)]
         while folders:

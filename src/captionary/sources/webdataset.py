@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from captionary.core import optional
 from captionary.core.locations import UNKNOWN, Location, is_fsspec_url, is_http, remote_fingerprint
-from captionary.core.wds_stream import READ_ERRORS, Sample, is_local, open_shard, tar_samples
+from captionary.core.wds_stream import Sample, is_local, open_shard, read_errors, tar_samples
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import (
@@ -189,11 +189,11 @@ def _content_fingerprint(members: dict[str, bytes]) -> str:
 def _unreadable(shard: str, exc: Exception) -> Ingested:
     """The shard's error record for what reading it raised (a remote file system's own errors too:
     credentials, bucket, network); anything else is a bug and raised again."""
-    if not (is_fsspec_url(shard) or isinstance(exc, READ_ERRORS)):
+    if not (is_fsspec_url(shard) or isinstance(exc, read_errors())):
         raise exc
     if isinstance(exc, FileNotFoundError):
         reason = f"not found ({exc})"
-    elif isinstance(exc, READ_ERRORS):
+    elif isinstance(exc, read_errors()):
         reason = str(exc)
     else:
         reason = f"{type(exc).__name__}: {exc}"  # e.g. botocore's NoCredentialsError

@@ -4,8 +4,6 @@ the site meanwhile), a User-Agent naming captionary. Failures raise `FetchError`
 
 from __future__ import annotations
 
-import email.utils
-import random
 import threading
 import time
 from typing import Any
@@ -100,6 +98,8 @@ class PoliteClient:
 
     def get(self, request: Request, kind: str = "files") -> bytes:
         """The body of a 2xx answer; FetchError after the retries, or at once for a 4xx."""
+        import random  # on the first request, not at start-up
+
         limit = self.limits[kind]
         reason = ""
         for attempt in range(self.retries + 1):
@@ -156,6 +156,8 @@ def retry_after(header: str | None) -> float | None:
         return max(0.0, float(header))
     except ValueError:
         pass
+    import email.utils  # on the first Retry-After date, not at start-up
+
     try:
         when = email.utils.parsedate_to_datetime(header)
     except (TypeError, ValueError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -26,5 +25,7 @@ class Shuffle(GlobalStep):
 
     def apply_all(self, items: Sequence[Item]) -> list[Outcome]:
         positions = list(range(len(items)))
+        import random  # here, not when `import captionary` registers the step
+
         random.Random(self.seed).shuffle(positions)
         return [Outcome(props={ORDER_PROPERTY: position}) for position in positions]

@@ -7,7 +7,6 @@ ignored, as in the reference tagger.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,8 @@ def read_labels(path: Path) -> TagLabels:
         text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read tag list {path}: {exc}") from None
+    import csv
+
     rows = csv.DictReader(text.splitlines())
     missing = {"name", "category"} - set(rows.fieldnames or ())
     if missing:
