@@ -7,11 +7,9 @@ it and a pair is never stored twice; `winner` is a or b, or None for "can't tell
 
 from __future__ import annotations
 
-import threading
 import time
-from pathlib import Path
 
-from captionary.core.db import connect, transaction
+from captionary.core.db import HumanAnswers, transaction
 
 Answer = tuple[str, str, str | None]
 """(a, b, winner) with a < b; winner a, b or None (can't tell)."""
@@ -21,18 +19,8 @@ def ordered(left: str, right: str) -> tuple[str, str]:
     return (left, right) if left < right else (right, left)
 
 
-class ComparisonStore:
+class ComparisonStore(HumanAnswers):
     """Reads and writes a workspace's comparisons. Safe to share between threads."""
-
-    def __init__(self, db_path: Path, *, durable: bool = True):
-        self.db = connect(db_path)
-        if durable:  # a human answer survives a power cut, not only a killed process
-            self.db.execute("PRAGMA synchronous=FULL")
-        self.lock = threading.Lock()
-
-    def close(self) -> None:
-        with self.lock:
-            self.db.close()
 
     def answer(self, task: str, left: str, right: str, winner: str | None) -> float:
         """Store one answer in one committed transaction; returns its time."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from captionary.errors import WorkspaceError
@@ -221,3 +222,27 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+class HumanAnswers:
+    """A connection of its own for human answers (decisions, comparisons): a click is one committed
+    transaction, with `synchronous=FULL` when `durable` (it survives a power cut, not only a killed
+    process). Safe to share between threads."""
+
+    def __init__(self, db_path: Path, *, durable: bool = True):
+        self.db = connect(db_path)
+        if durable:
+            self.db.execute("PRAGMA synchronous=FULL")
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def write(self, sql: str, rows: Sequence[tuple]) -> None:
+        with self.lock, transaction(self.db):
+            self.db.executemany(sql, rows)
+
+    def read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self.lock:
+            return self.db.execute(sql, params).fetchall()

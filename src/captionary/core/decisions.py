@@ -8,14 +8,12 @@ batching DbWriter; decisions never do: the UI is told "saved" only after the com
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from captionary.core.db import connect, transaction
+from captionary.core.db import HumanAnswers, transaction
 from captionary.core.hashing import canonical_json
 
 TASK_KINDS = ("filter", "tag", "caption", "rank")
@@ -34,26 +32,8 @@ class TaskItem:
     recipe: str | None = None
 
 
-class DecisionStore:
+class DecisionStore(HumanAnswers):
     """Reads and writes tasks, task items and decisions. Safe to share between threads."""
-
-    def __init__(self, db_path: Path, *, durable: bool = True):
-        self.db = connect(db_path)
-        if durable:  # a human click survives a power cut, not only a killed process
-            self.db.execute("PRAGMA synchronous=FULL")
-        self.lock = threading.Lock()
-
-    def close(self) -> None:
-        with self.lock:
-            self.db.close()
-
-    def write(self, sql: str, rows: Sequence[tuple]) -> None:
-        with self.lock, transaction(self.db):
-            self.db.executemany(sql, rows)
-
-    def read(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self.lock:
-            return self.db.execute(sql, params).fetchall()
 
     # --- tasks -------------------------------------------------------------------------------------
     def register_task(self, name: str, kind: str, config: dict[str, Any]) -> None:
