@@ -237,6 +237,25 @@ def test_non_regular_and_oversized_files_are_refused_per_file(photos, tmp_path, 
     assert "sidecar.txt" in reasons["sidecar.jpg"] and "FIFO" in reasons["sidecar.jpg"]
 
 
+def test_reading_a_file_allocates_its_size_not_max_file_size(tmp_path):
+    """The default limit is a gigabyte: a 10 KB photo must not take a gigabyte buffer to read (it made
+    every first run spend its system time allocating and giving back memory)."""
+    import tracemalloc
+
+    from captionary.sources.records import read_regular_file
+
+    path = tmp_path / "small.bin"
+    path.write_bytes(b"x" * 10_000)
+    tracemalloc.start()
+    try:
+        data = read_regular_file(str(path), 1 << 30)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert data == b"x" * 10_000
+    assert peak < 1_000_000, peak
+
+
 def test_a_manifest_refuses_non_regular_images(photos, tmp_path, unblock_fifos):
     import json
 

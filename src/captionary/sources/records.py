@@ -133,13 +133,17 @@ def read_regular_file(path: str, max_size: int) -> bytes:
     reason, as for a file over `max_size`; OSError for what the system refuses."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     with os.fdopen(fd, "rb") as f:  # checked on the open file: no race with a swapped name
-        mode, size = os.fstat(fd).st_mode, os.fstat(fd).st_size
+        info = os.fstat(fd)
+        mode, size = info.st_mode, info.st_size
         if not stat.S_ISREG(mode):
             raise ValueError(f"not a regular file (a {_file_kind(mode)}); only regular files are read")
         if size > max_size:
             raise ValueError(f"{size} bytes, over max_file_size ({max_size} bytes)")
         os.set_blocking(fd, True)
-        data = f.read(max_size + 1)
+        # a buffer of the file's size: read(max_size + 1) allocated (and gave back) a gigabyte per file
+        data = f.read(size + 1)
+        if len(data) > size:  # it grew since fstat: the rest, within the limit
+            data += f.read(max_size + 1 - len(data))
     if len(data) > max_size:
         raise ValueError(f"grew over max_file_size ({max_size} bytes) while it was read")
     return data
