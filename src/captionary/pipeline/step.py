@@ -70,6 +70,7 @@ class Step:
     reads_image: ClassVar[bool] = True
     parallel: ClassVar[bool] = False
     cache_exclude: ClassVar[tuple[str, ...]] = ()
+    rebuilt_on_unpickle: ClassVar[tuple[str, ...]] = ()  # built by validate() (a backend with its clients)
     runtime_type: ClassVar[type[Runtime]] = Runtime
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -146,11 +147,15 @@ class Step:
         vars(self).pop("_runtime", None)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Everything but the runtime: a step sent to another process starts with a fresh one."""
-        return {k: v for k, v in vars(self).items() if k != "_runtime"}
+        """Everything but the runtime (a step sent to another process starts with a fresh one) and the
+        attributes `validate()` builds that must not travel (`rebuilt_on_unpickle`)."""
+        left = {"_runtime", *self.rebuilt_on_unpickle}
+        return {k: v for k, v in vars(self).items() if k not in left}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
+        if self.rebuilt_on_unpickle:
+            self.validate()
 
     def describe(self) -> dict[str, Any]:
         return {"step": self.name, **{k: _plain(v) for k, v in self.params.items()}}

@@ -98,6 +98,7 @@ class GenerateImage(ModelStep):
 
     cache_exclude: ClassVar[tuple[str, ...]] = ("batch_size", *TRANSPORT)
     runtime_type: ClassVar[type[GenerateRuntime]] = GenerateRuntime
+    rebuilt_on_unpickle: ClassVar[tuple[str, ...]] = ("resolved",)  # the backend with its pipeline or clients
 
     # --- building ------------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -130,15 +131,6 @@ class GenerateImage(ModelStep):
 
     def image_params(self) -> ImageParams:
         return ImageParams(**{k: getattr(self, k) for k in PIXEL_PARAMS})
-
-    def __getstate__(self) -> dict[str, Any]:
-        """The parameters only (the backend with its pipeline or clients stays here); rebuilt on
-        unpickling, so the step can be sent to another process."""
-        return {k: v for k, v in super().__getstate__().items() if k != "resolved"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.validate()
 
     @property
     def image_backend(self) -> ImageBackend:

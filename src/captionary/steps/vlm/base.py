@@ -88,6 +88,7 @@ class GenerativeStep(ImageBatchStep):
 
     version: ClassVar[int | str] = 1
     runtime_type: ClassVar[type[Runtime]] = GenerativeRuntime
+    rebuilt_on_unpickle: ClassVar[tuple[str, ...]] = ("resolved",)  # the backend with its clients and threads
     default_prompt: ClassVar[str] = ""
     default_temperature: ClassVar[float] = 0.0
     default_max_tokens: ClassVar[int] = 256
@@ -179,15 +180,6 @@ class GenerativeStep(ImageBatchStep):
             fields=fields,
             generation=params,
         )
-
-    def __getstate__(self) -> dict[str, Any]:
-        """The parameters only (the backend with its clients and threads stays here); rebuilt on
-        unpickling, so a step can be sent to another process."""
-        return {k: v for k, v in super().__getstate__().items() if k != "resolved"}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.validate()
 
     @property
     def backend_config(self) -> BackendConfig:
