@@ -40,10 +40,17 @@ LAZY_ON_CACHED_RUN = (
 )
 
 
-def _loaded(code: str, names: tuple[str, ...], cwd: str | None = None) -> list[str]:
+def _modules_after(code: str, names: tuple[str, ...], cwd: str | None) -> list[str]:
     probe = f"{code}\nimport json, sys\nprint(json.dumps([m for m in {names!r} if m in sys.modules]))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _loaded(code: str, names: tuple[str, ...], cwd: str | None = None) -> list[str]:
+    """The modules of `names` that running `code` imports, beyond what this interpreter loads at start-up
+    (a site's .pth files or sitecustomize may import some, e.g. `random`, before any of our code)."""
+    at_startup = set(_modules_after("pass", names, cwd))
+    return [m for m in _modules_after(code, names, cwd) if m not in at_startup]
 
 
 def test_import_cli_does_not_load_what_only_some_commands_need():
