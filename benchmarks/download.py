@@ -3,17 +3,25 @@
 A local HTTP server (`python -m http.server`, in a process of its own) serves `--n` distinct photos
 made from the DreamBooth photos (mirrored and cropped copies, fitted in `--edge` px); both tools
 download every URL and write it resized to 512 px on its longest side (captionary:
-`load_manifest >> resize: {max_edge: 512} >> save`, through its CLI, with its default of 4 downloads
-at a time per host and with as many as it has threads; img2dataset: `--image_size 512 --resize_mode
-keep_ratio_largest --output_format files`, 2 processes; `--threads` download threads for both). Each
-is run as a process of its own, `--reps` times, interleaved; wall and CPU seconds (user + system of
-the process and its children), images/s, and the ratio to img2dataset's median.
+`load_manifest >> resize: {max_edge: 512, resample: ...} >> save`, through its CLI, with its default
+of 4 downloads at a time per host (`--per-host` for others); img2dataset: `--image_size 512
+--resize_mode keep_ratio_largest --output_format files`, 2 processes; `--threads` download threads
+for both). img2dataset shrinks with OpenCV's INTER_AREA (the mean of the pixels each output pixel
+covers); captionary's `resample: box` is that filter, its default `lanczos` a sharper one that costs
+about twice the CPU; both are timed. Each is run as a process of its own, `--reps` times, interleaved;
+wall and CPU seconds (user + system of the process and its children), images/s, and the ratio to
+img2dataset's median. First the server alone is timed (every URL fetched by `--threads` threads of
+`http.client`), and each run's server CPU is printed, to show the server is not the bottleneck.
 
 img2dataset runs in a virtual environment of its own (it pins libraries captionary's environment
 has at other versions): `python -m venv /tmp/i2d && /tmp/i2d/bin/pip install img2dataset`, then
 
     python benchmarks/download.py --img2dataset /tmp/i2d/bin/python
+    python benchmarks/download.py --img2dataset /tmp/i2d/bin/python --baseline /tmp/main/src
     python benchmarks/download.py --n 200 --reps 1      # quicker; without --img2dataset: captionary only
+
+`--baseline` also times another captionary source tree (its src/), with `resample: lanczos` (older
+trees have no `box`).
 """
 
 from __future__ import annotations
@@ -88,11 +96,43 @@ def serve(folder: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the local server did not start")
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, float]:
+def server_cpu(server: subprocess.Popen) -> float | None:
+    """CPU seconds the server process has used so far (Linux: /proc), or None."""
+    try:
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_alone(urls: list[str], threads: int) -> float:
+    """Seconds `threads` threads of http.client take to fetch every URL: the server's own rate."""
+    import http.client
+    from concurrent.futures import ThreadPoolExecutor
+    from urllib.parse import urlsplit
+
+    def fetch(url: str) -> int:
+        parts = urlsplit(url)
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            connection.request("GET", parts.path)
+            return len(connection.getresponse().read())
+        finally:
+            connection.close()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        assert all(pool.map(fetch, urls))
+    return time.perf_counter() - start
+
+
+def timed(command: list[str], cwd: Path, pythonpath: str | None = None) -> tuple[float, float]:
     """Wall and CPU seconds (user + system, the process and its children) of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # img2dataset's albumentations: no update check
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -105,6 +145,23 @@ def count_images(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".webp", ".png"))
 
 
+Run = tuple[str, str | None, str, int]
+"""(label, PYTHONPATH or None for this environment's, resample, downloads per host)"""
+
+
+def captionary_runs(args: argparse.Namespace) -> list[Run]:
+    runs: list[Run] = []
+    for per_host in args.per_host:
+        host = f", {per_host} downloads per host" + (" (default)" if per_host == 4 else "")
+        for resample in args.resample:
+            runs.append((f"captionary, {resample}{host}", None, resample, per_host))
+        if args.baseline:
+            runs.append(
+                (f"captionary {args.baseline_label}, lanczos{host}", args.baseline, "lanczos", per_host)
+            )
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--photos", type=Path, default=DEFAULT)
@@ -115,6 +172,12 @@ def main() -> None:
         "--img2dataset", help="the Python of a virtual environment with img2dataset (its script beside it)"
     )
     parser.add_argument("--threads", type=int, default=16, help="download threads, both tools")
+    parser.add_argument(
+        "--per-host", type=int, nargs="+", default=[4], help="captionary's downloads_per_host"
+    )
+    parser.add_argument("--resample", nargs="+", default=["box", "lanczos"], help="captionary's filters")
+    parser.add_argument("--baseline", help="another captionary source tree (its src/), timed with lanczos")
+    parser.add_argument("--baseline-label", default="[baseline]", help="its rows' label")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="captionary-download-"))
     server = None
@@ -124,21 +187,30 @@ def main() -> None:
         urls = [f"{base}/{name}" for name in names]
         (root / "urls.txt").write_text("\n".join(urls) + "\n")
         (root / "manifest.csv").write_text("image\n" + "\n".join(urls) + "\n")
-        runs: dict[str, list[tuple[float, float]]] = {}
+        cpu_before = server_cpu(server)
+        alone = server_alone(urls, args.threads)
+        served_cpu = None if cpu_before is None else server_cpu(server) - cpu_before
+        runs: dict[str, list[tuple[float, float, float | None]]] = {}
+
+        def record(label: str, command: list[str], pythonpath: str | None) -> None:
+            cpu_before = server_cpu(server)
+            wall, cpu = timed(command, root, pythonpath)
+            server_seconds = None if cpu_before is None else server_cpu(server) - cpu_before
+            runs.setdefault(label, []).append((wall, cpu, server_seconds))
+
         for rep in range(args.reps):
-            for per_host in (4, args.threads):
-                ws, out = root / f"ws{rep}-{per_host}", root / f"out{rep}-{per_host}"
-                pipeline = root / f"pipeline{rep}-{per_host}.yaml"
+            for label, pythonpath, resample, per_host in captionary_runs(args):
+                ws, out = root / "ws", root / "out"
+                pipeline = root / "pipeline.yaml"
                 pipeline.write_text(
                     f"workspace: {ws}\nsteps:\n"
                     f"  - load_manifest: {{path: {root / 'manifest.csv'}, threads: {args.threads}, "
                     f"downloads_per_host: {per_host}}}\n"
-                    f"  - resize: {{max_edge: {SIZE}}}\n"
+                    f"  - resize: {{max_edge: {SIZE}, resample: {resample}}}\n"
                     f"  - save: {{path: {out}}}\n"
                 )
                 command = [sys.executable, "-m", "captionary.cli", "run", str(pipeline), "--no-progress"]
-                label = f"captionary, {per_host} downloads per host" + (" (default)" if per_host == 4 else "")
-                runs.setdefault(label, []).append(timed(command, root))
+                record(label, command, pythonpath)
                 assert count_images(out) == len(urls), f"captionary wrote {count_images(out)} of {len(urls)}"
                 shutil.rmtree(ws, ignore_errors=True)
                 shutil.rmtree(out, ignore_errors=True)
@@ -151,27 +223,39 @@ def main() -> None:
                     "--processes_count", "2", "--thread_count", str(args.threads),
                     "--enable_wandb", "False", "--disallowed_header_directives", "[]",
                 ]  # fmt: skip
-                runs.setdefault("img2dataset (baseline)", []).append(timed(i2d, root))
+                record("img2dataset, area (baseline)", i2d, None)
                 got = count_images(target)
                 assert got == len(urls), f"img2dataset wrote {got} of {len(urls)}"
             shutil.rmtree(root / f"i2d{rep}", ignore_errors=True)
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
             f"{len(urls)} photos ({args.edge} px, JPEG q90) from {base}, resized to {SIZE}; "
-            f"{os.cpu_count()} cores, load average {load}; {args.reps} interleaved repetitions\n"
+            f"{os.cpu_count()} cores, load average {load}; {args.reps} interleaved repetitions"
+        )
+        server_note = (
+            "" if served_cpu is None else f", {served_cpu * 1000 / len(urls):.2f} ms server CPU a photo"
+        )
+        print(
+            f"the server alone ({args.threads} threads of http.client): {len(urls) / alone:.0f} photos/s"
+            f"{server_note}\n"
         )
         base_rate = None
-        if "img2dataset (baseline)" in runs:
-            base_rate = len(urls) / statistics.median(w for w, _ in runs["img2dataset (baseline)"])
-        print(f"{'run':<56}{'wall min':>9}{'median':>8}{'CPU s':>7}{'images/s':>10}{'vs base':>9}")
+        if "img2dataset, area (baseline)" in runs:
+            base_rate = len(urls) / statistics.median(w for w, _, _ in runs["img2dataset, area (baseline)"])
+        print(
+            f"{'run':<56}{'wall min':>9}{'median':>8}{'CPU s':>7}{'server':>8}{'images/s':>10}{'vs base':>9}"
+        )
         for label, values in runs.items():
-            walls = [w for w, _ in values]
+            walls = [w for w, _, _ in values]
             rate = len(urls) / statistics.median(walls)
             ratio = f"{rate / base_rate:>8.2f}x" if base_rate else ""
+            served = [s for _, _, s in values if s is not None]
+            server_column = f"{statistics.median(served):>8.1f}" if served else f"{'':>8}"
             print(
                 f"{label:<56}{min(walls):>9.2f}{statistics.median(walls):>8.2f}"
-                f"{statistics.median(c for _, c in values):>7.1f}{rate:>10.1f}{ratio}"
+                f"{statistics.median(c for _, c, _ in values):>7.1f}{server_column}{rate:>10.1f}{ratio}"
             )
+        print("\nCPU s: the tool's user + system seconds (its processes); server: the server's CPU seconds")
     finally:
         if server is not None:
             server.kill()

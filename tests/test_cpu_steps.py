@@ -142,3 +142,29 @@ def test_resize_modes_and_no_upscaling():
     assert Resize(max_edge=800, upscale=True).transform(image, item).size == (800, 200)
     with pytest.raises(ParamError, match="exactly one of max_edge, min_edge or target_area"):
         Resize(max_edge=10, target_area=100)
+
+
+def test_resize_box_is_the_mean_of_the_area_each_pixel_covers():
+    columns = [0, 100, 40, 60]  # a 4 x 2 image of four columns shrunk to 2 x 1: pairs averaged
+    image = Image.new("L", (4, 2))
+    image.putdata(columns * 2)
+    shrunk = Resize(max_edge=2, resample="box").transform(image, Item("x"))
+    assert list(shrunk.getdata()) == [50, 50]
+    assert list(Resize(max_edge=2).transform(image, Item("x")).getdata()) != [50, 50]  # lanczos is not
+
+
+def test_resize_box_decodes_a_jpeg_at_the_target_scale(photos, ws_path, tmp_path):
+    """box lets the decoder shrink by DCT scaling down to the target size (lanczos: twice it)."""
+    with Workspace(ws_path) as ws:
+        pipeline = Load(photos) >> Resize(max_edge=320, resample="box") >> Save(tmp_path / "out")
+        ws.run(pipeline, progress=False, workers=0)
+        dog = next(item for item in ws.items() if item.name == "dog/01")
+        pixels = dog.image
+    drafted = Image.open(photos / "dog" / "01.jpg")
+    drafted.draft("RGB", (320, 320))
+    drafted.load()
+    assert drafted.size == pixels.size == (320, 320)  # a 640 px JPEG decoded at DCT scale 1/2
+    assert pixels.tobytes() == drafted.tobytes()
+    full = Image.open(photos / "dog" / "01.jpg").convert("RGB").resize((320, 320), Image.Resampling.BOX)
+    difference = sum(abs(a - b) for a, b in zip(pixels.tobytes(), full.tobytes())) / len(full.tobytes())
+    assert difference < 2  # the DCT's shrink is close to the exact area mean (0-255 scale)
