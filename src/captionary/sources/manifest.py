@@ -119,7 +119,8 @@ class LoadManifest(Source):
         yield from self._download(records, urls)
 
     def _download(self, records: SourceRecords, urls: list[tuple]) -> Iterator[Ingested]:
-        """Download new image URLs (the blob store and `source_files` are the cache: never twice)."""
+        """Download new image URLs (the blob store and `source_files` are the cache: never twice).
+        Each body is checked and stored by the thread that downloaded it, not the driver."""
         downloader = Downloader(
             per_host=self.downloads_per_host,
             retries=self.download_retries,
@@ -129,13 +130,15 @@ class LoadManifest(Source):
             host_failures=self.download_host_failures,
         )
         entries = {entry[1]: entry for entry in urls}
-        for url, result in downloader.fetch_all(entries):
+
+        def store(url: str, result: bytes | str) -> Ingested:
             key, _, name, fingerprint, props = entries[url]
             if isinstance(result, str):
-                yield Ingested(key, error=f"{url}: {result}")
-                continue
+                return Ingested(key, error=f"{url}: {result}")
             location = None if self.copy else {"url": url}
-            record = records.ingest_bytes(key, result, url, name, fingerprint, props, location)
+            return records.ingest_bytes(key, result, url, name, fingerprint, props, location)
+
+        for _, record in downloader.fetch_all(entries, then=store):
             yield record if record.item is None else records.unique(record.item, cached=False)
 
     def _entry(self, manifest: Path, where: str, row: dict[str, Any]) -> tuple | Ingested:
