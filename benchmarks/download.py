@@ -242,9 +242,9 @@ def main() -> None:
         base_rate = None
         if "img2dataset, area (baseline)" in runs:
             base_rate = len(urls) / statistics.median(w for w, _, _ in runs["img2dataset, area (baseline)"])
-        print(
-            f"{'run':<56}{'wall min':>9}{'median':>8}{'CPU s':>7}{'server':>8}{'images/s':>10}{'vs base':>9}"
-        )
+        width = max(map(len, runs)) + 2
+        columns = f"{'wall min':>9}{'median':>8}{'CPU s':>7}{'server':>8}{'images/s':>10}{'vs base':>9}"
+        print(f"{'run':<{width}}{columns}")
         for label, values in runs.items():
             walls = [w for w, _, _ in values]
             rate = len(urls) / statistics.median(walls)
@@ -252,7 +252,7 @@ def main() -> None:
             served = [s for _, _, s in values if s is not None]
             server_column = f"{statistics.median(served):>8.1f}" if served else f"{'':>8}"
             print(
-                f"{label:<56}{min(walls):>9.2f}{statistics.median(walls):>8.2f}"
+                f"{label:<{width}}{min(walls):>9.2f}{statistics.median(walls):>8.2f}"
                 f"{statistics.median(c for _, c, _ in values):>7.1f}{server_column}{rate:>10.1f}{ratio}"
             )
         print("\nCPU s: the tool's user + system seconds (its processes); server: the server's CPU seconds")
