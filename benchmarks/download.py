@@ -145,6 +145,26 @@ def count_images(folder: Path) -> int:
     return sum(1 for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".webp", ".png"))
 
 
+def pixel_difference(ours: Path, theirs: Path, names: list[str]) -> tuple[float, int]:
+    """Mean and max absolute difference of two tools' files for the same photos (img2dataset names
+    them by row number, in one shard here: 00000/000000123.jpg)."""
+    import numpy as np
+
+    by_row = {int(path.stem): path for path in theirs.rglob("*.jpg")}
+    total, count, worst = 0.0, 0, 0
+    for row, name in enumerate(names):
+        a = np.asarray(Image.open(ours / name).convert("RGB"), dtype=np.int16)
+        b = np.asarray(Image.open(by_row[row]).convert("RGB"), dtype=np.int16)
+        if a.shape != b.shape:  # sizes rounded differently by a pixel: compare the common part
+            h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+            a, b = a[:h, :w], b[:h, :w]
+        difference = np.abs(a - b)
+        total += float(difference.sum())
+        count += difference.size
+        worst = max(worst, int(difference.max()))
+    return total / count, worst
+
+
 Run = tuple[str, str | None, str, int]
 """(label, PYTHONPATH or None for this environment's, resample, downloads per host)"""
 
@@ -213,6 +233,9 @@ def main() -> None:
                 record(label, command, pythonpath)
                 assert count_images(out) == len(urls), f"captionary wrote {count_images(out)} of {len(urls)}"
                 shutil.rmtree(ws, ignore_errors=True)
+                kept = root / f"kept-{label}"
+                if rep == args.reps - 1 and pythonpath is None and not kept.exists():
+                    out.rename(kept)  # the last round's files: compared with img2dataset's below
                 shutil.rmtree(out, ignore_errors=True)
             if args.img2dataset:
                 target = root / f"i2d{rep}"
@@ -226,7 +249,8 @@ def main() -> None:
                 record("img2dataset, area (baseline)", i2d, None)
                 got = count_images(target)
                 assert got == len(urls), f"img2dataset wrote {got} of {len(urls)}"
-            shutil.rmtree(root / f"i2d{rep}", ignore_errors=True)
+            if rep < args.reps - 1:
+                shutil.rmtree(root / f"i2d{rep}", ignore_errors=True)
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
         print(
             f"{len(urls)} photos ({args.edge} px, JPEG q90) from {base}, resized to {SIZE}; "
@@ -256,6 +280,11 @@ def main() -> None:
                 f"{statistics.median(c for _, c, _ in values):>7.1f}{server_column}{rate:>10.1f}{ratio}"
             )
         print("\nCPU s: the tool's user + system seconds (its processes); server: the server's CPU seconds")
+        if args.img2dataset:
+            print(f"\npixels against img2dataset's files (0-255, the same {len(names)} photos):")
+            for kept in sorted(root.glob("kept-*")):
+                mean, worst = pixel_difference(kept, root / f"i2d{args.reps - 1}", names)
+                print(f"  {kept.name.removeprefix('kept-'):<54} mean abs {mean:.2f}, max {worst}")
     finally:
         if server is not None:
             server.kill()
