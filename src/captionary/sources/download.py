@@ -172,8 +172,9 @@ class Downloader:
                 announced = response.headers.get("Content-Length", "")
                 if announced.isdigit() and int(announced) > self.max_size:
                     raise _TooLarge(f"{announced} bytes announced, over the limit ({self.max_size})")
-                if response.length is not None and response.length <= self.max_size:
-                    data = response.read()  # its length, in one call: a third of the system calls
+                length = getattr(response, "length", None)  # http.client's; None: chunked, unknown
+                if length is not None and length <= self.max_size:
+                    data = response.read()  # its length in one call: half the system calls of chunks
                 else:  # no length (chunked, or until the connection closes): the limit as it streams
                     data = self._read_within_limit(response)
             if guard.expired:  # the watchdog shut the socket: what was read is cut off
