@@ -6,9 +6,10 @@ download every URL and write it resized to 512 px on its longest side (captionar
 `load_manifest >> resize: {max_edge: 512, resample: ...} >> save`, through its CLI, with its default
 of 4 downloads at a time per host (`--per-host` for others); img2dataset: `--image_size 512
 --resize_mode keep_ratio_largest --output_format files`, 2 processes; `--threads` download threads
-for both). img2dataset shrinks with OpenCV's INTER_AREA (the mean of the pixels each output pixel
-covers); captionary's `resample: box` is that filter, its default `lanczos` a sharper one that costs
-about twice the CPU; both are timed. Each is run as a process of its own, `--reps` times, interleaved;
+for both). img2dataset shrinks with OpenCV's INTER_AREA (the mean of the area each output pixel
+covers); captionary is timed with `resample: hamming` (the Pillow filter closest to it), `box` (the
+cheapest) and its default `lanczos` (sharper, about twice the CPU); the last round's files are
+compared with img2dataset's pixel by pixel. Each is run as a process of its own, `--reps` times, interleaved;
 wall and CPU seconds (user + system of the process and its children), images/s, and the ratio to
 img2dataset's median. First the server alone is timed (every URL fetched by `--threads` threads of
 `http.client`), and each run's server CPU is printed, to show the server is not the bottleneck.
@@ -21,7 +22,7 @@ has at other versions): `python -m venv /tmp/i2d && /tmp/i2d/bin/pip install img
     python benchmarks/download.py --n 200 --reps 1      # quicker; without --img2dataset: captionary only
 
 `--baseline` also times another captionary source tree (its src/), with `resample: lanczos` (older
-trees have no `box`).
+trees have no `hamming` or `box`).
 """
 
 from __future__ import annotations
@@ -195,7 +196,9 @@ def main() -> None:
     parser.add_argument(
         "--per-host", type=int, nargs="+", default=[4], help="captionary's downloads_per_host"
     )
-    parser.add_argument("--resample", nargs="+", default=["box", "lanczos"], help="captionary's filters")
+    parser.add_argument(
+        "--resample", nargs="+", default=["hamming", "box", "lanczos"], help="captionary's filters"
+    )
     parser.add_argument("--baseline", help="another captionary source tree (its src/), timed with lanczos")
     parser.add_argument("--baseline-label", default="[baseline]", help="its rows' label")
     args = parser.parse_args()

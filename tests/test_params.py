@@ -216,7 +216,7 @@ def test_step_refuses_wrong_literal():
     with pytest.raises(ParamError) as info:
         Resize(max_edge=512, resample="cubic")
     assert "resize.resample" in str(info.value)
-    assert "'lanczos' | 'bicubic' | 'bilinear' | 'box' | 'nearest'" in str(info.value)
+    assert "'lanczos' | 'bicubic' | 'hamming' | 'bilinear' | 'box' | 'nearest'" in str(info.value)
     assert info.value.param == "resample"
 
 
