@@ -312,3 +312,24 @@ def test_prompt_items_are_rows_only_in_text_formats(source, tmp_path, fmt):
         assert len(rows) == len(CASES) + 2
     else:
         assert "moon" not in "".join(p.name for p in out.rglob("*"))
+
+
+def test_an_orientation_named_only_in_xmp_is_turned_too(tmp_path, uprights):
+    """Copying an original skips Pillow for a JPEG whose header names no orientation; one named only
+    in XMP (`tiff:Orientation`, no EXIF at all) must still go through Pillow and come out upright."""
+    from captionary.sinks.encoding import _jpeg_names_no_orientation
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    want = uprights["dog/turned6"]
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><tiff:Orientation>6</tiff:Orientation></x:xmpmeta>'
+    want.transpose(STORED[6]).save(folder / "xmp.jpg", quality=95, xmp=xmp)
+    want.save(folder / "bare.jpg", quality=95)  # no EXIF, no XMP: copied without a parse
+    assert not _jpeg_names_no_orientation((folder / "xmp.jpg").read_bytes())
+    assert _jpeg_names_no_orientation((folder / "bare.jpg").read_bytes())
+    out = tmp_path / "out"
+    export(folder, out)
+    turned = Image.open(out / "xmp.jpg")
+    assert turned.size == want.size
+    assert difference(turned, want) < 6 < difference(turned, want.transpose(Image.Transpose.ROTATE_180))
+    assert (out / "bare.jpg").read_bytes() == (folder / "bare.jpg").read_bytes()

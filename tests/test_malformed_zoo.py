@@ -448,6 +448,22 @@ def test_a_symlinked_output_folder_is_not_followed_outside(photos, tmp_path):
     assert (out / "cat" / "00.jpg").is_file()
 
 
+def test_a_symlinked_output_file_is_not_followed_outside(photos, tmp_path):
+    """Folders are resolved once per run, the file itself by its own lstat: a link planted where an
+    output goes, pointing outside, is still refused, and what it points at is left as it was."""
+    out = tmp_path / "out"
+    (out / "cat").mkdir(parents=True)
+    victim = tmp_path / "victim.jpg"
+    victim.write_bytes(b"not yours")
+    os.symlink(victim, out / "cat" / "00.jpg")
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(Load(photos) >> Save(out), progress=False)
+    [error] = summary.errors
+    assert "resolves outside the output folder" in error["reason"] and "cat/00.jpg" in error["reason"]
+    assert victim.read_bytes() == b"not yours"
+    assert (out / "cat" / "01.jpg").is_file() and not (out / "cat" / "01.jpg").is_symlink()
+
+
 # --- hand edits in the output folder (issue 13, item 8) ----------------------------------------------
 
 
