@@ -140,9 +140,9 @@ def read_regular_file(path: str, max_size: int) -> bytes:
             raise ValueError(f"not a regular file (a {_file_kind(mode)}); only regular files are read")
         if size > max_size:
             raise ValueError(f"{size} bytes, over max_file_size ({max_size} bytes)")
-        # A regular file: O_NONBLOCK does not apply to it, so it is read as opened. Bare reads of the
-        # file's size (a file object costs an isatty ioctl, a seek and a stat more per file); a buffer
-        # of max_size + 1 allocated (and gave back) a gigabyte per file.
+        os.set_blocking(fd, True)  # (local file systems ignore O_NONBLOCK on files; FUSE may not)
+        # Bare reads of the file's size: a file object costs an isatty ioctl, a seek and a stat more
+        # per file; a buffer of max_size + 1 allocated (and gave back) a gigabyte per file.
         data = read_all(fd, max_size + 1, size)  # (if it grew since fstat: on, within the limit)
     finally:
         os.close(fd)
