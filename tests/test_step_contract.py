@@ -146,9 +146,19 @@ def test_every_step_class_is_registered_by_import_captionary():
     registered = set(json.loads(subprocess.check_output([sys.executable, "-c", script], text=True)))
     missing = {name: origin for name, origin in step_classes_in_package().items() if name not in registered}
     assert not missing, (
-        "step(s) defined but not registered by `import captionary` (import the module in "
-        f"captionary/__init__.py): {missing}"
+        "step(s) defined but not registered by `import captionary` (add a line to "
+        f"captionary/builtin_steps.py): {missing}"
     )
+
+
+def test_the_builtin_table_names_the_module_and_class_of_every_step():
+    from captionary.builtin_steps import STEP_CLASSES, lazy_exports
+
+    for name, (module, class_name) in STEP_CLASSES.items():
+        cls = STEPS.get(name)
+        assert (cls.__module__, cls.__name__) == (module, class_name), name
+    for class_name, module in lazy_exports().items():
+        assert getattr(captionary, class_name).__module__ == module, class_name
 
 
 def test_captionary_steps_lists_every_step_with_its_whole_doc(capsys):
