@@ -436,26 +436,17 @@ class Source(Step):
         return concat(self, other)
 
 
-@dataclass
-class WrittenLater:
-    """A sink's answer for a whole batch: futures, each of a list of `(item, True | False | reason)`
-    pairs, that together cover every item of the batch (one hand-off per task, not per item)."""
-
-    futures: list[Any]
-
-
 class Sink(Step):
     """Writes items out; items pass through unchanged. Implement `open(ctx)`, `close(complete)` and
     `write(items)`, which returns per item: True (written), False (already up to date), a string
-    (the reason it failed), or a Future of `(item, True | False | reason)` for a write in progress;
-    or `WrittenLater` for the whole batch."""
+    (the reason it failed), or a Future of `(item, True | False | reason)` for a write in progress."""
 
     kind: ClassVar[str] = "sink"
 
     def open(self, ctx: SinkContext) -> None:
         pass
 
-    def write(self, items: Sequence[Item]) -> list[Any] | WrittenLater:
+    def write(self, items: Sequence[Item]) -> list[Any]:
         raise NotImplementedError
 
     def close(self, complete: bool) -> None:

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from captionary.core.item import Item
 from captionary.pipeline.context import SinkContext
-from captionary.pipeline.step import Sink, WrittenLater, require
+from captionary.pipeline.step import Sink, require
 from captionary.sinks.encoding import ImageEncoding
 from captionary.sinks.formats import FORMATS, ExportFormat
 from captionary.sinks.formats.base import WriteResult
@@ -91,7 +91,7 @@ class Save(Sink):
         self.exporter: ExportFormat = FORMATS[self.format](self)
         self.exporter.open(ctx)
 
-    def write(self, items: Sequence[Item]) -> list[WriteResult] | WrittenLater:
+    def write(self, items: Sequence[Item]) -> list[WriteResult]:
         return self.exporter.write(items)
 
     def close(self, complete: bool) -> None:

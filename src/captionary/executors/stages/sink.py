@@ -1,5 +1,5 @@
-"""Sink stage: items pass through; the sink checks what is unchanged and writes the rest in its own
-threads (per item, or a batch per task) while upstream steps keep working."""
+"""Sink stage: items pass through; the sink decides per item what is unchanged (done at once) and
+writes the rest in its own threads while upstream steps keep working."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from captionary.core.item import Item
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
 from captionary.pipeline.context import SinkContext
-from captionary.pipeline.step import Sink, WrittenLater
+from captionary.pipeline.step import Sink
 
 
 class SinkStage(Stage):
@@ -22,21 +22,15 @@ class SinkStage(Stage):
         step.open(SinkContext(ctx.ws, ctx.writer, ctx.run_id, ctx.errors))
 
     def push(self, items: list[Item]) -> list[Item]:
-        results = self.step.write(items)
-        if isinstance(results, WrittenLater):
-            self.futures.extend(results.futures)
-            return []
         ready = []
-        for item, result in zip(items, results):
+        for item, result in zip(items, self.step.write(items)):
             if hasattr(result, "result"):  # a Future: being written in the background
                 self.futures.append(result)
             else:
                 ready.extend(self.collect((item, result)))
         return ready
 
-    def collect(self, result: tuple[Item, bool | str] | list[tuple[Item, bool | str]]) -> list[Item]:
-        if isinstance(result, list):  # a batch's outcomes
-            return [item for one in result for item in self.collect(one)]
+    def collect(self, result: tuple[Item, bool | str]) -> list[Item]:
         item, outcome = result
         self.stats.n_in += 1
         if isinstance(outcome, str):

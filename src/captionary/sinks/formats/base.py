@@ -12,7 +12,6 @@ from captionary.core.hashing import canonical_json, hash_bytes
 from captionary.core.item import Item
 from captionary.errors import describe_error
 from captionary.pipeline.context import SinkContext
-from captionary.pipeline.step import WrittenLater
 from captionary.sinks.captions import SKIP, Captions
 from captionary.sinks.card import write_card
 from captionary.sinks.encoding import PlannedFile
@@ -26,7 +25,7 @@ log = logging.getLogger("captionary")
 
 WriteResult = bool | str | Future
 """Per item: True (written), False (already up to date, or left out), a reason it failed, or a write in
-progress. A format may instead answer a whole batch with `WrittenLater`."""
+progress."""
 
 
 class ExportFormat(Protocol):
@@ -43,7 +42,7 @@ class ExportFormat(Protocol):
 
     def open(self, ctx: SinkContext) -> None: ...
 
-    def write(self, items: Sequence[Item]) -> list[WriteResult] | WrittenLater: ...
+    def write(self, items: Sequence[Item]) -> list[WriteResult]: ...
 
     def close(self, complete: bool) -> None: ...
 
@@ -116,30 +115,18 @@ class FileExport:
         self.exported = 0
         self.pool = ThreadPoolExecutor(self.save.threads, thread_name_prefix="captionary-save")
 
-    def write(self, items: Sequence[Item]) -> WrittenLater:
-        """Plan each item's files here (names are given out in order); check which are already on disk
-        as planned (a stat each) and write the rest in the save threads, a share of the batch per
-        thread: a cached run's checks overlap the next batch's work, with no hand-off per item."""
-        plans: list[tuple[Item, list[PlannedFile] | str]] = []
+    def write(self, items: Sequence[Item]) -> list[WriteResult]:
+        """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads."""
+        results: list[WriteResult] = []
         for item in items:
             try:
-                plans.append((item, self.plan(item)))
+                planned = self.plan(item)
             except Exception as exc:
-                plans.append((item, describe_error(exc)))
-        shares = min(self.save.threads, len(plans))
-        return WrittenLater([self.pool.submit(self._write_batch, plans[i::shares]) for i in range(shares)])
-
-    def _write_batch(
-        self, plans: list[tuple[Item, list[PlannedFile] | str]]
-    ) -> list[tuple[Item, bool | str]]:
-        done: list[tuple[Item, bool | str]] = []
-        for item, planned in plans:
-            if isinstance(planned, str):  # planning failed: the reason
-                done.append((item, planned))
+                results.append(describe_error(exc))
                 continue
             todo = [f for f in planned if not self.files.unchanged(f.relative, f.digest)]
-            done.append(self._write_files(item, todo) if todo else (item, False))
-        return done
+            results.append(self.pool.submit(self._write_files, item, todo) if todo else False)
+        return results
 
     def close(self, complete: bool) -> None:
         self.pool.shutdown()
