@@ -187,9 +187,11 @@ def test_asking_for_the_aiohttp_transport_without_httpx_aiohttp_names_the_extra(
 
     monkeypatch.setattr(http_loop, "aiohttp_transport_available", lambda: False)
     server = serve()
-    with pytest.raises(ConfigError, match=r"httpx-aiohttp .*captionary\[openai\]"):
-        with backend(server, transport="aiohttp") as b:
-            b.generate([Request("hello")])
+    with (
+        pytest.raises(ConfigError, match=r"httpx-aiohttp .*captionary\[openai\]"),
+        backend(server, transport="aiohttp") as b,
+    ):
+        b.generate([Request("hello")])
     with backend(server, transport="auto") as b:  # auto falls back to httpx's own transport
         assert b.generate([Request("hello")])[0].texts == ["no image for: hello"]
         assert b._http.transport == "httpx"
