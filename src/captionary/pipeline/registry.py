@@ -49,4 +49,4 @@ def _origin(cls: type) -> str:
 STEPS = Registry()
 """Every registered step. Builtin steps register on `import captionary`."""
 
-set_step_builder(lambda name, params: STEPS.get(name)(**params))  # core rebuilds recipes with it
+set_step_builder(lambda name, params: STEPS.get(name).from_recipe(params))  # core rebuilds recipes with it
