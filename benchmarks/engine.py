@@ -73,7 +73,7 @@ def speed(src: Path, reps: int) -> None:
         "captionary, vips": [],
     }
     loads = [os.getloadavg()[0]]
-    for rep in range(reps):
+    for _ in range(reps):
         for label in runs:  # interleaved: every variant once per repetition
             root = Path(tempfile.mkdtemp(prefix="captionary-engine-"))
             try:
@@ -100,7 +100,8 @@ def speed(src: Path, reps: int) -> None:
     vips = statistics.median(runs["captionary, vips"])
     pillow = statistics.median(runs["captionary, pillow"])
     print(
-        f"\nvips engine vs Pillow engine: {pillow / vips:.2f}x; goal vips >= 3.5x the plain loop: {plain / vips:.2f}x"
+        f"\nvips engine vs Pillow engine: {pillow / vips:.2f}x; "
+        f"goal vips >= 3.5x the plain loop: {plain / vips:.2f}x"
     )
 
 

@@ -207,7 +207,7 @@ def test_sixteen_bit_rgb_and_the_icc_profile_as_pillow():
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     photo = _encoded(Image.new("RGB", (64, 48), (10, 120, 200)), "JPEG", icc_profile=icc)
     for engine in (pillow, vips):  # the profile rides along unconverted: PNG keeps it, JPEG/WebP drop it
-        image = engine.decode(photo)
+        image = engine.realize(engine.decode(photo))  # a lazy decode is read once
         kept = {
             t: "icc_profile" in Image.open(io.BytesIO(engine.encode(image, t, 90))).info
             for t in ("PNG", "JPEG", "WEBP")
@@ -247,3 +247,23 @@ def test_image_engine_in_yaml_is_every_image_step_s_default(tmp_path):
     bad = text.replace("image_engine: pillow", "image_engine: magick")
     with pytest.raises(ConfigError, match=":2: `image_engine` must be auto, pillow or vips"):
         parse_pipeline(bad, base=tmp_path, file="p.yaml")
+
+
+def test_siblings_sharing_one_decode_give_the_same_files_in_the_pool_and_the_driver(photos, tmp_path, engine):
+    """A flip's parent and child replay [resize, (mirror)] from one base: a pool task decodes it once for
+    both (a lazy vips decode is read once, so the sibling gets a kept copy), as the driver does."""
+    from captionary import Flip
+    from conftest import tree
+
+    def run(workers: int) -> None:
+        pipeline = (
+            Load(photos) >> Resize(max_edge=80, engine=engine) >> Flip() >> Save(tmp_path / f"out{workers}")
+        )
+        with Workspace(tmp_path / f"ws{workers}") as ws:
+            summary = ws.run(pipeline, progress=False, workers=workers)
+        assert summary.status == "completed" and not summary.errors
+        assert summary.step("save").n_out == 24
+
+    run(0)
+    run(2)
+    assert tree(tmp_path / "out0") == tree(tmp_path / "out2")

@@ -154,7 +154,7 @@ class Item:
                 for step, props in self.recipe:  # each step gets its engine's image
                     image = engine_of(step).adopt(image)
                     image = step.transform(image, Item(self.id, None, props, self.source, self.name))
-                self._decoded = image
+                self._decoded = engines.owner(image).realize(image)
             else:
                 self._decoded = self._decode(None, engine)
         if not engine.owns(self._decoded):
@@ -181,12 +181,16 @@ class Item:
         draft = step.draft_scale if step is not None and step.wants_draft else None
         self._draft = _decode_key(step, engine)
         shared = getattr(_decodes, "shared", None)
-        if shared is None:
+        if shared is None:  # a lazy engine's image (vips) is read once, by the step that asked
             return engine.decode(self._store.get(self.base), draft)
         key = (self.base, self._draft)
         if shared.get("key") != key:  # one entry: siblings arrive together, others never wait in memory
             shared["image"] = None
-            shared["image"], shared["key"] = engine.decode(self._store.get(self.base), draft), key
+            image = engine.decode(self._store.get(self.base), draft)
+            shared["image"], shared["key"] = (None if engine.lazy else image), key
+            return image
+        if shared["image"] is None:  # a sibling of a lazy decode (read once): decoded again, kept
+            shared["image"] = engine.realize(engine.decode(self._store.get(self.base), draft))
         return shared["image"]
 
     @property

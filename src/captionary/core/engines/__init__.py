@@ -27,13 +27,15 @@ class ImageEngine(Protocol):
     shared between items and never changed in place) or the input itself when nothing changes."""
 
     name: str
+    lazy: bool  # `decode` returns an image read once (see `decode`)
 
     def owns(self, image: Any) -> bool:
         """True if `image` is this engine's type."""
 
     def decode(self, data: bytes, draft: Draft | None = None) -> Any:
         """Decoded pixels, upright (EXIF orientation applied, the tag dropped); raises on a corrupt,
-        truncated or oversized (decompression bomb) file."""
+        truncated or oversized (decompression bomb) file. May be lazy (vips): such an image is read
+        once, by `realize`, `encode` or `adopt`; realize it first to read it more than once."""
 
     def adopt(self, image: Any) -> Any:
         """`image` as this engine's type (from the other engine's, or itself)."""

@@ -13,6 +13,7 @@ RESAMPLING = {"lanczos": "LANCZOS", "bicubic": "BICUBIC", "bilinear": "BILINEAR"
 
 class PillowEngine:
     name = "pillow"
+    lazy = False
 
     def owns(self, image: Any) -> bool:
         from PIL import Image

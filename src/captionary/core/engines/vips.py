@@ -37,6 +37,7 @@ def _vips() -> Any:
 
 class VipsEngine:
     name = "vips"
+    lazy = True
 
     def owns(self, image: Any) -> bool:
         return isinstance(image, _vips().Image)
@@ -62,9 +63,9 @@ class VipsEngine:
             scale = draft(*upright)
             if scale is not None and scale < 1:
                 options["shrink"] = _jpeg_shrink(header.width, header.height, scale)
-        try:  # decoded now, as Pillow does: errors are the decode's, the pixels reusable by any step
+        try:  # lazy: the first step's `realize` decodes and transforms in one streamed pass
             image = pyvips.Operation.call(loader, data, string_options="", **options)
-            return _normal(image.autorot()).copy_memory()
+            return _normal(image.autorot())
         except pyvips.Error as exc:
             raise ValueError(f"corrupt or truncated image data: {_reason(exc)}") from None
 
