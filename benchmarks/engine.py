@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps
 
 from captionary import CropToAspect, FilterBySize, Load, Resize, Save, Workspace
@@ -107,6 +106,8 @@ def speed(src: Path, reps: int) -> None:
 
 def pixel_difference(src: Path) -> None:
     """Each engine's images of the same steps, read back from the workspace (recipes replayed)."""
+    import numpy as np  # here: the worker processes import this script again and never need it
+
     cases = {
         "resize(max_edge=1024)": [Resize(max_edge=1024)],
         "resize(max_edge=512)": [Resize(max_edge=512)],
@@ -148,10 +149,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--src", type=Path, default=DREAMBOOTH)
     parser.add_argument("--pixels-only", action="store_true")
+    parser.add_argument("--no-pixels", action="store_true", help="only the timing table")
     args = parser.parse_args()
     if not args.pixels_only:
         speed(args.src, args.reps)
-    pixel_difference(args.src)
+    if not args.no_pixels:
+        pixel_difference(args.src)
 
 
 if __name__ == "__main__":
