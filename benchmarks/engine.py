@@ -58,46 +58,60 @@ def captionary_run(src: Path, root: Path, engine: str) -> int:
     return summary.step("save").n_out
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
+def timed(fn) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system of this process and its finished children: the pool)."""
+    start, before = time.perf_counter(), os.times()
     fn()
-    return time.perf_counter() - start
+    after = os.times()
+    return time.perf_counter() - start, sum(after[:4]) - sum(before[:4])
+
+
+PLAIN = "plain Pillow loop (1 process)"
 
 
 def speed(src: Path, reps: int) -> None:
     files = sorted(p for p in src.rglob("*.jpg"))
-    runs: dict[str, list[float]] = {
-        "plain Pillow loop (1 process)": [],
-        "captionary, pillow": [],
-        "captionary, vips": [],
-    }
+    labels = (PLAIN, "captionary, pillow", "captionary, vips")
+    walls: dict[str, list[float]] = {label: [] for label in labels}
+    cpus: dict[str, list[float]] = {label: [] for label in labels}
     loads = [os.getloadavg()[0]]
     for _ in range(reps):
-        for label in runs:  # interleaved: every variant once per repetition
+        for label in labels:  # interleaved: every variant once per repetition
             root = Path(tempfile.mkdtemp(prefix="captionary-engine-"))
             try:
-                if label.startswith("plain"):
-                    seconds = timed(lambda root=root: plain_pillow(files, root / "plain"))
+                if label == PLAIN:
+                    wall, cpu = timed(lambda root=root: plain_pillow(files, root / "plain"))
                 else:
                     engine = label.split(", ")[1]
-                    seconds = timed(lambda root=root, engine=engine: captionary_run(src, root, engine))
+                    wall, cpu = timed(lambda root=root, engine=engine: captionary_run(src, root, engine))
             finally:
                 shutil.rmtree(root, ignore_errors=True)
-            runs[label].append(seconds)
+            walls[label].append(wall)
+            cpus[label].append(cpu)
         loads.append(os.getloadavg()[0])
-    plain = statistics.median(runs["plain Pillow loop (1 process)"])
+    plain, plain_cpu = statistics.median(walls[PLAIN]), statistics.median(cpus[PLAIN])
     cores = os.cpu_count() or 1
     print(f"{len(files)} DreamBooth photos; {cores} cores; {reps} interleaved repetitions")
     print(f"load >> filter_by_size(min_edge={MIN_EDGE}) >> resize(max_edge={EDGE}) >> save(jpg, q{QUALITY})")
-    print(f"load average (1 min) during the runs: {' '.join(f'{x:.1f}' for x in loads)}\n")
-    print(f"{'first run':<34}{'wall min':>9}{'median':>9}{'images/s':>10}{'vs plain':>10}")
-    for label, walls in runs.items():
-        median = statistics.median(walls)
+    print(f"load average (1 min) before and after each round: {' '.join(f'{x:.1f}' for x in loads)}")
+    print("CPU: user + system seconds of every process of the run\n")
+    columns = (
+        ("wall min", 9),
+        ("median", 8),
+        ("images/s", 9),
+        ("vs plain", 9),
+        ("CPU med", 8),
+        ("vs plain", 9),
+    )
+    print(f"{'first run':<32}" + "".join(f"{name:>{width}}" for name, width in columns))
+    for label in labels:
+        wall, cpu = statistics.median(walls[label]), statistics.median(cpus[label])
         print(
-            f"{label:<34}{min(walls):>9.2f}{median:>9.2f}{len(files) / median:>10.1f}{plain / median:>9.2f}x"
+            f"{label:<32}{min(walls[label]):>9.2f}{wall:>8.2f}{len(files) / wall:>9.1f}{plain / wall:>8.2f}x"
+            f"{cpu:>8.2f}{plain_cpu / cpu:>8.2f}x"
         )
-    vips = statistics.median(runs["captionary, vips"])
-    pillow = statistics.median(runs["captionary, pillow"])
+    vips = statistics.median(walls["captionary, vips"])
+    pillow = statistics.median(walls["captionary, pillow"])
     print(
         f"\nvips engine vs Pillow engine: {pillow / vips:.2f}x; "
         f"goal vips >= 3.5x the plain loop: {plain / vips:.2f}x"
