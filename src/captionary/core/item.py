@@ -168,7 +168,10 @@ class Item:
         engine = engine_of(step)
         if self.recipe:
             return self.pixels(engine)
-        if self._decoded is None or self._draft != _decode_key(step, engine):
+        key = _decode_key(step, engine)
+        # a step that asks for no draft takes the decode already there, if its engine made it
+        usable = self._draft == key if step.wants_draft else (self._draft or key)[1] == engine.name
+        if self._decoded is None or not usable:
             self._decoded = self._decode(step, engine)
         return self.pixels(engine)
 
