@@ -161,6 +161,12 @@ class Item:
             self._decoded = engine.adopt(self._decoded)
         return self._decoded
 
+    def realize_pixels(self) -> None:
+        """Compute the pixels now if they are a lazy engine's (a vips decode not read yet): decode errors
+        surface here, and the image may then be read any number of times."""
+        if self._decoded is not None:
+            self._decoded = engines.owner(self._decoded).realize(self._decoded)
+
     def pixels_for(self, step: ImageTransform) -> Any:
         """The image as input to image step `step`, in its engine. An underived image is decoded as
         the step decodes it, at the scale it asks for, by its engine: a replayed recipe decodes the

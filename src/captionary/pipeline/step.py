@@ -300,7 +300,8 @@ class ImageMap(PerItemStep):
 
         before = item.pixels_for(self)
         after = self.transform(before, item)
-        if after is before:
+        if after is before:  # unchanged, but read: a corrupt file fails here, as Pillow's eager decode does
+            item.realize_pixels()
             return Outcome()
         after = self.image_engine.realize(after)  # a lazy engine's errors are this step's
         derived = "~" + item_key(self, item).hex()
