@@ -15,6 +15,7 @@ from captionary.core import engines
 from captionary.core.hashing import step_prefix
 from captionary.core.recipes import parse_recipe
 from captionary.errors import ConfigError
+from captionary.pipeline.step import ImageMap
 from captionary.pipeline.yaml_loader import parse_pipeline
 
 VIPS = pytest.mark.skipif(not engines.vips_available(), reason="pyvips is not installed (the vips extra)")
@@ -267,3 +268,19 @@ def test_siblings_sharing_one_decode_give_the_same_files_in_the_pool_and_the_dri
     run(0)
     run(2)
     assert tree(tmp_path / "out0") == tree(tmp_path / "out2")
+
+
+def test_a_parameter_called_engine_of_another_meaning_is_left_alone():
+    """A user's image step whose `engine` names something else (an OCR engine) keeps it in its key and
+    its recipe, and `image_engine:` does not fill it in."""
+    step = TEngineNamedStep()
+    assert not engines.has_engine_parameter(TEngineNamedStep) and engines.has_engine_parameter(Resize)
+    assert step.engine_name == "pillow" and step.cache_params == {"engine": "tesseract"}
+    assert '"engine":"tesseract"' in step.recipe_json
+
+
+class TEngineNamedStep(ImageMap):  # not registered (no name): only built here
+    engine: str = "tesseract"
+
+    def transform(self, image, item):
+        return image

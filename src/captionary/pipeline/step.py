@@ -258,14 +258,15 @@ class ImageMap(PerItemStep):
 
     @property
     def engine_name(self) -> str:
-        return engines.resolve(getattr(self, "engine", "pillow"))
+        """`pillow` or `vips`: the `engine` parameter resolved (Pillow for a step without one)."""
+        return engines.resolve(self.engine if engines.has_engine_parameter(type(self)) else "pillow")
 
     @property
     def cache_params(self) -> dict[str, Any]:
         """The engine joins the key as it resolved (`auto` never does): a Pillow result keeps the key
         it had before engines existed, a vips result never answers for a Pillow one or the reverse."""
         params = super().cache_params
-        if "engine" in params:
+        if engines.has_engine_parameter(type(self)):
             del params["engine"]
             if self.engine_name != "pillow":
                 params["engine"] = self.engine_name
@@ -275,14 +276,14 @@ class ImageMap(PerItemStep):
     def recipe_json(self) -> str:
         """The recipe names the engine as resolved, so a replay uses the engine that made the image."""
         params = self.params
-        if "engine" in params:
+        if engines.has_engine_parameter(type(self)):
             params["engine"] = self.engine_name
         return canonical_json(self.name) + "," + canonical_json(params)
 
     @classmethod
     def from_recipe(cls, params: dict[str, Any]) -> Step:
         """A recipe from before image engines names none: Pillow made it."""
-        if "engine" not in params and any(f.name == "engine" for f in dataclasses.fields(cls)):
+        if "engine" not in params and engines.has_engine_parameter(cls):
             params = {**params, "engine": "pillow"}
         return cls(**params)
 

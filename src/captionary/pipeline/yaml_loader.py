@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from captionary.core import yaml_limits
+from captionary.core import engines, yaml_limits
 from captionary.errors import ConfigError, ParamError
 from captionary.pipeline import dataflow_gen
 from captionary.pipeline.params import check
@@ -179,7 +179,7 @@ class _Parser:
                     value = str(self._path(value))  # an explicitly relative model folder, shard pattern, ...
                 kwargs[key] = value
                 param_lines[key] = _line(value_node)
-        if self.image_engine is not None and "engine" in fields and "engine" not in kwargs:
+        if self.image_engine is not None and engines.has_engine_parameter(cls) and "engine" not in kwargs:
             kwargs["engine"] = self.image_engine
         missing = [
             name

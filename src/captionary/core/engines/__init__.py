@@ -10,8 +10,10 @@ engine's image, so a chain may mix steps of both. Everything outside the chain s
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
+import typing
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
@@ -54,6 +56,13 @@ class ImageEngine(Protocol):
 
     def encode(self, image: Any, target: str, quality: int) -> bytes:
         """File bytes in `target` (JPEG, PNG, WEBP) at `quality`."""
+
+
+@functools.cache
+def has_engine_parameter(cls: type) -> bool:
+    """A step class with an image `engine` parameter (annotated `EngineName`): a parameter of another
+    meaning that happens to be called `engine` (a user's OCR engine) is left alone."""
+    return typing.get_type_hints(cls).get("engine") == EngineName
 
 
 def vips_available() -> bool:
