@@ -38,6 +38,7 @@ LAZY_ON_CACHED_RUN = (
     "multiprocessing",
     "concurrent.futures.process",
     "PIL.Image",  # the folder's extensions are told without Pillow's plugin registry
+    "pyvips",  # the vips image engine (~80 ms): `auto` is resolved without importing it
 )
 
 

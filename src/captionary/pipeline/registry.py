@@ -67,4 +67,4 @@ STEPS = Registry()
 """Every step: builtin ones are declared by `import captionary` (captionary/builtin_steps.py) and
 register when their module is imported; plugins register when theirs is."""
 
-set_step_builder(lambda name, params: STEPS.get(name)(**params))  # core rebuilds recipes with it
+set_step_builder(lambda name, params: STEPS.get(name).from_recipe(params))  # core rebuilds recipes with it
