@@ -66,12 +66,26 @@ def source(tmp_path, uprights) -> Path:
     return folder
 
 
+ENGINE = {"name": "pillow"}
+
+
+@pytest.fixture(autouse=True)
+def on_each_engine(engine):
+    """Every export here runs on each image engine (`engine` of the image steps and `save`)."""
+    ENGINE["name"] = engine
+    return engine
+
+
+def on_engine(step):
+    return type(step)(**{**step.params, "engine": ENGINE["name"]})
+
+
 def export(source: Path, out: Path, *steps, **options):
     with Workspace(out.parent / "ws") as ws:
         pipeline = Load(source)
         for step in steps:
-            pipeline = pipeline >> step
-        return ws.run(pipeline >> Save(out, **options), progress=False)
+            pipeline = pipeline >> on_engine(step)
+        return ws.run(pipeline >> Save(out, engine=ENGINE["name"], **options), progress=False)
 
 
 def difference(a: Image.Image, b: Image.Image) -> float:
@@ -221,12 +235,14 @@ def test_parquet_with_pyarrow_and_the_hub_layout(source, tmp_path, uprights):
     )
 
 
-def test_parquet_shards_by_size_and_relative_paths_without_embedding(source, tmp_path, monkeypatch):
+def test_parquet_shards_by_size_and_relative_paths_without_embedding(source, tmp_path, monkeypatch, engine):
     pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "big"
     with Workspace(tmp_path / "ws") as ws:
-        save = Save(out, format="parquet", embed_images=True, max_shard_mb=1, image_format="png")
-        ws.run(Load(source) >> Resize(max_edge=1024, upscale=True) >> save, progress=False)
+        save = Save(
+            out, format="parquet", embed_images=True, max_shard_mb=1, image_format="png", engine=engine
+        )
+        ws.run(Load(source) >> Resize(max_edge=1024, upscale=True, engine=engine) >> save, progress=False)
     shards = sorted(p.name for p in (out / "data").iterdir())
     assert len(shards) > 1 and shards[-1] == f"train-{len(shards) - 1:05d}-of-{len(shards):05d}.parquet"
     assert sum(pq.read_metadata(out / "data" / s).num_rows for s in shards) == len(CASES)

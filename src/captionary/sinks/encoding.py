@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from captionary.core import engines
 from captionary.core.hashing import hash_bytes
 from captionary.core.images import EXIF_ORIENTATION, FORMAT_EXTENSIONS, normal_format
 from captionary.core.item import Item
@@ -32,6 +33,7 @@ class ImageEncoding:
 
     image_format: str
     quality: int
+    engine: str = "pillow"  # resolved: pillow | vips (core/engines)
 
     def target(self, item: Item) -> str | None:
         """The Pillow format to encode to, or None to copy the original bytes."""
@@ -42,21 +44,19 @@ class ImageEncoding:
         return None if untouched and target == item.format else target
 
     def digest(self, item: Item, target: str) -> str:
-        return f"{item.image_hash}:{target}:{self.quality}"
+        """Names the file's content: the image, format, quality and (when not Pillow) the engine."""
+        engine = "" if self.engine == "pillow" else f":{self.engine}"
+        return f"{item.image_hash}:{target}:{self.quality}{engine}"
 
     def encode(self, image: Any, target: str) -> bytes:
-        if target == "JPEG" and image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
-        buffer = io.BytesIO()
-        options: dict[str, Any] = {"quality": self.quality} if target in ("JPEG", "WEBP") else {}
-        image.save(buffer, format=target, **options)
-        return buffer.getvalue()
+        engine = engines.get(self.engine)
+        return engine.encode(engine.adopt(image), target, self.quality)
 
     def render(self, item: Item) -> tuple[str, bytes] | None:
         target = self.target(item)
         if target is None:
             return None
-        return self.digest(item, target), self.encode(item.image, target)
+        return self.digest(item, target), self.encode(item.pixels(engines.get(self.engine)), target)
 
     def plan(self, item: Item, stem: str, original: Callable[[], bytes]) -> PlannedFile:
         """The image file for `stem`: the original bytes when no step changed the pixels and the format
@@ -70,7 +70,7 @@ class ImageEncoding:
         def content() -> bytes:
             if item.rendered is not None and item.rendered[0] == digest:
                 return item.rendered[1]
-            return self.encode(item.image, target)
+            return self.encode(item.pixels(engines.get(self.engine)), target)
 
         return PlannedFile(stem + FORMAT_EXTENSIONS[target], digest, content)
 

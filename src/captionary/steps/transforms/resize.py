@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from captionary.core import engines
+from captionary.core.engines import EngineName
 from captionary.core.item import Item
 from captionary.pipeline.step import ImageMap, require
 
@@ -12,7 +14,9 @@ if TYPE_CHECKING:
 
 
 class Resize(ImageMap):
-    """Scale to a longer edge of max_edge, a shorter edge of min_edge, or about target_area pixels."""
+    """Scale to a longer edge of max_edge, a shorter edge of min_edge, or about target_area pixels.
+
+    `engine` (auto | pillow | vips) is the image library (auto: vips when installed)."""
 
     name: ClassVar[str] = "resize"
 
@@ -21,8 +25,10 @@ class Resize(ImageMap):
     target_area: int | None = None
     upscale: bool = False
     resample: Literal["lanczos", "bicubic", "bilinear", "nearest"] = "lanczos"
+    engine: EngineName = "auto"
 
     def validate(self) -> None:
+        engines.check(self.engine, f"{self.name}.engine")
         given = [p for p in ("max_edge", "min_edge", "target_area") if getattr(self, p) is not None]
         require(len(given) == 1, self, "give exactly one of max_edge, min_edge or target_area")
         for param in ("max_edge", "min_edge", "target_area"):
@@ -42,14 +48,9 @@ class Resize(ImageMap):
         return scale if scale < 1 else None
 
     def transform(self, image: Image, item: Item) -> Image:
-        from PIL import Image as PILImage
-
-        width, height = image.size
+        width, height = image.width, image.height
         scale = self.scale(width, height)
         if scale == 1 or (scale > 1 and not self.upscale):
             return image
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        if image.mode not in ("RGB", "RGBA", "L", "LA", "I", "F"):
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        method = getattr(PILImage.Resampling, self.resample.upper())
-        return image.resize(size, method, reducing_gap=3.0)
+        return self.in_engine(image, lambda engine, pixels: engine.resize(pixels, size, self.resample))
