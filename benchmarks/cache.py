@@ -282,11 +282,12 @@ def main() -> None:
                 f"python -X importtime -c 'import captionary.cli' (bytecode cached){suffix}: captionary.cli "
                 f"cumulative min {min(totals):.0f} ms, median {statistics.median(totals):.0f} ms"
             )
-        per_20k = best_s * 20_000 / args.n
+        per_20k = cli_s * 20_000 / args.n
         verdict = "met" if per_20k < 1.0 else "NOT met"
         print(
-            f"\ngoal: cached re-run of 20,000 images under 1 s -> {verdict} "
-            f"({best_s:.3f} s for {args.n}; {per_20k:.3f} s per 20,000)"
+            f"\ngoal: the CLI's cached re-run of 20,000 images under 1 s, start-up included -> {verdict} "
+            f"(median {cli_s:.3f} s for {args.n}; {per_20k:.3f} s per 20,000; the API's best "
+            f"{best_s:.3f} s)"
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
