@@ -119,21 +119,26 @@ def encode_rate(paths: list[Path]) -> float:
 
 
 def bare_client(url: str, bodies: list[bytes], concurrency: int) -> float:
-    """Requests/s of `concurrency` threads posting ready-made bodies on one httpx client: what this
+    """Requests/s of ready-made bodies posted `concurrency` at a time through the openai backend's own
+    transport (`backends/http_loop.py`: one event loop, aiohttp's transport when installed): what this
     machine's client and server manage at that concurrency, with no image work at all."""
-    import httpx
+    from captionary.backends.http_loop import HttpLoop
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Content-Type": "application/json"}
-    with httpx.Client(base_url=url, limits=limits, headers=headers) as client:
+    http = HttpLoop(
+        base_url=url, headers={"Content-Type": "application/json"}, timeout=60.0, concurrency=concurrency
+    )
 
-        def post(body: bytes) -> None:
-            client.post("/chat/completions", content=body).json()
+    async def post(body: bytes) -> None:
+        async with http.slots:
+            (await http.client.post("/chat/completions", content=body)).json()
 
+    try:
         start = time.perf_counter()
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(post, bodies))
+        for future in [http.submit(post(body)) for body in bodies]:
+            future.result()
         return len(bodies) / (time.perf_counter() - start)
+    finally:
+        http.close()
 
 
 def step_rate(ws: Workspace, photos: Path, url: str, concurrency: int, tokens: int, run: int) -> float:

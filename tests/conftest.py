@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,23 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_PHOTOS = REPO / "examples" / "photos"
+
+
+IMAGE_ENGINES = [
+    "pillow",
+    pytest.param(
+        "vips",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("pyvips") is None, reason="pyvips is not installed (the vips extra)"
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=IMAGE_ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each image engine in turn (`engine:` of the image steps and `save`); vips when installed."""
+    return request.param
 
 
 @pytest.fixture

@@ -183,3 +183,10 @@ def test_resize_hamming_is_close_to_the_area_mean(photos):
         distance[resample] = np.abs(np.asarray(resized, dtype=np.int16) - area).mean()
     assert distance["box"] < 0.5  # whole pixels: at 2x exactly the area mean (up to rounding)
     assert distance["hamming"] < 1.0 and distance["hamming"] < distance["lanczos"]
+
+
+def test_resize_hamming_and_box_are_pillow_filters():
+    assert Resize(max_edge=10, resample="box").engine_name == "pillow"  # auto: Pillow, whatever is installed
+    assert Resize(max_edge=10, resample="hamming", engine="pillow").engine_name == "pillow"
+    with pytest.raises(ParamError, match="hamming is a Pillow filter"):
+        Resize(max_edge=10, resample="hamming", engine="vips")

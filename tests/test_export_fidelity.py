@@ -66,12 +66,26 @@ def source(tmp_path, uprights) -> Path:
     return folder
 
 
+ENGINE = {"name": "pillow"}
+
+
+@pytest.fixture(autouse=True)
+def on_each_engine(engine):
+    """Every export here runs on each image engine (`engine` of the image steps and `save`)."""
+    ENGINE["name"] = engine
+    return engine
+
+
+def on_engine(step):
+    return type(step)(**{**step.params, "engine": ENGINE["name"]})
+
+
 def export(source: Path, out: Path, *steps, **options):
     with Workspace(out.parent / "ws") as ws:
         pipeline = Load(source)
         for step in steps:
-            pipeline = pipeline >> step
-        return ws.run(pipeline >> Save(out, **options), progress=False)
+            pipeline = pipeline >> on_engine(step)
+        return ws.run(pipeline >> Save(out, engine=ENGINE["name"], **options), progress=False)
 
 
 def difference(a: Image.Image, b: Image.Image) -> float:
@@ -221,12 +235,14 @@ def test_parquet_with_pyarrow_and_the_hub_layout(source, tmp_path, uprights):
     )
 
 
-def test_parquet_shards_by_size_and_relative_paths_without_embedding(source, tmp_path, monkeypatch):
+def test_parquet_shards_by_size_and_relative_paths_without_embedding(source, tmp_path, monkeypatch, engine):
     pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "big"
     with Workspace(tmp_path / "ws") as ws:
-        save = Save(out, format="parquet", embed_images=True, max_shard_mb=1, image_format="png")
-        ws.run(Load(source) >> Resize(max_edge=1024, upscale=True) >> save, progress=False)
+        save = Save(
+            out, format="parquet", embed_images=True, max_shard_mb=1, image_format="png", engine=engine
+        )
+        ws.run(Load(source) >> Resize(max_edge=1024, upscale=True, engine=engine) >> save, progress=False)
     shards = sorted(p.name for p in (out / "data").iterdir())
     assert len(shards) > 1 and shards[-1] == f"train-{len(shards) - 1:05d}-of-{len(shards):05d}.parquet"
     assert sum(pq.read_metadata(out / "data" / s).num_rows for s in shards) == len(CASES)
@@ -312,3 +328,24 @@ def test_prompt_items_are_rows_only_in_text_formats(source, tmp_path, fmt):
         assert len(rows) == len(CASES) + 2
     else:
         assert "moon" not in "".join(p.name for p in out.rglob("*"))
+
+
+def test_an_orientation_named_only_in_xmp_is_turned_too(tmp_path, uprights):
+    """Copying an original skips Pillow for a JPEG whose header names no orientation; one named only
+    in XMP (`tiff:Orientation`, no EXIF at all) must still go through Pillow and come out upright."""
+    from captionary.sinks.encoding import _jpeg_names_no_orientation
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    want = uprights["dog/turned6"]
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><tiff:Orientation>6</tiff:Orientation></x:xmpmeta>'
+    want.transpose(STORED[6]).save(folder / "xmp.jpg", quality=95, xmp=xmp)
+    want.save(folder / "bare.jpg", quality=95)  # no EXIF, no XMP: copied without a parse
+    assert not _jpeg_names_no_orientation((folder / "xmp.jpg").read_bytes())
+    assert _jpeg_names_no_orientation((folder / "bare.jpg").read_bytes())
+    out = tmp_path / "out"
+    export(folder, out)
+    turned = Image.open(out / "xmp.jpg")
+    assert turned.size == want.size
+    assert difference(turned, want) < 6 < difference(turned, want.transpose(Image.Transpose.ROTATE_180))
+    assert (out / "bare.jpg").read_bytes() == (folder / "bare.jpg").read_bytes()

@@ -48,12 +48,19 @@ def _bomb() -> bytes:
     return buffer.getvalue()
 
 
-def test_the_zoo(zoo, tmp_path):
+def zoo_pipeline(zoo, out, engine):
+    return (
+        Load(zoo)
+        >> Convert(engine=engine)
+        >> Resize(max_edge=40, engine=engine)
+        >> Save(out, image_format="jpg", engine=engine)
+    )
+
+
+def test_the_zoo(zoo, tmp_path, engine):
     out = tmp_path / "out"
     with Workspace(tmp_path / "ws") as ws:
-        summary = ws.run(
-            Load(zoo) >> Convert() >> Resize(max_edge=40) >> Save(out, image_format="jpg"), progress=False
-        )
+        summary = ws.run(zoo_pipeline(zoo, out, engine), progress=False)
         items = {item.name: item for item in ws.items()}
     [bomb] = summary.errors
     assert bomb["source"].endswith("bomb.png") and "decompression bomb" in bomb["reason"]
@@ -70,8 +77,8 @@ def test_the_zoo(zoo, tmp_path):
     assert Image.open(out / "cmyk.jpg").mode == "RGB"
 
 
-def test_the_zoo_rerun_is_fully_cached(zoo, tmp_path):
-    pipeline = Load(zoo) >> Convert() >> Resize(max_edge=40) >> Save(tmp_path / "out", image_format="jpg")
+def test_the_zoo_rerun_is_fully_cached(zoo, tmp_path, engine):
+    pipeline = zoo_pipeline(zoo, tmp_path / "out", engine)
     with Workspace(tmp_path / "ws") as ws:
         ws.run(pipeline, progress=False)
         again = ws.run(pipeline, progress=False)
@@ -119,6 +126,22 @@ def test_truncated_images_are_their_items_errors(truncated, tmp_path, verify):
     assert set(reasons) == {f"cut-{size}.jpg" for size in CUTS} | {"half.png"}
     assert all("truncated" in reason or "not an image" in reason for reason in reasons.values()), reasons
     assert summary.step("save").n_out == 1 and (tmp_path / "out" / "good.jpg").exists()
+
+
+@pytest.mark.parametrize("verify", [None, False])
+def test_truncated_images_decoded_by_each_engine_are_their_items_errors(truncated, tmp_path, verify, engine):
+    """With a resize after it, `load` leaves decoding to the chain (verify None) or never does it:
+    the engine's decode finds the cut files, each its item's error, and the run completes."""
+    pipeline = Load(truncated, verify=verify) >> Resize(max_edge=64, engine=engine)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(
+            pipeline >> Save(tmp_path / "out", image_format="png", engine=engine), progress=False
+        )
+    assert summary.status == "completed"
+    reasons = {os.path.basename(e["source"]): e["reason"] for e in summary.errors}
+    assert set(reasons) == {f"cut-{size}.jpg" for size in CUTS} | {"half.png"}
+    assert all("truncated" in reason or "not an image" in reason for reason in reasons.values()), reasons
+    assert summary.step("save").n_out == 1 and (tmp_path / "out" / "good.png").exists()
 
 
 def test_truncated_images_in_a_manifest_and_downloaded(truncated, tmp_path):
@@ -446,6 +469,22 @@ def test_a_symlinked_output_folder_is_not_followed_outside(photos, tmp_path):
     assert reasons and all("resolves outside the output folder" in r for r in reasons)
     assert list(elsewhere.iterdir()) == []
     assert (out / "cat" / "00.jpg").is_file()
+
+
+def test_a_symlinked_output_file_is_not_followed_outside(photos, tmp_path):
+    """Folders are resolved once per run, the file itself by its own lstat: a link planted where an
+    output goes, pointing outside, is still refused, and what it points at is left as it was."""
+    out = tmp_path / "out"
+    (out / "cat").mkdir(parents=True)
+    victim = tmp_path / "victim.jpg"
+    victim.write_bytes(b"not yours")
+    os.symlink(victim, out / "cat" / "00.jpg")
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(Load(photos) >> Save(out), progress=False)
+    [error] = summary.errors
+    assert "resolves outside the output folder" in error["reason"] and "cat/00.jpg" in error["reason"]
+    assert victim.read_bytes() == b"not yours"
+    assert (out / "cat" / "01.jpg").is_file() and not (out / "cat" / "01.jpg").is_symlink()
 
 
 # --- hand edits in the output folder (issue 13, item 8) ----------------------------------------------

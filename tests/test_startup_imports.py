@@ -1,4 +1,5 @@
-"""The CLI's start-up stays light: `import captionary.cli`, and a cached `captionary run`, leave out the
+"""The CLI's start-up stays light: `import captionary` imports no step module (a pipeline imports the
+steps it names); `import captionary.cli`, and a cached `captionary run`, leave out the
 standard-library modules only downloads, shards, review servers, process pools and error hints need
 (imported where they are used), and a cached run of a folder of JPEGs leaves out Pillow. Every step is
 still registered (tests/test_step_contract.py)."""
@@ -37,6 +38,7 @@ LAZY_ON_CACHED_RUN = (
     "multiprocessing",
     "concurrent.futures.process",
     "PIL.Image",  # the folder's extensions are told without Pillow's plugin registry
+    "pyvips",  # the vips image engine (~80 ms): `auto` is resolved without importing it
 )
 
 
@@ -55,6 +57,35 @@ def _loaded(code: str, names: tuple[str, ...], cwd: str | None = None) -> list[s
 
 def test_import_cli_does_not_load_what_only_some_commands_need():
     assert _loaded("import captionary.cli", LAZY_AT_IMPORT) == []
+
+
+def _step_modules_after(code: str, cwd: str | None = None) -> set[str]:
+    probe = (
+        f"{code}\nimport json, sys\nprint(json.dumps(sorted(m for m in sys.modules if m.startswith("
+        "('captionary.steps.', 'captionary.sources.', 'captionary.sinks.')))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=cwd, check=True)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_import_captionary_imports_no_step_and_a_run_only_the_steps_it_names(tmp_path):
+    from captionary.builtin_steps import STEP_CLASSES
+
+    step_modules = {module for module, _ in STEP_CLASSES.values()}
+    assert not _step_modules_after("import captionary.cli") & step_modules
+    assert _step_modules_after("from captionary import Resize") & step_modules == {
+        "captionary.steps.transforms.resize"
+    }
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (40, 30), "teal").save(tmp_path / "photos" / "a.jpg")
+    (tmp_path / "p.yaml").write_text(
+        "workspace: ws\nsteps:\n  - load: {path: photos}\n  - resize: {max_edge: 16}\n"
+        "  - save: {path: out, format: kohya}\n"
+    )
+    run = "from captionary.cli import main\nassert main(['run', 'p.yaml', '--no-progress']) == 0"
+    named = {"captionary.sources.folder", "captionary.steps.transforms.resize", "captionary.sinks.save"}
+    assert _step_modules_after(run, cwd=str(tmp_path)) & step_modules == named
+    assert (tmp_path / "out" / "a.jpg").exists()
 
 
 def test_a_cached_cli_run_does_not_load_downloads_shards_or_a_process_pool(tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import pkgutil
 import shutil
@@ -146,9 +147,19 @@ def test_every_step_class_is_registered_by_import_captionary():
     registered = set(json.loads(subprocess.check_output([sys.executable, "-c", script], text=True)))
     missing = {name: origin for name, origin in step_classes_in_package().items() if name not in registered}
     assert not missing, (
-        "step(s) defined but not registered by `import captionary` (import the module in "
-        f"captionary/__init__.py): {missing}"
+        "step(s) defined but not registered by `import captionary` (add a line to "
+        f"captionary/builtin_steps.py): {missing}"
     )
+
+
+def test_the_builtin_table_names_the_module_and_class_of_every_step():
+    from captionary.builtin_steps import STEP_CLASSES, lazy_exports
+
+    for name, (module, class_name) in STEP_CLASSES.items():
+        cls = STEPS.get(name)
+        assert (cls.__module__, cls.__name__) == (module, class_name), name
+    for class_name, module in lazy_exports().items():
+        assert getattr(captionary, class_name).__module__ == module, class_name
 
 
 def test_captionary_steps_lists_every_step_with_its_whole_doc(capsys):
@@ -198,6 +209,10 @@ def test_step_builds_from_yaml_and_is_in_the_readme(name, tmp_path):
     assert f"`{name}`" in readme or f"- {name}:" in readme, f"step {name!r} is not documented in README.md"
 
 
+def _has_engine(name: str) -> bool:
+    return any(field.name == "engine" for field in dataclasses.fields(STEPS.get(name)))
+
+
 def _build(cls: type[Step], params: dict, folder) -> Step:
     steps = [{cls.name: params}]
     if cls.kind != "source":
@@ -207,16 +222,33 @@ def _build(cls: type[Step], params: dict, folder) -> Step:
 
 
 RUNNABLE = [name for name, cls in PACKAGE_STEPS if name not in NOT_RUN]
+NO_VIPS = pytest.mark.skipif(
+    importlib.util.find_spec("pyvips") is None, reason="pyvips is not installed (the vips extra)"
+)
 
 
-@pytest.mark.parametrize("name", RUNNABLE)
-def test_step_reruns_from_cache_and_fails_a_corrupt_image_alone(name, tmp_path):
+def _on_engines(name: str) -> list:
+    """A step with an image `engine` runs on each engine (vips where pyvips is installed)."""
+    if not _has_engine(name):
+        return [pytest.param(name, None, id=name)]
+    return [
+        pytest.param(name, "pillow", id=f"{name}-pillow"),
+        pytest.param(name, "vips", id=f"{name}-vips", marks=NO_VIPS),
+    ]
+
+
+ON_ENGINES = [param for name in RUNNABLE for param in _on_engines(name)]
+
+
+@pytest.mark.parametrize(("name", "engine"), ON_ENGINES)
+def test_step_reruns_from_cache_and_fails_a_corrupt_image_alone(name, engine, tmp_path):
     cls = STEPS.get(name)
     _inputs(tmp_path)
     steps = [{"load": {"path": "photos", "verify": False}}]  # the corrupt image reaches the step
     if cls.kind != "source":
         steps.append({name: EXAMPLES.get(name, {})})
-    spec = parse_pipeline(yaml.safe_dump({"workspace": "ws", "steps": steps}), base=tmp_path)
+    spec = {"workspace": "ws", "steps": steps, **({"image_engine": engine} if engine else {})}
+    spec = parse_pipeline(yaml.safe_dump(spec), base=tmp_path)
     stats_name = list(spec.pipeline)[-1].name
     with Workspace(tmp_path / "ws") as ws:
         first = ws.run(spec.pipeline, progress=False, workers=0)

@@ -199,7 +199,7 @@ def test_unknown_top_level_key(tmp_path, photos):
     )
     error = config_error(path)
     assert error.line == 2
-    assert "unknown key 'step' (valid keys: workspace, blobs, imports, steps)" in str(error)
+    assert "unknown key 'step' (valid keys: workspace, blobs, imports, image_engine, steps)" in str(error)
 
 
 def test_missing_steps(tmp_path):

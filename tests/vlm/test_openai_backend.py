@@ -16,6 +16,17 @@ FAST = {"retry_backoff": 0.01, "max_retries": 2}
 SERVERS: list[FakeOpenAI] = []
 
 
+TRANSPORT = {"transport": "auto"}
+
+
+@pytest.fixture(autouse=True, params=["aiohttp", "httpx"])
+def _transport(request):
+    """Every test on both HTTP transports (aiohttp's through httpx-aiohttp, httpx's own)."""
+    TRANSPORT["transport"] = request.param
+    yield
+    TRANSPORT["transport"] = "auto"
+
+
 @pytest.fixture(autouse=True)
 def _stop_servers():
     yield
@@ -29,7 +40,8 @@ def serve(**kwargs) -> FakeOpenAI:
 
 
 def backend(server, **options):
-    return make_backend(BackendConfig("openai", "test-model", options={"base_url": server.url, **options}))
+    options = {"base_url": server.url, **TRANSPORT, **options}
+    return make_backend(BackendConfig("openai", "test-model", options=options))
 
 
 def photo(name: str = "dog/00.jpg") -> Image.Image:
@@ -168,3 +180,18 @@ def test_submitted_requests_keep_their_order_and_a_failed_preparation_fails_only
     assert [h.prompt for h in server.hits] == ["first", "third"]
     assert isinstance(results[1], OSError)
     assert results[2].texts[0].startswith("a 64x") and results[2].texts[0].endswith("for: third")
+
+
+def test_asking_for_the_aiohttp_transport_without_httpx_aiohttp_names_the_extra(monkeypatch):
+    from captionary.backends import http_loop
+
+    monkeypatch.setattr(http_loop, "aiohttp_transport_available", lambda: False)
+    server = serve()
+    with (
+        pytest.raises(ConfigError, match=r"httpx-aiohttp .*captionary\[openai\]"),
+        backend(server, transport="aiohttp") as b,
+    ):
+        b.generate([Request("hello")])
+    with backend(server, transport="auto") as b:  # auto falls back to httpx's own transport
+        assert b.generate([Request("hello")])[0].texts == ["no image for: hello"]
+        assert b._http.transport == "httpx"

@@ -2,14 +2,16 @@
 endpoint, vLLM or llama.cpp servers, Ollama, LM Studio, OpenRouter).
 
 Images go as base64 JPEG data URLs, downscaled to `max_image_edge`. Requests run concurrently, at most
-`concurrency` at a time; 429 and 5xx answers, timeouts and dropped connections are retried up to
-`max_retries` times with exponential backoff, waiting at least what a `Retry-After` header asks. The
-API key comes from the environment variable `api_key_env` (default `OPENAI_API_KEY`); a local server
-needs none.
+`concurrency` at a time, on one event loop thread (`http_loop.py`: aiohttp's transport when
+httpx-aiohttp is installed; `transport` chooses); 429 and 5xx answers, timeouts and dropped
+connections are retried up to `max_retries` times with exponential backoff, waiting at least what a
+`Retry-After` header asks. The API key comes from the environment variable `api_key_env` (default
+`OPENAI_API_KEY`); a local server needs none.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import ipaddress
@@ -18,12 +20,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
 
 from captionary.backends.base import Backend, Request, Result
+from captionary.backends.http_loop import HttpLoop
 from captionary.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ class OpenAIBackend(Backend):
         "max_retry_wait": 60.0,  # no single wait longer than this, whatever Retry-After says
         "jpeg_quality": 90,
         "extra_body": {},  # merged into every request body (e.g. top_k for a vLLM server)
+        "transport": "auto",  # auto (aiohttp's when httpx-aiohttp is installed) | aiohttp | httpx
     }
     cache_options: ClassVar[tuple[str, ...]] = ("jpeg_quality", "extra_body")
     default_max_image_edge: ClassVar[int | None] = 1024
@@ -57,8 +61,7 @@ class OpenAIBackend(Backend):
 
     def __init__(self, config: Any):
         super().__init__(config)
-        self._client: httpx.Client | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._http: HttpLoop | None = None
         self._lock = threading.Lock()
         self.requests_sent = 0  # HTTP requests, retries included
         self.retries = 0
@@ -69,31 +72,30 @@ class OpenAIBackend(Backend):
 
     def load(self) -> None:
         with self._lock:  # the step may send its first requests (submit) while setup() loads
-            if self._client is None:
+            if self._http is None:
                 self._open()
 
     def _open(self) -> None:
-        import httpx
-
-        workers = max(1, int(self.settings["concurrency"]))
         headers = {"Content-Type": "application/json"}
         if key := self._api_key():
             headers["Authorization"] = f"Bearer {key}"
-        self._client = httpx.Client(
+        self._http = HttpLoop(
             base_url=str(self.settings["base_url"]).rstrip("/"),
             headers=headers,
-            timeout=httpx.Timeout(float(self.settings["timeout"])),
-            limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers),
+            timeout=float(self.settings["timeout"]),
+            concurrency=self.concurrency,
+            transport=self.settings["transport"],
         )
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="captionary-openai")
+
+    @property
+    def concurrency(self) -> int:
+        return max(1, int(self.settings["concurrency"]))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
 
     def _api_key(self) -> str | None:
         env = self.settings["api_key_env"] or "OPENAI_API_KEY"
@@ -110,18 +112,27 @@ class OpenAIBackend(Backend):
 
     def submit(self, request: Request | Callable[[], Request]) -> Future[Result]:
         """The request queued for the next free one of `concurrency` connections."""
-        if self._pool is None:
-            self.load()
-        assert self._pool is not None
-        return self._pool.submit(self._complete, request)
+        http = self._http or self._loaded()
+        return http.submit(self._complete(http, request))
 
-    def _complete(self, request: Request | Callable[[], Request]) -> Result:
-        return self._complete_request(request if isinstance(request, Request) else request())
+    def _loaded(self) -> HttpLoop:
+        self.load()
+        assert self._http is not None
+        return self._http
 
-    def _complete_request(self, request: Request) -> Result:
+    async def _complete(self, http: HttpLoop, request: Request | Callable[[], Request]) -> Result:
+        async with http.slots:  # slots are taken in the order requests were submitted
+            if not isinstance(request, Request):
+                request = await http.in_thread(request)
+            return await self._complete_request(http, request)
+
+    async def _complete_request(self, http: HttpLoop, request: Request) -> Result:
         """All `n` texts of one request (asking again for the rest when a server ignores `n`)."""
         try:
-            images = [image if isinstance(image, str) else self._data_url(image) for image in request.images]
+            if all(isinstance(image, str) for image in request.images):
+                images = list(request.images)
+            else:  # PIL images: encoded off the loop
+                images = await http.in_thread(lambda: [self._data_url_of(image) for image in request.images])
         except OSError as exc:
             return Result(error=f"cannot encode the image: {exc}")
         result = Result()
@@ -131,7 +142,7 @@ class OpenAIBackend(Backend):
             if missing <= 0:
                 break
             body = self._body(request, images, missing, attempt)
-            answer = self._post(body)
+            answer = await self._post_async(http, body)
             if isinstance(answer, str):
                 return Result(error=answer, prompt_tokens=result.prompt_tokens)
             try:
@@ -175,17 +186,23 @@ class OpenAIBackend(Backend):
         return body
 
     def _post(self, body: dict[str, Any], path: str = "/chat/completions") -> dict[str, Any] | str:
+        """`_post_async` from a thread of one's own (waits for the answer)."""
+        http = self._http or self._loaded()
+        return http.call(self._post_async(http, body, path))
+
+    async def _post_async(
+        self, http: HttpLoop, body: dict[str, Any], path: str = "/chat/completions"
+    ) -> dict[str, Any] | str:
         """The decoded JSON answer, or an error message once retries are spent."""
         import httpx
 
-        assert self._client is not None
         retries = int(self.settings["max_retries"])
         for attempt in range(retries + 1):
             with self._lock:
                 self.requests_sent += 1
             wait: float | None = None
             try:
-                response = self._client.post(path, json=body)
+                response = await http.client.post(path, json=body)
             except httpx.TimeoutException:
                 problem = f"timed out after {self.settings['timeout']} s"
             except httpx.TransportError as exc:
@@ -205,12 +222,15 @@ class OpenAIBackend(Backend):
             backoff = float(self.settings["retry_backoff"]) * 2**attempt * (1 + random.random() / 4)
             with self._lock:
                 self.retries += 1
-            time.sleep(min(float(self.settings["max_retry_wait"]), max(wait or 0.0, backoff)))
+            await asyncio.sleep(min(float(self.settings["max_retry_wait"]), max(wait or 0.0, backoff)))
         raise AssertionError("unreachable")
 
     def prepare_image(self, image: Image) -> str:
         """The JPEG data URL (encoded in the step's decode threads, ahead of the request)."""
         return self._data_url(image)
+
+    def _data_url_of(self, image: Image | str) -> str:
+        return image if isinstance(image, str) else self._data_url(image)
 
     def _data_url(self, image: Image) -> str:
         edge = self.settings["max_image_edge"]

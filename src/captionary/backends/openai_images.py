@@ -15,6 +15,7 @@ import io
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from captionary.backends.http_loop import HttpLoop
 from captionary.backends.images import ImageBackend, ImageRequest, ImageResult
 from captionary.backends.openai import OpenAIBackend
 
@@ -34,14 +35,11 @@ class OpenAIImagesBackend(OpenAIBackend, ImageBackend):
     reproducible: ClassVar[bool] = False
 
     def generate(self, requests: Sequence[ImageRequest]) -> list[ImageResult]:  # type: ignore[override]
-        if self._pool is None:
-            self.load()
-        assert self._pool is not None
-        return list(self._pool.map(self._image, requests))
+        http = self._http or self._loaded()
+        futures = [http.submit(self._image(http, request)) for request in requests]
+        return [future.result() for future in futures]
 
-    def _image(self, request: ImageRequest) -> ImageResult:
-        from PIL import Image
-
+    async def _image(self, http: HttpLoop, request: ImageRequest) -> ImageResult:
         params = request.params.as_dict()
         refused = [k for k in UNSUPPORTED if k in params]
         if refused:
@@ -55,29 +53,35 @@ class OpenAIImagesBackend(OpenAIBackend, ImageBackend):
             body["response_format"] = self.settings["response_format"]
         body.update(params)  # ImageParams.extra: other API fields
         body.update(self.settings["extra_body"] or {})
-        answer = self._post(body, "/images/generations")
+        async with http.slots:
+            answer = await self._post_async(http, body, "/images/generations")
         if isinstance(answer, str):
             return ImageResult(error=answer)
-        try:
-            data = base64.b64decode(answer["data"][0]["b64_json"], validate=True)
-            image = Image.open(io.BytesIO(data))
-            image.load()
-        except (KeyError, IndexError, TypeError, binascii.Error, OSError) as exc:
-            return ImageResult(
-                error=f"malformed images answer ({type(exc).__name__}: {exc}): {answer!r:.200}"
-            )
-        usage = answer.get("usage") or {}
-        return ImageResult(
-            image=image,
-            usage={
-                "requests": 1,
-                "input_tokens": int(usage.get("input_tokens", 0) or 0),
-                "output_tokens": int(usage.get("output_tokens", 0) or 0),
-            },
-        )
+        return await http.in_thread(lambda: _decoded(answer))
 
     def usage(self) -> dict[str, int]:
         with self._lock:
             counts = {"http_requests": self.requests_sent, "retries": self.retries}
             self.requests_sent = self.retries = 0
         return {k: v for k, v in counts.items() if v}
+
+
+def _decoded(answer: dict[str, Any]) -> ImageResult:
+    """The image of an images API answer (base64 PNG/JPEG), or what is wrong with the answer."""
+    from PIL import Image
+
+    try:
+        data = base64.b64decode(answer["data"][0]["b64_json"], validate=True)
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (KeyError, IndexError, TypeError, binascii.Error, OSError) as exc:
+        return ImageResult(error=f"malformed images answer ({type(exc).__name__}: {exc}): {answer!r:.200}")
+    usage = answer.get("usage") or {}
+    return ImageResult(
+        image=image,
+        usage={
+            "requests": 1,
+            "input_tokens": int(usage.get("input_tokens", 0) or 0),
+            "output_tokens": int(usage.get("output_tokens", 0) or 0),
+        },
+    )

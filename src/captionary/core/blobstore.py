@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from captionary.core.atomic import remove_temp_files, write_atomic
+from captionary.core.atomic import read_file, remove_temp_files, write_atomic
 from captionary.core.hashing import hash_bytes
 from captionary.core.locations import Location, read_location
 
@@ -38,7 +38,7 @@ class BlobStore:
     def get(self, digest: str) -> bytes:
         path = self.path(digest)
         try:
-            return path.read_bytes()
+            return read_file(str(path))
         except FileNotFoundError:
             try:
                 location = json.loads(path.with_name(digest + REF_SUFFIX).read_bytes())

@@ -184,6 +184,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
 def db_text(text: str) -> str:
     """Text safe to store: bytes of a file name that are not UTF-8 (a Latin-1 name on Linux) are
     written as \\xNN, the same way every time."""
+    if text.isascii():  # no surrogates: as it is (most names; a cached run asks for every path)
+        return text
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 

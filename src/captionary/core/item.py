@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import io
-import math
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
+from captionary.core import engines
 from captionary.errors import ItemError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from captionary.core.blobstore import BlobStore
+    from captionary.core.engines import ImageEngine
 
 
 class ImageTransform(Protocol):
@@ -35,6 +35,12 @@ class ImageTransform(Protocol):
     def draft_scale(self, width: int, height: int) -> float | None: ...
 
     def transform(self, image: Image, item: Item) -> Image: ...
+
+
+def engine_of(step: ImageTransform | None) -> ImageEngine:
+    """The image engine a step works in (`ImageMap.image_engine`); Pillow for any other transform."""
+    engine = getattr(step, "image_engine", None)
+    return engine if engine is not None else engines.get("pillow")
 
 
 RecipeEntry = tuple[ImageTransform, dict[str, Any]]
@@ -104,7 +110,7 @@ class Item:
         self.rendered: tuple[str, bytes] | None = None  # a sink's encoded file, made where pixels were
         self._store = store
         self._decoded: Image | None = None
-        self._draft: bytes | None = None  # prefix of the step whose draft scale decoded `_decoded`
+        self._draft: tuple | None = None  # how `_decoded` was decoded: (draft step's prefix, engine)
 
     def __getitem__(self, key: str) -> Any:
         return self.props[key]
@@ -131,42 +137,69 @@ class Item:
 
     @property
     def image(self) -> Image:
-        """The current image, decoded once, upright (EXIF orientation applied).
+        """The current image as a PIL image, decoded once, upright (EXIF orientation applied).
 
         A derived image is recomputed: the base decoded exactly as its first image step decoded it
-        (see `ImageMap.draft_scale`), then every step of the recipe applied again.
+        (see `ImageMap.draft_scale`), in that step's image engine, then every step of the recipe
+        applied again.
         """
+        return self.pixels(engines.get("pillow"))
+
+    def pixels(self, engine: ImageEngine) -> Any:
+        """The current image as `engine`'s image type (see `core/engines`); an original not decoded
+        yet is decoded by `engine`."""
         if self._decoded is None:
-            first = self.recipe[0][0] if self.recipe else None
-            image = self._decode(first)
-            for step, props in self.recipe:
-                image = step.transform(image, Item(self.id, None, props, self.source, self.name))
-            self._decoded = image
+            if self.recipe:
+                image = self._decode(self.recipe[0][0])
+                for step, props in self.recipe:  # each step gets its engine's image
+                    image = engine_of(step).adopt(image)
+                    image = step.transform(image, Item(self.id, None, props, self.source, self.name))
+                self._decoded = engines.owner(image).realize(image)
+            else:
+                self._decoded = self._decode(None, engine)
+        if not engine.owns(self._decoded):
+            self._decoded = engine.adopt(self._decoded)
         return self._decoded
 
-    def pixels_for(self, step: ImageTransform) -> Image:
-        """The image as input to image step `step`: for an underived image, decoded at the scale the
-        step asks for (a replayed recipe decodes the same way, so both give identical pixels)."""
-        if self.recipe or not step.wants_draft:
-            return self.image
-        if self._decoded is None or self._draft != step.cache_prefix:
-            self._decoded = self._decode(step)
-        return self._decoded
+    def realize_pixels(self) -> None:
+        """Compute the pixels now if they are a lazy engine's (a vips decode not read yet): decode errors
+        surface here, and the image may then be read any number of times."""
+        if self._decoded is not None:
+            self._decoded = engines.owner(self._decoded).realize(self._decoded)
 
-    def _decode(self, step: ImageTransform | None) -> Image:
+    def pixels_for(self, step: ImageTransform) -> Any:
+        """The image as input to image step `step`, in its engine. An underived image is decoded as
+        the step decodes it, at the scale it asks for, by its engine: a replayed recipe decodes the
+        same way (its first step's), so both give identical pixels."""
+        engine = engine_of(step)
+        if self.recipe:
+            return self.pixels(engine)
+        key = _decode_key(step, engine)
+        # a step that asks for no draft takes the decode already there, if its engine made it
+        usable = self._draft == key if step.wants_draft else (self._draft or key)[1] == engine.name
+        if self._decoded is None or not usable:
+            self._decoded = self._decode(step, engine)
+        return self.pixels(engine)
+
+    def _decode(self, step: ImageTransform | None, engine: ImageEngine | None = None) -> Any:
         if self.base == NO_IMAGE:
             raise ItemError(NO_IMAGE_ERROR)
         if self._store is None:
             raise RuntimeError("item is not attached to a blob store")
+        engine = engine or engine_of(step)
         draft = step.draft_scale if step is not None and step.wants_draft else None
-        self._draft = step.cache_prefix if draft is not None else None
+        self._draft = _decode_key(step, engine)
         shared = getattr(_decodes, "shared", None)
-        if shared is None:
-            return decode_image(self._store.get(self.base), draft)
+        if shared is None:  # a lazy engine's image (vips) is read once, by the step that asked
+            return engine.decode(self._store.get(self.base), draft)
         key = (self.base, self._draft)
         if shared.get("key") != key:  # one entry: siblings arrive together, others never wait in memory
             shared["image"] = None
-            shared["image"], shared["key"] = decode_image(self._store.get(self.base), draft), key
+            image = engine.decode(self._store.get(self.base), draft)
+            shared["image"], shared["key"] = (None if engine.lazy else image), key
+            return image
+        if shared["image"] is None:  # a sibling of a lazy decode (read once): decoded again, kept
+            shared["image"] = engine.realize(engine.decode(self._store.get(self.base), draft))
         return shared["image"]
 
     @property
@@ -225,6 +258,13 @@ class Item:
 _decodes = threading.local()
 
 
+def _decode_key(step: ImageTransform | None, engine: ImageEngine) -> tuple[bytes | None, str]:
+    """How an original is decoded for `step`: the draft step's cache prefix (None: full size) and
+    the engine's name. Pixels decoded another way are decoded again."""
+    wants = step is not None and step.wants_draft
+    return (step.cache_prefix if wants else None, engine.name)
+
+
 @contextlib.contextmanager
 def sharing_decodes() -> Iterator[None]:
     """Within the block (in this thread), consecutive items with the same base decode it once: the
@@ -238,22 +278,9 @@ def sharing_decodes() -> Iterator[None]:
 
 
 def decode_image(data: bytes, draft: Callable[[int, int], float | None] | None = None) -> Image:
-    """Decode (so truncation is caught here) and apply EXIF orientation.
+    """Decode with Pillow (so truncation is caught here) and apply EXIF orientation.
 
     `draft(width, height)` (upright size) may return a scale < 1: a JPEG is then decoded at the
     smallest DCT scale that keeps at least that much of its size, which is several times faster.
     """
-    from PIL import Image, ImageOps
-
-    image = Image.open(io.BytesIO(data))
-    scale = draft(*_upright(image)) if draft is not None and image.format in ("JPEG", "MPO") else None
-    if scale is not None and scale < 1:
-        image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
-    image.load()
-    ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of the pixels when upright
-    return image
-
-
-def _upright(image: Any) -> tuple[int, int]:
-    width, height = image.size
-    return (height, width) if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
+    return engines.get("pillow").decode(data, draft)

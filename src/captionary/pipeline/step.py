@@ -27,10 +27,11 @@ import json
 import threading
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from captionary.core import engines
 from captionary.core.arrays import externalize
 from captionary.core.hashing import canonical_json, step_prefix
 from captionary.core.item import ORDER_PROPERTY
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from captionary.core.blobstore import BlobStore
+    from captionary.core.engines import ImageEngine
     from captionary.core.item import Item
     from captionary.pipeline.context import SinkContext, SourceContext
     from captionary.pipeline.pipeline import Pipeline
@@ -131,6 +133,11 @@ class Step:
     def recipe_json(self) -> str:
         """`"name",{params}` as JSON, enough to build this step again (computed once)."""
         return canonical_json(self.name) + "," + canonical_json(self.params)
+
+    @classmethod
+    def from_recipe(cls, params: dict[str, Any]) -> Step:
+        """The step a stored recipe entry names, built from its parameters."""
+        return cls(**params)
 
     # --- per-process state -------------------------------------------------------------------
     @property
@@ -236,6 +243,50 @@ class ImageMap(PerItemStep):
     def transform(self, image: Image, item: Item) -> Image:
         raise NotImplementedError
 
+    # --- the image engine: a step with an `engine` parameter (auto | pillow | vips) works in it ------
+    @functools.cached_property
+    def image_engine(self) -> ImageEngine:
+        """The engine `transform` gets images of and computes with (`core/engines`); Pillow for a step
+        without an `engine` parameter."""
+        return engines.get(self.engine_name)
+
+    def in_engine(self, image: Any, work: Callable[[ImageEngine, Any], Any]) -> Any:
+        """`work(engine, image)`: the chain and recipes hand a step its own engine's images; an image
+        of another kind (a caller's PIL image given to `transform`) is worked on by its own engine."""
+        engine = self.image_engine
+        return work(engine if engine.owns(image) else engines.owner(image), image)
+
+    @property
+    def engine_name(self) -> str:
+        """`pillow` or `vips`: the `engine` parameter resolved (Pillow for a step without one)."""
+        return engines.resolve(self.engine if engines.has_engine_parameter(type(self)) else "pillow")
+
+    @property
+    def cache_params(self) -> dict[str, Any]:
+        """The engine joins the key as it resolved (`auto` never does): a Pillow result keeps the key
+        it had before engines existed, a vips result never answers for a Pillow one or the reverse."""
+        params = super().cache_params
+        if engines.has_engine_parameter(type(self)):
+            del params["engine"]
+            if self.engine_name != "pillow":
+                params["engine"] = self.engine_name
+        return params
+
+    @functools.cached_property
+    def recipe_json(self) -> str:
+        """The recipe names the engine as resolved, so a replay uses the engine that made the image."""
+        params = self.params
+        if engines.has_engine_parameter(type(self)):
+            params["engine"] = self.engine_name
+        return canonical_json(self.name) + "," + canonical_json(params)
+
+    @classmethod
+    def from_recipe(cls, params: dict[str, Any]) -> Step:
+        """A recipe from before image engines names none: Pillow made it."""
+        if "engine" not in params and engines.has_engine_parameter(cls):
+            params = {**params, "engine": "pillow"}
+        return cls(**params)
+
     def draft_scale(self, width: int, height: int) -> float | None:
         """Override to let a JPEG be decoded at reduced size: the smallest scale (< 1) of the
         upright `width` x `height` this step needs as input. None: decode fully."""
@@ -250,8 +301,10 @@ class ImageMap(PerItemStep):
 
         before = item.pixels_for(self)
         after = self.transform(before, item)
-        if after is before:
+        if after is before:  # unchanged, but read: a corrupt file fails here, as Pillow's eager decode does
+            item.realize_pixels()
             return Outcome()
+        after = self.image_engine.realize(after)  # a lazy engine's errors are this step's
         derived = "~" + item_key(self, item).hex()
         return Outcome(props={"width": after.width, "height": after.height}, image=derived, pixels=after)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from captionary.core import yaml_limits
+from captionary.core import engines, yaml_limits
 from captionary.errors import ConfigError, ParamError
 from captionary.pipeline import dataflow_gen
 from captionary.pipeline.params import check
@@ -30,7 +30,7 @@ from captionary.pipeline.pipeline import Pipeline
 from captionary.pipeline.properties import report_property_problems
 from captionary.pipeline.registry import STEPS
 
-TOP_LEVEL = ("workspace", "blobs", "imports", "steps")
+TOP_LEVEL = ("workspace", "blobs", "imports", "image_engine", "steps")
 
 
 @dataclass
@@ -64,6 +64,7 @@ class _Parser:
         self.base = base
         self.file = file
         self.constructor = yaml.SafeLoader("")
+        self.image_engine: str | None = None
 
     def parse(self, text: str) -> PipelineFile:
         root = yaml_limits.compose(text)  # within limits: depth, alias expansion
@@ -91,6 +92,14 @@ class _Parser:
         workspace = self._value(workspace_node)
         if not isinstance(workspace, str) or not workspace:
             raise ConfigError("`workspace` must be a folder path", line=_line(workspace_node))
+        if "image_engine" in top:  # the `engine` of every step that has one and leaves it out
+            engine_node = top["image_engine"][1]
+            self.image_engine = self._value(engine_node)
+            if self.image_engine not in ("auto", "pillow", "vips"):
+                raise ConfigError(
+                    f"`image_engine` must be auto, pillow or vips; got {self.image_engine!r}",
+                    line=_line(engine_node),
+                )
         steps_node = top["steps"][1]
         if not isinstance(steps_node, yaml.SequenceNode) or not steps_node.value:
             raise ConfigError("`steps` must be a non-empty list of steps", line=_line(steps_node))
@@ -170,6 +179,8 @@ class _Parser:
                     value = str(self._path(value))  # an explicitly relative model folder, shard pattern, ...
                 kwargs[key] = value
                 param_lines[key] = _line(value_node)
+        if self.image_engine is not None and engines.has_engine_parameter(cls) and "engine" not in kwargs:
+            kwargs["engine"] = self.image_engine
         missing = [
             name
             for name, f in fields.items()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ class OutputFiles:
         }
         self.touched: set[str] = set()
         self.folders: set[str] = set()  # output folders known to exist
+        self.folder_inside: dict[str, bool] = {}  # resolved once per run: does the folder lie inside?
         self._remove_temp_files()
 
     def claimed_names(self) -> dict[str, str]:
@@ -86,15 +88,12 @@ class OutputFiles:
         """
         if self.unchanged(relative, digest):
             return False
-        self.check_inside(relative)
+        st = self.check_inside(relative)
         self.touched.add(relative)
         target = self.root / relative
         record = self.records.get(relative)
-        try:
-            st = target.stat()
-        except FileNotFoundError:
-            st = None
         data = content() if callable(content) else content
+        written = None
         if st is not None and record is None:
             if _sha(target.read_bytes()) != _sha(data):
                 raise NotOurs(
@@ -108,10 +107,10 @@ class OutputFiles:
                         f"{target} was changed since captionary wrote it: left as it is (save: "
                         f"{{overwrite_edited: true}} or --overwrite-edited replaces it)"
                     )
-                self._write(target, data)
+                written = self._write(target, data)
         elif st is None or record is None or _sha(target.read_bytes()) != _sha(data):
-            self._write(target, data)
-        st = target.stat()
+            written = self._write(target, data)
+        st = written or target.stat()
         self.records[relative] = (item_id, digest, st.st_size, st.st_mtime_ns)
         self.ctx.writer.write(
             UPSERT_OUTPUT, (self.sink_id, relative, item_id, digest, st.st_size, st.st_mtime_ns)
@@ -134,14 +133,53 @@ class OutputFiles:
         return removed
 
     def is_inside(self, relative: str) -> bool:
-        return relative in self.outside_ok or inside(self.root_real, self.root_prefix + relative)
+        if relative in self.outside_ok:
+            return True
+        try:
+            self._inside(relative)
+        except UnsafePath:
+            return False
+        return True
 
-    def check_inside(self, relative: str) -> None:
-        if not self.is_inside(relative):
-            raise UnsafePath(
-                f"{self.root / relative} resolves outside the output folder {self.root} (through a "
-                f"symlink?): refused"
-            )
+    def check_inside(self, relative: str) -> os.stat_result | None:
+        """Refuse a path that resolves outside the root (symlinks followed); else the target's stat
+        (links followed), or None when it does not exist."""
+        if relative in self.outside_ok:
+            try:
+                return (self.root / relative).stat()
+            except FileNotFoundError:
+                return None
+        return self._inside(relative)
+
+    def _inside(self, relative: str) -> os.stat_result | None:
+        """Where `relative` leads, checked the way `inside` (realpath) does, without resolving every
+        path component for every file: a folder's resolved place is looked up once per run (a real
+        folder only, never one still to be made), then the file itself costs one `lstat`, which also
+        tells whether it exists; a symlinked file is resolved in full."""
+        path = self.root_prefix + relative
+        folder = os.path.dirname(path)
+        verdict = self.folder_inside.get(folder)
+        if verdict is None:
+            real = os.path.realpath(folder)
+            verdict = real == self.root_real or real.startswith(self.root_real + os.sep)
+            if os.path.isdir(folder) and not os.path.islink(folder):
+                self.folder_inside[folder] = verdict
+        if verdict:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                return None
+            if not stat.S_ISLNK(st.st_mode):
+                return st
+            if inside(self.root_real, path):
+                try:
+                    return os.stat(path)
+                except FileNotFoundError:  # a dangling link inside: written over
+                    return None
+        raise UnsafePath(
+            f"{self.root / relative} resolves outside the output folder {self.root} (through a "
+            f"symlink?): refused"
+        )
 
     def _edited(self, record: tuple[str | None, str, int, int], target: Path) -> bool:
         """A stale file a person changed since we wrote it: kept (and reported) unless overwrite_edited."""
@@ -155,12 +193,12 @@ class OutputFiles:
         log.warning("%s was changed since captionary wrote it: kept, though its item is gone", target)
         return True
 
-    def _write(self, target: Path, data: bytes) -> None:
+    def _write(self, target: Path, data: bytes) -> os.stat_result:
         folder = str(target.parent)
         if folder not in self.folders:
             target.parent.mkdir(parents=True, exist_ok=True)
             self.folders.add(folder)
-        write_atomic(str(target), data)
+        return write_atomic(str(target), data)
 
     def _remove_temp_files(self) -> None:
         """Temp files a killed run left (they are this sink's own, by their name)."""

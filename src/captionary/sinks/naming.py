@@ -26,9 +26,10 @@ class Names:
         self.claims = claims
         self.key = key
         self.place = place
-        self.stem_of = {item: stem for stem, item in claims.items()}
-        numbers = [int(n) for stem in claims if (n := stem.rpartition("/")[2]).isdigit()]
-        self.next_number = max(numbers, default=-1) + 1
+        if naming == "sequential":  # numbers go on from the highest given out
+            self.stem_of = {item: stem for stem, item in claims.items()}
+            numbers = [int(n) for stem in claims if (n := stem.rpartition("/")[2]).isdigit()]
+            self.next_number = max(numbers, default=-1) + 1
 
     def stem(self, item: Item) -> str:
         if self.naming == "id":

@@ -22,9 +22,10 @@ def safe_relative(name: str) -> str:
         raise UnsafePath(f"unsafe output name {name!r}: contains a NUL character")
     if name.startswith(("/", "\\")) or _DRIVE.match(name):
         raise UnsafePath(f"unsafe output name {name!r}: absolute paths are refused")
-    parts = [part for part in name.split("/") if part not in ("", ".")]
-    if ".." in re.split(r"[/\\]", name):
+    parts = name.split("/")
+    if ".." in (re.split(r"[/\\]", name) if "\\" in name else parts):
         raise UnsafePath(f"unsafe output name {name!r}: '..' would leave the output folder")
+    parts = [part for part in parts if part not in ("", ".")]
     if not parts:
         raise UnsafePath(f"unsafe output name {name!r}: empty")
     return "/".join(parts)

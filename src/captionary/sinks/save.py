@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from captionary.core import engines
+from captionary.core.engines import EngineName
 from captionary.core.item import Item
 from captionary.pipeline.context import SinkContext
 from captionary.pipeline.step import Sink, require
@@ -33,6 +35,7 @@ class Save(Sink):
     number or {folder: number}) writes kohya's `N_folder/` DreamBooth folders, `folder` one given folder
     (e.g. `reg/1_dog` for class images). parquet: `max_shard_mb` per `data/train-*.parquet` shard.
     `license` goes into the dataset card (README.md) written beside Hub-ready exports.
+    `engine` (auto | pillow | vips) is the library that encodes images (auto: vips when installed).
     """
 
     name: ClassVar[str] = "save"
@@ -55,6 +58,7 @@ class Save(Sink):
     max_shard_mb: int = 500
     license: str | None = None
     overwrite_edited: bool = False
+    engine: EngineName = "auto"
 
     def validate(self) -> None:
         require(
@@ -85,6 +89,7 @@ class Save(Sink):
             "only for format: parquet",
             param="embed_images",
         )
+        engines.check(self.engine, f"{self.name}.engine")
         FORMATS[self.format].validate(self)
 
     def open(self, ctx: SinkContext) -> None:
@@ -101,4 +106,4 @@ class Save(Sink):
         return self.exporter.usage()
 
     def renderer(self) -> ImageEncoding:
-        return ImageEncoding(self.image_format, self.quality)
+        return ImageEncoding(self.image_format, self.quality, engines.resolve(self.engine))

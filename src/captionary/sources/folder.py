@@ -23,6 +23,7 @@ from captionary.sources.records import (
 
 CAPTION_SIDECARS = (".txt", ".caption")
 SIDECARS = (*CAPTION_SIDECARS, ".json")
+FILES_PER_TASK = 8
 
 
 class Load(Source):
@@ -65,9 +66,12 @@ class Load(Source):
                 yield known
             else:
                 fresh.append((key, real_path, name, fingerprint, sidecars))
+        # a few files per task: one hand-off between threads per task, not per file
+        tasks = [fresh[i : i + FILES_PER_TASK] for i in range(0, len(fresh), FILES_PER_TASK)]
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
-            for record in pool.map(lambda args: self._ingest(records, *args), fresh):
-                yield record if record.item is None else records.unique(record.item, cached=False)
+            for done in pool.map(lambda task: [self._ingest(records, *args) for args in task], tasks):
+                for record in done:
+                    yield record if record.item is None else records.unique(record.item, cached=False)
 
     def _files(self, root: Path) -> Iterator[tuple[str, str, str | Exception, list[str]]]:
         """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars."""

@@ -8,6 +8,7 @@ import stat
 import time
 from typing import Any
 
+from captionary.core.atomic import read_all
 from captionary.core.cache import decode_props
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json, hash_bytes
@@ -132,18 +133,19 @@ def read_regular_file(path: str, max_size: int) -> bytes:
     (`/dev/zero`), a socket or a folder is refused without blocking or reading: ValueError with the
     reason, as for a file over `max_size`; OSError for what the system refuses."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as f:  # checked on the open file: no race with a swapped name
+    try:  # checked on the open descriptor: no race with a swapped name
         info = os.fstat(fd)
         mode, size = info.st_mode, info.st_size
         if not stat.S_ISREG(mode):
             raise ValueError(f"not a regular file (a {_file_kind(mode)}); only regular files are read")
         if size > max_size:
             raise ValueError(f"{size} bytes, over max_file_size ({max_size} bytes)")
-        os.set_blocking(fd, True)
-        # a buffer of the file's size: read(max_size + 1) allocated (and gave back) a gigabyte per file
-        data = f.read(size + 1)
-        if len(data) > size:  # it grew since fstat: the rest, within the limit
-            data += f.read(max_size + 1 - len(data))
+        os.set_blocking(fd, True)  # (local file systems ignore O_NONBLOCK on files; FUSE may not)
+        # Bare reads of the file's size: a file object costs an isatty ioctl, a seek and a stat more
+        # per file; a buffer of max_size + 1 allocated (and gave back) a gigabyte per file.
+        data = read_all(fd, max_size + 1, size)  # (if it grew since fstat: on, within the limit)
+    finally:
+        os.close(fd)
     if len(data) > max_size:
         raise ValueError(f"grew over max_file_size ({max_size} bytes) while it was read")
     return data

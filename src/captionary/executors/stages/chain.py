@@ -8,7 +8,9 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, lookup_one, result_row
+from captionary.core.hashing import KEY_PREFIX
 from captionary.core.item import Item, sharing_decodes
+from captionary.core.outcome import Outcome
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
 from captionary.executors.worker import Event, Renderer, advance, run_task
@@ -36,6 +38,7 @@ class ChainStage(Stage):
         self.render: Renderer | None = None  # set when a sink follows: it encodes in the worker
         self.db = ctx.ws.reader()
         self.caches: list[StepCache | None] = [None] * len(steps)  # read on first use
+        self.positions = {step.cache_prefix[:KEY_PREFIX]: i for i, step in enumerate(steps)}
         self.max_pending = 4 * getattr(pool, "workers", 1)
 
     def push(self, items: list[Item]) -> list[Item]:
@@ -94,10 +97,17 @@ class ChainStage(Stage):
 
     def run_inline(self, batch: list[tuple[Item, int]]) -> list[tuple[Item, list[Event]]]:
         with sharing_decodes():
-            return [
-                advance(self.steps, item, start, self.ctx.ws.blobs, lambda key: lookup_one(self.db, key))
-                for item, start in batch
-            ]
+            return [advance(self.steps, item, start, self.ctx.ws.blobs, self.cached) for item, start in batch]
+
+    def cached(self, key: bytes) -> Outcome | None:
+        """A later step's cached outcome for an item run inline: looked up in that step's `StepCache`
+        (its rows read in one range scan per run) rather than by a query per item and step."""
+        position = self.positions.get(key[:KEY_PREFIX])
+        if position is None:
+            return lookup_one(self.db, key)
+        cache = self.caches[position] or StepCache(self.db, self.steps[position])
+        self.caches[position] = cache
+        return cache.lookup([key]).get(key)
 
     def absorb(self, results: list[tuple[Item, list[Event]]]) -> list[Item]:
         """Count, record and commit what the steps did; return the items that went through."""

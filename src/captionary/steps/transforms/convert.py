@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from captionary.core.images import to_rgb
+from captionary.core import engines
+from captionary.core.engines import EngineName
 from captionary.core.item import Item
 from captionary.pipeline.step import ImageMap, require
 
@@ -13,13 +14,17 @@ if TYPE_CHECKING:
 
 
 class Convert(ImageMap):
-    """Convert to RGB; transparent pixels are composited on `background` (a colour like "#ffffff")."""
+    """Convert to RGB; transparent pixels are composited on `background` (a colour like "#ffffff").
+
+    `engine` (auto | pillow | vips) is the image library (auto: vips when installed)."""
 
     name: ClassVar[str] = "convert"
 
     background: str = "#ffffff"
+    engine: EngineName = "auto"
 
     def validate(self) -> None:
+        engines.check(self.engine, f"{self.name}.engine")
         from PIL import ImageColor
 
         try:
@@ -35,8 +40,5 @@ class Convert(ImageMap):
     def transform(self, image: Image, item: Item) -> Image:
         from PIL import ImageColor
 
-        if image.mode == "RGB":
-            return image
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: scale to 8 bits
-            image = image.point(lambda v: v / 256).convert("L")
-        return to_rgb(image, ImageColor.getrgb(self.background)[:3])
+        background = ImageColor.getrgb(self.background)[:3]
+        return self.in_engine(image, lambda engine, pixels: engine.to_rgb(pixels, background))

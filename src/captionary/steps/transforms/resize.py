@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from captionary.core import engines
+from captionary.core.engines import EngineName
 from captionary.core.item import Item
 from captionary.pipeline.step import ImageMap, require
 
@@ -11,13 +13,18 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 
+PILLOW_ONLY = ("hamming", "box")
+"""Resampling filters only the Pillow engine has."""
+
+
 class Resize(ImageMap):
     """Scale to a longer edge of max_edge, a shorter edge of min_edge, or about target_area pixels.
 
     resample: lanczos (sharpest), bicubic, hamming (the closest to OpenCV's INTER_AREA, img2dataset's
     filter: 0.4/255 apart; ~60% of lanczos' CPU), bilinear, box (the mean of the whole pixels each
-    output pixel covers: the cheapest, blockier at scales between whole numbers) or nearest.
-    """
+    output pixel covers: the cheapest, blockier at scales between whole numbers) or nearest; hamming
+    and box are Pillow's (libvips has no such kernel: `engine: auto` then means Pillow).
+    `engine` (auto | pillow | vips) is the image library (auto: vips when installed)."""
 
     name: ClassVar[str] = "resize"
 
@@ -26,8 +33,16 @@ class Resize(ImageMap):
     target_area: int | None = None
     upscale: bool = False
     resample: Literal["lanczos", "bicubic", "hamming", "bilinear", "box", "nearest"] = "lanczos"
+    engine: EngineName = "auto"
 
     def validate(self) -> None:
+        engines.check(self.engine, f"{self.name}.engine")
+        require(
+            not (self.resample in PILLOW_ONLY and self.engine == "vips"),
+            self,
+            f"{self.resample} is a Pillow filter (libvips has none); use engine: pillow or auto",
+            param="resample",
+        )
         given = [p for p in ("max_edge", "min_edge", "target_area") if getattr(self, p) is not None]
         require(len(given) == 1, self, "give exactly one of max_edge, min_edge or target_area")
         for param in ("max_edge", "min_edge", "target_area"):
@@ -41,6 +56,12 @@ class Resize(ImageMap):
             return self.min_edge / min(width, height)
         return (self.target_area / (width * height)) ** 0.5
 
+    @property
+    def engine_name(self) -> str:
+        if self.resample in PILLOW_ONLY and self.engine == "auto":
+            return "pillow"
+        return super().engine_name
+
     def draft_scale(self, width: int, height: int) -> float | None:
         """Decode JPEGs at no less than twice the target size (what Pillow's thumbnail does); for
         box, at no less than the target size (the decoder's DCT scaling averages as box does)."""
@@ -48,15 +69,10 @@ class Resize(ImageMap):
         return scale if scale < 1 else None
 
     def transform(self, image: Image, item: Item) -> Image:
-        from PIL import Image as PILImage
-
-        width, height = image.size
+        width, height = image.width, image.height
         scale = self.scale(width, height)
         if scale == 1 or (scale > 1 and not self.upscale):
             drafted = "width" in item and (width, height) != (item.get("width"), item.get("height"))
             return image.copy() if drafted else image  # shrunk by the decoder (box): still a change
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        if image.mode not in ("RGB", "RGBA", "L", "LA", "I", "F"):
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        method = getattr(PILImage.Resampling, self.resample.upper())
-        return image.resize(size, method, reducing_gap=3.0)
+        return self.in_engine(image, lambda engine, pixels: engine.resize(pixels, size, self.resample))
