@@ -29,7 +29,7 @@ class TCrashSlow(Map):
     writes: ClassVar[tuple[str, ...]] = ("slow",)
 
     def apply(self, item):
-        time.sleep(0.15)
+        time.sleep(0.4)  # pool tasks of 4 items: 1.6 s each, so a stop lands well before the last ends
         return {"slow": item.id[:8]}
 '''
 
