@@ -1,8 +1,9 @@
 """One asyncio event loop in a thread of its own, holding one async HTTP client, for the API backends.
 
-`concurrency` requests in flight cost one thread and one connection each, not a thread each: measured
-on 2 cores, 64 requests at a time through a thread pool of sync httpx clients cost about 1.05 ms of
-CPU per request, through this loop with aiohttp's transport 0.53 ms (`benchmarks/caption.py`).
+`concurrency` requests in flight cost one thread and a connection each, not a thread each: on 2 cores,
+64 requests at a time of ~30 KB bodies against the benchmarks' stub server cost about 1.05 ms of CPU
+per request through a thread pool on one sync httpx client, 0.53 ms through this loop with aiohttp's
+transport (a stand-alone measurement; `benchmarks/caption.py` shows the step's rates).
 
 The client is `httpx_aiohttp.HttpxAiohttpClient` (httpx's API over aiohttp's transport, as the
 OpenAI SDK's aiohttp option uses it) when that package is installed, else `httpx.AsyncClient`; both
