@@ -58,7 +58,15 @@ def command(pipeline: Path) -> dict:
 
 
 def start(pipeline: Path) -> subprocess.Popen:
-    return subprocess.Popen(**command(pipeline), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """The run as from a terminal: Ctrl-C (SIGINT) at its default, even when the tests themselves run in
+    the background of a non-interactive shell, which starts them with SIGINT ignored (and Python then
+    never raises KeyboardInterrupt)."""
+    return subprocess.Popen(
+        **command(pipeline),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def committed_results(db: Path, step: str) -> int:
