@@ -38,13 +38,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from captionary.core.optional import require
 from captionary.core.plugins import plugin_class
-from captionary.errors import ConfigError
+from captionary.errors import ConfigError, ItemError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -116,6 +119,42 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if type(exc).__name__ == "OutOfMemoryError":
         return True
     return "out of memory" in str(exc).lower()
+
+
+class Chunking(Protocol):
+    """Where a step keeps the request count per backend call, once halved (None: its batch size)."""
+
+    chunk: int | None
+
+
+def generate_in_chunks(
+    generate: Callable[[list[Any]], list[Any]],
+    requests: list[Any],
+    size: int,
+    state: Chunking,
+    step: str,
+    model: str,
+) -> list[Any]:
+    """Every result of `generate` over `requests`, `size` at a time (or the size `state.chunk` was
+    halved to earlier); a call out of memory is halved and tried again (kept in `state.chunk`); an
+    answer of the wrong length is an ItemError naming `model`."""
+    results: list[Any] = []
+    start = 0
+    while start < len(requests):
+        chunk = requests[start : start + (state.chunk or size)]
+        try:
+            answer = generate(chunk)
+        except Exception as exc:
+            if not is_out_of_memory(exc) or len(chunk) == 1:
+                raise
+            state.chunk = max(1, len(chunk) // 2)
+            log.warning("%s: out of memory at batch size %d; trying %d", step, len(chunk), len(chunk) // 2)
+            continue
+        if len(answer) != len(chunk):
+            raise ItemError(f"{model} returned {len(answer)} results for {len(chunk)} requests")
+        results += answer
+        start += len(chunk)
+    return results
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from captionary.backends.base import BackendConfig, is_out_of_memory, model_label
+from captionary.backends.base import BackendConfig, generate_in_chunks, model_label
 from captionary.backends.images import (
     ImageBackend,
     ImageParams,
@@ -274,23 +274,6 @@ class GenerateImage(ModelStep):
 
     def _generate(self, backend: ImageBackend, requests: list[ImageRequest]) -> list[ImageResult]:
         """All results, in chunks of the batch size; a chunk out of memory is halved and retried."""
-        state: GenerateRuntime = self.runtime
-        results: list[ImageResult] = []
-        start = 0
-        while start < len(requests):
-            chunk = requests[start : start + (state.chunk or self.size_of_batch)]
-            try:
-                answer = backend.generate(chunk)
-            except Exception as exc:
-                if not is_out_of_memory(exc) or len(chunk) == 1:
-                    raise
-                state.chunk = max(1, len(chunk) // 2)
-                log.warning(
-                    "%s: out of memory at batch size %d; trying %d", self.name, len(chunk), len(chunk) // 2
-                )
-                continue
-            if len(answer) != len(chunk):
-                raise ItemError(f"{self.model_id()} returned {len(answer)} results for {len(chunk)} requests")
-            results += answer
-            start += len(chunk)
-        return results
+        return generate_in_chunks(
+            backend.generate, requests, self.size_of_batch, self.runtime, self.name, self.model_id()
+        )

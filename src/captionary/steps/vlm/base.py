@@ -12,7 +12,6 @@ fails only its item. Token usage is counted for the run summary.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from captionary.backends.base import (
     Result,
     cache_identity,
     find_preset,
-    is_out_of_memory,
+    generate_in_chunks,
     make_backend,
     model_label,
 )
@@ -40,7 +39,6 @@ from captionary.steps.vlm.text import render, strip_preamble, template_fields
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-log = logging.getLogger(__name__)
 
 BACKEND_PARAMS = (
     "base_url",
@@ -347,25 +345,10 @@ class GenerativeStep(ImageBatchStep):
 
     def _generate(self, requests: list[Request]) -> list[Result]:
         """All results, in chunks of the batch size; a chunk out of memory is halved and retried."""
-        results: list[Result] = []
-        start = 0
-        while start < len(requests):
-            chunk = requests[start : start + (self.runtime.chunk or self.size_of_batch)]
-            try:
-                answer = self._backend_instance.generate(chunk)
-            except Exception as exc:
-                if not is_out_of_memory(exc) or len(chunk) == 1:
-                    raise
-                self.runtime.chunk = max(1, len(chunk) // 2)
-                log.warning(
-                    "%s: out of memory at batch size %d; trying %d", self.name, len(chunk), len(chunk) // 2
-                )
-                continue
-            if len(answer) != len(chunk):
-                raise ItemError(f"{self.model_id()} returned {len(answer)} results for {len(chunk)} requests")
-            results += answer
-            start += len(chunk)
-        return results
+        backend = self._backend_instance
+        return generate_in_chunks(
+            backend.generate, requests, self.size_of_batch, self.runtime, self.name, self.model_id()
+        )
 
     def _count(self, result: Result) -> None:
         usage = self.runtime.usage
