@@ -20,18 +20,13 @@ from captionary.core.hashing import canonical_json
 from captionary.core.item import NO_IMAGE, Item
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, Step, require
-from captionary.steps.generate.generate_image import GenerateImage
+from captionary.steps.generate.generate_image import PIXEL_PARAMS, GenerateImage
 
 UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, ?)"
 GENERATION = (
     "backend",
     "revision",
-    "height",
-    "width",
-    "guidance_scale",
-    "num_inference_steps",
-    "negative_prompt",
-    "max_sequence_length",
+    *PIXEL_PARAMS,
     "dtype",
     "device",
     "options",
