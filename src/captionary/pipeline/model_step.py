@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -30,6 +30,8 @@ class ModelRuntime(Runtime):
     ready: bool = False  # the model is loaded (it may be None: a step that needs none)
     load_error: str | None = None  # set once a load failed: every later batch raises it
     lock: threading.Lock = field(default_factory=threading.Lock)  # the first thread to ask loads
+    # id(item) -> (the item, its outcome or error) of the last batch with a failure (`outcomes_once`)
+    memo: dict[int, tuple[Item, Any]] = field(default_factory=dict)
 
 
 class ModelStep(BatchStep):
@@ -71,6 +73,23 @@ class ModelStep(BatchStep):
     def setup(self) -> None:
         with contextlib.suppress(ItemError):  # remembered: every batch reports it
             self.loaded()
+
+    def outcomes_once(self, items: Sequence[Item], run: Callable[[Sequence[Item]], list[Any]]) -> list[Any]:
+        """`run(items)`: one outcome or Exception per item. When some fail, the failure is raised (the
+        item's own for one item, else an ItemError counting them) and every outcome is kept, so the
+        stage's item-by-item retry is answered from them and nothing is computed twice."""
+        memo = self.runtime.memo
+        if not all(id(item) in memo for item in items):
+            memo.clear()
+            for item, outcome in zip(items, run(items)):
+                memo[id(item)] = (item, outcome)  # the item kept: its id is not reused meanwhile
+        outcomes = [memo[id(item)][1] for item in items]
+        failed = [o for o in outcomes if isinstance(o, Exception)]
+        if failed:
+            raise failed[0] if len(items) == 1 else ItemError(f"{len(failed)} of {len(items)} items failed")
+        for item in items:
+            memo.pop(id(item), None)
+        return outcomes
 
     def teardown(self) -> None:
         model = self.runtime.model

@@ -62,7 +62,6 @@ class Resolved:
 @dataclass
 class GenerateRuntime(ModelRuntime):
     chunk: int | None = None  # requests per backend call, halved on out-of-memory (None: the batch size)
-    memo: dict[int, Outcome | Exception] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
 
 
@@ -206,17 +205,7 @@ class GenerateImage(ModelStep):
     def compute_batch(self, items: Sequence[Item]) -> list[Outcome]:
         """One outcome per item; when some items fail, the others' images are kept, so the stage's
         item-by-item retry generates nothing twice."""
-        memo = self.runtime.memo
-        if not all(id(item) in memo for item in items):
-            memo.clear()
-            memo.update(zip(map(id, items), self._run(items)))
-        outcomes = [memo[id(item)] for item in items]
-        failed = [o for o in outcomes if isinstance(o, Exception)]
-        if failed:
-            raise failed[0] if len(items) == 1 else ItemError(f"{len(failed)} of {len(items)} items failed")
-        for item in items:
-            memo.pop(id(item), None)
-        return outcomes  # type: ignore[return-value]
+        return self.outcomes_once(items, self._run)
 
     def _run(self, items: Sequence[Item]) -> list[Outcome | Exception]:
         backend = self.loaded()  # the remembered load error fails the batch, then each item

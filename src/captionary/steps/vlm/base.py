@@ -73,7 +73,6 @@ class Resolved:
 @dataclass
 class GenerativeRuntime(ImageBatchRuntime):
     chunk: int | None = None  # requests per backend call, halved on out-of-memory (None: the batch size)
-    memo: dict[int, tuple[Item, dict[str, Any] | Exception]] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
     # id(item) -> (the item, its request queued on a streaming backend by `prefetch`)
     sent: dict[int, tuple[Item, Future]] = field(default_factory=dict)
@@ -275,18 +274,7 @@ class GenerativeStep(ImageBatchStep):
     def apply_batch(self, items: Sequence[Item]) -> list[dict[str, Any] | None]:
         """One update per item. When some items fail, their errors and the others' results are kept,
         so the stage's item-by-item retry costs no second request."""
-        memo = self.runtime.memo
-        if not all(id(item) in memo for item in items):
-            memo.clear()
-            for item, outcome in zip(items, self._run(items)):
-                memo[id(item)] = (item, outcome)
-        outcomes = [memo[id(item)][1] for item in items]
-        failed = [o for o in outcomes if isinstance(o, Exception)]
-        if failed:
-            raise failed[0] if len(items) == 1 else ItemError(f"{len(failed)} of {len(items)} items failed")
-        for item in items:
-            memo.pop(id(item), None)
-        return outcomes  # type: ignore[return-value]
+        return self.outcomes_once(items, self._run)
 
     def _run(self, items: Sequence[Item]) -> list[dict[str, Any] | Exception]:
         try:
