@@ -32,8 +32,6 @@ def test_pillow_keys_are_the_keys_from_before_engines_and_vips_keys_differ():
     pillow = Resize(max_edge=64, engine="pillow")
     params = {k: v for k, v in pillow.params.items() if k != "engine"}
     assert pillow.cache_prefix == step_prefix("resize", Resize.version, params, None)  # old caches still hit
-    auto = Resize(max_edge=64)  # `auto` is never in a key: it is what it resolved to
-    assert auto.cache_prefix == Resize(max_edge=64, engine=engines.resolve("auto")).cache_prefix
     if engines.vips_available():
         assert Resize(max_edge=64, engine="vips").cache_prefix != pillow.cache_prefix
         assert CropToAspect(engine="vips").cache_prefix != CropToAspect(engine="pillow").cache_prefix
@@ -284,3 +282,148 @@ class TEngineNamedStep(ImageMap):  # not registered (no name): only built here
 
     def transform(self, image, item):
         return image
+
+
+# --- `engine: auto` chooses per image (core/engines.choose): Pillow for small images, vips for large --
+SMALL = {"duck_toy/01.jpg", "png/small.png"}  # 400x400 JPEG (< 250,000 px), 150x100 PNG (< 40,000 px)
+
+
+@pytest.fixture
+def mixed(photos):
+    """The sample photos (eleven 640x640 JPEGs, one 400x400) and two PNGs either side of PNG's threshold."""
+    folder = photos / "png"
+    folder.mkdir()
+    with Image.open(photos / "dog" / "00.jpg") as photo:
+        photo.convert("RGB").resize((150, 100)).save(folder / "small.png")  # 15,000 px
+        photo.convert("RGB").resize((300, 200)).save(folder / "large.png")  # 60,000 px
+    return photos
+
+
+def _taken(name: str) -> str:
+    return "pillow" if name in SMALL else "vips"
+
+
+def _mixed_run(src, root, engine, workers=None):
+    """A JPEG/PNG export of the images as stored, then crop >> resize >> an export of the result."""
+    pipeline = (
+        Load(src)
+        >> Save(root / f"as-stored-{engine}", format="jsonl", image_format="png", engine=engine)
+        >> CropToAspect(aspect="4:3", engine=engine)
+        >> Resize(max_edge=96, engine=engine)
+        >> Save(root / f"out-{engine}", format="jsonl", image_format="jpg", engine=engine)
+    )
+    with Workspace(root / f"ws-{engine}") as ws:
+        summary = ws.run(pipeline, progress=False, workers=workers)
+        assert summary.status == "completed" and not summary.errors, summary.errors
+        items = {f"{item.name}.{item.format.lower().replace('jpeg', 'jpg')}": item for item in ws.items()}
+        recipes = {name: [step.engine for step, _ in item.recipe] for name, item in items.items()}
+        replayed = {name: pixels(item.image) for name, item in items.items()}  # recipes read back
+    return summary, recipes, replayed
+
+
+def _images(folder) -> dict[str, bytes]:
+    from conftest import tree
+
+    return {name: data for name, data in tree(folder).items() if name.endswith((".jpg", ".png"))}
+
+
+@VIPS
+def test_auto_takes_pillow_for_small_images_and_vips_for_large_ones_in_one_run(mixed, tmp_path):
+    """Each image's files are byte for byte what the engine `auto` chose for it makes when forced (its
+    pixels made, and encoded, by that engine), and its recipe names that engine, so it replays exactly."""
+    runs = {engine: _mixed_run(mixed, tmp_path, engine) for engine in ("auto", "pillow", "vips")}
+    names = set(runs["auto"][1])
+    assert len(names) == 14 and names > SMALL
+    taken = {name.rsplit(".", 1)[0]: _taken(name) for name in names}  # file stem -> engine
+    for stage in ("as-stored", "out"):
+        files = {engine: _images(tmp_path / f"{stage}-{engine}") for engine in runs}
+        assert files["auto"].keys() == files["pillow"].keys() == files["vips"].keys()
+        assert len(files["auto"]) == 14
+        for name, data in files["auto"].items():
+            chosen = taken[name.rsplit(".", 1)[0]]
+            assert data == files[chosen][name], (stage, name, chosen)
+        differ = [n for n in files["pillow"] if files["pillow"][n] != files["vips"][n]]
+        # so each file above tells which engine made it (a PNG stored as PNG is copied: no engine)
+        assert len(differ) == (12 if stage == "as-stored" else 14), stage
+    for name in names:
+        assert runs["auto"][1][name] == [_taken(name)] * 2, name  # crop and resize: one engine
+        assert (runs["auto"][2][name] == runs[_taken(name)][2][name]).all(), name
+
+
+@VIPS
+def test_an_auto_chain_stays_in_the_engine_its_image_is_in(mixed, tmp_path):
+    """After a forced step, `auto` works on in the engine that made the image (whatever its size), and
+    `save` encodes with it."""
+    pipeline = (
+        Load(mixed)
+        >> Resize(max_edge=500, engine="pillow")  # the 640 px photos: Pillow's images now
+        >> Convert()
+        >> CropToAspect(aspect="4:3")
+        >> Resize(max_edge=64, engine="vips")
+        >> CropToAspect(aspect="1:1")  # vips's images (the 400 px photo too)
+    )
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(pipeline, progress=False)
+        engines_used = {item.name: [step.engine for step, _ in item.recipe] for item in ws.items()}
+    assert engines_used["dog/00"] == ["pillow", "pillow", "vips", "vips"]
+    assert engines_used["duck_toy/01"] == ["pillow", "vips", "vips"]  # 400 px: resize(500) changed nothing
+
+
+@VIPS
+def test_auto_keys_name_the_rule_and_without_pyvips_are_pillow_s(monkeypatch):
+    pillow = Resize(max_edge=64, engine="pillow")
+    auto = Resize(max_edge=64)
+    assert (
+        auto.cache_params["engine"]
+        == engines.auto_rule()
+        == ("auto:vips if pixels PNG>=40000,WEBP>=2000000,other>=250000")
+    )
+    assert auto.cache_prefix not in (pillow.cache_prefix, Resize(max_edge=64, engine="vips").cache_prefix)
+    assert CropToAspect().cache_prefix != CropToAspect(engine="pillow").cache_prefix
+    box = Resize(max_edge=64, resample="box")  # a Pillow-only filter: auto is Pillow, its key too
+    assert box.cache_prefix == Resize(max_edge=64, resample="box", engine="pillow").cache_prefix
+    monkeypatch.setitem(engines.AUTO_VIPS_FROM, "PNG", 50_000)
+    assert Resize(max_edge=64).cache_prefix != auto.cache_prefix  # another threshold: other keys
+    monkeypatch.setitem(sys.modules, "pyvips", None)  # as if it were not installed: the keys of before
+    assert Resize(max_edge=64).cache_prefix == pillow.cache_prefix
+
+
+@VIPS
+def test_auto_reruns_compute_nothing_and_switching_to_pillow_rewrites_only_what_vips_made(mixed, tmp_path):
+    """auto's results are keyed by its rule, so none answers for `engine: pillow`: the image steps
+    compute again and `save` encodes every image again, but only the files auto had made with vips
+    change on disk (the others are the same bytes: left as they are)."""
+    from conftest import mtimes, tree
+
+    out = tmp_path / "out"
+
+    def run(ws, engine):
+        pipeline = Load(mixed) >> Resize(max_edge=96, engine=engine)
+        return ws.run(pipeline >> Save(out, image_format="jpg", engine=engine), progress=False)
+
+    with Workspace(tmp_path / "ws") as ws:
+        assert run(ws, "auto").step("resize").computed == 14
+        assert run(ws, "auto").computed == 0
+        made, stamps = tree(out), mtimes(out)
+        pillow = run(ws, "pillow")
+        assert pillow.step("resize").computed == 14 and pillow.step("resize").cached == 0
+        assert pillow.step("save").computed == 14
+        changed = {name for name, data in tree(out).items() if data != made[name]}
+        small = {name.rsplit(".", 1)[0] + ".jpg" for name in SMALL}
+        assert changed == {name for name in made if name.endswith(".jpg") and name not in small}
+        assert all(mtimes(out)[name] == stamps[name] for name in made if name not in changed)
+        back = run(ws, "auto")  # auto's results are still cached
+        assert back.step("resize").computed == 0 and back.step("resize").cached == 14
+        assert tree(out) == made
+
+
+def test_auto_reads_the_size_from_the_header_when_the_properties_lack_it(mixed, tmp_path):
+    from captionary.core.item import Item, auto_engine
+
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(mixed), progress=False)
+        for item in ws.items():
+            bare = Item(item.id, props={}, store=ws.blobs, format=item.format)
+            assert auto_engine(bare) == auto_engine(item), item.name
+            if engines.vips_available():
+                assert auto_engine(item) == _taken(f"{item.name}.{'png' if item.format == 'PNG' else 'jpg'}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from captionary.core.children import children_json, parse_children
 from captionary.core.hashing import KEY_PREFIX, cache_key, canonical_json
+from captionary.core.item import as_run
 from captionary.core.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def apply(item: Item, outcome: Outcome, step: Step) -> Item:
         new._decoded = outcome.pixels
         if outcome.image.startswith("~"):
             read = {name: item.props.get(name) for name in step.reads}
-            new.recipe = (*item.recipe, (step, read))
+            new.recipe = (*item.recipe, (as_run(step, item), read))
         else:  # a stored blob
             new.base, new.recipe = outcome.image, ()
     return new

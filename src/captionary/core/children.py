@@ -6,7 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 from captionary.core.hashing import cache_key, canonical_json
-from captionary.core.item import Item
+from captionary.core.item import Item, as_run
 from captionary.core.outcome import PARENT_PROPERTY, Child, child_id
 from captionary.core.recipes import entry_json, parse_entry
 
@@ -38,7 +38,7 @@ def make_children(parent: Item, step_prefix: bytes, children: list[Child]) -> li
             step, read = child.transform
             reads = canonical_json([read.get(name) for name in step.reads]) if step.reads else ""
             item.image_hash = "~" + cache_key(step.cache_prefix, parent.image_hash, reads).hex()
-            item.recipe = (*parent.recipe, (step, read))
+            item.recipe = (*parent.recipe, (as_run(step, parent), read))
         elif child.image is not None:
             item.image_hash = item.base = child.image
             item.recipe = ()

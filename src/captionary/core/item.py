@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -41,6 +42,41 @@ def engine_of(step: ImageTransform | None) -> ImageEngine:
     """The image engine a step works in (`ImageMap.image_engine`); Pillow for any other transform."""
     engine = getattr(step, "image_engine", None)
     return engine if engine is not None else engines.get("pillow")
+
+
+def auto_engine(item: Item) -> str:
+    """The engine `engine: auto` takes for the item's current image (where pyvips is installed): the
+    engine of the step that made it (its recipe's last), so a chain stays in one engine and pixels are
+    encoded by the engine that made them; else, for an image as stored, `engines.choose` by its size
+    (the `width`/`height` properties sources set from the file's header; the header itself when they
+    are missing) and format. A function of the item's image alone: the same input, the same engine."""
+    if item.recipe:
+        return engine_of(item.recipe[-1][0]).name
+    width, height = item.props.get("width"), item.props.get("height")
+    if not (type(width) is int and type(height) is int):
+        width, height = _stored_size(item)
+    return engines.choose(width, height, item.format)
+
+
+def as_run(step: Any, item: Item) -> Any:
+    """The image step as it runs on `item` (`ImageMap.for_item`: under `auto`, the step with the
+    engine this item takes), which a recipe records so a replay uses the engine that made the image."""
+    for_item = getattr(step, "for_item", None)
+    return step if for_item is None else for_item(item)
+
+
+def _stored_size(item: Item) -> tuple[int, int]:
+    """The stored image's size from its header; (0, 0) when it cannot be read (its decode then fails,
+    in the engine chosen for a small image)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if item.store is None or not item.has_image:
+        return 0, 0
+    try:
+        with Image.open(io.BytesIO(item.store.get(item.base))) as image:
+            return image.size
+    except (OSError, KeyError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        return 0, 0
 
 
 RecipeEntry = tuple[ImageTransform, dict[str, Any]]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from captionary.core import engines
 from captionary.core.arrays import externalize
 from captionary.core.hashing import canonical_json, step_prefix
-from captionary.core.item import ORDER_PROPERTY
+from captionary.core.item import ORDER_PROPERTY, auto_engine
 from captionary.core.outcome import Child, Outcome
 from captionary.errors import ItemError, ParamError
 from captionary.pipeline.params import check, type_name
@@ -156,7 +156,7 @@ class Step:
     def __getstate__(self) -> dict[str, Any]:
         """Everything but the runtime (a step sent to another process starts with a fresh one) and the
         attributes `validate()` builds that must not travel (`rebuilt_on_unpickle`)."""
-        left = {"_runtime", *self.rebuilt_on_unpickle}
+        left = {"_runtime", "_forced", *self.rebuilt_on_unpickle}
         return {k: v for k, v in vars(self).items() if k not in left}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -245,36 +245,60 @@ class ImageMap(PerItemStep):
 
     # --- the image engine: a step with an `engine` parameter (auto | pillow | vips) works in it ------
     @functools.cached_property
-    def image_engine(self) -> ImageEngine:
+    def image_engine(self) -> ImageEngine | None:
         """The engine `transform` gets images of and computes with (`core/engines`); Pillow for a step
-        without an `engine` parameter."""
-        return engines.get(self.engine_name)
+        without an `engine` parameter; None for `auto` (chosen per image: `for_item`)."""
+        name = self.engine_name
+        return None if name == "auto" else engines.get(name)
 
     def in_engine(self, image: Any, work: Callable[[ImageEngine, Any], Any]) -> Any:
         """`work(engine, image)`: the chain and recipes hand a step its own engine's images; an image
-        of another kind (a caller's PIL image given to `transform`) is worked on by its own engine."""
+        of another kind (a caller's PIL image given to `transform`), or any image under `auto`, is
+        worked on by its own engine."""
         engine = self.image_engine
-        return work(engine if engine.owns(image) else engines.owner(image), image)
+        return work(engine if engine is not None and engine.owns(image) else engines.owner(image), image)
 
     @property
     def engine_name(self) -> str:
-        """`pillow` or `vips`: the `engine` parameter resolved (Pillow for a step without one)."""
+        """`pillow`, `vips`, or `auto` (per image; only where pyvips is installed): the `engine`
+        parameter resolved (Pillow for a step without one)."""
         return engines.resolve(self.engine if engines.has_engine_parameter(type(self)) else "pillow")
+
+    @functools.cached_property
+    def per_image_engine(self) -> bool:
+        """`auto` with pyvips installed: each item's image takes the engine `auto_engine` names."""
+        return self.engine_name == "auto"
+
+    def for_item(self, item: Item) -> ImageMap:
+        """This step as it runs on `item`: itself, or under `auto` the same step with the engine this
+        item's image takes (`core.item.auto_engine`: the engine that made it, else by its size). The
+        chain computes with it and recipes record it, so a replay uses the engine that made the image."""
+        if not self.per_image_engine:
+            return self
+        name = auto_engine(item)
+        forced = vars(self).setdefault("_forced", {})
+        step = forced.get(name)
+        if step is None:
+            step = forced[name] = type(self)(**{**self.params, "engine": name})
+        return step
 
     @property
     def cache_params(self) -> dict[str, Any]:
-        """The engine joins the key as it resolved (`auto` never does): a Pillow result keeps the key
-        it had before engines existed, a vips result never answers for a Pillow one or the reverse."""
+        """The engine joins the key as it resolved: nothing for Pillow (a Pillow result keeps the key
+        it had before engines existed), `vips`, or for `auto` its rule (`engines.auto_rule`, with its
+        thresholds), so a vips or auto result never answers for a Pillow one or the reverse."""
         params = super().cache_params
         if engines.has_engine_parameter(type(self)):
             del params["engine"]
-            if self.engine_name != "pillow":
-                params["engine"] = self.engine_name
+            name = self.engine_name
+            if name != "pillow":
+                params["engine"] = engines.auto_rule() if name == "auto" else name
         return params
 
     @functools.cached_property
     def recipe_json(self) -> str:
-        """The recipe names the engine as resolved, so a replay uses the engine that made the image."""
+        """The recipe names the engine as resolved (recipes hold `for_item`'s step, never `auto`), so
+        a replay uses the engine that made the image."""
         params = self.params
         if engines.has_engine_parameter(type(self)):
             params["engine"] = self.engine_name
@@ -299,12 +323,13 @@ class ImageMap(PerItemStep):
     def compute(self, item: Item, store: BlobStore) -> Outcome:
         from captionary.core.cache import item_key
 
-        before = item.pixels_for(self)
-        after = self.transform(before, item)
+        step = self.for_item(item)  # `auto`: this step in the engine this item takes
+        before = item.pixels_for(step)
+        after = step.transform(before, item)
         if after is before:  # unchanged, but read: a corrupt file fails here, as Pillow's eager decode does
             item.realize_pixels()
             return Outcome()
-        after = self.image_engine.realize(after)  # a lazy engine's errors are this step's
+        after = engines.owner(after).realize(after)  # a lazy engine's errors are this step's
         derived = "~" + item_key(self, item).hex()
         return Outcome(props={"width": after.width, "height": after.height}, image=derived, pixels=after)
 

@@ -10,7 +10,7 @@ from typing import Any
 from captionary.core import engines
 from captionary.core.hashing import hash_bytes
 from captionary.core.images import EXIF_ORIENTATION, FORMAT_EXTENSIONS, normal_format
-from captionary.core.item import Item
+from captionary.core.item import Item, auto_engine
 
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 
@@ -33,7 +33,7 @@ class ImageEncoding:
 
     image_format: str
     quality: int
-    engine: str = "pillow"  # resolved: pillow | vips (core/engines)
+    engine: str = "pillow"  # resolved: pillow | vips | auto (per item, where pyvips is installed)
 
     def target(self, item: Item) -> str | None:
         """The Pillow format to encode to, or None to copy the original bytes."""
@@ -43,20 +43,26 @@ class ImageEncoding:
         target = PIL_FORMATS[self.image_format]
         return None if untouched and target == item.format else target
 
+    def engine_for(self, item: Item) -> str:
+        """The engine that encodes `item`: `save`'s, or under `auto` the one that made its pixels (or,
+        for an image as stored, the one `auto` chooses by its size: `core.item.auto_engine`)."""
+        return auto_engine(item) if self.engine == "auto" else self.engine
+
     def digest(self, item: Item, target: str) -> str:
         """Names the file's content: the image, format, quality and (when not Pillow) the engine."""
-        engine = "" if self.engine == "pillow" else f":{self.engine}"
+        name = self.engine_for(item)
+        engine = "" if name == "pillow" else f":{name}"
         return f"{item.image_hash}:{target}:{self.quality}{engine}"
 
-    def encode(self, image: Any, target: str) -> bytes:
-        engine = engines.get(self.engine)
-        return engine.encode(engine.adopt(image), target, self.quality)
+    def encode(self, item: Item, target: str) -> bytes:
+        engine = engines.get(self.engine_for(item))
+        return engine.encode(item.pixels(engine), target, self.quality)
 
     def render(self, item: Item) -> tuple[str, bytes] | None:
         target = self.target(item)
         if target is None:
             return None
-        return self.digest(item, target), self.encode(item.pixels(engines.get(self.engine)), target)
+        return self.digest(item, target), self.encode(item, target)
 
     def plan(self, item: Item, stem: str, original: Callable[[], bytes]) -> PlannedFile:
         """The image file for `stem`: the original bytes when no step changed the pixels and the format
@@ -70,7 +76,7 @@ class ImageEncoding:
         def content() -> bytes:
             if item.rendered is not None and item.rendered[0] == digest:
                 return item.rendered[1]
-            return self.encode(item.pixels(engines.get(self.engine)), target)
+            return self.encode(item, target)
 
         return PlannedFile(stem + FORMAT_EXTENSIONS[target], digest, content)
 

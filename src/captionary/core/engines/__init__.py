@@ -6,6 +6,10 @@ one small module behind `ImageEngine`; steps ask `get(name)` and never test whic
 An image is the engine's own type (a `PIL.Image.Image` or a `pyvips.Image`); `adopt` takes the other
 engine's image, so a chain may mix steps of both. Everything outside the chain sees PIL images
 (`as_pil`): `Item.image` is always one.
+
+`auto` chooses per image (`choose`): libvips costs ~0.6-1 ms more per call than Pillow, so small images
+are cheaper in Pillow and large ones in vips (`AUTO_VIPS_FROM`, measured by
+`benchmarks/engine_crossover.py`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,20 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 EngineName = Literal["auto", "pillow", "vips"]
-"""An image step's `engine` parameter: `auto` is vips when pyvips is installed, else pillow."""
+"""An image step's `engine` parameter: `auto` chooses per image (`choose`) when pyvips is installed,
+else it is pillow."""
+
+AUTO_VIPS_FROM: dict[str, int] = {"PNG": 40_000, "WEBP": 2_000_000}
+"""`auto`: the source pixels (width x height) from which an image is worked on by vips, by its format
+(`AUTO_VIPS_FROM_OTHER` for the others). CPU ms per image on one core, Pillow / vips
+(`benchmarks/engine_crossover.py`; decode, resize to half with Lanczos, encode in the same format):
+JPEG 480x360 3.18/3.37, 560x420 4.04/3.49, 640x480 5.16/4.01, 1024x768 13.2/7.3, 2048x1536 58/21
+(TIFF alike). A JPEG that is not resized is cheaper in Pillow at every size (decode + encode
+2048x1536: 15.5/17.3). PNG: Pillow's encoder is the slow part (decode + encode 160x120 5.1/2.4,
+240x180 14.6/4.2; decode only 240x180 1.14/1.62, 320x240 1.99/1.97). WebP: vips wins only from a few
+megapixels (1024x768 39.6/44.0, 2048x1536 157/139)."""
+AUTO_VIPS_FROM_OTHER = 250_000
+"""`auto`'s threshold for formats `AUTO_VIPS_FROM` does not name: JPEG (and MPO), TIFF, GIF, BMP..."""
 
 Draft = Callable[[int, int], float | None]
 """`draft(width, height)` (upright size): a scale < 1 lets a JPEG be decoded shrunk (shrink-on-load)."""
@@ -84,17 +101,36 @@ def check(name: str, user: str) -> None:
 
 
 def resolve(name: str) -> str:
-    """A concrete engine name: `auto` becomes `vips` when pyvips is installed, else `pillow`."""
+    """`pillow`, `vips`, or `auto` (chosen per image, `choose`) when pyvips is installed: `auto`
+    without pyvips is `pillow`."""
     if name == "auto":
-        return "vips" if vips_available() else "pillow"
+        return "auto" if vips_available() else "pillow"
     if name not in ("pillow", "vips"):
         raise ValueError(f"unknown image engine {name!r} (auto, pillow or vips)")
     return name
 
 
+def choose(width: int, height: int, fmt: str) -> str:
+    """The engine `auto` takes for a source image of `width` x `height` pixels in format `fmt` (a
+    Pillow format name): vips from its format's threshold (`AUTO_VIPS_FROM`) when installed."""
+    if not vips_available():
+        return "pillow"
+    threshold = AUTO_VIPS_FROM.get(fmt, AUTO_VIPS_FROM_OTHER)
+    return "vips" if width * height >= threshold else "pillow"
+
+
+def auto_rule() -> str:
+    """What `auto` means where pyvips is installed, as it joins an image step's cache key: a new
+    threshold gives new keys."""
+    named = "".join(f"{fmt}>={pixels}," for fmt, pixels in sorted(AUTO_VIPS_FROM.items()))
+    return f"auto:vips if pixels {named}other>={AUTO_VIPS_FROM_OTHER}"
+
+
 def get(name: str) -> ImageEngine:
-    """The engine called `name` (`auto` resolved); vips raises ConfigError naming the extra when
-    pyvips is not installed."""
+    """The engine called `name` (pillow or vips); vips raises ConfigError naming the extra when
+    pyvips is not installed. `auto` is chosen per image (`choose`), never here."""
+    if name == "auto":
+        raise ValueError("`auto` is chosen per image: engines.choose(width, height, format)")
     name = resolve(name)
     if name == "pillow":
         from captionary.core.engines.pillow import PILLOW
