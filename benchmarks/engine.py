@@ -1,10 +1,13 @@
 """Image engines: the first run of `load >> filter_by_size >> resize >> save` on the DreamBooth photos
-with the vips engine, with the Pillow engine, and the one-process plain Pillow loop, interleaved; then
-the pixel difference between the engines (mean and max absolute error per channel).
+with `engine: auto` (the default: vips for large images, Pillow for small ones), forced vips, forced
+Pillow, and the one-process plain Pillow loop, interleaved; then the pixel difference between the
+engines (mean and max absolute error per channel).
 
     python benchmarks/engine.py                 # 158 photos, 3 interleaved repetitions
     python benchmarks/engine.py --reps 5
     python benchmarks/engine.py --pixels-only   # just the pixel difference
+    python benchmarks/engine.py --src ~/small --limit 5000 --max-edge 64 --min-edge 48 --no-pixels
+                                                # small images (benchmarks/cache.py's work)
 
 Each captionary run is a first run: a new workspace and a new output folder (the pool of worker
 processes started inside the run, as a user's first run starts it). The plain loop is what a person
@@ -71,7 +74,7 @@ PLAIN = "plain Pillow loop (1 process)"
 
 def speed(src: Path, reps: int) -> None:
     files = sorted(p for p in src.rglob("*.jpg"))
-    labels = (PLAIN, "captionary, pillow", "captionary, vips")
+    labels = (PLAIN, "captionary, pillow", "captionary, vips", "captionary, auto")
     walls: dict[str, list[float]] = {label: [] for label in labels}
     cpus: dict[str, list[float]] = {label: [] for label in labels}
     loads = [os.getloadavg()[0]]
@@ -91,7 +94,7 @@ def speed(src: Path, reps: int) -> None:
         loads.append(os.getloadavg()[0])
     plain, plain_cpu = statistics.median(walls[PLAIN]), statistics.median(cpus[PLAIN])
     cores = os.cpu_count() or 1
-    print(f"{len(files)} DreamBooth photos; {cores} cores; {reps} interleaved repetitions")
+    print(f"{len(files)} images ({src}); {cores} cores; {reps} interleaved repetitions")
     print(f"load >> filter_by_size(min_edge={MIN_EDGE}) >> resize(max_edge={EDGE}) >> save(jpg, q{QUALITY})")
     print(f"load average (1 min) before and after each round: {' '.join(f'{x:.1f}' for x in loads)}")
     print("CPU: user + system seconds of every process of the run\n")
@@ -112,9 +115,10 @@ def speed(src: Path, reps: int) -> None:
         )
     vips = statistics.median(walls["captionary, vips"])
     pillow = statistics.median(walls["captionary, pillow"])
+    auto = statistics.median(walls["captionary, auto"])
     print(
-        f"\nvips engine vs Pillow engine: {pillow / vips:.2f}x; "
-        f"goal vips >= 3.5x the plain loop: {plain / vips:.2f}x"
+        f"\nvips engine vs Pillow engine: {pillow / vips:.2f}x; auto vs vips: {vips / auto:.2f}x, "
+        f"auto vs Pillow: {pillow / auto:.2f}x; goal vips >= 3.5x the plain loop: {plain / vips:.2f}x"
     )
 
 
@@ -159,16 +163,32 @@ def pixel_difference(src: Path) -> None:
 
 
 def main() -> None:
+    global EDGE, MIN_EDGE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--src", type=Path, default=DREAMBOOTH)
+    parser.add_argument("--limit", type=int, help="the first N JPEGs of --src only (copied)")
+    parser.add_argument("--max-edge", type=int, default=EDGE, help="resize's max_edge")
+    parser.add_argument("--min-edge", type=int, default=MIN_EDGE, help="filter_by_size's min_edge")
     parser.add_argument("--pixels-only", action="store_true")
     parser.add_argument("--no-pixels", action="store_true", help="only the timing table")
     args = parser.parse_args()
-    if not args.pixels_only:
-        speed(args.src, args.reps)
-    if not args.no_pixels:
-        pixel_difference(args.src)
+    EDGE, MIN_EDGE = args.max_edge, args.min_edge
+    src = args.src
+    if args.limit:
+        src = Path(tempfile.mkdtemp(prefix="captionary-engine-src-"))
+        for path in sorted(args.src.rglob("*.jpg"))[: args.limit]:
+            target = src / path.relative_to(args.src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    try:
+        if not args.pixels_only:
+            speed(src, args.reps)
+        if not args.no_pixels:
+            pixel_difference(src)
+    finally:
+        if args.limit:
+            shutil.rmtree(src, ignore_errors=True)
 
 
 if __name__ == "__main__":

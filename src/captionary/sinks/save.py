@@ -35,7 +35,7 @@ class Save(Sink):
     number or {folder: number}) writes kohya's `N_folder/` DreamBooth folders, `folder` one given folder
     (e.g. `reg/1_dog` for class images). parquet: `max_shard_mb` per `data/train-*.parquet` shard.
     `license` goes into the dataset card (README.md) written beside Hub-ready exports.
-    `engine` (auto | pillow | vips) is the library that encodes images (auto: vips when installed).
+    `engine` (auto | pillow | vips) is the library that encodes images (auto: the one that made them).
     """
 
     name: ClassVar[str] = "save"

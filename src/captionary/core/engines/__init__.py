@@ -87,6 +87,12 @@ def vips_available() -> bool:
     """pyvips is installed (found without importing it: the import costs ~80 ms)."""
     if "pyvips" in sys.modules:  # imported already, or blocked (None)
         return sys.modules["pyvips"] is not None
+    return _pyvips_found()
+
+
+@functools.cache
+def _pyvips_found() -> bool:
+    """Looked for once per process: a search of the path costs ~40 us, and `auto` asks per image."""
     return importlib.util.find_spec("pyvips") is not None
 
 

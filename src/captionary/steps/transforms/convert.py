@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 class Convert(ImageMap):
     """Convert to RGB; transparent pixels are composited on `background` (a colour like "#ffffff").
 
-    `engine` (auto | pillow | vips) is the image library (auto: vips when installed)."""
+    `engine` (auto | pillow | vips) is the image library (auto: where pyvips is installed, vips for
+    large images and Pillow for small ones)."""
 
     name: ClassVar[str] = "convert"
 

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 class CropToAspect(ImageMap):
     """Crop to an aspect ratio like "1:1", "3:2" or 1.5; position 0..1 picks the kept window (0.5: center).
 
-    `engine` (auto | pillow | vips) is the image library (auto: vips when installed)."""
+    `engine` (auto | pillow | vips) is the image library (auto: where pyvips is installed, vips for
+    large images and Pillow for small ones)."""
 
     name: ClassVar[str] = "crop_to_aspect"
 

@@ -24,7 +24,8 @@ class Resize(ImageMap):
     filter: 0.4/255 apart; ~60% of lanczos' CPU), bilinear, box (the mean of the whole pixels each
     output pixel covers: the cheapest, blockier at scales between whole numbers) or nearest; hamming
     and box are Pillow's (libvips has no such kernel: `engine: auto` then means Pillow).
-    `engine` (auto | pillow | vips) is the image library (auto: vips when installed)."""
+    `engine` (auto | pillow | vips) is the image library (auto: where pyvips is installed, vips for
+    large images and Pillow for small ones)."""
 
     name: ClassVar[str] = "resize"
 
