@@ -369,6 +369,17 @@ def test_an_auto_chain_stays_in_the_engine_its_image_is_in(mixed, tmp_path):
     assert engines_used["duck_toy/01"] == ["pillow", "vips", "vips"]  # 400 px: resize(500) changed nothing
 
 
+def test_auto_chooses_by_the_source_pixels_and_format_as_the_readme_says(monkeypatch):
+    choose = engines.choose
+    if engines.vips_available():
+        assert choose(500, 500, "JPEG") == "vips" and choose(499, 500, "JPEG") == "pillow"
+        assert choose(500, 500, "TIFF") == "vips" and choose(499, 500, "TIFF") == "pillow"
+        assert choose(200, 200, "PNG") == "vips" and choose(199, 200, "PNG") == "pillow"
+        assert choose(2000, 1000, "WEBP") == "vips" and choose(1999, 1000, "WEBP") == "pillow"
+    monkeypatch.setitem(sys.modules, "pyvips", None)
+    assert choose(8000, 8000, "JPEG") == "pillow"  # no pyvips: always Pillow
+
+
 @VIPS
 def test_auto_keys_name_the_rule_and_without_pyvips_are_pillow_s(monkeypatch):
     pillow = Resize(max_edge=64, engine="pillow")

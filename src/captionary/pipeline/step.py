@@ -297,8 +297,8 @@ class ImageMap(PerItemStep):
 
     @functools.cached_property
     def recipe_json(self) -> str:
-        """The recipe names the engine as resolved (recipes hold `for_item`'s step, never `auto`), so
-        a replay uses the engine that made the image."""
+        """The recipe names the engine as resolved (an item's recipe holds `for_item`'s step, never
+        `auto`), so a replay uses the engine that made the image."""
         params = self.params
         if engines.has_engine_parameter(type(self)):
             params["engine"] = self.engine_name
