@@ -48,7 +48,7 @@ def plain_pillow(files: list[Path], out: Path) -> None:
         image.convert("RGB").save(out / f"{path.parent.name}-{path.stem}.jpg", quality=QUALITY)
 
 
-def captionary_run(src: Path, root: Path, engine: str) -> int:
+def captionary_run(src: Path, root: Path, engine: str, workers: int | None = None) -> int:
     pipeline = (
         Load(src)
         >> FilterBySize(min_edge=MIN_EDGE)
@@ -56,7 +56,7 @@ def captionary_run(src: Path, root: Path, engine: str) -> int:
         >> Save(root / "out", image_format="jpg", quality=QUALITY, engine=engine)
     )
     with Workspace(root / "ws") as ws:
-        summary = ws.run(pipeline, progress=False)
+        summary = ws.run(pipeline, progress=False, workers=workers)
     assert summary.status == "completed" and not summary.errors, summary.errors
     return summary.step("save").n_out
 
@@ -72,7 +72,7 @@ def timed(fn) -> tuple[float, float]:
 PLAIN = "plain Pillow loop (1 process)"
 
 
-def speed(src: Path, reps: int) -> None:
+def speed(src: Path, reps: int, workers: int | None = None) -> None:
     files = sorted(p for p in src.rglob("*.jpg"))
     labels = (PLAIN, "captionary, pillow", "captionary, vips", "captionary, auto")
     walls: dict[str, list[float]] = {label: [] for label in labels}
@@ -86,7 +86,9 @@ def speed(src: Path, reps: int) -> None:
                     wall, cpu = timed(lambda root=root: plain_pillow(files, root / "plain"))
                 else:
                     engine = label.split(", ")[1]
-                    wall, cpu = timed(lambda root=root, engine=engine: captionary_run(src, root, engine))
+                    wall, cpu = timed(
+                        lambda root=root, engine=engine: captionary_run(src, root, engine, workers)
+                    )
             finally:
                 shutil.rmtree(root, ignore_errors=True)
             walls[label].append(wall)
@@ -170,6 +172,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="the first N JPEGs of --src only (copied)")
     parser.add_argument("--max-edge", type=int, default=EDGE, help="resize's max_edge")
     parser.add_argument("--min-edge", type=int, default=MIN_EDGE, help="filter_by_size's min_edge")
+    parser.add_argument("--workers", type=int, help="captionary's pool (0: in the driver; CPU is cleaner)")
     parser.add_argument("--pixels-only", action="store_true")
     parser.add_argument("--no-pixels", action="store_true", help="only the timing table")
     args = parser.parse_args()
@@ -183,7 +186,7 @@ def main() -> None:
             shutil.copyfile(path, target)
     try:
         if not args.pixels_only:
-            speed(src, args.reps)
+            speed(src, args.reps, args.workers)
         if not args.no_pixels:
             pixel_difference(src)
     finally:

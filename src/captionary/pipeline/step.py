@@ -276,9 +276,9 @@ class ImageMap(PerItemStep):
         if not self.per_image_engine:
             return self
         name = auto_engine(item)
-        forced = vars(self).setdefault("_forced", {})
+        forced = vars(self).get("_forced") or vars(self).setdefault("_forced", {})
         step = forced.get(name)
-        if step is None:
+        if step is None:  # once per engine (a race builds an equal twin: harmless)
             step = forced[name] = type(self)(**{**self.params, "engine": name})
         return step
 
