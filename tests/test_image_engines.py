@@ -438,3 +438,30 @@ def test_auto_reads_the_size_from_the_header_when_the_properties_lack_it(mixed, 
             assert auto_engine(bare) == auto_engine(item), item.name
             if engines.vips_available():
                 assert auto_engine(item) == _taken(f"{item.name}.{'png' if item.format == 'PNG' else 'jpg'}")
+
+
+@VIPS
+def test_a_pillow_workspace_recomputes_once_when_pyvips_arrives_and_only_vips_made_files_change(
+    mixed, tmp_path, monkeypatch
+):
+    """The README's promise: without pyvips `auto` is Pillow (Pillow's keys); once pyvips is there the
+    image steps compute once again (auto's key names its rule), the files of the images auto gives to
+    vips change, the small ones' files stay byte for byte (and untouched), and the next run is cached."""
+    from conftest import mtimes, tree
+
+    out = tmp_path / "out"
+    pipeline = Load(mixed) >> Resize(max_edge=96) >> Save(out, image_format="jpg")
+    with Workspace(tmp_path / "ws") as ws:
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "pyvips", None)  # not installed yet (in the driver: workers=0)
+            before = ws.run(pipeline, progress=False, workers=0)
+            assert before.step("resize").computed == 14
+            assert {step.engine for item in ws.items() for step, _ in item.recipe} == {"pillow"}
+        made, stamps = tree(out), mtimes(out)
+        after = ws.run(pipeline, progress=False)
+        assert after.step("resize").computed == 14 and after.step("resize").cached == 0
+        changed = {name for name, data in tree(out).items() if data != made[name]}
+        small = {name.rsplit(".", 1)[0] + ".jpg" for name in SMALL}
+        assert changed == {name for name in made if name.endswith(".jpg") and name not in small}
+        assert all(mtimes(out)[name] == stamps[name] for name in small)
+        assert ws.run(pipeline, progress=False).computed == 0
