@@ -450,18 +450,21 @@ def test_a_pillow_workspace_recomputes_once_when_pyvips_arrives_and_only_vips_ma
     from conftest import mtimes, tree
 
     out = tmp_path / "out"
-    pipeline = Load(mixed) >> Resize(max_edge=96) >> Save(out, image_format="jpg")
+
+    def pipeline():  # built anew for each run, as a new process would (steps keep their keys)
+        return Load(mixed) >> Resize(max_edge=96) >> Save(out, image_format="jpg")
+
     with Workspace(tmp_path / "ws") as ws:
         with monkeypatch.context() as patch:
             patch.setitem(sys.modules, "pyvips", None)  # not installed yet (in the driver: workers=0)
-            before = ws.run(pipeline, progress=False, workers=0)
+            before = ws.run(pipeline(), progress=False, workers=0)
             assert before.step("resize").computed == 14
             assert {step.engine for item in ws.items() for step, _ in item.recipe} == {"pillow"}
         made, stamps = tree(out), mtimes(out)
-        after = ws.run(pipeline, progress=False)
+        after = ws.run(pipeline(), progress=False)
         assert after.step("resize").computed == 14 and after.step("resize").cached == 0
         changed = {name for name, data in tree(out).items() if data != made[name]}
         small = {name.rsplit(".", 1)[0] + ".jpg" for name in SMALL}
         assert changed == {name for name in made if name.endswith(".jpg") and name not in small}
         assert all(mtimes(out)[name] == stamps[name] for name in small)
-        assert ws.run(pipeline, progress=False).computed == 0
+        assert ws.run(pipeline(), progress=False).computed == 0
