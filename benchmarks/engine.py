@@ -78,8 +78,9 @@ def speed(src: Path, reps: int, workers: int | None = None) -> None:
     walls: dict[str, list[float]] = {label: [] for label in labels}
     cpus: dict[str, list[float]] = {label: [] for label in labels}
     loads = [os.getloadavg()[0]]
-    for _ in range(reps):
-        for label in labels:  # interleaved: every variant once per repetition
+    for rep in range(reps):
+        turn = rep % len(labels)  # interleaved, every variant once per repetition, the order rotated
+        for label in labels[turn:] + labels[:turn]:  # so none always follows the same one
             root = Path(tempfile.mkdtemp(prefix="captionary-engine-"))
             try:
                 if label == PLAIN:
