@@ -111,3 +111,13 @@ def test_broken_headers_are_judged_as_pillow_judges_them(monkeypatch):
             assert outcome(variant) == pillow_probe(variant, monkeypatch), variant[:scan]
             checked += 1
     assert checked > 1000
+
+
+@pytest.mark.parametrize("name", ["rgb", "progressive", "exif6"])
+def test_a_file_is_whole_until_it_is_cut_anywhere_in_its_pixels(name):
+    data = SAMPLES[name]
+    header = jpeg_header(data)
+    assert header.complete(data) and header.complete(data + b"trailing bytes")
+    for cut in range(header.scan + 2, len(data) - 1, max(1, (len(data) - header.scan) // 25)):
+        assert not header.complete(data[:cut]), cut
+    assert not header.complete(data[:-1])

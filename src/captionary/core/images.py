@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import io
 import math
-import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from captionary.core.jpeg_header import jpeg_header
 
@@ -22,15 +21,22 @@ class ImageInfo:
     mode: str
 
 
-def probe(data: bytes, *, verify: bool = True) -> ImageInfo:
-    """Header facts of an image; with `verify`, decode it once (JPEGs at 1/8 scale) to catch corruption.
+STRUCTURE = "structure"
+Verify = bool | Literal["structure"]
+"""How a new image is checked: True decodes it once (JPEGs at 1/8 scale); "structure" checks that a
+JPEG is whole (its header read plainly, an end-of-image marker after its scan) and decodes anything
+else; False reads its header only."""
+
+
+def probe(data: bytes, *, verify: Verify = True) -> ImageInfo:
+    """Header facts of an image, checked as `verify` says.
 
     Raises ValueError with a reason a person can act on, whatever Pillow raised (a file cut off
     inside its header raises OSError from `Image.open` or `getexif`).
     """
     if not data:
         raise ValueError("empty file (0 bytes)")
-    if not verify and (fast := _jpeg_info(data)) is not None:
+    if verify is not True and (fast := _jpeg_info(data, verify == STRUCTURE)) is not None:
         return fast
     from PIL import Image, UnidentifiedImageError
 
@@ -57,27 +63,33 @@ def probe(data: bytes, *, verify: bool = True) -> ImageInfo:
     return info
 
 
-def _jpeg_info(data: bytes) -> ImageInfo | None:
+def _jpeg_info(data: bytes, whole: bool) -> ImageInfo | None:
     """A JPEG's facts from its segments (`core/jpeg_header.py`: what Pillow would say, without its
     ~35 us Python header parse); None leaves the file to Pillow, as does a size over Pillow's
-    decompression-bomb limit (Pillow warns or refuses it)."""
+    decompression-bomb limit (Pillow warns or refuses it). `whole`: a file cut off before its end
+    marker is refused with the reason Pillow's decode would give."""
     header = jpeg_header(data)
     if header is None:
         return None
     width, height = header.width, header.height
     if width * height > _max_pixels():
         return None
+    if whole and not header.complete(data):
+        raise ValueError(
+            "corrupt or truncated image data: image file is truncated (no end-of-image marker after "
+            "its pixel data)"
+        )
     if header.orientation in _TRANSPOSED:
         width, height = height, width
     return ImageInfo(width, height, "JPEG", header.mode)
 
 
 def _max_pixels() -> float:
-    """Pillow's `MAX_IMAGE_PIXELS` (None: no limit) without importing Pillow before it is loaded."""
-    image = sys.modules.get("PIL.Image")
-    if image is None:
-        from PIL import Image as image
-    limit = image.MAX_IMAGE_PIXELS
+    """Pillow's `MAX_IMAGE_PIXELS` (None: no limit). Imported, not looked up in `sys.modules`: another
+    thread may be importing Pillow right now, and only the import waits for it to finish."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
     return math.inf if limit is None else limit
 
 

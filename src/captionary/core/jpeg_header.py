@@ -31,6 +31,13 @@ class JpegHeader(NamedTuple):
     mode: str
     orientation: int  # EXIF orientation; 1 when the file names none
     has_exif: bool
+    scan: int  # where the first scan starts (its SOS marker)
+
+    def complete(self, data: bytes) -> bool:
+        """The bytes hold an end-of-image marker after the scan starts: a file cut off anywhere in
+        its pixel data has none (inside the scan a 0xFF byte is always followed by 0x00 or a restart
+        marker), which is what Pillow's decode reports as "image file is truncated"."""
+        return data.rfind(b"\xff\xd9") > self.scan
 
 
 def jpeg_header(data: bytes) -> JpegHeader | None:
@@ -84,7 +91,7 @@ def jpeg_header(data: bytes) -> JpegHeader | None:
     orientation = 1 if exif is None else exif_orientation(exif)
     if orientation is None:
         return None
-    return JpegHeader(width, height, _MODES[layers], orientation, exif is not None)
+    return JpegHeader(width, height, _MODES[layers], orientation, exif is not None, pos)
 
 
 def exif_orientation(tiff: bytes) -> int | None:

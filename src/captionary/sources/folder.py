@@ -29,9 +29,11 @@ FILES_PER_TASK = 8
 class Load(Source):
     """Load every image under a folder; sidecar .txt/.caption become `caption`, .json its keys.
 
-    `verify` decodes each new image once to catch truncated or corrupt files. By default (None) it
-    does so only when no image step later in the pipeline decodes the pixels anyway (that step
-    then reports a corrupt file, naming it). Only regular files are read (links followed, then
+    `verify: true` decodes each new image once to catch truncated or corrupt files. By default
+    (None), when no image step later in the pipeline decodes the pixels anyway (that step would
+    report a corrupt file, naming it), a JPEG is checked whole without a decode (a file cut off in
+    its pixel data has no end marker) and other formats are decoded; `false` reads headers only.
+    Only regular files are read (links followed, then
     checked: a FIFO or a device is that file's error), each at most `max_file_size` bytes.
     """
 
