@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from captionary.core.db import db_text
-from captionary.core.images import ReadableExtensions
+from captionary.core.images import STRUCTURE, ReadableExtensions, Verify
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import (
@@ -24,6 +24,8 @@ from captionary.sources.records import (
 CAPTION_SIDECARS = (".txt", ".caption")
 SIDECARS = (*CAPTION_SIDECARS, ".json")
 FILES_PER_TASK = 8
+BIG_FILES = 256 << 10
+"""Bytes a new file holds on average from which `load` reads with several threads (see `threads`)."""
 
 
 class Load(Source):
@@ -33,8 +35,9 @@ class Load(Source):
     (None), when no image step later in the pipeline decodes the pixels anyway (that step would
     report a corrupt file, naming it), a JPEG is checked whole without a decode (a file cut off in
     its pixel data has no end marker) and other formats are decoded; `false` reads headers only.
-    Only regular files are read (links followed, then
-    checked: a FIFO or a device is that file's error), each at most `max_file_size` bytes.
+    Only regular files are read (links followed, then checked: a FIFO or a device is that file's
+    error), each at most `max_file_size` bytes. `threads`: reading threads (default: 1 for small
+    files read from their headers, 4 for large or decoded ones).
     """
 
     name: ClassVar[str] = "load"
@@ -43,12 +46,12 @@ class Load(Source):
     path: Path
     recursive: bool = True
     verify: bool | None = None
-    threads: int = 4
+    threads: int | None = None
     max_file_size: int = MAX_FILE_SIZE  # bytes; a larger file (image or sidecar) is that item's error
 
     def validate(self) -> None:
         require(self.path.is_dir(), self, f"folder not found: {self.path}", param="path")
-        require(self.threads >= 1, self, "must be at least 1", param="threads")
+        require(self.threads is None or self.threads >= 1, self, "must be at least 1", param="threads")
         require(self.max_file_size >= 1, self, "must be at least 1 (bytes)", param="max_file_size")
 
     def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
@@ -70,10 +73,25 @@ class Load(Source):
                 fresh.append((key, real_path, name, fingerprint, sidecars))
         # a few files per task: one hand-off between threads per task, not per file
         tasks = [fresh[i : i + FILES_PER_TASK] for i in range(0, len(fresh), FILES_PER_TASK)]
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
+        with ThreadPoolExecutor(self._threads(fresh, verify), thread_name_prefix="captionary-load") as pool:
             for done in pool.map(lambda task: [self._ingest(records, *args) for args in task], tasks):
                 for record in done:
                     yield record if record.item is None else records.unique(record.item, cached=False)
+
+    def _threads(self, fresh: list[tuple], verify: Verify) -> int:
+        """`threads`, or by default: 4 when the new files are large or decoded (`verify: true`, or
+        mostly not JPEGs under the default check), where reading, hashing and decoding release the
+        GIL for long; else 1. A small file read from its header costs a few system calls, each a GIL
+        hand-off between busy threads: one thread read 3,000 small JPEGs with half the CPU of four
+        (README, "Where a first run's time goes")."""
+        if self.threads is not None:
+            return self.threads
+        if not fresh:
+            return 1
+        sizes = [int(fingerprint.partition(":")[0]) for _, _, _, fingerprint, _ in fresh]
+        jpegs = sum(path.lower().endswith((".jpg", ".jpeg")) for _, path, _, _, _ in fresh)
+        decoded = verify is True or (verify == STRUCTURE and jpegs < len(fresh) / 2)
+        return 4 if decoded or sum(sizes) / len(sizes) >= BIG_FILES else 1
 
     def _files(self, root: Path) -> Iterator[tuple[str, str, str | Exception, list[str]]]:
         """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars."""
