@@ -101,6 +101,8 @@ class LocalExecutor:
 
     def _run(self, ws: Workspace, pipeline: Pipeline) -> RunSummary:
         started = time.time()
+        # runs still 'running' under our lock were killed: say so, and let sinks clear their temp files
+        killed = ws.db.execute("UPDATE runs SET status = 'killed' WHERE status = 'running'").rowcount
         run_id = ws.db.execute(
             "INSERT INTO runs (started, status, pipeline, executor) VALUES (?, 'running', ?, ?)",
             (started, json.dumps(pipeline.describe(), default=str), self.name),
@@ -110,6 +112,7 @@ class LocalExecutor:
         ctx = RunContext(ws, run_id, writer, stats, self.max_errors)
         ctx.decodes_later = any(isinstance(step, ImageMap) for step in pipeline)
         ctx.review_options = self.review
+        ctx.after_kill = killed > 0
         progress = Progress(stats, enabled=self.progress)
         source, stages, pool = self._plan(ctx, pipeline)
         status = "completed"

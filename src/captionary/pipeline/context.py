@@ -52,3 +52,6 @@ class SinkContext:
     writer: DbWriter
     run_id: int
     errors: list[dict] = field(default_factory=list)
+    after_kill: bool = True
+    """A run before this one ended without finishing (killed) and may have left temp files in output
+    folders: a sink clears them. An executor that cannot tell leaves it True."""
