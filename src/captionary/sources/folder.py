@@ -71,6 +71,7 @@ class Load(Source):
                 yield known
             else:
                 fresh.append((key, real_path, name, fingerprint, sidecars))
+        ctx.fresh(len(fresh))
         # a few files per task: one hand-off between threads per task, not per file
         tasks = [fresh[i : i + FILES_PER_TASK] for i in range(0, len(fresh), FILES_PER_TASK)]
         with ThreadPoolExecutor(self._threads(fresh, verify), thread_name_prefix="captionary-load") as pool:
