@@ -196,7 +196,7 @@ class OutputFiles:
         log.warning("%s was changed since captionary wrote it: kept, though its item is gone", target)
         return True
 
-    def _write(self, target: Path, data: bytes) -> os.stat_result:
+    def _write(self, target: Path, data: bytes) -> os.stat_result | None:
         folder = str(target.parent)
         if folder not in self.folders:
             target.parent.mkdir(parents=True, exist_ok=True)
