@@ -95,7 +95,10 @@ class Load(Source):
         return 4 if decoded or sum(sizes) / len(sizes) >= BIG_FILES else 1
 
     def _files(self, root: Path) -> Iterator[tuple[str, str, str | Exception, list[str]]]:
-        """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars."""
+        """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars.
+        A cached re-run spends most of its `load` here (20,000 files: one stat each), so the common
+        case is kept lean: an extension is judged once per folder, and sidecars are looked for only in
+        a folder that holds any."""
         extensions = ReadableExtensions()
         prefix = len(str(root)) + 1
         folders = [str(root)]
@@ -106,7 +109,8 @@ class Load(Source):
             except OSError as exc:
                 yield folder, folder[prefix:], exc, []
                 continue
-            by_name = {entry.name: entry for entry in entries}
+            by_name = {entry.name: entry for entry in entries if entry.name.endswith(SIDECARS)}
+            readable: dict[str, bool] = {}  # extension (as written) -> an image Pillow reads
             subfolders = []
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):  # symlinked folders are not followed: no loops
@@ -114,18 +118,25 @@ class Load(Source):
                         subfolders.append(entry.path)
                     continue
                 stem, dot, ext = entry.name.rpartition(".")
-                if not stem or "." + ext.lower() not in extensions:
+                image = readable.get(ext)
+                if image is None:
+                    image = readable[ext] = "." + ext.lower() in extensions
+                if not stem or not image:
                     continue
                 ext = dot + ext
                 name = entry.path[prefix : -len(ext)].replace(os.sep, "/")
-                sidecars = [by_name[stem + s] for s in SIDECARS if stem + s in by_name]
+                sidecars = [by_name[stem + s] for s in SIDECARS if stem + s in by_name] if by_name else []
                 try:
-                    stats = [stat_fingerprint(entry)]
-                    stats += [f"{s.name[len(stem) :]}={stat_fingerprint(s)}" for s in sidecars]
+                    st = entry.stat()
+                    fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
+                    if sidecars:
+                        stats = [fingerprint]
+                        stats += [f"{s.name[len(stem) :]}={stat_fingerprint(s)}" for s in sidecars]
+                        fingerprint = "|".join(stats)
                 except OSError as exc:
                     yield entry.path, name, exc, []
                     continue
-                yield entry.path, name, "|".join(stats), [s.path for s in sidecars]
+                yield entry.path, name, fingerprint, [s.path for s in sidecars]
             folders.extend(reversed(subfolders))
 
     def _ingest(
