@@ -124,7 +124,7 @@ class LocalExecutor:
         ctx.after_kill = killed > 0
         progress = Progress(stats, enabled=self.progress)
         source, stages, pool = self._plan(ctx, pipeline)
-        ctx.warm_workers = pool.warm
+        ctx.warm_workers = getattr(pool, "warm", ctx.warm_workers)  # (Ray's actors start as they do)
         status = "completed"
         gc_threshold = gc.get_threshold()
         gc.set_threshold(100_000, 50, 100)  # millions of small objects: collect far less often
@@ -192,7 +192,8 @@ class LocalExecutor:
                     end += 1
                 chain = steps[index:end]
                 parallel = self.workers > 0 and any(s.parallel for s in chain) and _workers_can_load(chain)
-                pool.needed |= parallel
+                if parallel:
+                    pool.needed = True
                 stages.append(
                     ChainStage(ctx, list(range(index, end)), chain, len(chains), pool if parallel else None)
                 )
