@@ -7,9 +7,9 @@ captionary's):
   * first run and cached re-run of `load >> filter_by_size >> set_caption >> save` on `--n` 600x600
     JPEGs, the whole CLI process (`captionary run`), against beprepared's `Load >> FilterBySize >>
     SetCaption >> Save` in a Python process of its own (its workspace created the same way);
-    captionary's `load` decodes every new image once (at 1/8 scale) to catch corrupt files when no
-    later step decodes it, which beprepared does not do (its `verify()` reads no JPEG pixel data):
-    a row with `load: {verify: false}` does the same checking as beprepared;
+    when no later step decodes it, captionary's `load` checks each new JPEG whole (its end-of-image
+    marker after the scan: a cut-off file fails) without decoding it; beprepared's `verify()` reads
+    no JPEG pixel data either; a row with `load: {verify: false}` reads headers only;
     `--baseline SRC` times another captionary source tree (e.g. a `git worktree` of main) too;
   * the pHash search of `--hashes` 64-bit hashes (1% planted near copies) at threshold 8: captionary's
     multi-index search against imagededup's (`PHash().find_duplicates(encoding_map=...)`, its BK-tree);

@@ -82,7 +82,38 @@ def test_by_default_load_verifies_only_when_no_image_step_decodes(zoo, tmp_path)
     with Workspace(tmp_path / "b") as ws:  # the same workspace, now a pipeline that needs verification
         again = ws.run(Load(zoo) >> Save(tmp_path / "b-out2"), progress=False)
     assert again.step("load").failed == len(EXPECTED)
-    assert again.step("load").computed == 12  # the unverified records are verified now
+    assert again.step("load").computed == 12  # the records of header-only reads are checked now
+
+
+def test_the_default_check_finds_a_cut_off_jpeg_without_decoding_and_verify_true_decodes(
+    photos, tmp_path, monkeypatch
+):
+    """With nothing later decoding, `load` checks a JPEG whole by its end marker (no pixels decoded):
+    a file cut off anywhere in its pixel data fails as a decode would fail it. A complete file whose
+    Huffman table is broken passes that check; `verify: true` decodes and catches it too."""
+    from PIL import ImageFile
+
+    good = (photos / "dog" / "00.jpg").read_bytes()
+    bad = photos / "bad"
+    bad.mkdir()
+    (bad / "cut.jpg").write_bytes(good[: len(good) * 9 // 10])
+    table = good.index(b"\xff\xc4")
+    broken = bytearray(good)
+    broken[table + 5] = 0xFF  # the first code-length count: more codes than a table may hold
+    (bad / "bad-table.jpg").write_bytes(bytes(broken))
+    decodes = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decodes.append(1) or real_load(image))
+    with Workspace(tmp_path / "ws") as ws:
+        checked = ws.run(Load(photos) >> Save(tmp_path / "out"), progress=False)
+        assert {e["source"].rsplit("/", 1)[1]: e["step"] for e in checked.errors} == {"cut.jpg": "load"}
+        assert "truncated" in checked.errors[0]["reason"]
+        assert decodes == []  # every file a JPEG read plainly: none decoded
+        decoded = ws.run(Load(photos, verify=True) >> Save(tmp_path / "out"), progress=False)
+    load = decoded.step("load")
+    assert (load.cached, load.computed, load.failed) == (0, 12, 2)  # checked less before: all read again
+    assert {e["source"].rsplit("/", 1)[1] for e in decoded.errors} == {"cut.jpg", "bad-table.jpg"}
+    assert len(decodes) == 14
 
 
 def test_a_step_exception_fails_only_that_item(photos, ws_path, tmp_path):

@@ -154,3 +154,25 @@ def test_ctrl_c_stops_cleanly_and_keeps_committed_work(photos, tmp_path):
     rerun = subprocess.run(**command(pipeline), capture_output=True)
     assert rerun.returncode == 0, rerun.stderr
     check_finished(tmp_path, rerun)
+
+
+def test_temp_files_a_killed_run_left_are_cleared_by_the_next_run(photos, tmp_path):
+    """Only a killed run leaves temp files: a run after it clears them and records that run as
+    killed; a run after a run that finished does not list the output folder for them."""
+    from captionary import Load, Save, Workspace
+    from captionary.core.atomic import TMP_PREFIX
+
+    out = tmp_path / "out"
+    pipeline = Load(photos) >> Save(out)
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(pipeline, progress=False)
+        left = out / "dog" / f"{TMP_PREFIX}999-1-0"
+        left.write_bytes(b"half a file")
+        ws.run(pipeline, progress=False)
+        assert left.exists()  # the last run finished: no folder listing
+        ws.db.execute("INSERT INTO runs (started, status) VALUES (0, 'running')")  # what a SIGKILL leaves
+        killed = ws.db.execute("SELECT max(id) FROM runs").fetchone()[0]
+        again = ws.run(pipeline, progress=False)
+        assert not left.exists() and again.computed == 0
+        status = ws.db.execute("SELECT status FROM runs WHERE id = ?", (killed,)).fetchone()[0]
+    assert status == "killed"

@@ -331,9 +331,9 @@ def test_prompt_items_are_rows_only_in_text_formats(source, tmp_path, fmt):
 
 
 def test_an_orientation_named_only_in_xmp_is_turned_too(tmp_path, uprights):
-    """Copying an original skips Pillow for a JPEG whose header names no orientation; one named only
+    """Copying an original skips Pillow for a JPEG whose header reads plainly; one naming an orientation only
     in XMP (`tiff:Orientation`, no EXIF at all) must still go through Pillow and come out upright."""
-    from captionary.sinks.encoding import _jpeg_names_no_orientation
+    from captionary.core.jpeg_header import jpeg_header
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -341,8 +341,8 @@ def test_an_orientation_named_only_in_xmp_is_turned_too(tmp_path, uprights):
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><tiff:Orientation>6</tiff:Orientation></x:xmpmeta>'
     want.transpose(STORED[6]).save(folder / "xmp.jpg", quality=95, xmp=xmp)
     want.save(folder / "bare.jpg", quality=95)  # no EXIF, no XMP: copied without a parse
-    assert not _jpeg_names_no_orientation((folder / "xmp.jpg").read_bytes())
-    assert _jpeg_names_no_orientation((folder / "bare.jpg").read_bytes())
+    assert jpeg_header((folder / "xmp.jpg").read_bytes()) is None  # left to Pillow
+    assert jpeg_header((folder / "bare.jpg").read_bytes()).orientation == 1
     out = tmp_path / "out"
     export(folder, out)
     turned = Image.open(out / "xmp.jpg")

@@ -199,3 +199,20 @@ def test_an_edited_manifest_is_left_alone_and_the_run_completes(photos, ws_path,
     summary, _ = run(ws_path, Load(photos) >> Save(out, format="jsonl"))
     assert summary.status == "completed" and summary.step("save").usage["edited_files_kept"] == 1
     assert (out / "metadata.jsonl").read_text() == "my own manifest\n"
+
+
+def test_load_reads_small_header_only_files_with_one_thread_and_large_or_decoded_ones_with_four(tmp_path):
+    from captionary.core.images import STRUCTURE
+
+    load = Load(tmp_path)
+
+    def fresh(n, size, ext=".jpg"):
+        return [("k", f"/d/{i}{ext}", "n", f"{size}:1", []) for i in range(n)]
+
+    assert load._threads(fresh(100, 30_000), False) == 1
+    assert load._threads(fresh(100, 30_000), STRUCTURE) == 1  # JPEGs: checked without a decode
+    assert load._threads(fresh(100, 30_000, ".png"), STRUCTURE) == 4  # decoded
+    assert load._threads(fresh(100, 30_000), True) == 4
+    assert load._threads(fresh(100, 3_000_000), False) == 4
+    assert load._threads([], False) == 1
+    assert Load(tmp_path, threads=2)._threads(fresh(100, 30_000), False) == 2

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 
 from captionary.backends.base import Backend, Request, Result
 from captionary.backends.http_loop import HttpLoop
+from captionary.backends.json_body import DataUrl, json_body
 from captionary.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ class OpenAIBackend(Backend):
                 self.requests_sent += 1
             wait: float | None = None
             try:
-                response = await http.client.post(path, json=body)
+                response = await http.client.post(path, content=json_body(body), headers=JSON_HEADERS)
             except httpx.TimeoutException:
                 problem = f"timed out after {self.settings['timeout']} s"
             except httpx.TransportError as exc:
@@ -241,7 +242,10 @@ class OpenAIBackend(Backend):
             image.thumbnail((edge, edge))
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=int(self.settings["jpeg_quality"]))
-        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return DataUrl("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
+
+
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 def _parse(answer: dict[str, Any]) -> tuple[list[str], list[str], dict[str, int]]:

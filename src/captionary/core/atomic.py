@@ -25,17 +25,17 @@ if hasattr(os, "register_at_fork"):  # in a forked child)
 
 
 def write_atomic(
-    target: str, data: bytes | bytearray | memoryview, tmp_folder: str | None = None
-) -> os.stat_result:
+    target: str, data: bytes | bytearray | memoryview, tmp_folder: str | None = None, *, stat: bool = True
+) -> os.stat_result | None:
     """Write `data` to `target` atomically; the temp file lives in `tmp_folder` (same file system).
-    Returns the written file's stat (size and mtime as they are at `target`)."""
+    Returns the written file's stat (size and mtime as they are at `target`), or None without `stat`."""
     folder = tmp_folder or os.path.dirname(target)
     tmp = os.path.join(folder, f"{TMP_PREFIX}{_pid[0]}-{threading.get_ident()}-{next(_counter)}")
     fd = os.open(tmp, _FLAGS, 0o644)
     try:
         try:
             write_all(fd, data)
-            written = os.fstat(fd)
+            written = os.fstat(fd) if stat else None
         finally:
             os.close(fd)
         os.replace(tmp, target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from captionary.core import item_state
@@ -41,6 +42,8 @@ class RunContext:
         self.writer = writer
         self.stats = stats
         self.max_errors = max_errors
+        self.warm_workers: Callable[[], None] = lambda: None  # start the worker processes now
+        self.after_kill = True  # a run before this one was killed (set by the executor; True: unknown)
         self.decodes_later = False  # an image step will decode every item's pixels (set by the executor)
         self.review_options: dict[str, Any] = {}  # host/port/announce for the review app a human step serves
         self.review_server: Any = None  # that app, once a human step started it (one per run)

@@ -27,6 +27,7 @@ class SourceContext:
     on_expect: Callable[[int], None] = field(default=lambda total: None, repr=False)
     count: Callable[[], int] = field(default=lambda: 0, repr=False)
     on_known: Callable[[Iterable[str]], None] = field(default=lambda items: None, repr=False)
+    on_fresh: Callable[[int], None] = field(default=lambda count: None, repr=False)
 
     def known(self, items: Iterable[str]) -> None:
         """The items this source has on record from earlier runs (what it remembers it read): those
@@ -36,6 +37,12 @@ class SourceContext:
     def expect(self, total: int) -> None:
         """How many records this source will produce in all (the progress bar's total)."""
         self.on_expect(total)
+
+    def fresh(self, count: int) -> None:
+        """`count` records will be read anew (not answered from the source's record): the executor may
+        start what will compute them (worker processes) while the source reads."""
+        if count:
+            self.on_fresh(count)
 
     @property
     def produced(self) -> int:
@@ -52,3 +59,6 @@ class SinkContext:
     writer: DbWriter
     run_id: int
     errors: list[dict] = field(default_factory=list)
+    after_kill: bool = True
+    """A run before this one ended without finishing (killed) and may have left temp files in output
+    folders: a sink clears them. An executor that cannot tell leaves it True."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from captionary.core.db import db_text
-from captionary.core.images import ReadableExtensions
+from captionary.core.images import STRUCTURE, ReadableExtensions, Verify
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import (
@@ -24,15 +24,20 @@ from captionary.sources.records import (
 CAPTION_SIDECARS = (".txt", ".caption")
 SIDECARS = (*CAPTION_SIDECARS, ".json")
 FILES_PER_TASK = 8
+BIG_FILES = 256 << 10
+"""Bytes a new file holds on average from which `load` reads with several threads (see `threads`)."""
 
 
 class Load(Source):
     """Load every image under a folder; sidecar .txt/.caption become `caption`, .json its keys.
 
-    `verify` decodes each new image once to catch truncated or corrupt files. By default (None) it
-    does so only when no image step later in the pipeline decodes the pixels anyway (that step
-    then reports a corrupt file, naming it). Only regular files are read (links followed, then
-    checked: a FIFO or a device is that file's error), each at most `max_file_size` bytes.
+    `verify: true` decodes each new image once to catch truncated or corrupt files. By default
+    (None), when no image step later in the pipeline decodes the pixels anyway (that step would
+    report a corrupt file, naming it), a JPEG is checked whole without a decode (a file cut off in
+    its pixel data has no end marker) and other formats are decoded; `false` reads headers only.
+    Only regular files are read (links followed, then checked: a FIFO or a device is that file's
+    error), each at most `max_file_size` bytes. `threads`: reading threads (default: 1 for small
+    files read from their headers, 4 for large or decoded ones).
     """
 
     name: ClassVar[str] = "load"
@@ -41,12 +46,12 @@ class Load(Source):
     path: Path
     recursive: bool = True
     verify: bool | None = None
-    threads: int = 4
+    threads: int | None = None
     max_file_size: int = MAX_FILE_SIZE  # bytes; a larger file (image or sidecar) is that item's error
 
     def validate(self) -> None:
         require(self.path.is_dir(), self, f"folder not found: {self.path}", param="path")
-        require(self.threads >= 1, self, "must be at least 1", param="threads")
+        require(self.threads is None or self.threads >= 1, self, "must be at least 1", param="threads")
         require(self.max_file_size >= 1, self, "must be at least 1 (bytes)", param="max_file_size")
 
     def scan(self, ctx: SourceContext) -> Iterator[Ingested]:
@@ -66,15 +71,34 @@ class Load(Source):
                 yield known
             else:
                 fresh.append((key, real_path, name, fingerprint, sidecars))
+        ctx.fresh(len(fresh))
         # a few files per task: one hand-off between threads per task, not per file
         tasks = [fresh[i : i + FILES_PER_TASK] for i in range(0, len(fresh), FILES_PER_TASK)]
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
+        with ThreadPoolExecutor(self._threads(fresh, verify), thread_name_prefix="captionary-load") as pool:
             for done in pool.map(lambda task: [self._ingest(records, *args) for args in task], tasks):
                 for record in done:
                     yield record if record.item is None else records.unique(record.item, cached=False)
 
+    def _threads(self, fresh: list[tuple], verify: Verify) -> int:
+        """`threads`, or by default: 4 when the new files are large or decoded (`verify: true`, or
+        mostly not JPEGs under the default check), where reading, hashing and decoding release the
+        GIL for long; else 1. A small file read from its header costs a few system calls, each a GIL
+        hand-off between busy threads: one thread read 3,000 small JPEGs with half the CPU of four
+        (README, "Where a first run's time goes")."""
+        if self.threads is not None:
+            return self.threads
+        if not fresh:
+            return 1
+        sizes = [int(fingerprint.partition(":")[0]) for _, _, _, fingerprint, _ in fresh]
+        jpegs = sum(path.lower().endswith((".jpg", ".jpeg")) for _, path, _, _, _ in fresh)
+        decoded = verify is True or (verify == STRUCTURE and jpegs < len(fresh) / 2)
+        return 4 if decoded or sum(sizes) / len(sizes) >= BIG_FILES else 1
+
     def _files(self, root: Path) -> Iterator[tuple[str, str, str | Exception, list[str]]]:
-        """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars."""
+        """(path, name, fingerprint, sidecar paths) for each image, sorted; fingerprint covers sidecars.
+        A cached re-run spends most of its `load` here (20,000 files: one stat each), so the common
+        case is kept lean: an extension is judged once per folder, and sidecars are looked for only in
+        a folder that holds any."""
         extensions = ReadableExtensions()
         prefix = len(str(root)) + 1
         folders = [str(root)]
@@ -85,7 +109,8 @@ class Load(Source):
             except OSError as exc:
                 yield folder, folder[prefix:], exc, []
                 continue
-            by_name = {entry.name: entry for entry in entries}
+            by_name = {entry.name: entry for entry in entries if entry.name.endswith(SIDECARS)}
+            readable: dict[str, bool] = {}  # extension (as written) -> an image Pillow reads
             subfolders = []
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):  # symlinked folders are not followed: no loops
@@ -93,18 +118,25 @@ class Load(Source):
                         subfolders.append(entry.path)
                     continue
                 stem, dot, ext = entry.name.rpartition(".")
-                if not stem or "." + ext.lower() not in extensions:
+                image = readable.get(ext)
+                if image is None:
+                    image = readable[ext] = "." + ext.lower() in extensions
+                if not stem or not image:
                     continue
                 ext = dot + ext
                 name = entry.path[prefix : -len(ext)].replace(os.sep, "/")
-                sidecars = [by_name[stem + s] for s in SIDECARS if stem + s in by_name]
+                sidecars = [by_name[stem + s] for s in SIDECARS if stem + s in by_name] if by_name else []
                 try:
-                    stats = [stat_fingerprint(entry)]
-                    stats += [f"{s.name[len(stem) :]}={stat_fingerprint(s)}" for s in sidecars]
+                    st = entry.stat()
+                    fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
+                    if sidecars:
+                        stats = [fingerprint]
+                        stats += [f"{s.name[len(stem) :]}={stat_fingerprint(s)}" for s in sidecars]
+                        fingerprint = "|".join(stats)
                 except OSError as exc:
                     yield entry.path, name, exc, []
                     continue
-                yield entry.path, name, "|".join(stats), [s.path for s in sidecars]
+                yield entry.path, name, fingerprint, [s.path for s in sidecars]
             folders.extend(reversed(subfolders))
 
     def _ingest(

@@ -113,6 +113,7 @@ class LoadManifest(Source):
             else:
                 (urls if remote else fresh).append((key, real_path, name, fingerprint, props))
         ctx.expect(ctx.produced + len(fresh) + len(urls))
+        ctx.fresh(len(fresh) + len(urls))
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
             for record in pool.map(lambda args: records.ingest(*args, in_place=not self.copy), fresh):
                 yield record if record.item is None else records.unique(record.item, cached=False)

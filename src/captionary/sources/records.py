@@ -12,7 +12,7 @@ from captionary.core.atomic import read_all
 from captionary.core.cache import decode_props
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json, hash_bytes
-from captionary.core.images import probe
+from captionary.core.images import STRUCTURE, Verify, probe
 from captionary.core.item import Item
 from captionary.core.locations import Location
 from captionary.pipeline.context import SourceContext
@@ -21,14 +21,34 @@ from captionary.pipeline.step import Ingested
 MAX_FILE_SIZE = 1 << 30
 """The default `max_file_size` of the sources: 1 GiB, far above any image Pillow would open."""
 VERIFIED = "|verified"
+WHOLE = "|whole"
+MARKS = {False: "", STRUCTURE: WHOLE, True: VERIFIED}
+"""What a `source_files` record appends to its file's fingerprint: how the file was checked."""
+ACCEPTED = {False: {"", WHOLE, VERIFIED}, STRUCTURE: {WHOLE, VERIFIED}, True: {VERIFIED}}
+"""The records a run may take as they are: checked at least as this run checks."""
+
+
+def unmarked(recorded: str) -> tuple[str, str]:
+    """A record's fingerprint and the mark of how its file was checked."""
+    for mark in (VERIFIED, WHOLE):
+        if recorded.endswith(mark):
+            return recorded[: -len(mark)], mark
+    return recorded, ""
+
+
 INSERT_ITEM = "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)"
 UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, ?)"
 
 
-def should_verify(verify: bool | None, ctx: SourceContext) -> bool:
-    """A source's `verify` setting: None means decode each new image once only when no image step
-    later in the pipeline decodes it anyway (that step then reports a corrupt file)."""
-    return verify if verify is not None else not ctx.decodes_later
+def should_verify(verify: bool | None, ctx: SourceContext) -> Verify:
+    """A source's `verify` setting: None means check each new image's structure when no image step
+    later in the pipeline decodes it anyway (that step then reports a corrupt file), and only read
+    its header when one does. The structure check catches what a decode catches of a cut-off JPEG
+    (the usual corruption: an interrupted copy or download) at no decode's cost; other formats
+    are decoded once (`core/images.probe`). `verify: true` decodes every new image."""
+    if verify is not None:
+        return verify
+    return False if ctx.decodes_later else STRUCTURE
 
 
 class SourceRecords:
@@ -38,7 +58,7 @@ class SourceRecords:
         self,
         ctx: SourceContext,
         prefix: str,
-        verify: bool,
+        verify: Verify,
         max_size: int = MAX_FILE_SIZE,
         *,
         complete: bool = True,
@@ -50,6 +70,8 @@ class SourceRecords:
         subfolders) says False."""
         self.ctx = ctx
         self.verify = verify
+        self.mark = MARKS[verify]
+        self.accepted = ACCEPTED[verify]
         self.max_size = max_size
         self.known = {
             key: (fingerprint, item, props, format)
@@ -69,8 +91,8 @@ class SourceRecords:
         if previous is None:
             return None
         recorded, item_id, props, format = previous
-        if recorded != fingerprint + VERIFIED and (recorded != fingerprint or self.verify):
-            return None
+        if not recorded.startswith(fingerprint) or recorded[len(fingerprint) :] not in self.accepted:
+            return None  # changed, or checked less than this run checks: read it again
         item = Item(item_id, None, dict(decode_props(props)), key, name, self.ctx.ws.blobs, format)
         return self.unique(item, cached=True)
 
@@ -116,7 +138,7 @@ class SourceRecords:
         self.ctx.writer.write(
             INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data), time.time())
         )
-        recorded = fingerprint + VERIFIED if self.verify else fingerprint  # unverified: verify when asked
+        recorded = fingerprint + self.mark  # checked more than this later: read again then
         row = (key, recorded, digest, name, canonical_json(props), info.format)
         self.ctx.writer.write(UPSERT_SOURCE_FILE, row)
         return Ingested(key, Item(digest, None, props, key, name, self.ctx.ws.blobs, info.format))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, NamedTuple
 
 from captionary.core import optional
+from captionary.core.images import Verify
 from captionary.core.locations import UNKNOWN, Location, is_fsspec_url, is_http, remote_fingerprint
 from captionary.core.wds_stream import Sample, is_local, open_shard, read_errors, tar_samples
 from captionary.pipeline.context import SourceContext
@@ -61,7 +62,7 @@ class LoadWebDataset(Source):
         for url in self.urls:
             yield from self._shard(ctx, url, verify)
 
-    def _shard(self, ctx: SourceContext, url: str, verify: bool) -> Iterator[Ingested]:
+    def _shard(self, ctx: SourceContext, url: str, verify: Verify) -> Iterator[Ingested]:
         local = is_local(url)
         shard = os.path.abspath(url) if local else url
         records = SourceRecords(ctx, f"wds:{shard}#", verify)

@@ -19,7 +19,7 @@ class SinkStage(Stage):
         self.index = index
         self.step = step
         self.stats = ctx.stats[index]
-        step.open(SinkContext(ctx.ws, ctx.writer, ctx.run_id, ctx.errors))
+        step.open(SinkContext(ctx.ws, ctx.writer, ctx.run_id, ctx.errors, ctx.after_kill))
 
     def push(self, items: list[Item]) -> list[Item]:
         ready = []

@@ -32,6 +32,7 @@ class SourceStage:
                 on_expect=lambda total, stats=stats: setattr(stats, "expected", total),
                 count=lambda stats=stats: stats.n_in,
                 on_known=self.ctx.covered.update,
+                on_fresh=lambda count: self.ctx.warm_workers(),
             )
             for record in step.scan(scan_ctx):
                 stats.n_in += 1

@@ -13,10 +13,11 @@ from typing import Any
 
 from captionary.core.cache import decode_props
 from captionary.core.hashing import canonical_json
+from captionary.core.images import Verify
 from captionary.core.item import Item
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested
-from captionary.sources.records import UPSERT_SOURCE_FILE, VERIFIED, SourceRecords
+from captionary.sources.records import UPSERT_SOURCE_FILE, SourceRecords, unmarked
 from captionary.sources.web.client import FetchError, PoliteClient
 from captionary.sources.web.posts import IMAGE_EXTENSIONS, Post, TagStyle, tag_key
 from captionary.sources.web.site import Request, Site
@@ -38,7 +39,7 @@ class CrawlOptions:
     sample: bool
     style: TagStyle
     concurrency: int
-    verify: bool
+    verify: Verify
 
 
 class Crawl:
@@ -166,7 +167,7 @@ class Crawl:
         same md5: no download. None: download it."""
         fingerprint = self.fingerprint(post)
         previous = records.known.get(key)
-        if previous is not None and previous[0].removesuffix(VERIFIED) == fingerprint and previous[1]:
+        if previous is not None and unmarked(previous[0])[0] == fingerprint and previous[1]:
             return self.reuse(records, key, post, previous)
         other = by_md5.get(post.md5.lower()) if post.md5 and not self.options.sample else None
         if other is not None and other != key:
@@ -179,7 +180,7 @@ class Crawl:
         recorded, item_id, stored, format = previous
         old = dict(decode_props(stored))
         props = {**self.props(post), "width": old.get("width"), "height": old.get("height")}
-        fingerprint = self.fingerprint(post) + (VERIFIED if recorded.endswith(VERIFIED) else "")
+        fingerprint = self.fingerprint(post) + unmarked(recorded)[1]
         row = (key, fingerprint, item_id, self.name(post), canonical_json(props), format)
         if (recorded, canonical_json(old)) != (fingerprint, row[4]) or key not in records.known:
             self.ctx.writer.write(UPSERT_SOURCE_FILE, row)  # new options (tags) or a new post: no download
@@ -213,7 +214,7 @@ class Crawl:
         )
         if record.item is None:
             return record
-        recorded = self.fingerprint(post) + (VERIFIED if records.verify else "")  # as ingest_bytes wrote it
+        recorded = self.fingerprint(post) + records.mark  # as ingest_bytes wrote it
         props = canonical_json(record.item.props)
         records.known[key] = (recorded, record.item.id, props, record.item.format)
         return records.unique(record.item, cached=False)
