@@ -51,7 +51,7 @@ class ChainStage(Stage):
             if self.pool is None:
                 ready.extend(self.collect(self.run_inline(batch)))
             else:
-                self.futures.append(self.pool().submit(run_task, self.chain_id, batch, self.render))
+                self.track(self.pool().submit(run_task, self.chain_id, batch, self.render))
         return ready
 
     def collect(self, result: list[tuple[Item, list[Event]]]) -> list[Item]:

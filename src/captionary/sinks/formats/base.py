@@ -25,7 +25,10 @@ log = logging.getLogger("captionary")
 
 WriteResult = bool | str | Future
 """Per item: True (written), False (already up to date, or left out), a reason it failed, or a write in
-progress."""
+progress (a future several items may share: its result is their `(item, outcome)` pairs)."""
+WRITE_TASK = 8
+"""Items a save thread writes per task: one hand-off (submit, wake, done-callback) per 8 items, not per
+item, as `load` reads 8 files per task."""
 
 
 class ExportFormat(Protocol):
@@ -116,16 +119,24 @@ class FileExport:
         self.pool = ThreadPoolExecutor(self.save.threads, thread_name_prefix="captionary-save")
 
     def write(self, items: Sequence[Item]) -> list[WriteResult]:
-        """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads."""
+        """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads,
+        several items to a task (`write_tasks`): the items of one task share its future."""
         results: list[WriteResult] = []
+        todo: list[tuple[int, Item, list[PlannedFile]]] = []  # (position in results, item, files)
         for item in items:
             try:
                 planned = self.plan(item)
             except Exception as exc:
                 results.append(describe_error(exc))
                 continue
-            todo = [f for f in planned if not self.files.unchanged(f.relative, f.digest)]
-            results.append(self.pool.submit(self._write_files, item, todo) if todo else False)
+            files = [f for f in planned if not self.files.unchanged(f.relative, f.digest)]
+            if files:
+                todo.append((len(results), item, files))
+            results.append(False)
+        for task in write_tasks(todo, self.save.threads):
+            future = self.pool.submit(self._write_task, [(item, files) for _, item, files in task])
+            for position, _, _ in task:
+                results[position] = future
         return results
 
     def close(self, complete: bool) -> None:
@@ -172,15 +183,28 @@ class FileExport:
             self.rows[image.relative] = row
         return [image, *self.sidecars(item, stem, caption)]
 
-    def _write_files(self, item: Item, files: list[PlannedFile]) -> tuple[Item, bool | str]:
+    def _write_task(self, task: list[tuple[Item, list[PlannedFile]]]) -> list[tuple[Item, bool | str]]:
+        """Runs in a save thread: each item's files, each item's outcome (True or why it failed)."""
+        return [(item, self._write_files(item, files)) for item, files in task]
+
+    def _write_files(self, item: Item, files: list[PlannedFile]) -> bool | str:
         try:
             for f in files:
                 self.files.write(f.relative, item.id, f.digest, f.content)
-            return item, True
+            return True
         except NotOurs as exc:
-            return item, str(exc)
+            return str(exc)
         except Exception as exc:
-            return item, describe_error(exc)
+            return describe_error(exc)
+
+
+def write_tasks(todo: list, threads: int) -> list[list]:
+    """`todo` cut into tasks for `threads` threads: up to WRITE_TASK items each, and no fewer tasks
+    than threads while there are items enough (a few items, say one pool task's, still spread)."""
+    if not todo:
+        return []
+    size = max(1, min(WRITE_TASK, -(-len(todo) // threads)))
+    return [todo[start : start + size] for start in range(0, len(todo), size)]
 
 
 def properties_row(item: Item, caption_property: str) -> dict[str, Any]:
