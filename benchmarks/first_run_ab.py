@@ -6,6 +6,7 @@ workers) per variant, min and median, ratios against the plain loop, and the loa
     python benchmarks/first_run_ab.py --photos /work/s3/photos --baseline /work/main/src --reps 3
     python benchmarks/first_run_ab.py --photos ../shared/data/dreambooth --edge 1024 --threads 1 2 4
 
+Every image step uses the Pillow engine (`image_engine: pillow`), as `benchmarks/cache.py` does.
 `--threads` runs this tree once per number of `save` threads (the baseline runs with its default).
 Every run's files are kept until all rounds are done: deleting thousands of files just before the
 next run slows that run's file creations on this machine's disk.
@@ -32,7 +33,7 @@ from captionary import FilterBySize, Load, Resize, Save, Workspace
 photos, root, edge, threads = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 save = {} if threads == "default" else {"threads": int(threads)}
 steps = (Load(photos) >> FilterBySize(min_edge=48) >> Resize(max_edge=edge, engine="pillow")
-         >> Save(root / "out", **save))
+         >> Save(root / "out", engine="pillow", **save))
 if __name__ == "__main__":
     start = time.perf_counter()
     with Workspace(root / "ws") as ws:
