@@ -30,10 +30,13 @@ RUN = """
 import json, resource, sys, time
 from pathlib import Path
 from captionary import FilterBySize, Load, Resize, Save, Workspace
-photos, root, edge, threads = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+photos, root, edge = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+threads, image_format = sys.argv[4:6]
 save = {} if threads == "default" else {"threads": int(threads)}
-steps = (Load(photos) >> FilterBySize(min_edge=48) >> Resize(max_edge=edge, engine="pillow")
-         >> Save(root / "out", engine="pillow", **save))
+steps = Load(photos) >> FilterBySize(min_edge=48)
+if edge:
+    steps = steps >> Resize(max_edge=edge, engine="pillow")
+steps = steps >> Save(root / "out", engine="pillow", image_format=image_format, **save)
 if __name__ == "__main__":
     start = time.perf_counter()
     with Workspace(root / "ws") as ws:
@@ -49,15 +52,17 @@ PLAIN = """
 import json, resource, sys, time
 from pathlib import Path
 from PIL import Image
-photos, root, edge = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+photos, root, edge, image_format = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 start = time.perf_counter()
 written = 0
 for path in sorted(p for p in photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
     with Image.open(path) as image:
         if min(image.size) < 48:
             continue
-        image.thumbnail((edge, edge), Image.Resampling.LANCZOS)
-        target = root / "out" / path.relative_to(photos).with_suffix(".jpg")
+        if edge:
+            image.thumbnail((edge, edge), Image.Resampling.LANCZOS)
+        suffix = ".jpg" if image_format in ("jpg", "original") else "." + image_format
+        target = root / "out" / path.relative_to(photos).with_suffix(suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
         image.save(target, quality=95)
         written += 1
@@ -82,7 +87,8 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, required=True)
     parser.add_argument("--baseline", help="the src folder of another tree (e.g. /work/main/src)")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--edge", type=int, default=64, help="resize's max_edge")
+    parser.add_argument("--edge", type=int, default=64, help="resize's max_edge (0: no resize step)")
+    parser.add_argument("--image-format", default="original", help="save's image_format (png: save encodes)")
     parser.add_argument("--threads", nargs="*", default=["default"], help="save threads to try (this tree)")
     parser.add_argument("--no-plain", action="store_true", help="leave out the plain Pillow loop")
     parser.add_argument("--tmp", type=Path, default=None, help="where runs write (default: a temp folder)")
@@ -104,9 +110,8 @@ def main() -> None:
             for n, (label, code, src, threads) in enumerate(order):
                 folder = root / f"{rep}-{n}"
                 extra = [threads] if code is RUN else []
-                results[label].append(
-                    run_once(code, src, [str(args.photos), str(folder), str(args.edge), *extra])
-                )
+                run_args = [str(args.photos), str(folder), str(args.edge), *extra, args.image_format]
+                results[label].append(run_once(code, src, run_args))
                 loads.append(os.getloadavg()[0])
                 print(f"  round {rep + 1} {label}: {results[label][-1]}", file=sys.stderr)
     finally:

@@ -9,8 +9,9 @@ import time
 
 from PIL import Image
 
-from captionary import Load, Save, Workspace
+from captionary import Load, Resize, Save, Workspace
 from captionary.executors.stages.sink import SinkStage
+from captionary.sinks.files import OutputFiles
 from captionary.sinks.formats.base import WRITE_TASK, FileExport, write_tasks
 
 
@@ -71,3 +72,48 @@ def test_items_being_written_stay_within_max_pending(tmp_path, monkeypatch):
     assert summary.steps[-1].n_out == n
     assert handed[0] == n
     assert SinkStage.max_pending < most[0] <= SinkStage.max_pending + chunk
+
+
+def test_files_a_pool_worker_encoded_are_written_by_one_thread(tmp_path, monkeypatch):
+    make_photos(tmp_path / "photos", 60)
+    threads: set[str] = set()
+    write = OutputFiles.write
+
+    def recording_write(self, relative, item_id, digest, content):
+        threads.add(threading.current_thread().name)
+        return write(self, relative, item_id, digest, content)
+
+    monkeypatch.setattr(OutputFiles, "write", recording_write)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(
+            Load(tmp_path / "photos") >> Resize(max_edge=8) >> Save(tmp_path / "out", threads=4),
+            progress=False,
+            workers=2,
+            chunk_size=8,
+        )
+    assert summary.steps[-1].computed == 60
+    assert len(list((tmp_path / "out").glob("*.png"))) == 60
+    assert len(threads) == 1  # the workers encoded: one thread writes (4 only wait on each other)
+
+
+def test_images_the_sink_encodes_spread_over_the_save_threads(tmp_path, monkeypatch):
+    make_photos(tmp_path / "photos", 40)
+    met = threading.Barrier(2, timeout=10)  # two save threads must be writing at once
+    seen: set[str] = set()
+    write_task = FileExport._write_task
+
+    def meeting_task(self, task):
+        name = threading.current_thread().name
+        if name not in seen:
+            seen.add(name)
+            if len(seen) <= 2:
+                met.wait()
+        return write_task(self, task)
+
+    monkeypatch.setattr(FileExport, "_write_task", meeting_task)
+    with Workspace(tmp_path / "ws") as ws:  # PNG in, JPEG out, no image step: save encodes
+        summary = ws.run(
+            Load(tmp_path / "photos") >> Save(tmp_path / "out", image_format="jpg", threads=3), progress=False
+        )
+    assert summary.steps[-1].computed == 40
+    assert len(seen) >= 2

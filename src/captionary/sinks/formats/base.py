@@ -117,12 +117,17 @@ class FileExport:
         self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path (or item id)
         self.exported = 0
         self.pool = ThreadPoolExecutor(self.save.threads, thread_name_prefix="captionary-save")
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="captionary-save-ready")
 
     def write(self, items: Sequence[Item]) -> list[WriteResult]:
         """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads,
-        several items to a task (`write_tasks`): the items of one task share its future."""
+        several items to a task (the items of one task share its future). An image still to encode or
+        copy goes to the `threads` save threads; files whose bytes are in hand (encoded by a pool
+        worker, captions) to the one thread that writes those: creating files from several threads
+        costs more than it overlaps (they wait on the folder's lock and on the GIL: README, first runs)."""
         results: list[WriteResult] = []
-        todo: list[tuple[int, Item, list[PlannedFile]]] = []  # (position in results, item, files)
+        in_hand: list[tuple[int, Item, list[PlannedFile]]] = []  # (position in results, item, files)
+        to_make: list[tuple[int, Item, list[PlannedFile]]] = []
         for item in items:
             try:
                 planned = self.plan(item)
@@ -131,15 +136,22 @@ class FileExport:
                 continue
             files = [f for f in planned if not self.files.unchanged(f.relative, f.digest)]
             if files:
-                todo.append((len(results), item, files))
+                image = planned[0] if item.has_image else None
+                makes = image is not None and image in files and not rendered(item, image)
+                (to_make if makes else in_hand).append((len(results), item, files))
             results.append(False)
-        for task in write_tasks(todo, self.save.threads):
-            future = self.pool.submit(self._write_task, [(item, files) for _, item, files in task])
-            for position, _, _ in task:
-                results[position] = future
+        self._hand(self.writer, write_tasks(in_hand, 1), results)
+        self._hand(self.pool, write_tasks(to_make, self.save.threads), results)
         return results
 
+    def _hand(self, pool: ThreadPoolExecutor, tasks: list[list], results: list[WriteResult]) -> None:
+        for task in tasks:
+            future = pool.submit(self._write_task, [(item, files) for _, item, files in task])
+            for position, _, _ in task:
+                results[position] = future
+
     def close(self, complete: bool) -> None:
+        self.writer.shutdown()
         self.pool.shutdown()
         if not complete:
             return
@@ -196,6 +208,11 @@ class FileExport:
             return str(exc)
         except Exception as exc:
             return describe_error(exc)
+
+
+def rendered(item: Item, image: PlannedFile) -> bool:
+    """The item carries the image file's bytes (a pool worker encoded them: `Sink.renderer`)."""
+    return item.rendered is not None and item.rendered[0] == image.digest
 
 
 def write_tasks(todo: list, threads: int) -> list[list]:
