@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from captionary import Load, Resize, Save, Workspace
+from captionary.core.item import Item
 from captionary.executors.stages.base import Stage
+from captionary.executors.stages.chain import MAX_TASK, pool_tasks
 
 
 class Passthrough(Stage):
@@ -91,3 +93,14 @@ def test_every_item_reaches_the_sink_under_load(tmp_path):
         )
     assert [s.n_out for s in summary.steps] == [300, 300, 300]
     assert len(list((tmp_path / "out").glob("*.png"))) == 300
+
+
+def test_pool_tasks_hold_many_thumbnails_few_photos_and_spread_over_the_workers():
+    thumbs = [(Item(f"t{i}", props={"width": 96, "height": 72}), 0) for i in range(100)]
+    assert [len(t) for t in pool_tasks(thumbs, spread=4)] == [MAX_TASK] * 6 + [100 - 6 * MAX_TASK]
+    assert [len(t) for t in pool_tasks(thumbs[:12], spread=4)] == [3, 3, 3, 3]  # every worker gets some
+    photos = [(Item(f"p{i}", props={"width": 2000, "height": 1500}), 0) for i in range(10)]
+    assert [len(t) for t in pool_tasks(photos, spread=1)] == [3, 3, 3, 1]  # about TASK_PIXELS each
+    unknown = [(Item(f"u{i}"), 0) for i in range(8)]
+    assert [len(t) for t in pool_tasks(unknown)] == [4, 4]
+    assert sorted(m[0].id for t in pool_tasks(thumbs, spread=4) for m in t) == sorted(m[0].id for m in thumbs)
