@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import random
+import threading
 from concurrent.futures import Future
 
+import pytest
 from PIL import Image
 
 from captionary import Load, Resize, Save, Workspace
+from captionary.core.item import Item
 from captionary.executors.stages.base import Stage
-
-
-class FinishesWhileLookedAt(Future):
-    """A future that completes between two looks at it (as a pool future can)."""
-
-    def __init__(self, value):
-        super().__init__()
-        self.value = value
-        self.looks = 0
-
-    def done(self) -> bool:
-        self.looks += 1
-        if self.looks == 2 and not super().done():
-            self.set_result(self.value)
-        return super().done()
+from captionary.executors.stages.chain import MAX_TASK, pool_tasks
 
 
 class Passthrough(Stage):
@@ -31,14 +20,62 @@ class Passthrough(Stage):
         return [result]
 
 
-def test_a_future_finishing_during_poll_is_not_lost():
+def finished(value) -> Future:
+    future = Future()
+    future.set_result(value)
+    return future
+
+
+def test_a_future_finishing_after_it_was_tracked_is_collected_once():
     stage = Passthrough()
-    finished = Future()
-    finished.set_result("first")
-    stage.futures = [finished, FinishesWhileLookedAt("second")]
-    collected = stage.poll() + stage.poll()
-    assert collected == ["first", "second"]
-    assert stage.futures == []
+    later = Future()
+    stage.track(finished("first"))
+    stage.track(later)
+    assert stage.poll() == ["first"]
+    assert stage.poll() == [] and stage.pending == 1
+    later.set_result("second")
+    assert stage.poll() + stage.poll() == ["second"]
+    assert stage.pending == 0
+
+
+def test_work_finished_by_a_poll_comes_out_in_the_order_it_was_submitted():
+    stage = Passthrough()
+    futures = [Future() for _ in range(6)]
+    for future in futures:
+        stage.track(future)
+    for i in [4, 1, 5, 0, 3]:  # finish out of order (as pool tasks do)
+        futures[i].set_result(i)
+    assert stage.poll() == [0, 1, 3, 4, 5]
+    futures[2].set_result(2)
+    assert stage.poll() == [2]
+
+
+def test_a_blocking_poll_wakes_when_another_thread_finishes_work():
+    stage = Passthrough()
+    future = Future()
+    stage.track(future)
+    threading.Timer(0.05, future.set_result, ["done"]).start()
+    assert stage.poll(block=True) == ["done"]
+    assert stage.finish() == []
+
+
+def test_a_future_that_raised_raises_from_poll():
+    stage = Passthrough()
+    failed = Future()
+    failed.set_exception(OSError("disk on fire"))
+    stage.track(failed)
+    with pytest.raises(OSError, match="disk on fire"):
+        stage.poll()
+
+
+def test_weighted_work_counts_against_max_pending():
+    stage = Passthrough()
+    futures = [Future() for _ in range(3)]
+    for future in futures:
+        stage.track(future, weight=8)
+    assert stage.pending == 24
+    futures[1].set_result("b")
+    assert stage.poll() == ["b"] and stage.pending == 16
 
 
 def test_every_item_reaches_the_sink_under_load(tmp_path):
@@ -56,3 +93,14 @@ def test_every_item_reaches_the_sink_under_load(tmp_path):
         )
     assert [s.n_out for s in summary.steps] == [300, 300, 300]
     assert len(list((tmp_path / "out").glob("*.png"))) == 300
+
+
+def test_pool_tasks_hold_many_thumbnails_few_photos_and_spread_over_the_workers():
+    thumbs = [(Item(f"t{i}", props={"width": 96, "height": 72}), 0) for i in range(100)]
+    assert [len(t) for t in pool_tasks(thumbs, spread=4)] == [MAX_TASK] * 6 + [100 - 6 * MAX_TASK]
+    assert [len(t) for t in pool_tasks(thumbs[:12], spread=4)] == [3, 3, 3, 3]  # every worker gets some
+    photos = [(Item(f"p{i}", props={"width": 2000, "height": 1500}), 0) for i in range(10)]
+    assert [len(t) for t in pool_tasks(photos, spread=1)] == [3, 3, 3, 1]  # about TASK_PIXELS each
+    unknown = [(Item(f"u{i}"), 0) for i in range(8)]
+    assert [len(t) for t in pool_tasks(unknown)] == [4, 4]
+    assert sorted(m[0].id for t in pool_tasks(thumbs, spread=4) for m in t) == sorted(m[0].id for m in thumbs)

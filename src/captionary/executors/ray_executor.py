@@ -305,7 +305,7 @@ class RayBatchStage(BatchStage):
         if not self.loaded:
             self.actors.start(self.ctx.ws.blobs.root)
             self.loaded = True
-        self.futures.append(self.thread.submit(self.compute, batch))
+        self.track(self.thread.submit(self.compute, batch))
 
     def compute(self, batch: list[tuple[Item, bytes]]) -> list[tuple[Item, bytes, Outcome | str]]:
         items = [item for item, _ in batch]

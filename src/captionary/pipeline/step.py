@@ -517,7 +517,8 @@ class Source(Step):
 class Sink(Step):
     """Writes items out; items pass through unchanged. Implement `open(ctx)`, `close(complete)` and
     `write(items)`, which returns per item: True (written), False (already up to date), a string
-    (the reason it failed), or a Future of `(item, True | False | reason)` for a write in progress."""
+    (the reason it failed), or a Future of `(item, True | False | reason)` for a write in progress; items
+    written as one task may share one Future, whose result is then the list of their such pairs."""
 
     kind: ClassVar[str] = "sink"
 

@@ -114,7 +114,7 @@ class BatchStage(Stage):
             self.thread.submit(self.load)
             self.loaded = True
         self.step.prefetch([item for item, _ in batch])
-        self.futures.append(self.thread.submit(self.compute, batch))
+        self.track(self.thread.submit(self.compute, batch))
 
     def load(self) -> None:
         """Runs in the batch thread, before the first batch: a model that fails to load fails each

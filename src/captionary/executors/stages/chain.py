@@ -16,8 +16,16 @@ from captionary.executors.stages.base import Stage
 from captionary.executors.worker import Event, Renderer, advance, run_task
 from captionary.pipeline.step import PerItemStep
 
-TASK_SIZE = 4
-"""Items per pool task: enough to amortise IPC, few enough to spread work over the workers."""
+TASK_PIXELS = 8_000_000
+"""Pixels per pool task (from the items' `width` x `height`): about 3 photos of 2.4 MP, up to
+`MAX_TASK` thumbnails. A task's hand-off (pickling, the result queue's lock, the pipe, a future) cost
+a quarter of a worker's time on 64 px images at 4 items per task."""
+MAX_TASK = 16
+TASKS_PER_WORKER = 2
+"""A chunk is cut into at least this many tasks per worker while it has items enough, so a slow step
+on small images still spreads over every worker (and commits a few items at a time)."""
+UNKNOWN_PIXELS = 2_000_000
+"""An item whose size is not known counts as this (4 per task)."""
 
 
 class ChainStage(Stage):
@@ -40,18 +48,18 @@ class ChainStage(Stage):
         self.caches: list[StepCache | None] = [None] * len(steps)  # read on first use
         self.positions = {step.cache_prefix[:KEY_PREFIX]: i for i, step in enumerate(steps)}
         self.max_pending = 4 * getattr(pool, "workers", 1)
+        self.spread = TASKS_PER_WORKER * getattr(pool, "workers", 1) if pool is not None else 1
 
     def push(self, items: list[Item]) -> list[Item]:
         ready, misses = self.resolve(items)
         if any(not item.has_image for item, _ in misses):  # prompt items: refused at once, here
             ready.extend(self.collect(self.run_inline([m for m in misses if not m[0].has_image])))
             misses = [m for m in misses if m[0].has_image]
-        for start in range(0, len(misses), TASK_SIZE):
-            batch = misses[start : start + TASK_SIZE]
+        for batch in pool_tasks(misses, self.spread):
             if self.pool is None:
                 ready.extend(self.collect(self.run_inline(batch)))
             else:
-                self.futures.append(self.pool().submit(run_task, self.chain_id, batch, self.render))
+                self.track(self.pool().submit(run_task, self.chain_id, batch, self.render))
         return ready
 
     def collect(self, result: list[tuple[Item, list[Event]]]) -> list[Item]:
@@ -144,3 +152,26 @@ class ChainStage(Stage):
                 kept.append(item)
         self.ctx.writer.write_many(INSERT_RESULT, rows)
         return kept
+
+
+def pool_tasks(misses: list[tuple[Item, int]], spread: int = 1) -> list[list[tuple[Item, int]]]:
+    """`misses` cut into tasks of about `TASK_PIXELS` each, of at most `MAX_TASK` items, and into no
+    fewer than `spread` tasks while there are items enough."""
+    most = max(1, min(MAX_TASK, -(-len(misses) // spread)))
+    tasks, task, pixels = [], [], 0
+    for miss in misses:
+        task.append(miss)
+        pixels += _pixels(miss[0])
+        if pixels >= TASK_PIXELS or len(task) >= most:
+            tasks.append(task)
+            task, pixels = [], 0
+    if task:
+        tasks.append(task)
+    return tasks
+
+
+def _pixels(item: Item) -> int:
+    width, height = item.props.get("width"), item.props.get("height")
+    if type(width) is int and type(height) is int and width > 0 and height > 0:
+        return width * height
+    return UNKNOWN_PIXELS

@@ -25,7 +25,10 @@ log = logging.getLogger("captionary")
 
 WriteResult = bool | str | Future
 """Per item: True (written), False (already up to date, or left out), a reason it failed, or a write in
-progress."""
+progress (a future several items may share: its result is their `(item, outcome)` pairs)."""
+WRITE_TASK = 8
+"""Items a save thread writes per task: one hand-off (submit, wake, done-callback) per 8 items, not per
+item, as `load` reads 8 files per task."""
 
 
 class ExportFormat(Protocol):
@@ -114,21 +117,41 @@ class FileExport:
         self.rows: dict[str, dict[str, Any]] = {}  # manifest rows by image path (or item id)
         self.exported = 0
         self.pool = ThreadPoolExecutor(self.save.threads, thread_name_prefix="captionary-save")
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="captionary-save-ready")
 
     def write(self, items: Sequence[Item]) -> list[WriteResult]:
-        """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads."""
+        """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads,
+        several items to a task (the items of one task share its future). An image still to encode or
+        copy goes to the `threads` save threads; files whose bytes are in hand (encoded by a pool
+        worker, captions) to the one thread that writes those: creating files from several threads
+        costs more than it overlaps (they wait on the folder's lock and on the GIL: README, first runs)."""
         results: list[WriteResult] = []
+        in_hand: list[tuple[int, Item, list[PlannedFile]]] = []  # (position in results, item, files)
+        to_make: list[tuple[int, Item, list[PlannedFile]]] = []
         for item in items:
             try:
                 planned = self.plan(item)
             except Exception as exc:
                 results.append(describe_error(exc))
                 continue
-            todo = [f for f in planned if not self.files.unchanged(f.relative, f.digest)]
-            results.append(self.pool.submit(self._write_files, item, todo) if todo else False)
+            files = [f for f in planned if not self.files.unchanged(f.relative, f.digest)]
+            if files:
+                image = planned[0] if item.has_image else None
+                makes = image is not None and image in files and not rendered(item, image)
+                (to_make if makes else in_hand).append((len(results), item, files))
+            results.append(False)
+        self._hand(self.writer, write_tasks(in_hand, 1), results)
+        self._hand(self.pool, write_tasks(to_make, self.save.threads), results)
         return results
 
+    def _hand(self, pool: ThreadPoolExecutor, tasks: list[list], results: list[WriteResult]) -> None:
+        for task in tasks:
+            future = pool.submit(self._write_task, [(item, files) for _, item, files in task])
+            for position, _, _ in task:
+                results[position] = future
+
     def close(self, complete: bool) -> None:
+        self.writer.shutdown()
         self.pool.shutdown()
         if not complete:
             return
@@ -172,15 +195,33 @@ class FileExport:
             self.rows[image.relative] = row
         return [image, *self.sidecars(item, stem, caption)]
 
-    def _write_files(self, item: Item, files: list[PlannedFile]) -> tuple[Item, bool | str]:
+    def _write_task(self, task: list[tuple[Item, list[PlannedFile]]]) -> list[tuple[Item, bool | str]]:
+        """Runs in a save thread: each item's files, each item's outcome (True or why it failed)."""
+        return [(item, self._write_files(item, files)) for item, files in task]
+
+    def _write_files(self, item: Item, files: list[PlannedFile]) -> bool | str:
         try:
             for f in files:
                 self.files.write(f.relative, item.id, f.digest, f.content)
-            return item, True
+            return True
         except NotOurs as exc:
-            return item, str(exc)
+            return str(exc)
         except Exception as exc:
-            return item, describe_error(exc)
+            return describe_error(exc)
+
+
+def rendered(item: Item, image: PlannedFile) -> bool:
+    """The item carries the image file's bytes (a pool worker encoded them: `Sink.renderer`)."""
+    return item.rendered is not None and item.rendered[0] == image.digest
+
+
+def write_tasks(todo: list, threads: int) -> list[list]:
+    """`todo` cut into tasks for `threads` threads: up to WRITE_TASK items each, and no fewer tasks
+    than threads while there are items enough (a few items, say one pool task's, still spread)."""
+    if not todo:
+        return []
+    size = max(1, min(WRITE_TASK, -(-len(todo) // threads)))
+    return [todo[start : start + size] for start in range(0, len(todo), size)]
 
 
 def properties_row(item: Item, caption_property: str) -> dict[str, Any]:
