@@ -6,7 +6,8 @@ workers) per variant, min and median, ratios against the plain loop, and the loa
     python benchmarks/first_run_ab.py --photos /work/s3/photos --baseline /work/main/src --reps 3
     python benchmarks/first_run_ab.py --photos ../shared/data/dreambooth --edge 1024 --threads 1 2 4
 
-Every image step uses the Pillow engine (`image_engine: pillow`), as `benchmarks/cache.py` does.
+Every image step uses the Pillow engine (`image_engine: pillow`; `benchmarks/cache.py` runs the default,
+`auto`, which takes Pillow for images this small).
 `--threads` runs this tree once per number of `save` threads (the baseline runs with its default).
 Every run's files are kept until all rounds are done: deleting thousands of files just before the
 next run slows that run's file creations on this machine's disk.
