@@ -93,27 +93,27 @@ class OutputFiles:
             return False
         st = self.check_inside(relative)
         self.touched.add(relative)
-        target = self.root / relative
+        target = self.root_prefix + relative  # a string: pathlib cost ~5 us a file on this hot path
         record = self.records.get(relative)
         data = content() if callable(content) else content
         written = None
         if st is not None and record is None:
-            if _sha(target.read_bytes()) != _sha(data):
+            if _sha(Path(target).read_bytes()) != _sha(data):
                 raise NotOurs(
                     f"{target} exists and was not written by captionary; move it or choose "
                     f"another output folder"
                 )
         elif st is not None and record is not None and _moved(record, st):
-            if _sha(target.read_bytes()) != _sha(data):
+            if _sha(Path(target).read_bytes()) != _sha(data):
                 if not self.overwrite_edited:
                     raise EditedByHand(
                         f"{target} was changed since captionary wrote it: left as it is (save: "
                         f"{{overwrite_edited: true}} or --overwrite-edited replaces it)"
                     )
                 written = self._write(target, data)
-        elif st is None or record is None or _sha(target.read_bytes()) != _sha(data):
+        elif st is None or record is None or _sha(Path(target).read_bytes()) != _sha(data):
             written = self._write(target, data)
-        st = written or target.stat()
+        st = written or os.stat(target)
         self.records[relative] = (item_id, digest, st.st_size, st.st_mtime_ns)
         self.ctx.writer.write(
             UPSERT_OUTPUT, (self.sink_id, relative, item_id, digest, st.st_size, st.st_mtime_ns)
@@ -196,12 +196,12 @@ class OutputFiles:
         log.warning("%s was changed since captionary wrote it: kept, though its item is gone", target)
         return True
 
-    def _write(self, target: Path, data: bytes) -> os.stat_result | None:
-        folder = str(target.parent)
+    def _write(self, target: str, data: bytes) -> os.stat_result | None:
+        folder = os.path.dirname(target)
         if folder not in self.folders:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self.folders.add(folder)
-        return write_atomic(str(target), data)
+        return write_atomic(target, data)
 
     def _remove_temp_files(self) -> None:
         """Temp files a killed run left (they are this sink's own, by their name)."""
