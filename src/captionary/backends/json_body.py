@@ -7,6 +7,7 @@ with nothing to escape: it is put into the body as it is (one copy).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -17,6 +18,7 @@ class DataUrl(str):
     """A `data:<type>;base64,...` URL made here: nothing in it needs escaping in JSON."""
 
 
+_dumps = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _TOKEN = f"\ue000captionary-image-{os.getpid()}-{id(object()):x}\ue000"
 _counter = itertools.count()
 
@@ -27,11 +29,11 @@ def json_body(body: Any) -> bytes:
     urls: list[str] = []
     token = f"{_TOKEN}{next(_counter)}\ue000"
     placed = _with_placeholders(body, urls, token)
-    text = json.dumps(placed, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _dumps(placed)
     quoted = f'"{token}"'
     parts = text.split(quoted)
     if len(parts) != len(urls) + 1:  # the token in the caller's own text (never by chance): no splice
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        return _dumps(body).encode()
     out = [parts[0].encode()]
     for url, part in zip(urls, parts[1:], strict=True):
         out += (b'"', url.encode("ascii"), b'"', part.encode())

@@ -7,9 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from captionary.core.jpeg_header import jpeg_header
+from captionary.core.jpeg_header import EXIF_ORIENTATION, jpeg_header
 
-EXIF_ORIENTATION = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # orientations that swap width and height
 
 

@@ -30,7 +30,6 @@ class JpegHeader(NamedTuple):
     height: int
     mode: str
     orientation: int  # EXIF orientation; 1 when the file names none
-    has_exif: bool
     scan: int  # where the first scan starts (its SOS marker)
 
     def complete(self, data: bytes) -> bool:
@@ -91,7 +90,7 @@ def jpeg_header(data: bytes) -> JpegHeader | None:
     orientation = 1 if exif is None else exif_orientation(exif)
     if orientation is None:
         return None
-    return JpegHeader(width, height, _MODES[layers], orientation, exif is not None, pos)
+    return JpegHeader(width, height, _MODES[layers], orientation, pos)
 
 
 def exif_orientation(tiff: bytes) -> int | None:

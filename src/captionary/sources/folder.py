@@ -127,8 +127,7 @@ class Load(Source):
                 name = entry.path[prefix : -len(ext)].replace(os.sep, "/")
                 sidecars = [by_name[stem + s] for s in SIDECARS if stem + s in by_name] if by_name else []
                 try:
-                    st = entry.stat()
-                    fingerprint = f"{st.st_size}:{st.st_mtime_ns}"
+                    fingerprint = stat_fingerprint(entry)
                     if sidecars:
                         stats = [fingerprint]
                         stats += [f"{s.name[len(stem) :]}={stat_fingerprint(s)}" for s in sidecars]

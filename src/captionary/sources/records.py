@@ -91,7 +91,8 @@ class SourceRecords:
         if previous is None:
             return None
         recorded, item_id, props, format = previous
-        if not recorded.startswith(fingerprint) or recorded[len(fingerprint) :] not in self.accepted:
+        base, mark = unmarked(recorded)
+        if base != fingerprint or mark not in self.accepted:
             return None  # changed, or checked less than this run checks: read it again
         item = Item(item_id, None, dict(decode_props(props)), key, name, self.ctx.ws.blobs, format)
         return self.unique(item, cached=True)
