@@ -17,8 +17,10 @@ and the database where their node sees it (see `init_worker`).
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -35,11 +37,12 @@ from captionary.executors.worker import describe_error, init_worker, run_task
 from captionary.pipeline.step import BatchStep, Outcome, PerItemStep
 
 MAX_RESTARTS = 4
-"""Times Ray restarts an actor whose process died (a lost or preempted node, an out-of-memory kill);
-the restarted actor loads its model again."""
+"""Times Ray restarts a model actor whose process died (a lost or preempted node, an out-of-memory
+kill); the restarted actor loads its model again. Chain actors, which hold no model, restart always."""
 TASK_RETRIES = 2
 """Times a task whose actor died is sent again, to the restarted actor: a preempted node loses no
-work. A task that kills its actor every time (a poison image) then fails its items; the run goes on."""
+work. A chain task failing still then has its items tried one at a time (`ChainActors`): only an
+item that kills its worker every time alone (a poison image) fails; the run goes on."""
 
 
 class RayExecutor(LocalExecutor):
@@ -121,7 +124,13 @@ def model_actor_plan(
 
 
 class ChainActors:
-    """A pool of CPU actors running chain tasks; `pool().submit(run_task, ...)` as with a process pool."""
+    """A pool of CPU actors running chain tasks; `pool().submit(run_task, ...)` as with a process pool.
+
+    A chain actor holds no model, so Ray restarts it without limit. A task that still fails after
+    `TASK_RETRIES` (its actor died each time) may hold one poison image among innocent ones, or only
+    have shared an actor with one: its items are sent again one at a time to a quarantine actor, where
+    an item that kills the worker takes nothing else down. Only those fail; the run goes on.
+    """
 
     def __init__(self, ray: Any, workers: int, ws: Workspace, chains: list[list[PerItemStep]]):
         self.ray = ray
@@ -131,18 +140,20 @@ class ChainActors:
         self.actors: list[Any] = []
         self.in_flight: list[int] = []
         self.lock = threading.Lock()
+        self.suspects: deque[tuple[tuple, Callable[[list], None]]] = deque()
+        self.quarantine: Any = None
+        self.quarantine_busy = False
 
     def __call__(self) -> ChainActors:
         if not self.actors:  # started on first use: a cached re-run starts none
-            actor_class = self.ray.remote(
-                num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=TASK_RETRIES
-            )(ChainWorker)
-            self.actors = [
-                actor_class.remote(self.ws.blobs.root, self.ws.db_path, self.chains)
-                for _ in range(self.workers)
-            ]
+            self.actors = [self._actor(num_cpus=1) for _ in range(self.workers)]
             self.in_flight = [0] * self.workers
         return self
+
+    def _actor(self, num_cpus: float) -> Any:
+        options = {"num_cpus": num_cpus, "max_restarts": -1, "max_task_retries": TASK_RETRIES}
+        actor_class = self.ray.remote(**options)(ChainWorker)
+        return actor_class.remote(self.ws.blobs.root, self.ws.db_path, self.chains)
 
     def submit(self, fn: Callable, *args: Any) -> Future:
         if fn is not run_task:
@@ -152,22 +163,64 @@ class ChainActors:
             self.in_flight[slot] += 1
         done: Future = Future()
         future = self.actors[slot].run_task.remote(*args).future()
-        future.add_done_callback(lambda ray_future: self._done(slot, ray_future, done, args[1]))
+        future.add_done_callback(lambda ray_future: self._done(slot, ray_future, done, args))
         return done
 
-    def _done(self, slot: int, ray_future: Future, done: Future, batch: list[tuple[Item, int]]) -> None:
+    def _done(self, slot: int, ray_future: Future, done: Future, args: tuple) -> None:
         with self.lock:
             self.in_flight[slot] -= 1
         try:
             done.set_result(ray_future.result())
-        except Exception as exc:  # the actor died on it every time: its items fail, the run goes on
+        except Exception:  # its actor died every time: find which of its items did that
+            self._retry_alone(args, done)
+
+    def _retry_alone(self, args: tuple, done: Future) -> None:
+        """Queue each item of a failed task as a task of its own; `done` gets their results together."""
+        chain, batch, render = args
+        parts: list[list] = [[] for _ in batch]
+        left = [len(batch)]
+
+        def settle(index: int, result: list) -> None:
+            with self.lock:
+                parts[index] = result
+                left[0] -= 1
+                finished = left[0] == 0
+            if finished:
+                done.set_result([entry for part in parts for entry in part])
+
+        with self.lock:
+            for index, miss in enumerate(batch):
+                self.suspects.append(((chain, [miss], render), functools.partial(settle, index)))
+        self._next_suspect()
+
+    def _next_suspect(self) -> None:
+        """Send the quarantine actor its next item, once the one before has finished (alone)."""
+        with self.lock:
+            if self.quarantine_busy or not self.suspects:
+                return
+            self.quarantine_busy = True
+            args, settle = self.suspects.popleft()
+            if self.quarantine is None:  # no CPU reserved: the chain actors hold them all
+                self.quarantine = self._actor(num_cpus=0)
+            actor = self.quarantine
+        future = actor.run_task.remote(*args).future()
+        future.add_done_callback(lambda ray_future: self._suspect_done(ray_future, args, settle))
+
+    def _suspect_done(self, ray_future: Future, args: tuple, settle: Callable[[list], None]) -> None:
+        try:
+            result = ray_future.result()
+        except Exception as exc:  # alone, it killed its worker every time: it fails, nothing else
             reason = f"the worker process died running this item ({_died(exc)})"
-            done.set_result([(item, [(start, b"", None, reason, False)]) for item, start in batch])
+            result = [(item, [(start, b"", None, reason, False)]) for item, start in args[1]]
+        with self.lock:
+            self.quarantine_busy = False
+        settle(result)
+        self._next_suspect()
 
     def shutdown(self) -> None:
-        for actor in self.actors:
+        for actor in [*self.actors, *([self.quarantine] if self.quarantine is not None else [])]:
             self.ray.kill(actor)
-        self.actors = []
+        self.actors, self.quarantine = [], None
 
 
 class ChainWorker:
