@@ -15,6 +15,7 @@ from PIL import Image
 
 from captionary import Load, LoadManifest, LoadWebDataset, Resize, Save, Workspace, WorkspaceError
 from captionary.cli import main
+from captionary.core.blobpack import PACK_LIMIT
 from captionary.core.db import MIGRATIONS
 from test_webdataset_source import write_shard
 
@@ -41,13 +42,19 @@ def test_a_newer_schema_is_refused(ws_path):
 
 def test_blobs_are_content_addressed_and_written_once(ws_path):
     with Workspace(ws_path) as ws:
-        digest = ws.blobs.put(b"hello")
+        digest = ws.blobs.put(b"hello")  # small: packed in objects/pack.db
         assert digest == hashlib.sha256(b"hello").hexdigest()
-        path = ws.blobs.path(digest)
-        assert path.relative_to(ws_path / "objects").parts == (digest[:2], digest)
-        stamp = path.stat().st_mtime_ns
         assert ws.blobs.put(b"hello") == digest
+        assert list(ws.blobs.digests()) == [digest] and ws.blobs.get(digest) == b"hello"
+        assert not ws.blobs.path(digest).exists()
+        big = bytes(PACK_LIMIT + 1)  # a file of its own
+        big_digest = ws.blobs.put(big)
+        path = ws.blobs.path(big_digest)
+        assert path.relative_to(ws_path / "objects").parts == (big_digest[:2], big_digest)
+        stamp = path.stat().st_mtime_ns
+        assert ws.blobs.put(big) == big_digest
         assert path.stat().st_mtime_ns == stamp
+        assert sorted(ws.blobs.digests()) == sorted([digest, big_digest])
         assert list(ws.blobs.tmp.iterdir()) == []
 
 
@@ -59,9 +66,9 @@ def test_sources_are_never_modified_or_linked(photos, ws_path, tmp_path):
             assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
             assert path.stat().st_nlink == 1
         item = next(ws.items())
-        blob = ws.blobs.path(item.id)
-        assert blob.stat().st_nlink == 1
-        assert hashlib.sha256(blob.read_bytes()).hexdigest() == item.id
+        assert hashlib.sha256(ws.blobs.get(item.id)).hexdigest() == item.id
+        stored = [p for p in (ws_path / "objects").rglob("*") if p.is_file()]
+        assert stored and all(p.stat().st_nlink == 1 for p in stored)  # copies, never links
 
 
 def test_items_read_back_with_their_properties(photos, ws_path, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -79,8 +80,8 @@ def test_store_and_load_round_trip_with_checks(ws_path):
         assert is_array_ref(ref) and not is_array_ref({"array": "nope", "dtype": "f", "shape": []})
         np.testing.assert_array_equal(load_array(ws.blobs, ref), array)
         assert store_array(ws.blobs, array.copy())["array"] == ref["array"]  # content-addressed
-        with open(ws.blobs.path(ref["array"]), "rb") as handle:  # a plain .npy file
-            np.testing.assert_array_equal(np.load(handle, allow_pickle=False), array)
+        stored = io.BytesIO(ws.blobs.get(ref["array"]))  # plain .npy bytes
+        np.testing.assert_array_equal(np.load(stored, allow_pickle=False), array)
 
         with pytest.raises(ItemError, match=r"holds float32\[3, 4\], the reference says float64\[3, 4\]"):
             load_array(ws.blobs, {**ref, "dtype": "float64"})
@@ -203,7 +204,7 @@ def test_batch_step_arrays_are_blobs_cached_and_read_by_a_global_step(photos, ws
             3,
             3,
         ]
-        assert all(np.load(ws.blobs.path(b), allow_pickle=False).shape == (4, 3) for b in blobs)
+        assert all(np.load(io.BytesIO(ws.blobs.get(b)), allow_pickle=False).shape == (4, 3) for b in blobs)
 
         CALLS.clear()
         again = ws.run(pipeline, progress=False)

@@ -6,6 +6,7 @@ URL, see core/locations.py): huge sources are read where they are instead of cop
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from captionary.core.atomic import read_file, remove_temp_files, write_atomic
+from captionary.core.blobpack import PACK_LIMIT, PACK_NAME, BlobPack
 from captionary.core.hashing import hash_bytes
 from captionary.core.locations import Location, read_location
 
@@ -29,15 +31,19 @@ class BlobStore:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.tmp_str = str(self.tmp)
         self._folders: set[str] = set()  # fan-out folders known to exist (saves a mkdir per blob)
+        self.pack = BlobPack(str(self.root / PACK_NAME))
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
 
     def __contains__(self, digest: str) -> bool:
         path = self.path(digest)
-        return path.exists() or path.with_name(digest + REF_SUFFIX).exists()
+        return digest in self.pack or path.exists() or path.with_name(digest + REF_SUFFIX).exists()
 
     def get(self, digest: str) -> bytes:
+        packed = self.pack.get(digest)
+        if packed is not None:
+            return packed
         path = self.path(digest)
         try:
             return read_file(str(path))
@@ -58,15 +64,24 @@ class BlobStore:
         return digest
 
     def put(self, data: bytes, digest: str | None = None) -> str:
-        """Store bytes (a copy: nothing is ever linked) and return their sha256."""
+        """Store bytes (a copy: nothing is ever linked) and return their sha256: packed when small
+        (committed when this returns, or inside `batch()` when the batch ends), else a file."""
         digest = digest or hash_bytes(data)
         target = f"{self.root_str}/{digest[:2]}/{digest}"  # strings: a Path costs ~5 us a blob here
         try:
-            os.stat(target)
+            os.stat(target)  # stored as a file already (a workspace from before the pack)
         except FileNotFoundError:
-            self._folder(digest)
-            write_atomic(target, data, self.tmp_str, stat=False)
+            if len(data) <= PACK_LIMIT:
+                self.pack.put(digest, data)
+            else:
+                self._folder(digest)
+                write_atomic(target, data, self.tmp_str, stat=False)
         return digest
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Within the block, this thread's small blobs are committed together when it ends: readers in
+        this process see them at once, other processes after the block (hand them nothing before)."""
+        return self.pack.batch()
 
     def _folder(self, digest: str) -> None:
         folder = digest[:2]
@@ -75,13 +90,16 @@ class BlobStore:
             self._folders.add(folder)
 
     def digests(self) -> Iterator[str]:
+        """Every blob's digest (a blob both packed and a file, or a file and a reference: once)."""
+        found = set(self.pack.digests())
         for folder in sorted(self.root.iterdir()):
             if len(folder.name) == 2 and folder.is_dir():
-                yield from sorted({blob.name.removesuffix(REF_SUFFIX) for blob in folder.iterdir()})
+                found.update(blob.name.removesuffix(REF_SUFFIX) for blob in folder.iterdir())
+        yield from sorted(found)
 
     def delete(self, digest: str) -> int:
         """Delete a blob (and any reference to it); the bytes freed in the workspace."""
-        freed = 0
+        freed = self.pack.delete(digest)
         for path in (self.path(digest), self.path(digest).with_name(digest + REF_SUFFIX)):
             try:
                 freed += path.stat().st_size
@@ -93,6 +111,16 @@ class BlobStore:
     def clear_tmp(self) -> None:
         """Remove temp files left by a killed process."""
         remove_temp_files(self.tmp_str)
+
+    def compact(self) -> None:
+        """After deletions: give the pack's free pages back to the file system when they are many."""
+        self.pack.compact()
+
+    def close(self) -> None:
+        self.pack.close()
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a copy in another process opens the pack itself
+        return (BlobStore, (self.root,))
 
 
 BLOBS_URL_FILE = "blobs.url"

@@ -6,6 +6,7 @@ workers on other machines read the same blobs. The same layout as the local stor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -90,6 +91,16 @@ class FsspecBlobStore:
         """Remove temporary files a killed writer left."""
         for path in self.fs.find(f"{self.base}/{TMP}"):
             self.fs.rm(path)
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing is packed here: each blob is its own object, written when `put` returns."""
+        return contextlib.nullcontext()
+
+    def compact(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     def _write(self, path: str, data: bytes) -> None:
         if self.direct:

@@ -13,6 +13,7 @@ from typing import Any
 
 from captionary.core import item_state
 from captionary.core.arrays import load_array, referenced_digests
+from captionary.core.blobpack import PACK_NAME
 from captionary.core.blobstore import BLOBS_URL_FILE, workspace_blob_store
 from captionary.core.children import child_blobs
 from captionary.core.db import connect, migrate, transaction
@@ -83,7 +84,9 @@ class Workspace:
         if known is not None and known != url.rstrip("/"):
             raise WorkspaceError(f"{self.path} keeps its blobs at {known}, not {url}")
         if known is None:
-            if (self.path / DB_NAME).exists() and any((self.path / "objects").glob("??/*")):
+            objects = self.path / "objects"
+            stored = any(objects.glob("??/*")) or (objects / PACK_NAME).exists()
+            if (self.path / DB_NAME).exists() and stored:
                 raise WorkspaceError(
                     f"{self.path} already stores its blobs in objects/; cannot move them to {url}"
                 )
@@ -97,6 +100,7 @@ class Workspace:
 
     def close(self) -> None:
         self.db.close()
+        self.blobs.close()
 
     def reader(self) -> sqlite3.Connection:
         """A new read-only connection (one per thread or process)."""
@@ -272,6 +276,7 @@ class Workspace:
                 freed += self.blobs.delete(digest)
                 removed += 1
             self.blobs.clear_tmp()
+            self.blobs.compact()
             return GcReport(removed, freed, kept, pruned, len(departed.items), departed.decisions_kept)
 
     def _prune_source_files(self, digests: set[str]) -> int:

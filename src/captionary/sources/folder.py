@@ -75,7 +75,7 @@ class Load(Source):
         # a few files per task: one hand-off between threads per task, not per file
         tasks = [fresh[i : i + FILES_PER_TASK] for i in range(0, len(fresh), FILES_PER_TASK)]
         with ThreadPoolExecutor(self._threads(fresh, verify), thread_name_prefix="captionary-load") as pool:
-            for done in pool.map(lambda task: [self._ingest(records, *args) for args in task], tasks):
+            for done in pool.map(lambda task: self._ingest_task(records, task), tasks):
                 for record in done:
                     yield record if record.item is None else records.unique(record.item, cached=False)
 
@@ -137,6 +137,10 @@ class Load(Source):
                     continue
                 yield entry.path, name, fingerprint, [s.path for s in sidecars]
             folders.extend(reversed(subfolders))
+
+    def _ingest_task(self, records: SourceRecords, task: list[tuple]) -> list[Ingested]:
+        with records.batch():  # the task's small originals stored in one transaction
+            return [self._ingest(records, *args) for args in task]
 
     def _ingest(
         self, records: SourceRecords, key: str, path: str, name: str, fingerprint: str, sidecars: list[str]

@@ -3,9 +3,12 @@ file is never read again, and ingesting a new one (read, check, copy into the bl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from captionary.core.atomic import read_all
@@ -82,8 +85,24 @@ class SourceRecords:
             )
         }
         self.seen: dict[str, str] = {}
+        self._local = threading.local()
         if complete:
             ctx.known(item for _, item, _, _ in self.known.values() if item)  # gc: which items left
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Ingest a few files as one: their blobs are committed together when the block ends (one
+        transaction of the store's pack, not a file each), and then their rows written, so the
+        database never names a blob before it is stored. Yield the items only after the block."""
+        rows: list[tuple[str, tuple]] = []
+        self._local.rows = rows
+        try:
+            with self.ctx.ws.blobs.batch():
+                yield
+        finally:
+            self._local.rows = None
+        for sql, row in rows:
+            self.ctx.writer.write(sql, row)
 
     def cached(self, key: str, name: str, fingerprint: str) -> Ingested | None:
         """The record of an unchanged file (verified, if this run verifies), or None: ingest it."""
@@ -136,12 +155,17 @@ class SourceRecords:
         props = {**props, "width": info.width, "height": info.height}
         blobs = self.ctx.ws.blobs
         digest = blobs.put(data) if location is None else blobs.put_reference(hash_bytes(data), location)
-        self.ctx.writer.write(
-            INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data), time.time())
-        )
         recorded = fingerprint + self.mark  # checked more than this later: read again then
-        row = (key, recorded, digest, name, canonical_json(props), info.format)
-        self.ctx.writer.write(UPSERT_SOURCE_FILE, row)
+        rows = (
+            (INSERT_ITEM, (digest, info.width, info.height, info.format, info.mode, len(data), time.time())),
+            (UPSERT_SOURCE_FILE, (key, recorded, digest, name, canonical_json(props), info.format)),
+        )
+        deferred = getattr(self._local, "rows", None)
+        if deferred is not None:  # inside `batch`: written once its blobs are stored
+            deferred.extend(rows)
+        else:
+            for sql, row in rows:
+                self.ctx.writer.write(sql, row)
         return Ingested(key, Item(digest, None, props, key, name, self.ctx.ws.blobs, info.format))
 
     def unique(self, item: Item, *, cached: bool) -> Ingested:

@@ -1,0 +1,159 @@
+"""Small blobs are packed in `objects/pack.db` (one SQLite file) instead of a file each: visible to
+other processes when `put` returns (or when a batch ends), never named by the database before they
+are stored, freed by gc, and read back byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from captionary import Load, Save, Workspace
+from captionary.core.blobpack import PACK_LIMIT
+from captionary.core.blobstore import BlobStore
+from conftest import REPO
+
+READ = "import sys; from captionary.core.blobstore import BlobStore; "
+
+
+def read_elsewhere(root: Path, digest: str) -> str:
+    """What another process finds for `digest` in the store at `root`: its sha256, or 'missing'."""
+    code = READ + (
+        "import hashlib; s = BlobStore(sys.argv[1]); d = sys.argv[2]; "
+        "print(hashlib.sha256(s.get(d)).hexdigest() if d in s else 'missing')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(root), digest], capture_output=True, text=True, env=env, check=True
+    )
+    return done.stdout.strip()
+
+
+def files_in(root: Path) -> list[Path]:
+    """Blob files proper: not the pack (and its WAL), not temp files."""
+    return [p for p in root.rglob("*") if p.is_file() and p.parent != root and p.parent.name != "tmp"]
+
+
+def test_small_blobs_are_packed_large_ones_are_files_and_both_read_back(tmp_path):
+    store = BlobStore(tmp_path / "objects")
+    small = os.urandom(PACK_LIMIT)
+    large = os.urandom(PACK_LIMIT + 1)
+    small_digest, large_digest = store.put(small), store.put(large)
+    assert [p.name for p in files_in(tmp_path / "objects")] == [large_digest]
+    assert store.get(small_digest) == small and store.get(large_digest) == large
+    assert small_digest in store and large_digest in store and "0" * 64 not in store
+    assert list(store.digests()) == sorted([small_digest, large_digest])
+    assert store.delete(small_digest) == len(small)
+    assert small_digest not in store and list(store.digests()) == [large_digest]
+    store.close()
+
+
+def test_a_put_blob_is_readable_by_another_process_as_soon_as_put_returns(tmp_path):
+    store = BlobStore(tmp_path / "objects")
+    digest = store.put(b"thumbnail bytes")
+    assert read_elsewhere(tmp_path / "objects", digest) == digest
+    store.close()
+
+
+def test_a_batch_is_seen_here_at_once_and_by_other_processes_when_it_ends(tmp_path):
+    store = BlobStore(tmp_path / "objects")
+    with store.batch():
+        digests = [store.put(f"image {i}".encode()) for i in range(5)]
+        assert all(store.get(d) == f"image {i}".encode() for i, d in enumerate(digests))
+        assert read_elsewhere(tmp_path / "objects", digests[0]) == "missing"  # not committed yet
+    assert [read_elsewhere(tmp_path / "objects", d) for d in digests[::4]] == digests[::4]
+    store.close()
+
+
+def test_load_packs_small_originals_and_exports_them_byte_for_byte(photos, tmp_path):
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(Load(photos) >> Save(tmp_path / "out"), progress=False)
+        items = list(ws.items())
+    assert summary.step("save").computed == 12
+    sizes = {p.stat().st_size for p in photos.rglob("*.jpg")}
+    small = sum(size <= PACK_LIMIT for size in sizes)
+    assert len(files_in(tmp_path / "ws" / "objects")) == len(sizes) - small  # the others are packed
+    assert small > 0 and (tmp_path / "ws" / "objects" / "pack.db").is_file()
+    for item in items:  # each original as it was read, from wherever it is stored
+        assert hashlib.sha256(ws.blobs.get(item.id)).hexdigest() == item.id
+    for source in photos.rglob("*.jpg"):  # unturned JPEGs are copied to the export as they are
+        exported = tmp_path / "out" / source.relative_to(photos)
+        assert exported.read_bytes() == source.read_bytes()
+
+
+def test_gc_frees_packed_originals_of_items_that_left_and_keeps_the_rest(photos, tmp_path):
+    small = photos / "small"
+    small.mkdir()
+    for i in range(30):  # well under PACK_LIMIT each
+        Image.new("RGB", (64, 48), (i * 8, 100, 200)).save(small / f"{i:02d}.png")
+    with Workspace(tmp_path / "ws") as ws:
+        ws.run(Load(photos), progress=False)
+        pack = tmp_path / "ws" / "objects" / "pack.db"
+        for path in small.iterdir():  # the small images leave the folder
+            path.unlink()
+        ws.run(Load(photos), progress=False)
+        kept = {item.id for item in ws.items()}
+        assert len(kept) == 12
+        report = ws.gc()
+        assert report.removed == 30
+        assert set(ws.blobs.digests()) == kept
+        assert all(hashlib.sha256(ws.blobs.get(d)).hexdigest() == d for d in kept)
+        assert pack.is_file()
+
+
+SLOW_LOAD = """
+import sys
+from captionary import Load, Workspace
+with Workspace(sys.argv[2]) as ws:
+    ws.run(Load(sys.argv[1], threads=2), progress=False)
+"""
+
+
+def source_rows(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return [row[0] for row in con.execute("SELECT item FROM source_files")]
+    except sqlite3.OperationalError:  # no schema yet
+        return []
+    finally:
+        con.close()
+
+
+def test_a_killed_ingest_leaves_no_row_naming_a_blob_it_did_not_store(tmp_path):
+    """SIGKILL in the middle of a first load of many small files, three times: every item the
+    database names has its bytes in the store, and the next run completes."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    total = 4000
+    for i in range(total):
+        Image.new("RGB", (16, 12), (i % 256, i // 256, 7)).save(folder / f"{i:04d}.png")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    ws_path, db = tmp_path / "ws", tmp_path / "ws" / "captionary.db"
+    killed_mid_ingest = 0
+    for _ in range(3):
+        before = len(source_rows(db))
+        process = subprocess.Popen([sys.executable, "-c", SLOW_LOAD, str(folder), str(ws_path)], env=env)
+        deadline = time.monotonic() + 60
+        while len(source_rows(db)) < before + 100 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        named = source_rows(db)
+        killed_mid_ingest += len(named) < total
+        store = BlobStore(ws_path / "objects")
+        assert all(digest in store for digest in named), "a row names a blob that was not stored"
+        store.close()
+    assert killed_mid_ingest
+    with Workspace(ws_path) as ws:
+        summary = ws.run(Load(folder), progress=False)
+        assert summary.errors == [] and len(ws) == total
+        assert all(hashlib.sha256(ws.blobs.get(item.id)).hexdigest() == item.id for item in ws.items())
