@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 
 from PIL import Image
 
@@ -117,3 +118,34 @@ def test_images_the_sink_encodes_spread_over_the_save_threads(tmp_path, monkeypa
         )
     assert summary.steps[-1].computed == 40
     assert len(seen) >= 2
+
+
+def copying_threads(tmp_path: Path, monkeypatch, size: tuple[int, int], n: int) -> set[str]:
+    """The threads that wrote the image files of `load >> save` (originals copied as they are)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(n):
+        Image.new("RGB", size, (i * 9 % 256, 40, 90)).save(photos / f"{i:03d}.png")
+    threads: set[str] = set()
+    write = OutputFiles.write
+
+    def recording_write(self, relative, item_id, digest, content):
+        if relative.endswith(".png"):
+            threads.add(threading.current_thread().name)
+        return write(self, relative, item_id, digest, content)
+
+    monkeypatch.setattr(OutputFiles, "write", recording_write)
+    with Workspace(tmp_path / "ws") as ws:
+        summary = ws.run(Load(photos) >> Save(tmp_path / "out", threads=4), progress=False, chunk_size=8)
+    assert summary.steps[-1].computed == n
+    assert all(p.read_bytes() == (photos / p.name).read_bytes() for p in (tmp_path / "out").glob("*.png"))
+    return threads
+
+
+def test_small_originals_are_copied_by_the_one_thread_that_writes_bytes_in_hand(tmp_path, monkeypatch):
+    assert copying_threads(tmp_path, monkeypatch, (600, 600), 40) == {"captionary-save-ready_0"}
+
+
+def test_large_originals_are_copied_by_the_save_threads(tmp_path, monkeypatch):
+    threads = copying_threads(tmp_path, monkeypatch, (1200, 1000), 12)  # 1.2 MP each
+    assert threads and all(name.startswith("captionary-save_") for name in threads)

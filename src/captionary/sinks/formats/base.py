@@ -14,7 +14,7 @@ from captionary.errors import describe_error
 from captionary.pipeline.context import SinkContext
 from captionary.sinks.captions import SKIP, Captions
 from captionary.sinks.card import write_card
-from captionary.sinks.encoding import PlannedFile
+from captionary.sinks.encoding import PlannedFile, cheap_copy
 from captionary.sinks.files import NotOurs, OutputFiles
 from captionary.sinks.naming import Names
 
@@ -121,10 +121,11 @@ class FileExport:
 
     def write(self, items: Sequence[Item]) -> list[WriteResult]:
         """Plan each item's files; those already on disk as planned cost a stat, the rest go to threads,
-        several items to a task (the items of one task share its future). An image still to encode or
-        copy goes to the `threads` save threads; files whose bytes are in hand (encoded by a pool
-        worker, captions) to the one thread that writes those: creating files from several threads
-        costs more than it overlaps (they wait on the folder's lock and on the GIL: README, first runs)."""
+        several items to a task (the items of one task share its future). An image still to encode, or
+        a large original to copy, goes to the `threads` save threads; files whose bytes are in hand
+        (encoded by a pool worker, captions, small originals: `cheap_copy`) to the one thread that
+        writes those: creating files from several threads costs more than it overlaps (they wait on
+        the folder's lock and on the GIL: README, first runs)."""
         results: list[WriteResult] = []
         in_hand: list[tuple[int, Item, list[PlannedFile]]] = []  # (position in results, item, files)
         to_make: list[tuple[int, Item, list[PlannedFile]]] = []
@@ -137,7 +138,8 @@ class FileExport:
             files = [f for f in planned if not self.files.unchanged(f.relative, f.digest)]
             if files:
                 image = planned[0] if item.has_image else None
-                makes = image is not None and image in files and not rendered(item, image)
+                makes = image is not None and image in files
+                makes = makes and not rendered(item, image) and not cheap_copy(item, image)
                 (to_make if makes else in_hand).append((len(results), item, files))
             results.append(False)
         self._hand(self.writer, write_tasks(in_hand, 1), results)
