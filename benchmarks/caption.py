@@ -192,7 +192,7 @@ def bench_openai(photos: Path, root: Path, args: argparse.Namespace) -> str:
                     runs.setdefault("encode", []).append(encode_rate(paths))
                     for c in CONCURRENCIES:
                         runs.setdefault(f"bare {c}", []).append(
-                            bare_client(stub.url, bodies * (c * 10 // len(bodies) + 1), c)
+                            bare_client(stub.url, bodies * (c * args.bare_waves // len(bodies) + 1), c)
                         )
                         runs.setdefault(f"step {c}", []).append(
                             step_rate(ws, folder, stub.url, c, args.tokens, rep * 100 + c)
@@ -414,6 +414,13 @@ def main() -> None:
         "--small-copies", type=int, default=4, help="openai: 384 px copies per photo (0: none)"
     )
     parser.add_argument("--reps", type=int, default=2, help="openai: interleaved repetitions")
+    parser.add_argument(
+        "--bare-waves",
+        type=int,
+        default=10,
+        help="openai: the bare client posts concurrency x this many requests (its ramp-up and last "
+        "answers weigh 1/waves on its rate)",
+    )
     parser.add_argument("--vllm-batch", type=int, default=256, help="vllm: the caption step's batch_size")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="captionary-caption-"))
