@@ -119,10 +119,28 @@ class TMeanColour(Map):
         return {"colour": (mean / mean.sum() - 1 / 3) * 10}
 
 
+def make_red_photos(folder: Path, count: int) -> Path:
+    """`count` JPEGs whose red share differs from photo to photo by at least 0.03 while green and
+    blue stay equal (a texture on top), in a shuffled order: a colour embedding then lies along one
+    line, so a ranker that learned "redder wins" from a few answers orders every photo the same way,
+    those never shown included. (With the shared gradients of `make_photos`, some photos' red shares
+    lay within 0.01 of each other and their order among the unseen was a coin toss.)"""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True)
+    order = np.random.default_rng(7).permutation(count)
+    for index, rank in enumerate(order):
+        red = 60 + int(rank) * 16
+        image = Image.new("RGB", (160, 120), (red, 110, 110))
+        ImageDraw.Draw(image).text((10, 10), f"photo {index:03d}", fill=(128, 128, 128))
+        image.save(folder / f"p{index:03d}.jpg", quality=95)
+    return folder
+
+
 def test_the_learned_ranker_scores_photos_never_compared(tmp_path):
     from captionary.core.ranking import kendall_tau
 
-    photos = make_photos(tmp_path / "photos", 12)
+    photos = make_red_photos(tmp_path / "photos", 12)
     step = HumanRank(budget=5, target=None, embedding="colour")
     run = BackgroundRun(tmp_path / "ws", Load(photos) >> TMeanColour() >> step)
     redness = {}
@@ -146,7 +164,7 @@ def test_the_learned_ranker_scores_photos_never_compared(tmp_path):
     scores = np.array([item["rank_score"] for item in items])
     assert kendall_tau(scores, truth) > 0.6  # the model ranks by redness, shown or not
     hidden = [k for k, item in enumerate(items) if item["rank_by"] == "model"]
-    assert kendall_tau(scores[hidden], truth[hidden]) > 0.3
+    assert kendall_tau(scores[hidden], truth[hidden]) > 0.6
 
 
 def red_share(path: Path) -> float:
