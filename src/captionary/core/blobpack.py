@@ -21,6 +21,8 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 
+from captionary.core.db import transaction
+
 PACK_NAME = "pack.db"
 PACK_LIMIT = 128 << 10
 """The largest blob packed (bytes); a larger one is a file of its own."""
@@ -95,14 +97,8 @@ class BlobPack:
             try:
                 if batch:
                     db = self._connection(create=True)
-                    with self._lock:
-                        db.execute("BEGIN IMMEDIATE")
-                        try:
-                            db.executemany(_INSERT, batch)
-                        except BaseException:
-                            db.execute("ROLLBACK")
-                            raise
-                        db.execute("COMMIT")
+                    with self._lock, transaction(db):
+                        db.executemany(_INSERT, batch)
             finally:
                 for digest, _ in batch:
                     self._pending.pop(digest, None)

@@ -52,10 +52,15 @@ def auto_engine(item: Item) -> str:
     are missing) and format. A function of the item's image alone: the same input, the same engine."""
     if item.recipe:
         return engine_of(item.recipe[-1][0]).name
-    width, height = item.props.get("width"), item.props.get("height")
-    if not (type(width) is int and type(height) is int):
-        width, height = _stored_size(item)
+    width, height = known_size(item) or _stored_size(item)
     return engines.choose(width, height, item.format)
+
+
+def known_size(item: Item) -> tuple[int, int] | None:
+    """The item's `width` and `height` properties (sources set them from the file's header; image
+    steps update them), or None when either is missing or not an integer."""
+    width, height = item.props.get("width"), item.props.get("height")
+    return (width, height) if type(width) is int and type(height) is int else None
 
 
 def as_run(step: Any, item: Item) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 from captionary.core import engines
 from captionary.core.hashing import hash_bytes
 from captionary.core.images import EXIF_ORIENTATION, FORMAT_EXTENSIONS, normal_format
-from captionary.core.item import Item, auto_engine
+from captionary.core.item import Item, auto_engine, known_size
 from captionary.core.jpeg_header import jpeg_header
 
 PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
@@ -39,10 +39,8 @@ thread, 2.7-5.3 s with four)."""
 
 def cheap_copy(item: Item, image: PlannedFile) -> bool:
     """The image file is a copy of a small original."""
-    if not image.digest.startswith(COPY):
-        return False
-    width, height = item.props.get("width"), item.props.get("height")
-    return type(width) is int and type(height) is int and width * height <= SMALL_COPY_PIXELS
+    size = known_size(item) if image.digest.startswith(COPY) else None
+    return size is not None and size[0] * size[1] <= SMALL_COPY_PIXELS
 
 
 @dataclass(frozen=True)

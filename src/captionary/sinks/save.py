@@ -36,8 +36,9 @@ class Save(Sink):
     (e.g. `reg/1_dog` for class images). parquet: `max_shard_mb` per `data/train-*.parquet` shard.
     `license` goes into the dataset card (README.md) written beside Hub-ready exports.
     `engine` (auto | pillow | vips) is the library that encodes images (auto: the one that made them).
-    `threads` encode or copy the images no image step's worker encoded already; files whose bytes are in
-    hand (encoded in the process pool, captions) are written by one thread, 8 items per task.
+    `threads` encode the images no image step's worker encoded already, and copy originals over 1 MP;
+    files whose bytes are in hand (encoded in the process pool, captions, small originals) are written
+    by one thread, 8 items per task.
     """
 
     name: ClassVar[str] = "save"

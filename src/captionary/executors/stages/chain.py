@@ -9,7 +9,7 @@ from concurrent.futures import Executor
 
 from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, lookup_one, result_row
 from captionary.core.hashing import KEY_PREFIX
-from captionary.core.item import Item, sharing_decodes
+from captionary.core.item import Item, known_size, sharing_decodes
 from captionary.core.outcome import Outcome
 from captionary.executors.context import RunContext
 from captionary.executors.stages.base import Stage
@@ -171,7 +171,5 @@ def pool_tasks(misses: list[tuple[Item, int]], spread: int = 1) -> list[list[tup
 
 
 def _pixels(item: Item) -> int:
-    width, height = item.props.get("width"), item.props.get("height")
-    if type(width) is int and type(height) is int and width > 0 and height > 0:
-        return width * height
-    return UNKNOWN_PIXELS
+    size = known_size(item)
+    return size[0] * size[1] if size is not None and min(size) > 0 else UNKNOWN_PIXELS
