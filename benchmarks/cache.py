@@ -17,6 +17,11 @@ Prints, measured in this one run on this machine:
                                                          # (e.g. a `git worktree` of main), interleaved
     python benchmarks/cache.py --first-reps 3 ...        # the first run through the CLI next to the
                                                          # plain loop, interleaved (and the baseline's)
+    python benchmarks/cache.py --tmp /dev/shm ...        # write on tmpfs: this machine's ext4 has no
+                                                         # journal, and there each new file skips, one
+                                                         # by one, the inodes deleted in the last minutes
+                                                         # (kernel `recently_deleted`), so any earlier
+                                                         # run's deletions slow the file-creating runs
 """
 
 from __future__ import annotations
@@ -203,8 +208,9 @@ def main() -> None:
         default=0,
         help="interleaved rounds of the plain loop and the CLI's first run (and the baseline's)",
     )
+    parser.add_argument("--tmp", type=Path, help="where the runs write (default: the system temp folder)")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="captionary-bench-"))
+    root = Path(tempfile.mkdtemp(prefix="captionary-bench-", dir=args.tmp))
     try:
         src = root / "photos"
         src.mkdir()
@@ -235,7 +241,7 @@ def main() -> None:
                 imports[suffix].append(import_total_ms(envs[suffix]))
         print(
             f"{args.n} images, {os.cpu_count()} cores, load average {load}; "
-            "load >> filter_by_size >> resize >> save\n"
+            f"load >> filter_by_size >> resize >> save; files under {root.parent}\n"
         )
         print(f"{'run':<46}{'wall s':>9}{'vs plain':>10}")
         rows = [

@@ -111,6 +111,10 @@ def test_gc_frees_packed_originals_of_items_that_left_and_keeps_the_rest(photos,
 SLOW_LOAD = """
 import sys
 from captionary import Load, Workspace
+from captionary.core import writer
+every_run = writer.DbWriter.__init__
+# rows committed every 50 ms (not 2 s): the kills land between several commits of rows and of blobs
+writer.DbWriter.__init__ = lambda self, db, **options: every_run(self, db, batch=200, interval=0.05)
 with Workspace(sys.argv[2]) as ws:
     ws.run(Load(sys.argv[1], threads=2), progress=False)
 """

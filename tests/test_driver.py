@@ -9,10 +9,12 @@ from concurrent.futures import Future
 import pytest
 from PIL import Image
 
-from captionary import Load, Resize, Save, Workspace
+from captionary import FilterBySize, Load, Resize, Save, Workspace
+from captionary.core.hashing import KEY_PREFIX
 from captionary.core.item import Item
 from captionary.executors.stages.base import Stage
 from captionary.executors.stages.chain import MAX_TASK, pool_tasks
+from captionary.executors.worker import _worker, init_worker, run_task
 
 
 class Passthrough(Stage):
@@ -104,3 +106,34 @@ def test_pool_tasks_hold_many_thumbnails_few_photos_and_spread_over_the_workers(
     unknown = [(Item(f"u{i}"), 0) for i in range(8)]
     assert [len(t) for t in pool_tasks(unknown)] == [4, 4]
     assert sorted(m[0].id for t in pool_tasks(thumbs, spread=4) for m in t) == sorted(m[0].id for m in thumbs)
+
+
+def test_a_pool_worker_looks_up_only_steps_that_had_results_when_the_run_began(photos, ws_path):
+    """Later steps of a chain with nothing cached are computed without a query per item (`cold`);
+    a step with results is still looked up, so an edited pipeline reuses them."""
+    chain = [FilterBySize(min_edge=512), Resize(max_edge=64)]
+    with Workspace(ws_path) as ws:
+        ws.run(Load(photos) >> Resize(max_edge=64), progress=False)
+        # the edited pipeline, through the pool: resize's 11 results are found, not computed
+        edited = ws.run(Load(photos) >> FilterBySize(min_edge=512) >> Resize(max_edge=64), progress=False)
+        assert (edited.step("resize").cached, edited.step("resize").computed) == (11, 0)
+        ws.run(Load(photos), progress=False)
+        originals = list(ws.items())  # as load leaves them
+        init_worker(ws.blobs.root, ws.db_path, [chain])
+        queries: list[str] = []
+        _worker["db"].set_trace_callback(queries.append)
+        resize_prefix = chain[1].cache_prefix[:KEY_PREFIX]
+        try:
+            warm = run_task(0, [(item, 0) for item in originals])
+            looked_up = len(queries)
+            cold = run_task(0, [(item, 0) for item in originals], None, frozenset({resize_prefix}))
+        finally:
+            _worker["db"].close()
+            _worker.clear()
+    resized = [events[1] for _, events in warm if len(events) == 2]
+    assert len(resized) == 11 and all(cached for *_, cached in resized)
+    assert looked_up == 11  # one query per item that reached resize
+    assert len(queries) == looked_up  # the cold run asked nothing
+    computed = [events[1] for _, events in cold if len(events) == 2]
+    assert len(computed) == 11 and not any(cached for *_, cached in computed)
+    assert [done.image_hash for done, _ in cold] == [done.image_hash for done, _ in warm]

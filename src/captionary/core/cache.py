@@ -58,15 +58,9 @@ class StepCache:
     def __init__(self, db: sqlite3.Connection, step: Step):
         self.db = db
         self.table: dict[bytes, tuple] | None = None
-        low = step.cache_prefix[:KEY_PREFIX]
-        high = (
-            (int.from_bytes(low, "big") + 1).to_bytes(KEY_PREFIX, "big")
-            if low != b"\xff" * KEY_PREFIX
-            else b"\xff" * (KEY_PREFIX + 17)
-        )
         rows = db.execute(
             f"SELECT {_COLUMNS} FROM results WHERE key >= ? AND key < ? LIMIT ?",
-            (low, high, PRELOAD_LIMIT + 1),
+            (*_key_range(step), PRELOAD_LIMIT + 1),
         ).fetchall()
         if len(rows) <= PRELOAD_LIMIT:
             self.table = {row[0]: row[1:] for row in rows}
@@ -81,6 +75,20 @@ class StepCache:
             if row is not None:
                 found[key] = _outcome(*row)
         return found
+
+
+def _key_range(step: Step) -> tuple[bytes, bytes]:
+    """The keys of `step`'s results lie in [low, high): every key starts with the step's prefix."""
+    low = step.cache_prefix[:KEY_PREFIX]
+    if low == b"\xff" * KEY_PREFIX:
+        return low, b"\xff" * (KEY_PREFIX + 17)
+    return low, (int.from_bytes(low, "big") + 1).to_bytes(KEY_PREFIX, "big")
+
+
+def has_results(db: sqlite3.Connection, step: Step) -> bool:
+    """Whether any result of this configured step is cached (one index probe)."""
+    query = "SELECT 1 FROM results WHERE key >= ? AND key < ? LIMIT 1"
+    return db.execute(query, _key_range(step)).fetchone() is not None
 
 
 def lookup(db: sqlite3.Connection, keys: list[bytes]) -> dict[bytes, Outcome]:

@@ -176,7 +176,7 @@ class ChainActors:
 
     def _retry_alone(self, args: tuple, done: Future) -> None:
         """Queue each item of a failed task as a task of its own; `done` gets their results together."""
-        chain, batch, render = args
+        chain, batch, *rest = args
         parts: list[list] = [[] for _ in batch]
         left = [len(batch)]
 
@@ -190,7 +190,7 @@ class ChainActors:
 
         with self.lock:
             for index, miss in enumerate(batch):
-                self.suspects.append(((chain, [miss], render), functools.partial(settle, index)))
+                self.suspects.append(((chain, [miss], *rest), functools.partial(settle, index)))
         self._next_suspect()
 
     def _next_suspect(self) -> None:
@@ -229,8 +229,8 @@ class ChainWorker:
     def __init__(self, objects, db_path, chains):
         init_worker(objects, db_path, chains)
 
-    def run_task(self, chain: int, batch: list, render: Any = None) -> list:
-        return run_task(chain, batch, render)
+    def run_task(self, chain: int, batch: list, render: Any = None, cold: frozenset = frozenset()) -> list:
+        return run_task(chain, batch, render, cold)
 
 
 class ModelWorker:

@@ -17,6 +17,7 @@ from typing import Protocol
 from captionary.core.blobstore import BlobStore, open_blob_store
 from captionary.core.cache import apply, item_key, lookup_one
 from captionary.core.db import connect
+from captionary.core.hashing import KEY_PREFIX
 from captionary.core.item import NO_IMAGE_ERROR, Item, sharing_decodes
 from captionary.core.outcome import Outcome
 from captionary.errors import describe_error
@@ -87,13 +88,21 @@ def _exit_with_parent() -> None:
 
 
 def run_task(
-    chain: int, batch: list[tuple[Item, int]], render: Renderer | None = None
+    chain: int,
+    batch: list[tuple[Item, int]],
+    render: Renderer | None = None,
+    cold: frozenset[bytes] = frozenset(),
 ) -> list[tuple[Item, list[Event]]]:
+    """`cold`: cache prefixes (`KEY_PREFIX` bytes) of steps with nothing cached: not looked up."""
     store: BlobStore = _worker["store"]
     db: sqlite3.Connection | None = _worker["db"]
     steps = _worker["chains"][chain]
+
+    def cached(key: bytes) -> Outcome | None:
+        return lookup_one(db, key) if db is not None and key[:KEY_PREFIX] not in cold else None
+
     with sharing_decodes():  # children of one parent in this task decode it once
-        return [_run_one(steps, item, start, store, db, render) for item, start in batch]
+        return [_run_one(steps, item, start, store, cached, render) for item, start in batch]
 
 
 def _run_one(
@@ -101,11 +110,11 @@ def _run_one(
     item: Item,
     start: int,
     store: BlobStore,
-    db: sqlite3.Connection | None,
+    cached: Callable[[bytes], Outcome | None],
     render: Renderer | None,
 ) -> tuple[Item, list[Event]]:
     item.attach(store)
-    done, events = advance(steps, item, start, store, lambda key: lookup_one(db, key) if db else None)
+    done, events = advance(steps, item, start, store, cached)
     if done is not item:
         item.drop_pixels()  # the original's pixels: a task holding several would churn memory
     if render is not None and done._decoded is not None:

@@ -7,7 +7,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-from captionary.core.cache import INSERT_RESULT, StepCache, apply, item_key, lookup_one, result_row
+from captionary.core.cache import (
+    INSERT_RESULT,
+    StepCache,
+    apply,
+    has_results,
+    item_key,
+    lookup_one,
+    result_row,
+)
 from captionary.core.hashing import KEY_PREFIX
 from captionary.core.item import Item, known_size, sharing_decodes
 from captionary.core.outcome import Outcome
@@ -49,6 +57,7 @@ class ChainStage(Stage):
         self.positions = {step.cache_prefix[:KEY_PREFIX]: i for i, step in enumerate(steps)}
         self.max_pending = 4 * getattr(pool, "workers", 1)
         self.spread = TASKS_PER_WORKER * getattr(pool, "workers", 1) if pool is not None else 1
+        self._cold: frozenset[bytes] | None = None
 
     def push(self, items: list[Item]) -> list[Item]:
         ready, misses = self.resolve(items)
@@ -59,8 +68,19 @@ class ChainStage(Stage):
             if self.pool is None:
                 ready.extend(self.collect(self.run_inline(batch)))
             else:
-                self.track(self.pool().submit(run_task, self.chain_id, batch, self.render))
+                self.track(self.pool().submit(run_task, self.chain_id, batch, self.render, self.cold()))
         return ready
+
+    def cold(self) -> frozenset[bytes]:
+        """Cache prefixes of this chain's steps that had no result cached when the run began: a pool
+        worker computes those steps without looking each item up (one query per item and step, 6% of
+        a worker's time on thumbnails). A result another item adds during the run could only ever be
+        for an item in the very same state, computed again instead of found."""
+        if self._cold is None:
+            self._cold = frozenset(
+                step.cache_prefix[:KEY_PREFIX] for step in self.steps if not has_results(self.db, step)
+            )
+        return self._cold
 
     def collect(self, result: list[tuple[Item, list[Event]]]) -> list[Item]:
         return self.absorb(result)
