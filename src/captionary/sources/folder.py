@@ -16,6 +16,7 @@ from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import (
     MAX_FILE_SIZE,
     SourceRecords,
+    fingerprint_size,
     read_regular_file,
     should_verify,
     stat_fingerprint,
@@ -94,7 +95,7 @@ class Load(Source):
             return self.threads
         if not fresh:
             return 1
-        sizes = [int(fingerprint.partition(":")[0]) for _, _, _, fingerprint, _ in fresh]
+        sizes = [fingerprint_size(fingerprint) for _, _, _, fingerprint, _ in fresh]
         jpegs = sum(path.lower().endswith((".jpg", ".jpeg")) for _, path, _, _, _ in fresh)
         decoded = verify is True or (verify == STRUCTURE and jpegs < len(fresh) / 2)
         return 4 if decoded or sum(sizes) / len(sizes) >= BIG_FILES else 1
@@ -166,7 +167,7 @@ def _tasks(fresh: list[tuple[str, str, str, str, list[str]]]) -> list[list[tuple
             tasks.append([])
             size = 0
         tasks[-1].append(entry)
-        size += int(entry[3].partition(":")[0])
+        size += fingerprint_size(entry[3])
     return tasks if tasks[0] else []
 
 

@@ -101,8 +101,11 @@ class SourceRecords:
                 yield
         finally:
             self._local.rows = None
-        for sql, row in rows:
-            self.ctx.writer.write(sql, row)
+        grouped: dict[str, list[tuple]] = {}
+        for sql, row in rows:  # one queued write per statement, not per row
+            grouped.setdefault(sql, []).append(row)
+        for sql, same in grouped.items():
+            self.ctx.writer.write_many(sql, same)
 
     def cached(self, key: str, name: str, fingerprint: str) -> Ingested | None:
         """The record of an unchanged file (verified, if this run verifies), or None: ingest it."""
@@ -207,3 +210,8 @@ def _file_kind(mode: int) -> str:
 def stat_fingerprint(path: str | os.DirEntry) -> str:
     st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def fingerprint_size(fingerprint: str) -> int:
+    """The file's size in bytes, from its `stat_fingerprint` (sidecars' stats may follow it)."""
+    return int(fingerprint.partition(":")[0])
