@@ -120,7 +120,7 @@ def encode_rate(paths: list[Path]) -> float:
 
 def bare_client(url: str, bodies: list[bytes], concurrency: int) -> float:
     """Requests/s of ready-made bodies posted `concurrency` at a time through the openai backend's own
-    transport (`backends/http_loop.py`: one event loop, aiohttp's transport when installed): what this
+    client (`backends/http_loop.py`: one event loop, aiohttp's client when installed): what this
     machine's client and server manage at that concurrency, with no image work at all."""
     from captionary.backends.http_loop import HttpLoop
 
@@ -130,7 +130,7 @@ def bare_client(url: str, bodies: list[bytes], concurrency: int) -> float:
 
     async def post(body: bytes) -> None:
         async with http.slots:
-            (await http.client.post("/chat/completions", content=body)).json()
+            (await http.client.post("/chat/completions", body, {"content-type": "application/json"})).json()
 
     try:
         start = time.perf_counter()

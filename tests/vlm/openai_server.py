@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ class Hit:
 @dataclass
 class FakeOpenAI:
     """`script[marker]` is a list of actions for requests whose prompt contains `marker`, used in
-    order (then plain answers): "429:<retry-after>", "500", "slow:<seconds>", "bad-json"."""
+    order (then plain answers): "429:<retry-after>", "500", "slow:<seconds>", "bad-json", "drop" (the
+    answer's head and half its body, then the connection closed), "empty-502" (no body at all)."""
 
     script: dict[str, list[str]] = field(default_factory=dict)
     ignore_n: bool = False  # answer one choice whatever n is (as llama.cpp does)
@@ -131,6 +133,10 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(float(action.split(":")[1]))
         if action == "bad-json":
             return self._send_raw(200, b"<html>gateway</html>", hit)
+        if action == "empty-502":
+            return self._send_raw(502, b"", hit)
+        if action == "drop":
+            return self._drop(hit)
         described = "; ".join(_describe(image) for image in images) or "no image"
         words = f"{fake.prefix}{described} for: {prompt}".split()
         n = 1 if fake.ignore_n else body.get("n", 1)
@@ -153,6 +159,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(
             200, {"id": "chatcmpl-test", "object": "chat.completion", "choices": choices, "usage": usage}, hit
         )
+
+    def _drop(self, hit: Hit) -> None:
+        hit.status = -1
+        self._uncount()
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b'{"choices": [')
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
     def _send(self, status: int, payload: dict[str, Any], hit: Hit, retry_after: str | None = None) -> None:
         headers = {"Retry-After": retry_after} if retry_after else {}

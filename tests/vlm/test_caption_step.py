@@ -7,6 +7,7 @@ failures are isolated and retried without paying twice, token usage reaches the 
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from openai_server import FakeOpenAI
@@ -207,3 +208,23 @@ def test_a_free_slot_takes_the_next_request_without_waiting_for_its_batch(photos
     assert summary.step("caption").computed == 12 and all("caption" in p for p in props.values())
     assert len(during) >= 5  # waiting for the slow one's batch would let only its batch-mate through
     assert server.peak <= 2
+
+
+def test_requests_whose_images_are_decoded_are_built_where_they_are_sent(photos, ws_path, monkeypatch):
+    """The API path builds a request on its event loop once the item's image is prepared (no helper
+    thread round trip); one whose image is still decoding waits in a helper thread. One slot and a
+    0.1 s answer leave every image after the first few decoded by the time its slot comes."""
+    from captionary.steps.vlm.base import GenerativeStep
+
+    built: list[str] = []
+    request = GenerativeStep.request
+
+    def spied(self, item):
+        built.append(threading.current_thread().name)
+        return request(self, item)
+
+    monkeypatch.setattr(GenerativeStep, "request", spied)
+    with FakeOpenAI(delay=0.1) as server:
+        summary, props = run(ws_path, photos, caption(server, concurrency=1, batch_size=2))
+    assert summary.step("caption").computed == 12 and all("caption" in p for p in props.values())
+    assert len(built) == 12 and built[6:] == ["captionary-http"] * 6

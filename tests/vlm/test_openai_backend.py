@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 from openai_server import FakeOpenAI
@@ -21,7 +22,7 @@ TRANSPORT = {"transport": "auto"}
 
 @pytest.fixture(autouse=True, params=["aiohttp", "httpx"])
 def _transport(request):
-    """Every test on both HTTP transports (aiohttp's through httpx-aiohttp, httpx's own)."""
+    """Every test on both HTTP clients (aiohttp's and httpx's)."""
     TRANSPORT["transport"] = request.param
     yield
     TRANSPORT["transport"] = "auto"
@@ -97,6 +98,20 @@ def test_client_errors_are_not_retried():
         bad, garbled = b.generate([Request("bad"), Request("garbled")])
     assert bad.error == "HTTP 400: Invalid image" and len(server.hits_for("bad")) == 1
     assert "not JSON" in garbled.error
+
+
+def test_a_dropped_connection_is_retried_and_a_refused_one_is_named():
+    server = serve(script={"dropped": ["drop"], "gone": ["drop"] * 5, "bare": ["empty-502"] * 5})
+    with backend(server, **FAST) as b:
+        dropped, gone, bare = b.generate([Request("dropped"), Request("gone"), Request("bare")])
+    assert dropped.texts == ["no image for: dropped"]
+    assert [h.status for h in server.hits_for("dropped")] == [-1, 200]
+    assert gone.error.startswith("connection failed: ") and gone.error.endswith("(gave up after 3 attempts)")
+    assert bare.error == "HTTP 502: Bad Gateway (gave up after 3 attempts)"  # no body: the status's name
+    server.close()
+    with backend(server, **FAST) as b:
+        [refused] = b.generate([Request("anyone?")])
+    assert refused.error.startswith("connection failed: ") and "(gave up after 3 attempts)" in refused.error
 
 
 def test_a_slow_answer_times_out_and_is_retried():
@@ -182,16 +197,51 @@ def test_submitted_requests_keep_their_order_and_a_failed_preparation_fails_only
     assert results[2].texts[0].startswith("a 64x") and results[2].texts[0].endswith("for: third")
 
 
-def test_asking_for_the_aiohttp_transport_without_httpx_aiohttp_names_the_extra(monkeypatch):
-    from captionary.backends import http_loop
+def test_asking_for_the_aiohttp_transport_without_aiohttp_names_the_extra(monkeypatch):
+    from captionary.backends import http_clients
 
-    monkeypatch.setattr(http_loop, "aiohttp_transport_available", lambda: False)
+    monkeypatch.setattr(http_clients, "installed", lambda transport: transport != "aiohttp")
     server = serve()
-    with (
-        pytest.raises(ConfigError, match=r"httpx-aiohttp .*captionary\[openai\]"),
-        backend(server, transport="aiohttp") as b,
-    ):
-        b.generate([Request("hello")])
-    with backend(server, transport="auto") as b:  # auto falls back to httpx's own transport
+    with pytest.raises(ConfigError, match=r"aiohttp package .*captionary\[openai\]"):
+        backend(server, transport="aiohttp").preflight()
+    with backend(server, transport="auto") as b:  # auto falls back to httpx's client
         assert b.generate([Request("hello")])[0].texts == ["no image for: hello"]
         assert b._http.transport == "httpx"
+    monkeypatch.setattr(http_clients, "installed", lambda transport: False)
+    with pytest.raises(ConfigError, match=r"need aiohttp .*captionary\[openai\]"):
+        backend(server, transport="auto").preflight()
+
+
+def test_a_transport_that_does_not_exist_is_named():
+    with pytest.raises(ConfigError, match="transport must be auto, aiohttp or httpx, not 'requests'"):
+        backend(serve(), transport="requests").preflight()
+
+
+class Builder:
+    """A request built when its slot comes; records the thread that built it."""
+
+    def __init__(self, prompt: str, ready: bool | None):
+        self.prompt, self.is_ready, self.thread = prompt, ready, ""
+        if ready is not None:
+            self.ready = lambda: self.is_ready
+
+    def __call__(self) -> Request:
+        self.thread = threading.current_thread().name
+        return Request(self.prompt)
+
+
+def test_a_builder_that_says_it_is_ready_runs_on_the_loop_and_others_in_a_helper_thread():
+    server = serve()
+    builders = [Builder("ready", True), Builder("not yet", False), Builder("plain", None)]
+    with backend(server) as b:
+        results = [future.result() for future in [b.submit(x) for x in builders]]
+    assert [r.texts for r in results] == [
+        ["no image for: ready"],
+        ["no image for: not yet"],
+        ["no image for: plain"],
+    ]
+    assert [x.thread.rsplit("_", 1)[0] for x in builders] == [
+        "captionary-http",  # the event loop's own thread: no round trip through a helper
+        "captionary-http-prep",
+        "captionary-http-prep",
+    ]

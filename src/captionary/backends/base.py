@@ -214,7 +214,9 @@ class Backend:
     def submit(self, request: Request | Callable[[], Request]) -> Future[Result]:
         """Queue one request without waiting (backends with `streams = True`); loads if needed. A
         function that builds the request is called in the request's slot, in its turn (so requests go
-        out in the order submitted); what it raises becomes the result's exception."""
+        out in the order submitted); what it raises becomes the result's exception. It is called in a
+        helper thread, as it may wait (for its image to be decoded), unless it has a `ready()` method
+        that answers True: then it will not block and is called where the request is sent."""
         raise NotImplementedError
 
     def prepare_image(self, image: Image) -> Any:

@@ -11,7 +11,6 @@ fails only its item. Token usage is counted for the run summary.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -253,7 +252,7 @@ class GenerativeStep(ImageBatchStep):
             return  # every batch reports the load error
         sent = self.runtime.sent
         for item in items:
-            sent[id(item)] = (item, backend.submit(functools.partial(self.request, item)))
+            sent[id(item)] = (item, backend.submit(QueuedRequest(self, item)))
 
     def accelerator(self) -> str | None:
         return self._backend_instance.accelerator()
@@ -365,6 +364,24 @@ class GenerativeStep(ImageBatchStep):
         if self.on_truncated == "flag":
             updates[f"{self.target}_truncated"] = truncated
         return updates
+
+
+@dataclass(frozen=True)
+class QueuedRequest:
+    """An item's request, built when its slot comes (`Backend.submit`); `ready()` once its image is
+    prepared, so building it does not wait."""
+
+    step: GenerativeStep
+    item: Item
+
+    def __call__(self) -> Request:
+        return self.step.request(self.item)
+
+    def ready(self) -> bool:
+        if not self.step.reads_image:
+            return True
+        entry = self.step.runtime.queued.get(id(self.item))
+        return entry is not None and entry[1].done()
 
 
 def _answer_or_error(sent: Future[Result]) -> Result | Exception:
