@@ -33,6 +33,7 @@ class PillowEngine:
         from PIL import Image, ImageOps
 
         image = Image.open(io.BytesIO(data))
+        image.decodermaxblock = max(image.decodermaxblock, len(data))  # decoded in one call: one GIL release
         scale = draft(*_upright(image)) if draft is not None and image.format in ("JPEG", "MPO") else None
         if scale is not None and scale < 1:
             image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
