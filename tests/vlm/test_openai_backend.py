@@ -245,3 +245,16 @@ def test_a_builder_that_says_it_is_ready_runs_on_the_loop_and_others_in_a_helper
         "captionary-http-prep",
         "captionary-http-prep",
     ]
+
+
+def test_requests_go_through_the_proxy_the_environment_names(monkeypatch):
+    """HTTP_PROXY is honoured on both clients (as httpx does by default): the proxy receives the
+    request for the API's full URL."""
+    api, proxy = serve(), serve()
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/v1"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with backend(api, max_retries=0) as b:
+        [result] = b.generate([Request("via the proxy")])
+    assert result.error == f"HTTP 404: no route {api.url}/chat/completions"  # the proxy got the full URL
+    assert not api.hits and [h.status for h in proxy.hits] == [404]

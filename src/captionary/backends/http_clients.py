@@ -108,6 +108,7 @@ class AiohttpClient:
             headers=dict(headers),
             timeout=aiohttp.ClientTimeout(total=timeout),
             connector=aiohttp.TCPConnector(limit=connections),
+            trust_env=True,  # HTTP(S)_PROXY, NO_PROXY and .netrc, as httpx reads them
         )
 
     async def post(self, path: str, content: bytes, headers: Mapping[str, str]) -> Answer:
