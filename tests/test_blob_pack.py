@@ -101,8 +101,14 @@ def test_gc_frees_packed_originals_of_items_that_left_and_keeps_the_rest(photos,
         ws.run(Load(photos), progress=False)
         kept = {item.id for item in ws.items()}
         assert len(kept) == 12
+        leaving = set(ws.blobs.digests()) - kept
+        size = sum(len(ws.blobs.get(d)) for d in leaving)
+        statements: list[str] = []
+        ws.blobs.pack._connection(create=False).set_trace_callback(statements.append)
         report = ws.gc()
-        assert report.removed == 30
+        assert report.removed == 30 and report.freed_bytes == size
+        deletes = [s for s in statements if s.startswith("DELETE")]
+        assert len(deletes) == 30 and statements.count("COMMIT") == 1  # one transaction for all 30
         assert set(ws.blobs.digests()) == kept
         assert all(hashlib.sha256(ws.blobs.get(d)).hexdigest() == d for d in kept)
         assert pack.is_file()

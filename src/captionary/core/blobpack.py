@@ -19,7 +19,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from captionary.core.db import transaction
 
@@ -29,6 +29,8 @@ PACK_LIMIT = 128 << 10
 _PAGE_SIZE = 16384  # fewer overflow pages per blob than the default 4 KiB
 _SCHEMA = "CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, data BLOB NOT NULL)"
 _INSERT = "INSERT OR IGNORE INTO blobs VALUES (?, ?)"
+_SIZE = "SELECT length(data) FROM blobs WHERE digest = ?"
+_DELETE = "DELETE FROM blobs WHERE digest = ?"
 
 
 class BlobPack:
@@ -105,13 +107,21 @@ class BlobPack:
 
     def delete(self, digest: str) -> int:
         """Delete a packed blob; the bytes it held (0 if it was not here)."""
+        return self.delete_many([digest])
+
+    def delete_many(self, digests: Iterable[str]) -> int:
+        """Delete packed blobs in one transaction; the bytes they held (those not here count 0)."""
         db = self._connection(create=False)
         if db is None:
             return 0
-        with self._lock:
-            row = db.execute("SELECT length(data) FROM blobs WHERE digest = ?", (digest,)).fetchone()
-            db.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
-        return row[0] if row else 0
+        freed = 0
+        with self._lock, transaction(db):
+            for digest in digests:
+                row = db.execute(_SIZE, (digest,)).fetchone()
+                if row:
+                    freed += row[0]
+                    db.execute(_DELETE, (digest,))
+        return freed
 
     def compact(self) -> None:
         """Give the pages of deleted blobs back to the file system when they are a quarter of it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +99,20 @@ class BlobStore:
 
     def delete(self, digest: str) -> int:
         """Delete a blob (and any reference to it); the bytes freed in the workspace."""
-        freed = self.pack.delete(digest)
-        for path in (self.path(digest), self.path(digest).with_name(digest + REF_SUFFIX)):
-            try:
-                freed += path.stat().st_size
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        return self.delete_many([digest])
+
+    def delete_many(self, digests: Iterable[str]) -> int:
+        """Delete blobs (and any references to them), the packed ones in one transaction of the
+        pack; the bytes freed in the workspace."""
+        digests = list(digests)
+        freed = self.pack.delete_many(digests)
+        for digest in digests:
+            for path in (self.path(digest), self.path(digest).with_name(digest + REF_SUFFIX)):
+                try:
+                    freed += path.stat().st_size
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
         return freed
 
     def clear_tmp(self) -> None:

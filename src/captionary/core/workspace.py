@@ -268,13 +268,9 @@ class Workspace:
             forget(self.db, departed.items)
             digests = set(self.blobs.digests())
             referenced = self.referenced_blobs()
-            removed = freed = kept = 0
-            for digest in sorted(digests):
-                if digest in referenced:
-                    kept += 1
-                    continue
-                freed += self.blobs.delete(digest)
-                removed += 1
+            unreferenced = sorted(digests - referenced)
+            kept = len(digests) - len(unreferenced)
+            removed, freed = len(unreferenced), self.blobs.delete_many(unreferenced)
             self.blobs.clear_tmp()
             self.blobs.compact()
             return GcReport(removed, freed, kept, pruned, len(departed.items), departed.decisions_kept)
