@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from captionary.core import optional
@@ -76,6 +76,9 @@ class FsspecBlobStore:
             if folder.rpartition("/")[2] != TMP:
                 names.add(name.removesuffix(REF_SUFFIX))
         yield from sorted(names)
+
+    def delete_many(self, digests: Iterable[str]) -> int:
+        return sum(self.delete(digest) for digest in digests)
 
     def delete(self, digest: str) -> int:
         freed = 0
