@@ -5,17 +5,21 @@ are stored, freed by gc, and read back byte for byte."""
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from captionary import Load, Save, Workspace
+from captionary import Load, LoadHuggingFace, LoadManifest, LoadWebDataset, Save, Workspace
 from captionary.core.blobpack import PACK_LIMIT
 from captionary.core.blobstore import BlobStore
 from conftest import REPO
@@ -167,3 +171,58 @@ def test_a_killed_ingest_leaves_no_row_naming_a_blob_it_did_not_store(tmp_path):
         summary = ws.run(Load(folder), progress=False)
         assert summary.errors == [] and len(ws) == total
         assert all(hashlib.sha256(ws.blobs.get(item.id)).hexdigest() == item.id for item in ws.items())
+
+
+def _small_pngs(n: int) -> list[bytes]:
+    out = []
+    for i in range(n):
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 30), (i * 3, 90, 200)).save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def _manifest(tmp_path: Path, images: list[bytes]) -> LoadManifest:
+    rows = []
+    for i, data in enumerate(images):
+        (tmp_path / f"{i:03d}.png").write_bytes(data)
+        rows.append(json.dumps({"image": f"{i:03d}.png", "caption": f"image {i}"}))
+    (tmp_path / "list.jsonl").write_text("\n".join(rows) + "\n")
+    return LoadManifest(tmp_path / "list.jsonl")
+
+
+def _shard(tmp_path: Path, images: list[bytes]) -> LoadWebDataset:
+    with tarfile.open(tmp_path / "shard.tar", "w") as tar:
+        for i, data in enumerate(images):
+            info = tarfile.TarInfo(f"{i:03d}.png")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return LoadWebDataset(str(tmp_path / "shard.tar"))
+
+
+def _hf(tmp_path: Path, images: list[bytes]) -> LoadHuggingFace:
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image(), "text": datasets.Value("string")})
+    rows = {"image": [{"bytes": d, "path": None} for d in images], "text": ["x"] * len(images)}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "hf"))
+    return LoadHuggingFace(str(tmp_path / "hf"))
+
+
+@pytest.mark.parametrize("source", [_manifest, _shard, _hf], ids=["manifest", "webdataset", "huggingface"])
+def test_every_source_stores_a_run_of_small_images_in_few_pack_transactions(tmp_path, monkeypatch, source):
+    """Like `load`, the manifest, webdataset and Hugging Face sources store new small images in
+    groups (one pack transaction per 64), not one commit per image."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    images = _small_pngs(150)
+    step = source(tmp_path, images)
+    with Workspace(tmp_path / "ws") as ws:
+        statements: list[str] = []
+        ws.blobs.pack._connection(create=True).set_trace_callback(statements.append)
+        summary = ws.run(step, progress=False)
+        assert summary.status == "completed" and not summary.errors
+        inserts = [s for s in statements if s.startswith("INSERT")]
+        assert len(inserts) == 150 and 3 <= statements.count("COMMIT") <= 6  # 150 in groups of <= 64
+        stored = {hashlib.sha256(d).hexdigest() for d in images}
+        assert {item.id for item in ws.items()} == stored
+        assert all(ws.blobs.get(d) is not None for d in stored)

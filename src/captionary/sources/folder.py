@@ -18,19 +18,13 @@ from captionary.sources.records import (
     SourceRecords,
     fingerprint_size,
     read_regular_file,
+    reading_tasks,
     should_verify,
     stat_fingerprint,
 )
 
 CAPTION_SIDECARS = (".txt", ".caption")
 SIDECARS = (*CAPTION_SIDECARS, ".json")
-FILES_PER_TASK = 64
-TASK_BYTES = 1 << 20
-"""A reading task: up to FILES_PER_TASK new files or TASK_BYTES of them (at least one file). One
-hand-off between threads per task, and the task's small originals go to the blob pack in one
-transaction: each commit rewrites the pack's index pages it touched and makes every pool worker
-reread the pages it had cached (tasks of 8 thumbnails wrote 540 MB to the pack's log for 20,000
-files of 3 KB; tasks of 64, 315 MB)."""
 BIG_FILES = 256 << 10
 """Bytes a new file holds on average from which `load` reads with several threads (see `threads`)."""
 
@@ -79,7 +73,7 @@ class Load(Source):
             else:
                 fresh.append((key, real_path, name, fingerprint, sidecars))
         ctx.fresh(len(fresh))
-        tasks = _tasks(fresh)
+        tasks = reading_tasks(fresh, fingerprint_of=lambda entry: entry[3])
         with ThreadPoolExecutor(self._threads(fresh, verify), thread_name_prefix="captionary-load") as pool:
             for done in pool.map(lambda task: self._ingest_task(records, task), tasks):
                 for record in done:
@@ -156,19 +150,6 @@ class Load(Source):
         except (OSError, ValueError) as exc:
             return Ingested(key, error=f"cannot load {Path(key).name}: {exc}")
         return records.ingest(key, path, name, fingerprint, props)
-
-
-def _tasks(fresh: list[tuple[str, str, str, str, list[str]]]) -> list[list[tuple]]:
-    """`fresh` cut into reading tasks (see FILES_PER_TASK), in order."""
-    tasks: list[list[tuple]] = [[]]
-    size = 0
-    for entry in fresh:
-        if len(tasks[-1]) == FILES_PER_TASK or (tasks[-1] and size >= TASK_BYTES):
-            tasks.append([])
-            size = 0
-        tasks[-1].append(entry)
-        size += fingerprint_size(entry[3])
-    return tasks if tasks[0] else []
 
 
 def _sidecar_props(sidecars: list[str], max_size: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from captionary.core import optional
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
-from captionary.sources.records import SourceRecords, should_verify
+from captionary.sources.records import SourceRecords, chunks, should_verify
 
 
 class LoadHuggingFace(Source):
@@ -54,8 +54,10 @@ class LoadHuggingFace(Source):
                 yield known
             else:
                 fresh.append(index)
-        for index, row in zip(fresh, ds.select(fresh)):
-            yield self._ingest(records, prefix, index, row, ds._fingerprint)
+        for chunk in chunks(zip(fresh, ds.select(fresh))):
+            with records.batch():  # the chunk's small images stored in one transaction
+                done = [self._ingest(records, prefix, index, row, ds._fingerprint) for index, row in chunk]
+            yield from done
 
     def _open(self):
         import datasets

@@ -19,7 +19,13 @@ from captionary.core.manifest_rows import csv_rows, jsonl_rows
 from captionary.pipeline.context import SourceContext
 from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.download import DEADLINE, HOST_FAILURES, Downloader
-from captionary.sources.records import MAX_FILE_SIZE, SourceRecords, should_verify, stat_fingerprint
+from captionary.sources.records import (
+    MAX_FILE_SIZE,
+    SourceRecords,
+    reading_tasks,
+    should_verify,
+    stat_fingerprint,
+)
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -114,10 +120,16 @@ class LoadManifest(Source):
                 (urls if remote else fresh).append((key, real_path, name, fingerprint, props))
         ctx.expect(ctx.produced + len(fresh) + len(urls))
         ctx.fresh(len(fresh) + len(urls))
+        tasks = reading_tasks(fresh, fingerprint_of=lambda entry: entry[3])
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
-            for record in pool.map(lambda args: records.ingest(*args, in_place=not self.copy), fresh):
-                yield record if record.item is None else records.unique(record.item, cached=False)
+            for done in pool.map(lambda task: self._ingest_task(records, task), tasks):
+                for record in done:
+                    yield record if record.item is None else records.unique(record.item, cached=False)
         yield from self._download(records, urls)
+
+    def _ingest_task(self, records: SourceRecords, task: list[tuple]) -> list[Ingested]:
+        with records.batch():  # the task's small originals stored in one transaction
+            return [records.ingest(*args, in_place=not self.copy) for args in task]
 
     def _download(self, records: SourceRecords, urls: list[tuple]) -> Iterator[Ingested]:
         """Download new image URLs (the blob store and `source_files` are the cache: never twice).

@@ -4,12 +4,13 @@ file is never read again, and ingesting a new one (read, check, copy into the bl
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from captionary.core.atomic import read_all
 from captionary.core.cache import decode_props
@@ -39,6 +40,14 @@ def unmarked(recorded: str) -> tuple[str, str]:
     return recorded, ""
 
 
+FILES_PER_TASK = 64
+TASK_BYTES = 1 << 20
+"""A reading task: up to FILES_PER_TASK new files or TASK_BYTES of them (at least one file). One
+hand-off between threads per task, and the task's small originals go to the blob pack in one
+transaction (`SourceRecords.batch`): each commit rewrites the pack's index pages it touched and makes
+every pool worker reread the pages it had cached (tasks of 8 thumbnails wrote 540 MB to the pack's
+log for 20,000 files of 3 KB; tasks of 64, 315 MB)."""
+T = TypeVar("T")
 INSERT_ITEM = "INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?)"
 UPSERT_SOURCE_FILE = "INSERT OR REPLACE INTO source_files VALUES (?, ?, ?, ?, ?, ?)"
 
@@ -210,6 +219,27 @@ def _file_kind(mode: int) -> str:
 def stat_fingerprint(path: str | os.DirEntry) -> str:
     st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
     return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def reading_tasks(fresh: list[T], fingerprint_of: Callable[[T], str]) -> list[list[T]]:
+    """`fresh` (new files, each with its `stat_fingerprint`) cut into reading tasks, in order."""
+    tasks: list[list[T]] = [[]]
+    size = 0
+    for entry in fresh:
+        if len(tasks[-1]) == FILES_PER_TASK or (tasks[-1] and size >= TASK_BYTES):
+            tasks.append([])
+            size = 0
+        tasks[-1].append(entry)
+        size += fingerprint_size(fingerprint_of(entry))
+    return tasks if tasks[0] else []
+
+
+def chunks(entries: Iterable[T], size: int = FILES_PER_TASK) -> Iterator[list[T]]:
+    """`entries` in lists of `size` (the last may be shorter): a source that ingests in its own
+    thread stores each list's blobs in one `SourceRecords.batch`."""
+    iterator = iter(entries)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def fingerprint_size(fingerprint: str) -> int:

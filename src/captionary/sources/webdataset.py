@@ -28,6 +28,7 @@ from captionary.sources.records import (
     MAX_FILE_SIZE,
     UPSERT_SOURCE_FILE,
     SourceRecords,
+    chunks,
     should_verify,
     stat_fingerprint,
 )
@@ -80,25 +81,33 @@ class LoadWebDataset(Source):
                 yield from known
                 return
         errors = samples = 0
-        for read in _read_shard(url, self.timeout, self.max_file_size):
-            if isinstance(read, Damage):  # a damaged stretch, read past: reported where it was found
-                errors += 1
-                error = f"{shard}, byte {read.offset}: {read.message}"
-                yield Ingested(f"wds:{shard}@{read.offset}", error=error)
-                continue
-            if isinstance(read, Exception):
-                yield _unreadable(shard, read)
+        unreadable = False
+        for chunk in chunks(_read_shard(url, self.timeout, self.max_file_size)):
+            done: list[Ingested] = []
+            with records.batch():  # the chunk's small images stored in one transaction
+                for read in chunk:
+                    if isinstance(read, Damage):  # a damaged stretch, read past: reported where found
+                        errors += 1
+                        error = f"{shard}, byte {read.offset}: {read.message}"
+                        done.append(Ingested(f"wds:{shard}@{read.offset}", error=error))
+                        continue
+                    if isinstance(read, Exception):
+                        done.append(_unreadable(shard, read))
+                        unreadable = True
+                        break
+                    sample_key, members, offsets = read
+                    key = f"wds:{shard}#{sample_key}"
+                    samples += 1
+                    version = fingerprint if fingerprint != UNKNOWN else _content_fingerprint(members)
+                    record = records.cached(key, _name(shard, key), version)
+                    if record is None:
+                        where = self._where(shard, offsets)
+                        record = self._ingest(records, key, shard, sample_key, members, version, where)
+                    errors += record.error is not None
+                    done.append(record)
+            yield from done
+            if unreadable:  # the shard could not be read on
                 return
-            sample_key, members, offsets = read
-            key = f"wds:{shard}#{sample_key}"
-            samples += 1
-            version = fingerprint if fingerprint != UNKNOWN else _content_fingerprint(members)
-            record = records.cached(key, _name(shard, key), version)
-            if record is None:
-                where = self._where(shard, offsets)
-                record = self._ingest(records, key, shard, sample_key, members, version, where)
-            errors += record.error is not None
-            yield record
         if fingerprint != UNKNOWN and not errors:
             ctx.writer.write(
                 UPSERT_SOURCE_FILE, (marker, fingerprint, None, None, f'{{"samples":{samples}}}', None)
