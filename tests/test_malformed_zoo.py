@@ -265,7 +265,7 @@ def test_reading_a_file_allocates_its_size_not_max_file_size(tmp_path):
     every first run spend its system time allocating and giving back memory)."""
     import tracemalloc
 
-    from captionary.sources.records import read_regular_file
+    from captionary.core.atomic import read_regular_file
 
     path = tmp_path / "small.bin"
     path.write_bytes(b"x" * 10_000)

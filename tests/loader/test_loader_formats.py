@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import threading
 
 import loader_fixtures
 import pytest
@@ -13,7 +15,7 @@ from PIL import Image
 from captionary import Load, Save, Workspace, step
 from captionary.errors import ConfigError
 from captionary.loader import ImageCaptionDataset, detect_format, read_records
-from captionary.loader.records import open_image
+from captionary.loader.records import Record, open_image
 
 pytest.importorskip("torch")
 export, varied, expected = loader_fixtures.export, loader_fixtures.varied, loader_fixtures.expected
@@ -236,3 +238,30 @@ def test_an_unusable_manifest_line_stops_the_read_naming_file_and_line(tmp_path)
     table.write_text("image_path,caption\na.jpg,a photo\na.jpg\n")
     with pytest.raises(ConfigError, match=r"meta\.csv:3: malformed line: not the 2 fields of the header"):
         read_records(table)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_a_fifo_named_like_an_image_is_refused_not_waited_on(varied):
+    """A FIFO in a training folder (a tar can hold one) would block the loader forever on open: it
+    is refused like any unreadable image, naming the file and what it is."""
+    fifo = varied / "dog" / "98.jpg"
+    os.mkfifo(fifo)
+    outcome: dict[str, object] = {}
+
+    def build() -> None:
+        try:
+            outcome["skipped"] = ImageCaptionDataset(
+                varied, buckets={"bucket_no_upscale": True}, on_error="skip"
+            ).skipped
+            outcome["opened"] = open_image(Record("98", str(fifo), (), where=str(fifo)))
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=build, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "the loader blocked on the FIFO"
+    reasons = dict(outcome["skipped"])
+    assert "not a regular file (a FIFO)" in reasons[str(fifo)]
+    assert isinstance(outcome["error"], ValueError)
+    assert f"{fifo}: cannot read the image: not a regular file (a FIFO)" in str(outcome["error"])

@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import stat
 import threading
+from typing import BinaryIO
 
 TMP_PREFIX = ".captionary-tmp-"
 _counter = itertools.count()
@@ -86,6 +88,52 @@ def read_file(path: str) -> bytes:
         return read_all(fd, 1 << 62, os.fstat(fd).st_size)
     finally:
         os.close(fd)
+
+
+def read_regular_file(path: str, max_size: int) -> bytes:
+    """The bytes of a regular file (links followed), at most `max_size` of them. A FIFO, a device
+    (`/dev/zero`), a socket or a folder is refused without blocking or reading: ValueError with the
+    reason, as for a file over `max_size`; OSError for what the system refuses."""
+    fd, size = _open_regular(path)
+    try:
+        if size > max_size:
+            raise ValueError(f"{size} bytes, over max_file_size ({max_size} bytes)")
+        # Bare reads of the file's size: a file object costs an isatty ioctl, a seek and a stat more
+        # per file; a buffer of max_size + 1 allocated (and gave back) a gigabyte per file.
+        data = read_all(fd, max_size + 1, size)  # (if it grew since fstat: on, within the limit)
+    finally:
+        os.close(fd)
+    if len(data) > max_size:
+        raise ValueError(f"grew over max_file_size ({max_size} bytes) while it was read")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device"}
+    kinds |= {stat.S_ISSOCK: "socket", stat.S_ISDIR: "folder"}
+    return next((name for test, name in kinds.items() if test(mode)), "special file")
+
+
+def open_regular(path: str) -> BinaryIO:
+    """A regular file (links followed) opened for reading; a FIFO, a device, a socket or a folder is
+    refused without blocking (ValueError naming what it is), as `read_regular_file` does."""
+    return os.fdopen(_open_regular(path)[0], "rb")
+
+
+def _open_regular(path: str) -> tuple[int, int]:
+    """A descriptor of the regular file at `path` and its size, checked on the open descriptor (no
+    race with a swapped name), opened without blocking: opening a FIFO would wait for a writer."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        mode = info.st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"not a regular file (a {_file_kind(mode)}); only regular files are read")
+        os.set_blocking(fd, True)  # (local file systems ignore O_NONBLOCK on files; FUSE may not)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
 
 
 def remove_temp_files(folder: str, *, recursive: bool = False) -> None:

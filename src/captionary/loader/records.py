@@ -6,6 +6,7 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from captionary.core.atomic import open_regular
 from captionary.core.images import to_rgb
 from captionary.core.locations import is_http
 
@@ -65,25 +66,27 @@ def open_image(record: Record, downloads: Any = None, min_size: tuple[int, int] 
 
     from captionary.core.images import _TRANSPOSED, EXIF_ORIENTATION
 
-    source = record.image
-    try:
-        if isinstance(source, WorkspaceImage):
-            image = source.open()
-        elif isinstance(source, bytes):
-            image = Image.open(io.BytesIO(source))
-        elif is_http(source):
-            if downloads is None:
-                raise ValueError("an image URL needs a download cache (ImageCaptionDataset(cache_dir=...))")
-            image = Image.open(downloads.path(source))
-        else:
-            image = Image.open(source)
+    def decoded(image: Image.Image) -> Image.Image:
         if min_size is not None and image.format in ("JPEG", "MPO"):
             width, height = min_size
             if image.getexif().get(EXIF_ORIENTATION, 1) in _TRANSPOSED:
                 width, height = height, width
             image.draft("RGB", (2 * width, 2 * height))
-        image = ImageOps.exif_transpose(image)
+        image = ImageOps.exif_transpose(image)  # a new image, not tied to the file
         return image if image.mode == "RGB" else to_rgb(image)
+
+    source = record.image
+    try:
+        if isinstance(source, WorkspaceImage):
+            return decoded(source.open())
+        if isinstance(source, bytes):
+            return decoded(Image.open(io.BytesIO(source)))
+        if is_http(source):
+            if downloads is None:
+                raise ValueError("an image URL needs a download cache (ImageCaptionDataset(cache_dir=...))")
+            source = str(downloads.path(source))
+        with open_regular(source) as file:  # a FIFO named like an image would block the loader
+            return decoded(Image.open(file))
     except Exception as exc:
         raise ValueError(f"{record.where or record.id}: cannot read the image: {exc}") from exc
 
@@ -101,12 +104,10 @@ def probe_size(record: Record, downloads: Any = None) -> tuple[int, int]:
         return source.open().size
     try:
         if isinstance(source, bytes):
-            image = Image.open(io.BytesIO(source))
-        elif is_http(source):
-            image = Image.open(downloads.path(source))
+            file: Any = io.BytesIO(source)
         else:
-            image = Image.open(source)
-        with image:
+            file = open_regular(str(downloads.path(source)) if is_http(source) else source)
+        with file, Image.open(file) as image:
             width, height = image.size
             if image.getexif().get(EXIF_ORIENTATION, 1) in _TRANSPOSED:
                 width, height = height, width

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
+from captionary.core.atomic import read_regular_file
 from captionary.core.db import db_text
 from captionary.core.images import STRUCTURE, ReadableExtensions, Verify
 from captionary.pipeline.context import SourceContext
@@ -17,7 +18,6 @@ from captionary.sources.records import (
     MAX_FILE_SIZE,
     SourceRecords,
     fingerprint_size,
-    read_regular_file,
     reading_tasks,
     should_verify,
     stat_fingerprint,

@@ -6,13 +6,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from captionary.core.atomic import read_all
+from captionary.core.atomic import read_regular_file
 from captionary.core.cache import decode_props
 from captionary.core.db import db_text
 from captionary.core.hashing import canonical_json, hash_bytes
@@ -185,35 +184,6 @@ class SourceRecords:
         if first != item.source:
             return Ingested(item.source or "", dropped=f"exact duplicate of {first}")
         return Ingested(item.source or "", item, cached=cached)
-
-
-def read_regular_file(path: str, max_size: int) -> bytes:
-    """The bytes of a regular file (links followed), at most `max_size` of them. A FIFO, a device
-    (`/dev/zero`), a socket or a folder is refused without blocking or reading: ValueError with the
-    reason, as for a file over `max_size`; OSError for what the system refuses."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:  # checked on the open descriptor: no race with a swapped name
-        info = os.fstat(fd)
-        mode, size = info.st_mode, info.st_size
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"not a regular file (a {_file_kind(mode)}); only regular files are read")
-        if size > max_size:
-            raise ValueError(f"{size} bytes, over max_file_size ({max_size} bytes)")
-        os.set_blocking(fd, True)  # (local file systems ignore O_NONBLOCK on files; FUSE may not)
-        # Bare reads of the file's size: a file object costs an isatty ioctl, a seek and a stat more
-        # per file; a buffer of max_size + 1 allocated (and gave back) a gigabyte per file.
-        data = read_all(fd, max_size + 1, size)  # (if it grew since fstat: on, within the limit)
-    finally:
-        os.close(fd)
-    if len(data) > max_size:
-        raise ValueError(f"grew over max_file_size ({max_size} bytes) while it was read")
-    return data
-
-
-def _file_kind(mode: int) -> str:
-    kinds = {stat.S_ISFIFO: "FIFO", stat.S_ISCHR: "character device", stat.S_ISBLK: "block device"}
-    kinds |= {stat.S_ISSOCK: "socket", stat.S_ISDIR: "folder"}
-    return next((name for test, name in kinds.items() if test(mode)), "special file")
 
 
 def stat_fingerprint(path: str | os.DirEntry) -> str:
