@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class FakeOpenAI:
     api_key: str | None = None  # when set, requests must carry it
     prefix: str = ""  # put before every answer (e.g. "The image shows ")
     hold_after: int | None = None  # requests after this many wait until `release` is set
+    tls: tuple[str, str] | None = None  # (certificate, key) files: serve https
     hits: list[Hit] = field(default_factory=list)
     active: int = 0
     peak: int = 0
@@ -52,12 +54,17 @@ class FakeOpenAI:
         handler = type("Handler", (_Handler,), {"fake": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def close(self) -> None:
         self.release.set()

@@ -258,3 +258,67 @@ def test_requests_go_through_the_proxy_the_environment_names(monkeypatch):
         [result] = b.generate([Request("via the proxy")])
     assert result.error == f"HTTP 404: no route {api.url}/chat/completions"  # the proxy got the full URL
     assert not api.hits and [h.status for h in proxy.hits] == [404]
+
+
+def _certificates(folder) -> tuple[str, str, str]:
+    """A certificate authority of the test's own and a certificate it signed for 127.0.0.1: (the
+    authority's certificate, the server's certificate, its key), as PEM files."""
+    import datetime
+    import ipaddress
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject, key, issuer, issuer_key, ca: bool, names=()):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("test authority", ca_key, "test authority", ca_key, True)
+    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server = certificate("127.0.0.1", server_key, "test authority", ca_key, False, names)
+    paths = [str(folder / name) for name in ("ca.pem", "server.pem", "server.key")]
+    for path, data in zip(paths[:2], (ca, server), strict=True):
+        with open(path, "wb") as f:
+            f.write(data.public_bytes(serialization.Encoding.PEM))
+    with open(paths[2], "wb") as f:
+        f.write(
+            server_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return paths[0], paths[1], paths[2]
+
+
+def test_https_is_verified_against_the_authorities_the_environment_names(tmp_path, monkeypatch):
+    """An https server whose certificate no trusted authority signed is refused, with the reason;
+    naming its authority in SSL_CERT_FILE (as for a company's own CA) makes it trusted."""
+    authority, certificate, key = _certificates(tmp_path)
+    server = serve(tls=(certificate, key))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with backend(server, max_retries=0) as b:
+        [refused] = b.generate([Request("over tls")])
+    assert refused.error.startswith("connection failed: ") and "CERTIFICATE_VERIFY_FAILED" in refused.error
+    assert not server.hits
+    monkeypatch.setenv("SSL_CERT_FILE", authority)
+    with backend(server, max_retries=0) as b:
+        [answered] = b.generate([Request("over tls")])
+    assert answered.error is None and answered.texts == ["no image for: over tls"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -83,6 +84,19 @@ def resolve(transport: Transport) -> Literal["aiohttp", "httpx"]:
     return transport
 
 
+def trusted_roots() -> ssl.SSLContext:
+    """TLS verification against the system's certificates (and `SSL_CERT_FILE` / `SSL_CERT_DIR`) and,
+    when certifi is installed, its bundle too: httpx and the OpenAI SDK verify against certifi, and
+    a Python without system certificates (python.org's macOS builds) has only that."""
+    context = ssl.create_default_context()
+    try:
+        import certifi
+    except ImportError:
+        return context
+    context.load_verify_locations(certifi.where())
+    return context
+
+
 async def open_client(
     transport: Literal["aiohttp", "httpx"],
     *,
@@ -107,7 +121,7 @@ class AiohttpClient:
         self._session = aiohttp.ClientSession(
             headers=dict(headers),
             timeout=aiohttp.ClientTimeout(total=timeout),
-            connector=aiohttp.TCPConnector(limit=connections),
+            connector=aiohttp.TCPConnector(limit=connections, ssl=trusted_roots()),
             trust_env=True,  # HTTP(S)_PROXY, NO_PROXY and .netrc, as httpx reads them
         )
 
