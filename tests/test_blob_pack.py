@@ -22,6 +22,7 @@ from PIL import Image
 from captionary import Load, LoadHuggingFace, LoadManifest, LoadWebDataset, Save, Workspace
 from captionary.core.blobpack import PACK_LIMIT
 from captionary.core.blobstore import BlobStore
+from captionary.sources.records import chunks
 from conftest import REPO
 
 READ = "import sys; from captionary.core.blobstore import BlobStore; "
@@ -226,3 +227,19 @@ def test_every_source_stores_a_run_of_small_images_in_few_pack_transactions(tmp_
         stored = {hashlib.sha256(d).hexdigest() for d in images}
         assert {item.id for item in ws.items()} == stored
         assert all(ws.blobs.get(d) is not None for d in stored)
+
+
+def test_ingest_chunks_are_cut_by_count_and_by_bytes_and_read_only_as_they_fill():
+    """A source ingesting in its own thread holds one chunk at a time: at most 64 entries or 1 MiB
+    (the entry that crosses it included), and nothing is read ahead of the chunk being filled."""
+    pulled: list[int] = []
+
+    def entries():
+        for i in range(200):
+            pulled.append(i)
+            yield i
+
+    sizes = {i: 600_000 if i in (10, 11) else 10 for i in range(200)}
+    cut = chunks(entries(), size_of=sizes.__getitem__)
+    assert next(cut) == list(range(12)) and pulled == list(range(12))  # 1.2 MB after the 12th
+    assert [len(chunk) for chunk in cut] == [64, 64, 60]

@@ -54,7 +54,7 @@ class LoadHuggingFace(Source):
                 yield known
             else:
                 fresh.append(index)
-        for chunk in chunks(zip(fresh, ds.select(fresh))):
+        for chunk in chunks(zip(fresh, ds.select(fresh)), size_of=self._image_size):
             with records.batch():  # the chunk's small images stored in one transaction
                 done = [self._ingest(records, prefix, index, row, ds._fingerprint) for index, row in chunk]
             yield from done
@@ -83,6 +83,11 @@ class LoadHuggingFace(Source):
         props = self._props(row)
         record = records.ingest_bytes(key, data, f"row {index}", name, fingerprint, props)
         return record if record.item is None else records.unique(record.item, cached=False)
+
+    def _image_size(self, entry: tuple[int, dict]) -> int:
+        image = entry[1].get(self.image_column)
+        data = image.get("bytes") if isinstance(image, dict) else None
+        return len(data) if isinstance(data, bytes) else 0
 
     def _from_path(self, records, key, path, name, fingerprint, row) -> Ingested:
         record = records.ingest(key, path, name, fingerprint, self._props(row))

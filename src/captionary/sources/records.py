@@ -4,7 +4,6 @@ file is never read again, and ingesting a new one (read, check, copy into the bl
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import threading
 import time
@@ -204,11 +203,19 @@ def reading_tasks(fresh: list[T], fingerprint_of: Callable[[T], str]) -> list[li
     return tasks if tasks[0] else []
 
 
-def chunks(entries: Iterable[T], size: int = FILES_PER_TASK) -> Iterator[list[T]]:
-    """`entries` in lists of `size` (the last may be shorter): a source that ingests in its own
-    thread stores each list's blobs in one `SourceRecords.batch`."""
-    iterator = iter(entries)
-    while chunk := list(itertools.islice(iterator, size)):
+def chunks(entries: Iterable[T], size_of: Callable[[T], int]) -> Iterator[list[T]]:
+    """`entries` in lists cut as reading tasks are (up to FILES_PER_TASK entries or TASK_BYTES of
+    them, by `size_of`), each taken only as the list fills: a source that ingests in its own thread
+    stores each list's blobs in one `SourceRecords.batch`, holding no more than one list's bytes."""
+    chunk: list[T] = []
+    size = 0
+    for entry in entries:
+        chunk.append(entry)
+        size += size_of(entry)
+        if len(chunk) == FILES_PER_TASK or size >= TASK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
         yield chunk
 
 

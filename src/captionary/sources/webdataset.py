@@ -82,7 +82,7 @@ class LoadWebDataset(Source):
                 return
         errors = samples = 0
         unreadable = False
-        for chunk in chunks(_read_shard(url, self.timeout, self.max_file_size)):
+        for chunk in chunks(_read_shard(url, self.timeout, self.max_file_size), size_of=_read_size):
             done: list[Ingested] = []
             with records.batch():  # the chunk's small images stored in one transaction
                 for read in chunk:
@@ -179,6 +179,10 @@ def _check_file_system(step: LoadWebDataset, url: str) -> None:
         fsspec.get_filesystem_class(protocol)
     except (ImportError, ValueError) as exc:
         require(False, step, f"cannot open {url}: {exc}", param="shards")
+
+
+def _read_size(read: Sample | Damage | Exception) -> int:
+    return sum(map(len, read[1].values())) if isinstance(read, tuple) and not isinstance(read, Damage) else 0
 
 
 def _fingerprint(shard: str, local: bool, timeout: float) -> str:
