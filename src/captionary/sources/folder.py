@@ -17,8 +17,8 @@ from captionary.pipeline.step import Ingested, Source, require
 from captionary.sources.records import (
     MAX_FILE_SIZE,
     SourceRecords,
+    chunks,
     fingerprint_size,
-    reading_tasks,
     should_verify,
     stat_fingerprint,
 )
@@ -73,7 +73,7 @@ class Load(Source):
             else:
                 fresh.append((key, real_path, name, fingerprint, sidecars))
         ctx.fresh(len(fresh))
-        tasks = reading_tasks(fresh, fingerprint_of=lambda entry: entry[3])
+        tasks = chunks(fresh, size_of=lambda entry: fingerprint_size(entry[3]))
         with ThreadPoolExecutor(self._threads(fresh, verify), thread_name_prefix="captionary-load") as pool:
             for done in pool.map(lambda task: self._ingest_task(records, task), tasks):
                 for record in done:

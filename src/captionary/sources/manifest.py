@@ -22,7 +22,8 @@ from captionary.sources.download import DEADLINE, HOST_FAILURES, Downloader
 from captionary.sources.records import (
     MAX_FILE_SIZE,
     SourceRecords,
-    reading_tasks,
+    chunks,
+    fingerprint_size,
     should_verify,
     stat_fingerprint,
 )
@@ -120,7 +121,7 @@ class LoadManifest(Source):
                 (urls if remote else fresh).append((key, real_path, name, fingerprint, props))
         ctx.expect(ctx.produced + len(fresh) + len(urls))
         ctx.fresh(len(fresh) + len(urls))
-        tasks = reading_tasks(fresh, fingerprint_of=lambda entry: entry[3])
+        tasks = chunks(fresh, size_of=lambda entry: fingerprint_size(entry[3]))
         with ThreadPoolExecutor(self.threads, thread_name_prefix="captionary-load") as pool:
             for done in pool.map(lambda task: self._ingest_task(records, task), tasks):
                 for record in done:

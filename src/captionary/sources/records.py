@@ -190,23 +190,10 @@ def stat_fingerprint(path: str | os.DirEntry) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def reading_tasks(fresh: list[T], fingerprint_of: Callable[[T], str]) -> list[list[T]]:
-    """`fresh` (new files, each with its `stat_fingerprint`) cut into reading tasks, in order."""
-    tasks: list[list[T]] = [[]]
-    size = 0
-    for entry in fresh:
-        if len(tasks[-1]) == FILES_PER_TASK or (tasks[-1] and size >= TASK_BYTES):
-            tasks.append([])
-            size = 0
-        tasks[-1].append(entry)
-        size += fingerprint_size(fingerprint_of(entry))
-    return tasks if tasks[0] else []
-
-
 def chunks(entries: Iterable[T], size_of: Callable[[T], int]) -> Iterator[list[T]]:
-    """`entries` in lists cut as reading tasks are (up to FILES_PER_TASK entries or TASK_BYTES of
-    them, by `size_of`), each taken only as the list fills: a source that ingests in its own thread
-    stores each list's blobs in one `SourceRecords.batch`, holding no more than one list's bytes."""
+    """`entries` cut into reading tasks, in order: up to FILES_PER_TASK entries or TASK_BYTES of them
+    by `size_of` (the entry that crosses it included), each taken only as it fills. A task's blobs
+    go in one `SourceRecords.batch`; a source that ingests in its own thread holds one task's bytes."""
     chunk: list[T] = []
     size = 0
     for entry in entries:

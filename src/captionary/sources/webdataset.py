@@ -182,7 +182,7 @@ def _check_file_system(step: LoadWebDataset, url: str) -> None:
 
 
 def _read_size(read: Sample | Damage | Exception) -> int:
-    return sum(map(len, read[1].values())) if isinstance(read, tuple) and not isinstance(read, Damage) else 0
+    return 0 if isinstance(read, (Damage, Exception)) else sum(map(len, read[1].values()))
 
 
 def _fingerprint(shard: str, local: bool, timeout: float) -> str:
